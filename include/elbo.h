@@ -1,0 +1,15 @@
+/* elbo: deep generative models in C. The public API: include this one header.
+ *   core.h   status codes, threads, RNG, tensors, step context, autodiff
+ *   ops.h    differentiable ops
+ *   nn.h     named parameters, layers, initialisation
+ *   optim.h  optimisers, gradient clipping, EMA, learning-rate schedules
+ *   models.h the benchmark models (vae-mlp, unet-s) and their losses
+ */
+#ifndef ELBO_H
+#define ELBO_H
+#include "elbo/core.h"
+#include "elbo/ops.h"
+#include "elbo/nn.h"
+#include "elbo/optim.h"
+#include "elbo/models.h"
+#endif

@@ -1,0 +1,79 @@
+/* Internal seams shared by ops, kernels and layers: the context and tape node layouts, the
+ * op-recording helper, deterministic parallel loops and reductions. Not installed. */
+#ifndef ELBO_INTERNAL_H
+#define ELBO_INTERNAL_H
+
+#include "elbo.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Loops shorter than this run on one thread (fork/join costs more than it saves). */
+#define ELBO_PAR_MIN 16384
+
+/* ---- tape ----------------------------------------------------------------------------- */
+struct elbo_node;
+typedef void (*elbo_backward_fn)(elbo_ctx *ctx, struct elbo_node *n);
+
+typedef struct elbo_node {
+    elbo_backward_fn backward; /* accumulates out->grad into in[i]->grad (where required) */
+    const char *op;            /* op name, for error messages */
+    elbo_tensor *out;
+    int n_in;
+    elbo_tensor **in;
+    int64_t iarg[8];  /* op parameters (stride, axis, ...) */
+    float farg[4];    /* op parameters (eps, alpha, ...) */
+    void *saved;      /* op-specific data saved for backward, in the arena */
+    struct elbo_node *prev;
+} elbo_node;
+
+/* ---- arena ---------------------------------------------------------------------------- */
+typedef struct elbo_chunk {
+    struct elbo_chunk *next;
+    size_t size, used;
+    unsigned char *mem;
+} elbo_chunk;
+
+struct elbo_ctx {
+    elbo_chunk *chunks;    /* current chunk first */
+    size_t capacity;       /* sum of chunk sizes */
+    size_t used;           /* bytes handed out this step (all chunks) */
+    size_t peak;           /* high-water mark of used */
+    void *scratch;
+    size_t scratch_size;
+    elbo_node *tape;       /* last recorded node */
+    int grad_enabled;
+    int training;
+    elbo_rng rng;
+};
+
+/* ---- helpers for ops ------------------------------------------------------------------ */
+/* A new output tensor with x's shape. */
+elbo_tensor *elbo__new_like(elbo_ctx *ctx, const elbo_tensor *x);
+/* Records a node for out if gradients are enabled and any input requires grad; sets
+ * out->requires_grad accordingly. Inputs may be NULL (optional bias). Returns the node,
+ * or NULL when nothing was recorded; on allocation failure sets the error, sets *ok = 0. */
+elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
+                        int *ok, int n_in, ...);
+/* Gradient buffer of an op input, allocated zeroed on first use; NULL when the input does
+ * not require a gradient (or when allocation failed: see elbo__backward_failed). */
+float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t);
+/* Normalises a possibly negative axis; -1 (with an error naming op) if out of range. */
+int elbo__axis(const char *op, const elbo_tensor *x, int axis);
+/* Error for two mismatched shapes: "op: shapes (2, 3) and (4, 3) do not match: why". */
+elbo_status elbo__shape_error(const char *op, const elbo_tensor *a, const elbo_tensor *b,
+                              const char *why);
+/* Sets a tensor's shape fields (ndim, shape, numel). */
+void elbo__set_shape(elbo_tensor *t, int ndim, const int64_t *shape);
+
+/* Sum of x[0..n) in double, split into fixed 4096-element blocks summed in parallel and
+ * combined in block order: the same bits for any thread count. */
+double elbo__sum_f32(const float *x, int64_t n);
+/* Sum of squares, with the same fixed blocking. */
+double elbo__sumsq_f32(const float *x, int64_t n);
+
+/* dst[i] += src[i], parallel. */
+void elbo__acc(float *dst, const float *src, int64_t n);
+
+#endif

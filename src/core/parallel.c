@@ -1,0 +1,65 @@
+/* Threads and deterministic reductions. Kernels split work with `omp parallel for
+ * schedule(static)` over independent outputs, so the thread count never changes a result;
+ * reductions use fixed-size blocks combined in block order (elbo__sum_f32). */
+#include "internal.h"
+
+#include <omp.h>
+
+#ifdef ELBO_HAVE_OPENBLAS_THREADS
+void openblas_set_num_threads(int n);
+#endif
+
+static int n_threads = 0;
+
+void elbo_set_threads(int n) {
+    if (n < 1) n = 1;
+    n_threads = n;
+    omp_set_num_threads(n);
+#ifdef ELBO_HAVE_OPENBLAS_THREADS
+    openblas_set_num_threads(n);
+#endif
+}
+
+int elbo_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
+
+#define SUM_BLOCK 4096
+
+static double block_sum(const float *x, int64_t n, int squares) {
+    int64_t nb = (n + SUM_BLOCK - 1) / SUM_BLOCK;
+    if (nb <= 1) {
+        double s = 0;
+        for (int64_t i = 0; i < n; i++) s += squares ? (double)x[i] * x[i] : x[i];
+        return s;
+    }
+    double stack_parts[64];
+    double *parts = nb <= 64 ? stack_parts : NULL;
+    if (!parts) {
+        /* Large inputs: two levels of fixed blocks keep the order fixed without a buffer. */
+        int64_t per = (nb + 63) / 64 * SUM_BLOCK;
+        int64_t ng = (n + per - 1) / per;
+        double s = 0;
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t b = g * per, e = b + per < n ? b + per : n;
+            s += block_sum(x + b, e - b, squares);
+        }
+        return s;
+    }
+#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t lo = b * SUM_BLOCK, hi = lo + SUM_BLOCK < n ? lo + SUM_BLOCK : n;
+        double s = 0;
+        for (int64_t i = lo; i < hi; i++) s += squares ? (double)x[i] * x[i] : x[i];
+        parts[b] = s;
+    }
+    double s = 0;
+    for (int64_t b = 0; b < nb; b++) s += parts[b];
+    return s;
+}
+
+double elbo__sum_f32(const float *x, int64_t n) { return block_sum(x, n, 0); }
+double elbo__sumsq_f32(const float *x, int64_t n) { return block_sum(x, n, 1); }
+
+void elbo__acc(float *dst, const float *src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+}

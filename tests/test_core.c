@@ -1,0 +1,118 @@
+/* Core: RNG, arena, tape, views. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Known-answer test for Philox-4x32-10 from the Random123 distribution (kat_vectors):
+ * counter 0, key 0 -> 6627e8d5 e169c58d bc57ac4c 9b00dbd8. */
+TEST(rng_philox_known_answer) {
+    uint32_t r[4];
+    elbo_philox4x32(0, 0, r);
+    CHECK(r[0] == 0x6627e8d5u && r[1] == 0xe169c58du && r[2] == 0xbc57ac4cu && r[3] == 0x9b00dbd8u);
+}
+
+TEST(rng_same_bits_any_thread_count) {
+    enum { N = 100003 };
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    elbo_rng r;
+    int saved = elbo_get_threads();
+    elbo_set_threads(1);
+    elbo_rng_init(&r, 42);
+    elbo_rng_normal(&r, a, N, 0, 1);
+    elbo_set_threads(2);
+    elbo_rng_init(&r, 42);
+    elbo_rng_normal(&r, b, N, 0, 1);
+    elbo_set_threads(saved);
+    int same = memcmp(a, b, N * sizeof(float)) == 0;
+    /* The draws are standard normal: mean ~ 0 and variance ~ 1 within 5 standard errors. */
+    double m = 0, v = 0;
+    for (int i = 0; i < N; i++) m += a[i];
+    m /= N;
+    for (int i = 0; i < N; i++) v += (a[i] - m) * (a[i] - m);
+    v /= N;
+    free(a);
+    free(b);
+    CHECK(same);
+    CHECK_NEAR(m, 0.0, 5.0 / sqrt(N));
+    CHECK_NEAR(v, 1.0, 5.0 * sqrt(2.0 / N));
+}
+
+TEST(rng_uniform_range_and_mean) {
+    enum { N = 50000 };
+    static float u[N];
+    elbo_rng r;
+    elbo_rng_init(&r, 7);
+    elbo_rng_uniform(&r, u, N, -2, 3);
+    double m = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(u[i] >= -2 && u[i] < 3);
+        m += u[i];
+    }
+    m /= N;
+    /* U(-2,3): mean 0.5, sd 5/sqrt(12). */
+    CHECK_NEAR(m, 0.5, 5.0 * (5.0 / sqrt(12.0)) / sqrt(N));
+    CHECK(r.offset == (N + 3) / 4);
+}
+
+TEST(arena_reuses_memory_after_growth) {
+    elbo_ctx *ctx = elbo_ctx_new(4096);
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 10; i++) CHECK(elbo_tensor_new1(ctx, 1000) != NULL);
+        elbo_ctx_reset(ctx);
+    }
+    size_t cap = elbo_ctx_arena_capacity(ctx);
+    for (int i = 0; i < 10; i++) CHECK(elbo_tensor_new1(ctx, 1000) != NULL);
+    CHECK(elbo_ctx_arena_capacity(ctx) == cap);
+    elbo_ctx_free(ctx);
+}
+
+TEST(reshape_is_a_view_and_slice_views_leading_axis) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new3(ctx, 4, 3, 2);
+    for (int i = 0; i < 24; i++) x->data[i] = (float)i;
+    elbo_tensor *y = elbo_reshape2(ctx, x, -1, 6);
+    CHECK(y && y->data == x->data && y->shape[0] == 4 && y->shape[1] == 6);
+    elbo_tensor *s = elbo_slice(ctx, x, 0, 1, 2);
+    CHECK(s && s->data == x->data + 6 && s->numel == 12);
+    elbo_tensor *c = elbo_slice(ctx, x, 1, 1, 1); /* not contiguous: a copy */
+    CHECK(c && c->data != x->data && c->numel == 8 && c->data[0] == 2 && c->data[1] == 3 &&
+          c->data[2] == 8);
+    CHECK(elbo_reshape2(ctx, x, 5, 5) == NULL);
+    CHECK(strstr(elbo_last_error(), "reshape") && strstr(elbo_last_error(), "(4, 3, 2)"));
+    elbo_ctx_free(ctx);
+}
+
+static elbo_tensor *build_slice_reshape(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    /* x (2,4,3) -> x[:, 1:3] (2,2,3) copy -> (4,3) view -> rows 1..2 view */
+    elbo_tensor *a = elbo_slice(ctx, in[0], 1, 1, 2);
+    return elbo_slice(ctx, elbo_reshape2(ctx, a, 4, 3), 0, 1, 2);
+}
+
+TEST(grad_slice_reshape) {
+    gc_spec s = {.n_in = 1, .ndim = {3}, .shape = {{2, 4, 3}}, .atol = 1e-3f, .rtol = 1e-3f};
+    CHECK_GRAD("slice+reshape", build_slice_reshape, NULL, &s);
+}
+
+static elbo_tensor *build_relu(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    return elbo_relu(ctx, in[0]);
+}
+
+TEST(grad_relu) {
+    /* Inputs kept away from the kink at 0, where the derivative is undefined. */
+    float x[64];
+    for (int i = 0; i < 64; i++) x[i] = (i % 2 ? 1 : -1) * (0.1f + 0.05f * i);
+    gc_spec s = {.n_in = 1, .ndim = {2}, .shape = {{8, 8}}, .init = {x}, .atol = 1e-3f, .rtol = 1e-3f};
+    CHECK_GRAD("relu", build_relu, NULL, &s);
+}
+
+TEST(errors_propagate_through_null_inputs) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new2(ctx, 2, 3);
+    elbo_tensor *bad = elbo_reshape2(ctx, x, 4, 4);
+    CHECK(bad == NULL);
+    CHECK(elbo_relu(ctx, bad) == NULL);
+    CHECK(strstr(elbo_last_error(), "reshape") != NULL);
+    CHECK(elbo_backward(ctx, NULL) != ELBO_OK);
+    elbo_ctx_free(ctx);
+}
