@@ -228,3 +228,44 @@ TEST(norm_layer_norm_errors) {
     CHECK(elbo_layer_norm(ctx, x, NULL, g, 1e-5f) == NULL && strstr(elbo_last_error(), "beta"));
     elbo_ctx_free(ctx);
 }
+
+/* Parallel paths (rows for dx, column blocks for dgamma/dbeta): the same bits for 1 and 2
+ * threads. */
+TEST(norm_layer_norm_deterministic_threads) {
+    enum { R = 300, D = 130 };
+    float *gy = malloc(R * D * sizeof(float)), *keep = malloc((R * D + 2 * D) * sizeof(float));
+    elbo_rng r;
+    elbo_rng_init(&r, 8);
+    elbo_rng_normal(&r, gy, R * D, 0, 1);
+    int saved = elbo_get_threads(), same = 1;
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    for (int t = 1; t <= 2; t++) {
+        elbo_set_threads(t);
+        elbo_ctx_reset(ctx);
+        elbo_rng_init(elbo_ctx_rng(ctx), 4);
+        elbo_tensor *x = elbo_tensor_new2(ctx, R, D);
+        elbo_tensor *gm = elbo_tensor_new1(ctx, D), *bt = elbo_tensor_new1(ctx, D);
+        elbo_rng_normal(elbo_ctx_rng(ctx), x->data, R * D, 0.5f, 2.0f);
+        elbo_rng_normal(elbo_ctx_rng(ctx), gm->data, D, 1.0f, 0.2f);
+        elbo_rng_normal(elbo_ctx_rng(ctx), bt->data, D, 0.0f, 0.2f);
+        elbo_tensor_requires_grad(x, 1);
+        elbo_tensor_requires_grad(gm, 1);
+        elbo_tensor_requires_grad(bt, 1);
+        elbo_tensor *y = elbo_layer_norm(ctx, x, gm, bt, 1e-5f);
+        CHECK(y && elbo_backward_with(ctx, y, gy) == ELBO_OK);
+        if (t == 1) {
+            memcpy(keep, x->grad, R * D * sizeof(float));
+            memcpy(keep + R * D, gm->grad, D * sizeof(float));
+            memcpy(keep + R * D + D, bt->grad, D * sizeof(float));
+        } else {
+            same = memcmp(keep, x->grad, R * D * sizeof(float)) == 0 &&
+                   memcmp(keep + R * D, gm->grad, D * sizeof(float)) == 0 &&
+                   memcmp(keep + R * D + D, bt->grad, D * sizeof(float)) == 0;
+        }
+    }
+    elbo_set_threads(saved);
+    elbo_ctx_free(ctx);
+    free(gy);
+    free(keep);
+    CHECK(same);
+}

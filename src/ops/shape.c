@@ -330,12 +330,8 @@ static void permute_backward(elbo_ctx *ctx, elbo_node *n) {
 
 /* Validates perm against x (negative entries count from the end) into p; 0 on error. */
 static int check_perm(const char *op, const elbo_tensor *x, const int *perm, int *p) {
-    char s[96], ps[64] = "(";
-    size_t k = 1;
     int seen[ELBO_MAX_DIMS] = {0}, bad = !perm;
     for (int i = 0; i < x->ndim && !bad; i++) {
-        k += (size_t)snprintf(ps + k, sizeof ps - k, i ? ", %d" : "%d", perm[i]);
-        if (k >= sizeof ps) k = sizeof ps - 1;
         int a = perm[i] < 0 ? perm[i] + x->ndim : perm[i];
         if (a < 0 || a >= x->ndim || seen[a]) bad = 1;
         else {
@@ -343,13 +339,17 @@ static int check_perm(const char *op, const elbo_tensor *x, const int *perm, int
             p[i] = a;
         }
     }
-    if (bad) {
-        if (perm) snprintf(ps + k, sizeof ps - k, "...)");
-        elbo_error(ELBO_ERR_ARG, "%s: %s is not a permutation of the %d axes of shape %s", op,
-                   perm ? ps : "NULL", x->ndim, elbo_shape_str(x, s, sizeof s));
-        return 0;
+    if (!bad) return 1;
+    char s[96], ps[96] = "NULL";
+    if (perm) {
+        size_t k = (size_t)snprintf(ps, sizeof ps, "(");
+        for (int i = 0; i < x->ndim && k < sizeof ps; i++)
+            k += (size_t)snprintf(ps + k, sizeof ps - k, i ? ", %d" : "%d", perm[i]);
+        if (k < sizeof ps) snprintf(ps + k, sizeof ps - k, ")");
     }
-    return 1;
+    elbo_error(ELBO_ERR_ARG, "%s: %s is not a permutation of the %d axes of shape %s", op, ps,
+               x->ndim, elbo_shape_str(x, s, sizeof s));
+    return 0;
 }
 
 /* perm already validated and normalised. */
