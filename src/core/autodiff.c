@@ -4,18 +4,13 @@
  * backward runs (the tape order is a topological order of the graph). */
 #include "internal.h"
 
-elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
-                        int *ok, int n_in, ...) {
+elbo_node *elbo__record_v(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
+                          int *ok, int n_in, elbo_tensor *const *inputs) {
     *ok = 1;
     if (!ctx->grad_enabled) return NULL;
-    va_list ap;
     int need = 0;
-    va_start(ap, n_in);
-    for (int i = 0; i < n_in; i++) {
-        elbo_tensor *t = va_arg(ap, elbo_tensor *);
-        if (t && t->requires_grad) need = 1;
-    }
-    va_end(ap);
+    for (int i = 0; i < n_in; i++)
+        if (inputs[i] && inputs[i]->requires_grad) need = 1;
     if (!need) return NULL;
     elbo_node *n = elbo_ctx_alloc(ctx, sizeof *n);
     elbo_tensor **in = n ? elbo_ctx_alloc(ctx, sizeof(elbo_tensor *) * (size_t)(n_in ? n_in : 1)) : NULL;
@@ -24,9 +19,7 @@ elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_ba
         return NULL;
     }
     memset(n, 0, sizeof *n);
-    va_start(ap, n_in);
-    for (int i = 0; i < n_in; i++) in[i] = va_arg(ap, elbo_tensor *);
-    va_end(ap);
+    for (int i = 0; i < n_in; i++) in[i] = inputs[i];
     n->backward = bw;
     n->op = op;
     n->out = out;
@@ -39,6 +32,16 @@ elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_ba
     return n;
 }
 
+elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
+                        int *ok, int n_in, ...) {
+    elbo_tensor *in[16];
+    va_list ap;
+    va_start(ap, n_in);
+    for (int i = 0; i < n_in && i < 16; i++) in[i] = va_arg(ap, elbo_tensor *);
+    va_end(ap);
+    return elbo__record_v(ctx, op, out, bw, ok, n_in < 16 ? n_in : 16, in);
+}
+
 static _Thread_local int backward_oom;
 
 float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t) {
@@ -49,7 +52,7 @@ float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t) {
             backward_oom = 1;
             return NULL;
         }
-        memset(t->grad, 0, (size_t)t->numel * sizeof(float));
+        elbo__zero(t->grad, t->numel);
     }
     return t->grad;
 }

@@ -56,6 +56,9 @@ elbo_tensor *elbo__new_like(elbo_ctx *ctx, const elbo_tensor *x);
  * or NULL when nothing was recorded; on allocation failure sets the error, sets *ok = 0. */
 elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
                         int *ok, int n_in, ...);
+/* The same with the inputs given as an array (concat and other n-ary ops). */
+elbo_node *elbo__record_v(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
+                          int *ok, int n_in, elbo_tensor *const *in);
 /* Gradient buffer of an op input, allocated zeroed on first use; NULL when the input does
  * not require a gradient (or when allocation failed: see elbo__backward_failed). */
 float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t);
@@ -73,6 +76,8 @@ double elbo__sum_f32(const float *x, int64_t n);
 /* Sum of squares, with the same fixed blocking. */
 double elbo__sumsq_f32(const float *x, int64_t n);
 
+/* x[0..n) = 0, parallel. */
+void elbo__zero(float *x, int64_t n);
 /* dst[i] += src[i], parallel. */
 void elbo__acc(float *dst, const float *src, int64_t n);
 

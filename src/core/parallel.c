@@ -63,3 +63,16 @@ void elbo__acc(float *dst, const float *src, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
+
+void elbo__zero(float *x, int64_t n) {
+    if (n <= ELBO_PAR_MIN * 4) {
+        memset(x, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    int64_t nb = (n + 65535) / 65536;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t lo = b * 65536, hi = lo + 65536 < n ? lo + 65536 : n;
+        memset(x + lo, 0, (size_t)(hi - lo) * sizeof(float));
+    }
+}
