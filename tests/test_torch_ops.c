@@ -137,8 +137,8 @@ static void fxc_check(fxc *c, elbo_tensor *y, tol ty, tol tg) {
  * ops land, and remove the guards once all are in). */
 #define TORCH_LINALG 1
 #define TORCH_CONV 1
-#define TORCH_NORM 0
-#define TORCH_SHAPE 0
+#define TORCH_NORM 1
+#define TORCH_SHAPE 1
 #define TORCH_ARITH 1
 #define TORCH_UNARY 1
 #define TORCH_REDUCE 1
