@@ -7,30 +7,27 @@
 
 #include <string.h>
 
-/* Temporary, while some op families are compiled out below. */
-#define GUARD_UNUSED __attribute__((unused))
-
 typedef struct {
     float atol, rtol;
 } tol;
 
 /* Data movement (copy, permute, concat, slice, gather): the values are copied, bit-exact. */
-static const tol GUARD_UNUSED T_EXACT = {1e-30f, 0.0f};
+static const tol T_EXACT = {1e-30f, 0.0f};
 /* Elementwise maths: a few ulp of libm (expf, erff, ...) and at most ~6 terms summed by a
  * broadcast gradient or a pooling window. */
-static const tol GUARD_UNUSED T_ELEM = {1e-6f, 1e-5f};
+static const tol T_ELEM = {1e-6f, 1e-5f};
 /* GEMM / convolution with K up to 256 (inputs scaled by 1/sqrt(K), outputs O(1)): float32
  * sums in a different order (OpenBLAS blocking, FMA) give ~sqrt(K) ulp. */
-static const tol GUARD_UNUSED T_GEMM = {1e-5f, 1e-4f};
+static const tol T_GEMM = {1e-5f, 1e-4f};
 /* Reductions of up to 120 terms, softmax / logsumexp (exp, log and a sum). */
-static const tol GUARD_UNUSED T_REDUCE = {1e-5f, 1e-5f};
+static const tol T_REDUCE = {1e-5f, 1e-5f};
 /* Group / layer norm: mean and variance over <= 36 values, 1/sqrt, and a backward made of
  * cancelling terms (g - mean(g) - xhat mean(g xhat)) / sigma. */
-static const tol GUARD_UNUSED T_NORM = {1e-5f, 1e-4f};
+static const tol T_NORM = {1e-5f, 1e-4f};
 /* Losses and log-likelihoods: elementwise exp/log, then a sum of <= 35 terms. The
  * discretized logistic's bin probability is a difference of two sigmoids that cancels badly
  * in float32 (~1e-7 / p in log p); elbo evaluates it in double, so it meets this bound too. */
-static const tol GUARD_UNUSED T_LOSS = {1e-5f, 1e-5f};
+static const tol T_LOSS = {1e-5f, 1e-5f};
 
 /* ---- fixture case: loaded entries, the op's inputs, the comparison -------------------- */
 #define FXC_MAX_IN 8
@@ -82,7 +79,7 @@ static const int32_t *fxc_i32(fxc *c, const char *name, int64_t *n) {
     if (n) *n = e ? e->numel : 0;
     return e ? (const int32_t *)e->data : zeros;
 }
-GUARD_UNUSED static const float *fxc_f32(fxc *c, const char *name) {
+static const float *fxc_f32(fxc *c, const char *name) {
     static const float zeros[8];
     const fx_entry *e = fxc_entry(c, name, 0);
     return e ? (const float *)e->data : zeros;
@@ -133,17 +130,6 @@ static void fxc_check(fxc *c, elbo_tensor *y, tol ty, tol tg) {
     }
 }
 
-/* Op families not merged into this branch yet are compiled out (temporary: set to 1 as the
- * ops land, and remove the guards once all are in). */
-#define TORCH_LINALG 1
-#define TORCH_CONV 1
-#define TORCH_NORM 1
-#define TORCH_SHAPE 1
-#define TORCH_ARITH 1
-#define TORCH_UNARY 1
-#define TORCH_REDUCE 1
-#define TORCH_LOSS 1
-
 typedef elbo_tensor *(*fxc_build)(fxc *c);
 
 /* Loads op_<name>.bin, builds the op from it and checks output and gradients. */
@@ -167,7 +153,6 @@ static void run_case(const char *name, fxc_build build, tol ty, tol tg) {
     static elbo_tensor *build_##name(fxc *c) { return (expr); }                       \
     TEST(torch_##name) { run_case(#name, build_##name, ty, tg); }
 
-#if TORCH_LINALG
 /* ---- linear algebra ------------------------------------------------------------------- */
 TORCH_CASE(matmul, T_GEMM, T_GEMM, elbo_matmul(c->ctx, IN("a"), IN("b")))
 TORCH_CASE(matmul_k256, T_GEMM, T_GEMM, elbo_matmul(c->ctx, IN("a"), IN("b")))
@@ -182,9 +167,7 @@ TORCH_CASE(bmm_tb, T_GEMM, T_GEMM, BMM)
 TORCH_CASE(bmm_tatb, T_GEMM, T_GEMM, BMM)
 TORCH_CASE(linear_3d, T_GEMM, T_GEMM, elbo_linear(c->ctx, IN("x"), IN("w"), IN("b")))
 TORCH_CASE(linear_nobias, T_GEMM, T_GEMM, elbo_linear(c->ctx, IN("x"), IN("w"), NULL))
-#endif
 
-#if TORCH_CONV
 /* ---- convolution and resampling ------------------------------------------------------- */
 /* args = [stride_h, stride_w, pad_h, pad_w] */
 #define CONV elbo_conv2d(c->ctx, IN("x"), IN("w"), fxc_opt(c, "b"), ARGS(c)[0], ARGS(c)[2])
@@ -193,6 +176,9 @@ TORCH_CASE(conv2d_k3s2p1, T_GEMM, T_GEMM, CONV)
 TORCH_CASE(conv2d_k1, T_GEMM, T_GEMM, CONV)
 TORCH_CASE(conv2d_k5p2, T_GEMM, T_GEMM, CONV)
 TORCH_CASE(conv2d_k16c16, T_GEMM, T_GEMM, CONV)
+TORCH_CASE(conv2d_chunks, T_GEMM, T_GEMM, CONV)
+TORCH_CASE(conv2d_chunks_tdx, T_GEMM, T_GEMM, CONV)
+TORCH_CASE(conv2d_k1_direct, T_GEMM, T_GEMM, CONV)
 TORCH_CASE(conv2d_ex, T_GEMM, T_GEMM,
            elbo_conv2d_ex(c->ctx, IN("x"), IN("w"), fxc_opt(c, "b"), ARGS(c)[0], ARGS(c)[1],
                           ARGS(c)[2], ARGS(c)[3]))
@@ -202,9 +188,7 @@ TORCH_CASE(upsample2x, T_EXACT, T_ELEM, elbo_upsample_nearest2x(c->ctx, IN("x"))
 TORCH_CASE(avg_pool_k2s2, T_ELEM, T_ELEM, POOL)
 TORCH_CASE(avg_pool_k3s1, T_ELEM, T_ELEM, POOL)
 TORCH_CASE(avg_pool_k2s2_odd, T_ELEM, T_ELEM, POOL)
-#endif
 
-#if TORCH_NORM
 /* ---- normalisation -------------------------------------------------------------------- */
 #define GN elbo_group_norm(c->ctx, IN("x"), ARGS(c)[0], fxc_opt(c, "gamma"), fxc_opt(c, "beta"), FARGS(c)[0])
 TORCH_CASE(group_norm_g2, T_NORM, T_NORM, GN)
@@ -213,10 +197,8 @@ TORCH_CASE(group_norm_3d_noaffine, T_NORM, T_NORM, GN)
 #define LN elbo_layer_norm(c->ctx, IN("x"), fxc_opt(c, "gamma"), fxc_opt(c, "beta"), FARGS(c)[0])
 TORCH_CASE(layer_norm, T_NORM, T_NORM, LN)
 TORCH_CASE(layer_norm_noaffine, T_NORM, T_NORM, LN)
-#endif
 
 /* ---- indexing and shape --------------------------------------------------------------- */
-#if TORCH_SHAPE
 static elbo_tensor *embedding_op(fxc *c) {
     int64_t n;
     const int32_t *ids = fxc_i32(c, "ids", &n);
@@ -231,9 +213,7 @@ static elbo_tensor *concat_op(fxc *c) {
 }
 TORCH_CASE(concat, T_EXACT, T_EXACT, concat_op(c))
 TORCH_CASE(cat2, T_EXACT, T_EXACT, elbo_cat2(c->ctx, IN("a"), IN("b"), ARGS(c)[0]))
-#endif
 TORCH_CASE(slice, T_EXACT, T_EXACT, elbo_slice(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1], ARGS(c)[2]))
-#if TORCH_SHAPE
 
 /* x split along axis 1 into sizes args[0..2], concatenated back as (p2, p0, p1). */
 static elbo_tensor *split_op(fxc *c) {
@@ -245,9 +225,7 @@ static elbo_tensor *split_op(fxc *c) {
     return elbo_concat(c->ctx, q, 3, 1);
 }
 TORCH_CASE(split, T_EXACT, T_EXACT, split_op(c))
-#endif
 TORCH_CASE(reshape, T_EXACT, T_EXACT, elbo_reshape2(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
-#if TORCH_SHAPE
 
 static elbo_tensor *permute_op(fxc *c) {
     int64_t n;
@@ -260,9 +238,7 @@ TORCH_CASE(permute, T_EXACT, T_EXACT, permute_op(c))
 TORCH_CASE(transpose, T_EXACT, T_EXACT, elbo_transpose(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
 TORCH_CASE(transpose_neg, T_EXACT, T_EXACT,
            elbo_transpose(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
-#endif
 
-#if TORCH_ARITH
 /* ---- arithmetic (broadcasting) -------------------------------------------------------- */
 /* b1: (2,3,4)&(4)  b2: (2,3,4)&(3,1)  b3: (2,1,4)&(1,3,1)  same: (3,4)&(3,4)  rev: (4)&(2,3,4) */
 #define BIN(op) elbo_##op(c->ctx, IN("a"), IN("b"))
@@ -292,19 +268,15 @@ TORCH_CASE(neg, T_EXACT, T_EXACT, elbo_neg(c->ctx, IN("x")))
 TORCH_CASE(pow_scalar, T_ELEM, T_ELEM, elbo_pow_scalar(c->ctx, IN("x"), FARGS(c)[0]))
 TORCH_CASE(pow_scalar_int, T_ELEM, T_ELEM, elbo_pow_scalar(c->ctx, IN("x"), FARGS(c)[0]))
 TORCH_CASE(pow_scalar_neg, T_ELEM, T_ELEM, elbo_pow_scalar(c->ctx, IN("x"), FARGS(c)[0]))
-#endif
 
 /* ---- unary and activations ------------------------------------------------------------ */
-#if TORCH_UNARY
 TORCH_CASE(exp, T_ELEM, T_ELEM, elbo_exp(c->ctx, IN("x")))
 TORCH_CASE(log, T_ELEM, T_ELEM, elbo_log(c->ctx, IN("x")))
 TORCH_CASE(sqrt, T_ELEM, T_ELEM, elbo_sqrt(c->ctx, IN("x")))
 TORCH_CASE(square, T_ELEM, T_ELEM, elbo_square(c->ctx, IN("x")))
 TORCH_CASE(abs, T_ELEM, T_ELEM, elbo_abs(c->ctx, IN("x")))
 TORCH_CASE(clamp, T_ELEM, T_ELEM, elbo_clamp(c->ctx, IN("x"), FARGS(c)[0], FARGS(c)[1]))
-#endif
 TORCH_CASE(relu, T_ELEM, T_ELEM, elbo_relu(c->ctx, IN("x")))
-#if TORCH_UNARY
 TORCH_CASE(silu, T_ELEM, T_ELEM, elbo_silu(c->ctx, IN("x")))
 TORCH_CASE(gelu, T_ELEM, T_ELEM, elbo_gelu(c->ctx, IN("x")))
 TORCH_CASE(sigmoid, T_ELEM, T_ELEM, elbo_sigmoid(c->ctx, IN("x")))
@@ -312,9 +284,7 @@ TORCH_CASE(tanh, T_ELEM, T_ELEM, elbo_tanh(c->ctx, IN("x")))
 TORCH_CASE(softplus, T_ELEM, T_ELEM, elbo_softplus(c->ctx, IN("x")))
 TORCH_CASE(elu, T_ELEM, T_ELEM, elbo_elu(c->ctx, IN("x"), FARGS(c)[0]))
 TORCH_CASE(elu_alpha, T_ELEM, T_ELEM, elbo_elu(c->ctx, IN("x"), FARGS(c)[0]))
-#endif
 
-#if TORCH_REDUCE
 /* ---- reductions ----------------------------------------------------------------------- */
 TORCH_CASE(sum, T_REDUCE, T_EXACT, elbo_sum(c->ctx, IN("x")))
 TORCH_CASE(mean, T_REDUCE, T_ELEM, elbo_mean(c->ctx, IN("x")))
@@ -347,9 +317,7 @@ TORCH_CASE(logsumexp_last, T_REDUCE, T_REDUCE,
            elbo_logsumexp(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
 TORCH_CASE(logsumexp_axis1_keep, T_REDUCE, T_REDUCE,
            elbo_logsumexp(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
-#endif
 
-#if TORCH_LOSS
 /* ---- losses and log-likelihoods (args[0] = reduction: 0 mean, 1 sum, 2 none) ---------- */
 #define RED(c) ((elbo_reduction)ARGS(c)[0])
 #define MSE elbo_mse_loss(c->ctx, IN("pred"), IN("target"), RED(c))
@@ -376,4 +344,3 @@ TORCH_CASE(gaussian_ll_none, T_LOSS, T_LOSS, GLL)
 TORCH_CASE(dlogistic_ll_none, T_LOSS, T_LOSS, DLL)
 TORCH_CASE(dlogistic_ll_sum, T_LOSS, T_LOSS, DLL)
 TORCH_CASE(dlogistic_ll_mean_bcast, T_LOSS, T_LOSS, DLL)
-#endif

@@ -137,6 +137,12 @@ conv_case("conv2d_k1", (2, 5, 4, 4), (3, 5, 1, 1), (1, 1), (0, 0), bias=False)
 conv_case("conv2d_k5p2", (2, 3, 5, 8), (6, 3, 5, 5), (1, 1), (2, 2))
 conv_case("conv2d_k16c16", (1, 16, 4, 4), (8, 16, 3, 3), (1, 1), (1, 1))  # K = 144
 conv_case("conv2d_ex", (2, 3, 6, 7), (4, 3, 3, 2), (1, 2), (0, 1))  # conv2d_ex: non-square
+# Shapes that reach elbo's other conv paths: several batch chunks of uneven size (P = 128
+# output pixels: chunks of 1,1,1,2 images), the same with dX as a transposed convolution
+# (stride 1, OC <= C), and a 1x1 convolution run as one GEMM per image (P >= 256).
+conv_case("conv2d_chunks", (5, 1, 8, 16), (2, 1, 3, 3), (1, 1), (1, 1))
+conv_case("conv2d_chunks_tdx", (5, 2, 8, 16), (1, 2, 3, 3), (1, 1), (1, 1))
+conv_case("conv2d_k1_direct", (2, 2, 16, 16), (2, 2, 1, 1), (1, 1), (0, 0))
 
 
 @case("upsample2x")
