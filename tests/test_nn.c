@@ -700,3 +700,44 @@ TEST(grad_nn_attention) {
     CHECK_GRAD("attention", build_attention, &a, &s);
     elbo_paramset_free(ps);
 }
+
+/* A unet-s sized resblock + attention step (B 4, 32 -> 64 channels, 14 x 14, so every
+ * parallel loop splits): output and every parameter gradient have the same bits with 1 and
+ * 2 threads. */
+TEST(nn_blocks_same_bits_any_thread_count) {
+    float *res[2];
+    int64_t n_out = 0, n_par = 0;
+    int saved = elbo_get_threads();
+    for (int r = 0; r < 2; r++) {
+        elbo_set_threads(r + 1);
+        elbo_paramset *ps = elbo_paramset_new();
+        elbo_nn_resblock rb;
+        elbo_nn_attention at;
+        CHECK(elbo_nn_resblock_init(&rb, ps, "rb", 32, 64, 16, 8, 0.1f) == ELBO_OK);
+        CHECK(elbo_nn_attention_init(&at, ps, "attn", 64, 8) == ELBO_OK);
+        CHECK(elbo_paramset_finalize(ps, 77) == ELBO_OK);
+        elbo_ctx *ctx = elbo_ctx_new(0);
+        elbo_rng_init(elbo_ctx_rng(ctx), 5); /* dropout masks */
+        elbo_tensor *x = elbo_tensor_new4(ctx, 4, 32, 14, 14), *temb = elbo_tensor_new2(ctx, 4, 16);
+        fill_normal(x->data, x->numel, 1, 1);
+        fill_normal(temb->data, temb->numel, 2, 1);
+        elbo_tensor *y = elbo_nn_attention_forward(ctx, &at, elbo_nn_resblock_forward(ctx, &rb, x, temb));
+        CHECK(y);
+        CHECK(elbo_backward(ctx, elbo_mean(ctx, elbo_square(ctx, y))) == ELBO_OK);
+        n_out = y->numel;
+        n_par = elbo_paramset_numel(ps);
+        res[r] = malloc((size_t)(n_out + n_par) * sizeof(float));
+        memcpy(res[r], y->data, (size_t)n_out * sizeof(float));
+        memcpy(res[r] + n_out, elbo_paramset_grad(ps), (size_t)n_par * sizeof(float));
+        elbo_ctx_free(ctx);
+        elbo_paramset_free(ps);
+    }
+    elbo_set_threads(saved);
+    int same = !memcmp(res[0], res[1], (size_t)(n_out + n_par) * sizeof(float));
+    double gsum = 0;
+    for (int64_t i = 0; i < n_par; i++) gsum += fabs(res[0][n_out + i]);
+    free(res[0]);
+    free(res[1]);
+    CHECK(same);
+    CHECK(gsum > 0);
+}
