@@ -259,24 +259,29 @@ TEST(loss_discretized_logistic_bins_sum_to_one) {
     elbo_ctx_free(ctx);
 }
 
-/* Each branch: left edge, right edge, interior bin, underflow (log density at the centre). */
+/* Each branch: left edge, right edge, interior bin, underflow (log density at the centre),
+ * and a bin in the tail (c/s = 8) where sigma(p) - sigma(q) = 5e-5 is a difference of two
+ * numbers near 1 (evaluated naively in float it would be off by ~1e-3 in the log). */
 TEST(loss_discretized_logistic_branches) {
     elbo_ctx *ctx = elbo_ctx_new(0);
-    float xv[4] = {-1, 1, 0.2f, 0.8f}, mv[4] = {-0.3f, 0.4f, 0.25f, -0.5f};
-    float lv[4] = {-2.0f, -1.5f, -3.0f, -4.0f};
-    elbo_tensor *x = elbo_tensor_new1(ctx, 4), *m = elbo_tensor_new1(ctx, 4), *ls = elbo_tensor_new1(ctx, 4);
+    float xv[5] = {-1, 1, 0.2f, 0.8f, 0.6f}, mv[5] = {-0.3f, 0.4f, 0.25f, -0.5f, 0.2f};
+    float lv[5] = {-2.0f, -1.5f, -3.0f, -4.0f, -2.9957323f};
+    elbo_tensor *x = elbo_tensor_new1(ctx, 5), *m = elbo_tensor_new1(ctx, 5), *ls = elbo_tensor_new1(ctx, 5);
     memcpy(x->data, xv, sizeof xv);
     memcpy(m->data, mv, sizeof mv);
     memcpy(ls->data, lv, sizeof lv);
     elbo_tensor *y = elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_NONE);
     CHECK(y);
-    double d = 1.0 / 255, ref[4];
-    for (int i = 0; i < 4; i++) {
+    double d = 1.0 / 255, ref[5];
+    for (int i = 0; i < 5; i++) {
         double is = exp(-(double)lv[i]), c = (double)xv[i] - mv[i];
         double sp = 1 / (1 + exp(-is * (c + d))), sm = 1 / (1 + exp(-is * (c - d)));
         if (i == 0) ref[i] = log(sp);
         else if (i == 1) ref[i] = log(1 - sm);
-        else if (i == 2) ref[i] = log(sp - sm);
+        else if (i == 2 || i == 4) {
+            CHECK(sp - sm > 1e-5); /* really the bin branch */
+            ref[i] = log(sp - sm);
+        }
         else {
             /* logistic log-density at the centre, times the bin width 2/255 */
             double z = is * c;

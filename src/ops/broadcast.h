@@ -59,6 +59,9 @@ void elbo__bc_grad(elbo_ctx *ctx, elbo_tensor *x, int ndim, const int64_t *shape
                    int nin, const elbo_tensor *const *shapes, const float *const *ptrs,
                    elbo__bc_fn fn, void *user);
 
+/* log sum_k e^(x_k) of one contiguous row, max-subtracted (reduce.c). */
+float elbo__row_logsumexp(const float *x, int64_t n);
+
 /* Sum of x[0..n) in double over 8 fixed lanes (deterministic, vectorisable). */
 double elbo__dsum(const float *x, int64_t n);
 
