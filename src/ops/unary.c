@@ -115,7 +115,8 @@ UNARY_OP(tanh, "tanh", elbo__tanhf(x), g * (1.0f - y * y))
 /* d softplus = sigmoid(x) (1 above the threshold). */
 UNARY_OP(softplus, "softplus", softplus_f(x), x > 20.0f ? g : g * elbo__sigmoidf(x))
 /* elu (Clevert et al. 2016): x for x > 0, alpha (e^x - 1) otherwise; d = alpha e^x below 0. */
-UNARY_OP(elu, "elu", x > 0 ? x : a0 * expm1f(x), x > 0 ? g : g * a0 * elbo__expf(x))
+UNARY_OP(elu, "elu", elbo__selectf(x > 0, x, a0 * elbo__expm1f(x)),
+         elbo__selectf(x > 0, g, g * a0 * elbo__expf(x)))
 
 elbo_tensor *elbo_scale(elbo_ctx *ctx, elbo_tensor *x, float s) { return scale_op(ctx, x, s, 0); }
 elbo_tensor *elbo_add_scalar(elbo_ctx *ctx, elbo_tensor *x, float c) {
