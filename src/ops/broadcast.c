@@ -277,9 +277,9 @@ static void reduce_last_reduced(const elbo__bc *p, float *dst, int accumulate, f
 
 void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
                     const float *const *in, elbo__bc_fn fn, void *user) {
-    if (p->numel == 0) {
+    if (p->numel == 0) { /* an empty sum is 0; an empty mean (scale 1/0) is nan, as torch */
         if (!accumulate)
-            for (int64_t i = 0; i < p->dst_numel; i++) dst[i] = 0;
+            for (int64_t i = 0; i < p->dst_numel; i++) dst[i] = 0.0f * scale;
         return;
     }
     int nd = p->nd, inc[ELBO_BC_MAX_OPS];

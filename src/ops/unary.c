@@ -113,7 +113,8 @@ UNARY_OP(gelu, "gelu", x * elbo__normcdff(x), g * gelu_grad_f(x))
 UNARY_OP(sigmoid, "sigmoid", elbo__sigmoidf(x), g * y * (1.0f - y))
 UNARY_OP(tanh, "tanh", elbo__tanhf(x), g * (1.0f - y * y))
 /* d softplus = sigmoid(x) (1 above the threshold). */
-UNARY_OP(softplus, "softplus", softplus_f(x), x > 20.0f ? g : g * elbo__sigmoidf(x))
+UNARY_OP(softplus, "softplus", softplus_f(x),
+         elbo__selectf(x > 20.0f, g, g * elbo__sigmoidf(x)))
 /* elu (Clevert et al. 2016): x for x > 0, alpha (e^x - 1) otherwise; d = alpha e^x below 0. */
 UNARY_OP(elu, "elu", elbo__selectf(x > 0, x, a0 * elbo__expm1f(x)),
          elbo__selectf(x > 0, g, g * a0 * elbo__expf(x)))
