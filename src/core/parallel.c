@@ -24,16 +24,24 @@ int elbo_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_thre
 
 #define SUM_BLOCK 4096
 
+/* Sum (or sum of squares) of one block in 8 double lanes, combined in a fixed order. */
+static double lane_sum(const float *x, int64_t n, int squares) {
+    double acc[8] = {0};
+    int64_t i = 0;
+    if (squares)
+        for (; i + 8 <= n; i += 8)
+            for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l] * x[i + l];
+    else
+        for (; i + 8 <= n; i += 8)
+            for (int l = 0; l < 8; l++) acc[l] += x[i + l];
+    for (; i < n; i++) acc[i & 7] += squares ? (double)x[i] * x[i] : x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 static double block_sum(const float *x, int64_t n, int squares) {
     int64_t nb = (n + SUM_BLOCK - 1) / SUM_BLOCK;
-    if (nb <= 1) {
-        double s = 0;
-        for (int64_t i = 0; i < n; i++) s += squares ? (double)x[i] * x[i] : x[i];
-        return s;
-    }
-    double stack_parts[64];
-    double *parts = nb <= 64 ? stack_parts : NULL;
-    if (!parts) {
+    if (nb <= 1) return lane_sum(x, n, squares);
+    if (nb > 64) {
         /* Large inputs: two levels of fixed blocks keep the order fixed without a buffer. */
         int64_t per = (nb + 63) / 64 * SUM_BLOCK;
         int64_t ng = (n + per - 1) / per;
@@ -44,12 +52,11 @@ static double block_sum(const float *x, int64_t n, int squares) {
         }
         return s;
     }
+    double parts[64];
 #pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
     for (int64_t b = 0; b < nb; b++) {
         int64_t lo = b * SUM_BLOCK, hi = lo + SUM_BLOCK < n ? lo + SUM_BLOCK : n;
-        double s = 0;
-        for (int64_t i = lo; i < hi; i++) s += squares ? (double)x[i] * x[i] : x[i];
-        parts[b] = s;
+        parts[b] = lane_sum(x + lo, hi - lo, squares);
     }
     double s = 0;
     for (int64_t b = 0; b < nb; b++) s += parts[b];
