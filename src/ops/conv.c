@@ -17,8 +17,17 @@
  * padding KH-1-ph, KW-1-pw. Its columns have OC KH KW rows instead of the C KH KW of dcols,
  * and the GEMM accumulates straight into dX: no col2im pass.
  *
+ * Shifted GEMMs (stride 1, wide images): with x zero-padded to (C, Hp, Wp), the output
+ * computed on rows of Wp columns ("wide", the last Wp - OW of each row are discarded) is a
+ * sum of KH KW products whose right factor is the padded image shifted by kh Wp + kw:
+ *   y_wide (OC, OH Wp) = sum_{kh,kw} W[:, :, kh, kw] (OC, C) @ x_pad[:, kh Wp + kw :]
+ * and likewise dW[:, :, kh, kw]^T (C, OC) = x_pad[:, kh Wp + kw :] @ dY_wide^T (dY_wide zero
+ * in the discarded columns) and dX_wide = sum W'[kh, kw] (C, OC) @ dY_pad[:, kh Wq + kw :].
+ * No im2col at all: the GEMMs read the padded planes in place (one image per task).
+ *
  * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
- * run whole by one thread in its own scratch, so the columns stay in that core's cache.
+ * run whole by one thread in its own scratch, so the columns stay in that core's cache
+ * (scheduled dynamically: what a task computes does not depend on the thread running it).
  * dW is summed per fixed group of chunks into its own partial buffer, and the partials are
  * added in group order. A single chunk runs its kernels and its (tiled) sgemm over all
  * threads instead. Chunks, groups and tiles depend only on the shapes: the same bits for
@@ -34,6 +43,11 @@
  * benchmarks (bench/conv_micro.c); not part of the API. */
 #define CHUNK_MIN_COLS 512
 size_t elbo__conv_chunk_bytes = (size_t)2 << 20;
+/* Shifted GEMMs are used from this output width on (narrower images waste too many wide
+ * columns and make GEMMs too small), and from this many input channels on (K = C per GEMM).
+ * Tunable for tests and benchmarks; not part of the API. */
+int64_t elbo__conv_shift_min_ow = 20;
+int64_t elbo__conv_shift_min_c = 8;
 
 /* Chunk counts are rounded up to a multiple of this (balanced over 1, 2 or 4 threads), and
  * dW partial sums are kept for at most MAX_GROUPS groups of chunks. */
@@ -48,6 +62,9 @@ typedef struct {
     int direct;     /* 1x1 stride 1 unpadded, one image per chunk: cols = x_b */
     int tdx;        /* dX by the transposed convolution (geometry gt) instead of col2im */
     elbo_conv_geom gt;
+    int shift;      /* shifted GEMMs on padded planes, one image per chunk */
+    int64_t Hp, Wp; /* padded x */
+    int64_t Hq, Wq; /* dY padded by KH-1-ph, KW-1-pw (the transposed convolution's input) */
     size_t per;     /* scratch floats of one chunk task */
 } conv_plan;
 
@@ -62,11 +79,17 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     p->P = g->OH * g->OW;
     p->HW = g->H * g->W;
     size_t per_image = (size_t)(p->CKK + g->OC) * (size_t)p->P * sizeof(float);
+    p->shift = g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW && !is_pointwise(g) &&
+               g->C >= elbo__conv_shift_min_c && g->OW >= elbo__conv_shift_min_ow;
+    p->Hp = g->H + 2 * g->ph;
+    p->Wp = g->W + 2 * g->pw;
+    p->Hq = g->H + g->KH - 1;
+    p->Wq = g->W + g->KW - 1;
     int64_t nb = p->P ? (CHUNK_MIN_COLS + p->P - 1) / p->P : B;
     if (per_image && (size_t)nb * per_image > elbo__conv_chunk_bytes)
         nb = (int64_t)(elbo__conv_chunk_bytes / per_image);
     /* 1x1 on large images: per-image GEMMs straight on x and y beat gathering. */
-    if (is_pointwise(g) && p->P >= 256) nb = 1;
+    if ((is_pointwise(g) && p->P >= 256) || p->shift) nb = 1;
     if (nb < 1) nb = 1;
     int64_t T = B > 0 ? (B + nb - 1) / nb : 0;
     if (T > 1) T = (T + CHUNK_MULTIPLE - 1) / CHUNK_MULTIPLE * CHUNK_MULTIPLE;
@@ -83,6 +106,70 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     size_t n = (size_t)(p->nb_max * p->P), nx = (size_t)(p->nb_max * p->HW);
     size_t fwd = (size_t)(p->CKK + g->OC) * n, bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
     p->per = p->direct ? 0 : fwd > bwd ? fwd : bwd;
+    if (p->shift) /* x_pad, y_wide / dY_wide, dY_pad, dX_wide */
+        p->per = (size_t)(g->C * p->Hp * p->Wp + g->OC * g->OH * p->Wp + g->OC * p->Hq * p->Wq +
+                          g->C * g->H * p->Wq);
+}
+
+/* The per-offset matrices of w (OC, C, KH, KW): forward wk[k] = W[:, :, k] (OC, C); for dX
+ * (flip) wk[k] = W[:, :, KK-1-k]^T (C, OC). */
+static void offset_kernels(const conv_plan *p, const float *w, int flip, float *wk) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t KK = g->KH * g->KW, C = g->C, OC = g->OC;
+#pragma omp parallel for schedule(static) if (C * OC * KK > ELBO_PAR_MIN)
+    for (int64_t k = 0; k < KK; k++)
+        for (int64_t oc = 0; oc < OC; oc++)
+            for (int64_t c = 0; c < C; c++) {
+                if (flip) wk[(k * C + c) * OC + oc] = w[(oc * C + c) * KK + (KK - 1 - k)];
+                else wk[(k * OC + oc) * C + c] = w[(oc * C + c) * KK + k];
+            }
+}
+
+typedef void (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                        const float *, int64_t, float, float *, int64_t);
+
+/* Shifted-GEMM forward of image b: y_b = sum_k wk[k] @ shift_k(x_pad) + bias. */
+static void shift_forward(const conv_plan *p, const float *x, const float *wk, const float *bias,
+                          float *y, int64_t b, float *buf, gemm_fn gemm) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t C = g->C, OC = g->OC, Wp = p->Wp, plane = p->Hp * Wp;
+    int64_t N = (g->OH - 1) * Wp + g->OW, KK = g->KH * g->KW;
+    float *xpad = buf, *ywide = buf + C * plane;
+    elbo__pad_planes(x + b * C * p->HW, C, g->H, g->W, g->ph, g->pw, p->Hp, Wp, xpad);
+    for (int64_t k = 0; k < KK; k++)
+        gemm(0, 0, OC, N, C, 1.0f, wk + k * OC * C, C, xpad + (k / g->KW) * Wp + k % g->KW, plane,
+             k ? 1.0f : 0.0f, ywide, g->OH * Wp);
+    elbo__crop_planes(ywide, OC, g->OH, g->OW, Wp, g->OH * Wp, bias, 0, y + b * OC * p->P);
+}
+
+/* Shifted-GEMM backward of image b: dw_t[k] (C, OC) = beta_w dw_t[k] + shift_k(x_pad) @
+ * dY_wide^T (if dw_t), gx_b += crop(sum_k wkf[k] @ shift_k(dY_pad)) (if gx). */
+static void shift_backward(const conv_plan *p, const float *x, const float *wkf, const float *dy,
+                           float *dw_t, float beta_w, float *gx, int64_t b, float *buf,
+                           gemm_fn gemm) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t C = g->C, OC = g->OC, Wp = p->Wp, Wq = p->Wq, KK = g->KH * g->KW;
+    int64_t plane = p->Hp * Wp, qplane = p->Hq * Wq;
+    float *xpad = buf, *dywide = xpad + C * plane, *dypad = dywide + OC * g->OH * Wp;
+    float *dxwide = dypad + OC * qplane;
+    const float *dyb = dy + b * OC * p->P;
+    if (dw_t) {
+        int64_t N = (g->OH - 1) * Wp + g->OW;
+        elbo__pad_planes(x + b * C * p->HW, C, g->H, g->W, g->ph, g->pw, p->Hp, Wp, xpad);
+        elbo__pad_planes(dyb, OC, g->OH, g->OW, 0, 0, g->OH, Wp, dywide);
+        for (int64_t k = 0; k < KK; k++)
+            gemm(0, 1, C, OC, N, 1.0f, xpad + (k / g->KW) * Wp + k % g->KW, plane, dywide,
+                 g->OH * Wp, beta_w, dw_t + k * C * OC, OC);
+    }
+    if (gx) {
+        int64_t N = (g->H - 1) * Wq + g->W;
+        elbo__pad_planes(dyb, OC, g->OH, g->OW, g->KH - 1 - g->ph, g->KW - 1 - g->pw, p->Hq, Wq,
+                         dypad);
+        for (int64_t k = 0; k < KK; k++)
+            gemm(0, 0, C, N, OC, 1.0f, wkf + k * C * OC, OC, dypad + (k / g->KW) * Wq + k % g->KW,
+                 qplane, k ? 1.0f : 0.0f, dxwide, g->H * Wq);
+        elbo__crop_planes(dxwide, C, g->H, g->W, Wq, g->H * Wq, NULL, 1, gx + b * C * p->HW);
+    }
 }
 
 /* W' (C, OC KH KW) of the transposed convolution from w (OC, C, KH, KW). */
@@ -184,36 +271,49 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
      * is one group whose kernels and sgemm use all threads. */
     int64_t G = p.T < MAX_GROUPS ? p.T : MAX_GROUPS, wsize = g.OC * p.CKK;
     int nthr = p.T > 1 ? omp_get_max_threads() : 1;
-    size_t part = gw ? (size_t)(G * wsize) : 0, wt_size = gx && p.tdx ? (size_t)wsize : 0;
+    size_t part = gw ? (size_t)(G * wsize) : 0;
+    size_t wt_size = gx && (p.tdx || p.shift) ? (size_t)wsize : 0;
     float *buf = elbo_ctx_scratch(ctx, (part + wt_size + (size_t)nthr * p.per) * sizeof(float));
     if (!buf) return;
     float *partial = buf, *wt = buf + part, *task_buf = wt + wt_size;
-    if (wt_size) flip_kernel(&p, w->data, wt);
+    if (wt_size && p.shift) offset_kernels(&p, w->data, 1, wt);
+    else if (wt_size) flip_kernel(&p, w->data, wt);
     if (p.T == 1) {
-        chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, p.B, task_buf,
-                       0);
+        if (p.shift)
+            shift_backward(&p, x->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, task_buf,
+                           elbo__sgemm);
+        else
+            chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, p.B,
+                           task_buf, 0);
     } else {
         elbo__blas_single_thread();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int64_t grp = 0; grp < G; grp++) {
             float *tb = task_buf + (size_t)omp_get_thread_num() * p.per;
             int64_t t0 = grp * p.T / G, t1 = (grp + 1) * p.T / G;
             for (int64_t t = t0; t < t1; t++) {
                 int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
-                chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial + grp * wsize : NULL,
-                               t == t0 ? 0.0f : 1.0f, gx, b0, m, tb, 1);
+                float *dw_t = gw ? partial + grp * wsize : NULL, beta_w = t == t0 ? 0.0f : 1.0f;
+                if (p.shift)
+                    shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, b0, tb,
+                                   elbo__sgemm_serial);
+                else
+                    chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb, 1);
             }
         }
     }
-    if (gw) { /* gw[oc, k] += sum over groups, in order, of partial[grp][k, oc] */
-        int64_t OC = g.OC, CKK = p.CKK;
+    if (gw) { /* gw[oc, c, k] += sum over groups, in order, of the partials: (C KK, OC) for
+               * im2col, (KK, C, OC) for shifted GEMMs */
+        int64_t OC = g.OC, C = g.C, KK = g.KH * g.KW;
 #pragma omp parallel for schedule(static) if (G * wsize > ELBO_PAR_MIN)
         for (int64_t oc = 0; oc < OC; oc++)
-            for (int64_t k = 0; k < CKK; k++) {
-                float s = gw[oc * CKK + k];
-                for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + k * OC + oc];
-                gw[oc * CKK + k] = s;
-            }
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t k = 0; k < KK; k++) {
+                    int64_t at = p.shift ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
+                    float s = gw[(oc * C + c) * KK + k];
+                    for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + at];
+                    gw[(oc * C + c) * KK + k] = s;
+                }
     }
 }
 
@@ -251,20 +351,27 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     elbo_tensor *y = elbo_tensor_new4(ctx, p.B, g.OC, g.OH, g.OW);
     if (!y) return NULL;
     const float *bias = b ? b->data : NULL;
+    int nthr = p.T > 1 ? omp_get_max_threads() : 1;
+    size_t wk_size = p.shift ? (size_t)(g.OC * p.CKK) : 0;
+    float *buf = NULL;
+    if (p.per || wk_size) {
+        buf = elbo_ctx_scratch(ctx, (wk_size + (size_t)nthr * p.per) * sizeof(float));
+        if (!buf) return NULL;
+    }
+    float *wk = buf, *task_buf = buf ? buf + wk_size : NULL;
+    if (p.shift) offset_kernels(&p, w->data, 0, wk);
     if (p.T == 1) {
-        float *buf = p.per ? elbo_ctx_scratch(ctx, p.per * sizeof(float)) : NULL;
-        if (p.per && !buf) return NULL;
-        chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, buf, 0);
+        if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, 0, task_buf, elbo__sgemm);
+        else chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, task_buf, 0);
     } else if (p.T > 1) {
-        int nthr = omp_get_max_threads();
-        float *buf = p.per ? elbo_ctx_scratch(ctx, (size_t)nthr * p.per * sizeof(float)) : NULL;
-        if (p.per && !buf) return NULL;
         elbo__blas_single_thread();
-#pragma omp parallel for schedule(static)
+        /* dynamic: a task's result does not depend on which thread runs it */
+#pragma omp parallel for schedule(dynamic, 1)
         for (int64_t t = 0; t < p.T; t++) {
+            float *tb = task_buf ? task_buf + (size_t)omp_get_thread_num() * p.per : NULL;
             int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
-            chunk_forward(&p, x->data, w->data, bias, y->data, b0, m,
-                          buf ? buf + (size_t)omp_get_thread_num() * p.per : NULL, 1);
+            if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, b0, tb, elbo__sgemm_serial);
+            else chunk_forward(&p, x->data, w->data, bias, y->data, b0, m, tb, 1);
         }
     }
     int ok;

@@ -137,6 +137,39 @@ void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t
     });
 }
 
+void elbo__pad_planes(const float *src, int64_t N, int64_t Hs, int64_t Ws, int64_t top,
+                      int64_t left, int64_t Hd, int64_t Wd, float *dst) {
+    FOR_T(N, N * Hd * Wd, {
+        const float *sp = src + t * Hs * Ws;
+        float *dp = dst + t * Hd * Wd;
+        memset(dp, 0, (size_t)(top * Wd) * sizeof(float));
+        for (int64_t i = 0; i < Hs; i++) {
+            float *row = dp + (top + i) * Wd;
+            for (int64_t j = 0; j < left; j++) row[j] = 0.0f;
+            memcpy(row + left, sp + i * Ws, (size_t)Ws * sizeof(float));
+            for (int64_t j = left + Ws; j < Wd; j++) row[j] = 0.0f;
+        }
+        memset(dp + (top + Hs) * Wd, 0, (size_t)((Hd - top - Hs) * Wd) * sizeof(float));
+    });
+}
+
+void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_t ld_row,
+                       int64_t ld_plane, const float *bias, int acc, float *dst) {
+    FOR_T(N, N * H * W, {
+        const float *sp = src + t * ld_plane;
+        float *dp = dst + t * H * W;
+        float bc = bias ? bias[t] : 0.0f;
+        for (int64_t i = 0; i < H; i++) {
+            const float *sr = sp + i * ld_row;
+            float *dr = dp + i * W;
+            if (acc)
+                for (int64_t j = 0; j < W; j++) dr[j] += sr[j];
+            else
+                for (int64_t j = 0; j < W; j++) dr[j] = sr[j] + bc;
+        }
+    });
+}
+
 void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P) {
     FOR_T(B * N, B * N * P, {
         float bc = bias ? bias[t % N] : 0.0f, *d = y + t * P;
