@@ -22,15 +22,18 @@ typedef struct {
  * small images, the whole test batch in one im2col chunk, kernels and tiled sgemm over all
  * threads), one image per chunk (one task per image, direct NCHW GEMMs; cols = x for 1x1),
  * two images per chunk for a batch of five (four chunk tasks of 1, 1, 1 and 2 images), and
- * shifted GEMMs on padded planes wherever they apply (stride 1). */
-#define N_MODES 4
+ * shifted GEMMs on padded planes wherever they apply (stride 1), with dW by per-offset
+ * products (mode 3) or by im2col (mode 4). */
+#define N_MODES 5
 typedef struct {
     size_t chunk_bytes;
     int64_t shift_min_ow, shift_min_c;
+    int shift_dw;
 } conv_tuning;
 
 static conv_tuning tuning_get(void) {
-    conv_tuning t = {elbo__conv_chunk_bytes, elbo__conv_shift_min_ow, elbo__conv_shift_min_c};
+    conv_tuning t = {elbo__conv_chunk_bytes, elbo__conv_shift_min_ow, elbo__conv_shift_min_c,
+                     elbo__conv_shift_dw};
     return t;
 }
 
@@ -38,6 +41,7 @@ static void tuning_set(conv_tuning t) {
     elbo__conv_chunk_bytes = t.chunk_bytes;
     elbo__conv_shift_min_ow = t.shift_min_ow;
     elbo__conv_shift_min_c = t.shift_min_c;
+    elbo__conv_shift_dw = t.shift_dw;
 }
 
 static conv_tuning tuning_for(const conv_cfg *c, int mode) {
@@ -46,7 +50,8 @@ static conv_tuning tuning_for(const conv_cfg *c, int mode) {
     size_t per = (size_t)(c->C * c->KH * c->KW + c->OC) * (size_t)(OH * OW) * sizeof(float);
     if (mode == 1) t.chunk_bytes = 1;
     if (mode == 2) t.chunk_bytes = 2 * per;
-    if (mode == 3) t.shift_min_ow = t.shift_min_c = 1;
+    if (mode >= 3) t.shift_min_ow = t.shift_min_c = 1;
+    if (mode >= 3) t.shift_dw = mode == 3; /* dW by per-offset products, or by im2col */
     return t;
 }
 

@@ -35,6 +35,7 @@
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 /* A chunk has enough images for a GEMM of at least CHUNK_MIN_COLS columns (narrower ones
@@ -44,10 +45,23 @@
 #define CHUNK_MIN_COLS 512
 size_t elbo__conv_chunk_bytes = (size_t)2 << 20;
 /* Shifted GEMMs are used from this output width on (narrower images waste too many wide
- * columns and make GEMMs too small), and from this many input channels on (K = C per GEMM).
- * Tunable for tests and benchmarks; not part of the API. */
+ * columns and make GEMMs too small), from 70% of it when OC <= C (measured on the unet-s
+ * layers: 14x14 with OC <= C gains, with OC > C loses), and from this many input channels
+ * on (K = C per GEMM). Tunable for tests and benchmarks; not part of the API. */
 int64_t elbo__conv_shift_min_ow = 20;
 int64_t elbo__conv_shift_min_c = 8;
+/* With shifted GEMMs, dW by nine (C, OC) products over the padded image (1), or by im2col
+ * and one (C KH KW, OC) product (0), or chosen by the OpenBLAS core (-1): the small-output
+ * products run as fast as the im2col one with the AVX-512 kernels (136 against 135 GFLOP/s
+ * per core at C = OC = 32) but slower with the AVX2 ones (72 against 95, Haswell). */
+int elbo__conv_shift_dw = -1;
+
+static int shift_dw_by_offsets(void) {
+    if (elbo__conv_shift_dw >= 0) return elbo__conv_shift_dw;
+    const char *core = openblas_get_corename();
+    return core && (strstr(core, "SkylakeX") || strstr(core, "Cooperlake") ||
+                    strstr(core, "SapphireRapids"));
+}
 
 /* Chunk counts are rounded up to a multiple of this (balanced over 1, 2 or 4 threads), and
  * dW partial sums are kept for at most MAX_GROUPS groups of chunks. */
@@ -63,6 +77,7 @@ typedef struct {
     int tdx;        /* dX by the transposed convolution (geometry gt) instead of col2im */
     elbo_conv_geom gt;
     int shift;      /* shifted GEMMs on padded planes, one image per chunk */
+    int shift_dw;   /* with shift: dW by per-offset products too (else im2col) */
     int64_t Hp, Wp; /* padded x */
     int64_t Hq, Wq; /* dY padded by KH-1-ph, KW-1-pw (the transposed convolution's input) */
     size_t per;     /* scratch floats of one chunk task */
@@ -80,7 +95,8 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     p->HW = g->H * g->W;
     size_t per_image = (size_t)(p->CKK + g->OC) * (size_t)p->P * sizeof(float);
     p->shift = g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW && !is_pointwise(g) &&
-               g->C >= elbo__conv_shift_min_c && g->OW >= elbo__conv_shift_min_ow;
+               g->C >= elbo__conv_shift_min_c &&
+               g->OW >= (g->OC <= g->C ? elbo__conv_shift_min_ow * 7 / 10 : elbo__conv_shift_min_ow);
     p->Hp = g->H + 2 * g->ph;
     p->Wp = g->W + 2 * g->pw;
     p->Hq = g->H + g->KH - 1;
@@ -106,9 +122,13 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     size_t n = (size_t)(p->nb_max * p->P), nx = (size_t)(p->nb_max * p->HW);
     size_t fwd = (size_t)(p->CKK + g->OC) * n, bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
     p->per = p->direct ? 0 : fwd > bwd ? fwd : bwd;
-    if (p->shift) /* x_pad, y_wide / dY_wide, dY_pad, dX_wide */
-        p->per = (size_t)(g->C * p->Hp * p->Wp + g->OC * g->OH * p->Wp + g->OC * p->Hq * p->Wq +
-                          g->C * g->H * p->Wq);
+    p->shift_dw = p->shift && shift_dw_by_offsets();
+    if (p->shift) { /* x_pad + y_wide or dY_wide; cols for dW by im2col; dY_pad + dX_wide */
+        size_t a = (size_t)(g->C * p->Hp * p->Wp + g->OC * g->OH * p->Wp);
+        size_t b = (size_t)(p->CKK * p->P), c = (size_t)(g->OC * p->Hq * p->Wq + g->C * g->H * p->Wq);
+        p->per = a > b ? a : b;
+        if (c > p->per) p->per = c;
+    }
 }
 
 /* The per-offset matrices of w (OC, C, KH, KW): forward wk[k] = W[:, :, k] (OC, C); for dX
@@ -143,17 +163,21 @@ static void shift_forward(const conv_plan *p, const float *x, const float *wk, c
 }
 
 /* Shifted-GEMM backward of image b: dw_t[k] (C, OC) = beta_w dw_t[k] + shift_k(x_pad) @
- * dY_wide^T (if dw_t), gx_b += crop(sum_k wkf[k] @ shift_k(dY_pad)) (if gx). */
+ * dY_wide^T, or without p->shift_dw dw_t (CKK, OC) = beta_w dw_t + cols @ dY_b^T (if dw_t);
+ * gx_b += crop(sum_k wkf[k] @ shift_k(dY_pad)) (if gx). */
 static void shift_backward(const conv_plan *p, const float *x, const float *wkf, const float *dy,
                            float *dw_t, float beta_w, float *gx, int64_t b, float *buf,
                            gemm_fn gemm) {
     const elbo_conv_geom *g = &p->g;
     int64_t C = g->C, OC = g->OC, Wp = p->Wp, Wq = p->Wq, KK = g->KH * g->KW;
     int64_t plane = p->Hp * Wp, qplane = p->Hq * Wq;
-    float *xpad = buf, *dywide = xpad + C * plane, *dypad = dywide + OC * g->OH * Wp;
-    float *dxwide = dypad + OC * qplane;
+    /* dW first, then dX, both from the start of buf */
+    float *xpad = buf, *dywide = xpad + C * plane, *dypad = buf, *dxwide = dypad + OC * qplane;
     const float *dyb = dy + b * OC * p->P;
-    if (dw_t) {
+    if (dw_t && !p->shift_dw) {
+        elbo__im2col(g, x + b * C * p->HW, 1, buf);
+        gemm(0, 1, p->CKK, OC, p->P, 1.0f, buf, p->P, dyb, p->P, beta_w, dw_t, OC);
+    } else if (dw_t) {
         int64_t N = (g->OH - 1) * Wp + g->OW;
         elbo__pad_planes(x + b * C * p->HW, C, g->H, g->W, g->ph, g->pw, p->Hp, Wp, xpad);
         elbo__pad_planes(dyb, OC, g->OH, g->OW, 0, 0, g->OH, Wp, dywide);
@@ -303,13 +327,13 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
         }
     }
     if (gw) { /* gw[oc, c, k] += sum over groups, in order, of the partials: (C KK, OC) for
-               * im2col, (KK, C, OC) for shifted GEMMs */
+               * im2col, (KK, C, OC) for per-offset products */
         int64_t OC = g.OC, C = g.C, KK = g.KH * g.KW;
 #pragma omp parallel for schedule(static) if (G * wsize > ELBO_PAR_MIN)
         for (int64_t oc = 0; oc < OC; oc++)
             for (int64_t c = 0; c < C; c++)
                 for (int64_t k = 0; k < KK; k++) {
-                    int64_t at = p.shift ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
+                    int64_t at = p.shift_dw ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
                     float s = gw[(oc * C + c) * KK + k];
                     for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + at];
                     gw[(oc * C + c) * KK + k] = s;

@@ -43,10 +43,11 @@ typedef struct {
 } elbo_conv_geom;
 
 /* conv2d tuning (src/ops/conv.c), set only by tests and benchmarks: the scratch budget of
- * one chunk of images, and from which output width and input channel count stride-1
- * convolutions use shifted GEMMs instead of im2col. */
+ * one chunk of images, from which output width and input channel count stride-1
+ * convolutions use shifted GEMMs instead of im2col, and how those compute dW. */
 extern size_t elbo__conv_chunk_bytes;
 extern int64_t elbo__conv_shift_min_ow, elbo__conv_shift_min_c;
+extern int elbo__conv_shift_dw; /* -1 auto, 0 dW by im2col, 1 by per-offset products */
 
 /* Columns of nb images x (nb,C,H,W) -> cols (C*KH*KW, nb*OH*OW):
  *   cols[(c*KH + kh)*KW + kw, b*OH*OW + oh*OW + ow] = x[b, c, oh*sh - ph + kh, ow*sw - pw + kw]
