@@ -31,7 +31,7 @@ typedef struct {
 
 static const layer layers[] = {
     {"in 1->32 3x3 @28", 1, 32, 28, 3, 1, 1, 1, 0},
-    {"32->32 3x3 @28", 32, 32, 28, 3, 1, 1, 4, 1},   /* res0 conv1, conv2; up2 conv2 ... */
+    {"32->32 3x3 @28", 32, 32, 28, 3, 1, 1, 4, 1}, /* res0 conv1, conv2; up2 conv2 ... */
     {"32->32 3x3 s2 28->14", 32, 32, 28, 3, 2, 1, 1, 1},
     {"32->64 3x3 @14", 32, 64, 14, 3, 1, 1, 1, 1},
     {"64->64 3x3 @14", 64, 64, 14, 3, 1, 1, 1, 1},
@@ -97,7 +97,8 @@ int main(int argc, char **argv) {
         int64_t OH = (L->H + 2 * L->p - L->k) / L->s + 1;
         int64_t nx = (int64_t)B * L->C * L->H * L->H, nw = (int64_t)L->OC * L->C * L->k * L->k;
         int64_t ny = (int64_t)B * L->OC * OH * OH;
-        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(L->OC * 4), *gy = malloc(ny * 4);
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(L->OC * 4),
+              *gy = malloc(ny * 4);
         elbo_rng_normal(&rng, x, nx, 0, 1);
         elbo_rng_normal(&rng, w, nw, 0, 0.1f);
         elbo_rng_normal(&rng, b, L->OC, 0, 1);

@@ -46,7 +46,8 @@ static void tuning_set(conv_tuning t) {
 
 static conv_tuning tuning_for(const conv_cfg *c, int mode) {
     conv_tuning t = tuning_get();
-    int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
+    int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1,
+            OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
     size_t per = (size_t)(c->C * c->KH * c->KW + c->OC) * (size_t)(OH * OW) * sizeof(float);
     if (mode == 1) t.chunk_bytes = 1;
     if (mode == 2) t.chunk_bytes = 2 * per;
@@ -57,8 +58,8 @@ static conv_tuning tuning_for(const conv_cfg *c, int mode) {
 
 /* Direct cross-correlation in double: y[b,o,i,j] = bias[o] + sum_{c,kh,kw} w[o,c,kh,kw]
  * x[b,c,i sh - ph + kh, j sw - pw + kw]; abs gets the sum of |terms| (for the error bound). */
-static void ref_conv(const conv_cfg *c, const float *x, const float *w, const float *b,
-                     double *y, double *abs) {
+static void ref_conv(const conv_cfg *c, const float *x, const float *w, const float *b, double *y,
+                     double *abs) {
     int OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
     for (int n = 0; n < c->B; n++)
         for (int o = 0; o < c->OC; o++)
@@ -83,22 +84,22 @@ static void ref_conv(const conv_cfg *c, const float *x, const float *w, const fl
 
 static const conv_cfg configs[] = {
     /* B  C  H  W OC KH KW sh sw ph pw bias */
-    {5, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},   /* 3x3 same padding, non-square */
-    {5, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},   /* 1x1 pointwise, no bias */
-    {5, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1},  /* 5x5 stride 2 pad 2 */
-    {5, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},   /* 3x3 stride 2 no padding */
-    {5, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},   /* pad 2 > kernel half-width: output grows */
-    {5, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},   /* 1x1 stride 2 (not pointwise) */
-    {5, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},   /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
-    {5, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},   /* one input channel */
-    {5, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},   /* one output channel */
-    {20, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1},  /* many chunks: dW summed in 16 groups (mode 1) */
+    {5, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},  /* 3x3 same padding, non-square */
+    {5, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},  /* 1x1 pointwise, no bias */
+    {5, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1}, /* 5x5 stride 2 pad 2 */
+    {5, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},  /* 3x3 stride 2 no padding */
+    {5, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},  /* pad 2 > kernel half-width: output grows */
+    {5, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},  /* 1x1 stride 2 (not pointwise) */
+    {5, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},  /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
+    {5, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},  /* one input channel */
+    {5, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},  /* one output channel */
+    {20, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1}, /* many chunks: dW summed in 16 groups (mode 1) */
     /* stride 1 with OC <= C: dX by the transposed convolution */
-    {5, 4, 7, 6, 3, 3, 5, 1, 1, 1, 2, 1},   /* 3x5 kernel, pad (1,2) */
-    {5, 4, 6, 7, 2, 3, 3, 1, 1, 0, 0, 1},   /* unpadded ("valid") */
-    {5, 3, 8, 6, 3, 5, 5, 1, 1, 1, 1, 0},   /* 5x5 pad 1, OC = C */
-    {1, 3, 6, 7, 4, 3, 3, 1, 1, 1, 1, 1},   /* a single image */
-    {5, 2, 4, 5, 3, 1, 1, 1, 1, 1, 1, 1},   /* padding >= kernel: a ring of bias only */
+    {5, 4, 7, 6, 3, 3, 5, 1, 1, 1, 2, 1}, /* 3x5 kernel, pad (1,2) */
+    {5, 4, 6, 7, 2, 3, 3, 1, 1, 0, 0, 1}, /* unpadded ("valid") */
+    {5, 3, 8, 6, 3, 5, 5, 1, 1, 1, 1, 0}, /* 5x5 pad 1, OC = C */
+    {1, 3, 6, 7, 4, 3, 3, 1, 1, 1, 1, 1}, /* a single image */
+    {5, 2, 4, 5, 3, 1, 1, 1, 1, 1, 1, 1}, /* padding >= kernel: a ring of bias only */
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
@@ -128,7 +129,8 @@ TEST(conv_forward_matches_direct_double) {
             int shape_ok = y && y->ndim == 4 && y->shape[0] == c->B && y->shape[1] == c->OC &&
                            y->shape[2] == OH && y->shape[3] == OW;
             if (!shape_ok) elbo_ctx_free(ctx);
-            CHECK_MSG(shape_ok, "config %d mode %d: wrong output (%s)", ci, mode, elbo_last_error());
+            CHECK_MSG(shape_ok, "config %d mode %d: wrong output (%s)", ci, mode,
+                      elbo_last_error());
             double *ref = malloc((size_t)y->numel * 2 * sizeof(double)), *abs = ref + y->numel;
             ref_conv(c, x->data, w->data, b ? b->data : NULL, ref, abs);
             /* Rounding bound of a float32 sum of n = C KH KW + 1 terms: gamma_n sum |terms|
@@ -140,8 +142,8 @@ TEST(conv_forward_matches_direct_double) {
             double got = bad >= 0 ? y->data[bad] : 0, want = bad >= 0 ? ref[bad] : 0;
             free(ref);
             elbo_ctx_free(ctx);
-            CHECK_MSG(bad < 0, "config %d mode %d: element %lld is %.9g, direct sum %.9g", ci,
-                      mode, (long long)bad, got, want);
+            CHECK_MSG(bad < 0, "config %d mode %d: element %lld is %.9g, direct sum %.9g", ci, mode,
+                      (long long)bad, got, want);
         }
 }
 
@@ -153,12 +155,16 @@ static elbo_tensor *build_conv(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 
 /* The tuning of `mode` holds for the whole check (backward runs outside build_conv). */
 static int gradcheck_conv(const conv_cfg *c, int mode, char *msg, size_t len) {
-    gc_spec s = {.n_in = c->bias ? 3 : 2, .ndim = {4, 4, 1},
+    gc_spec s = {.n_in = c->bias ? 3 : 2,
+                 .ndim = {4, 4, 1},
                  .shape = {{c->B, c->C, c->H, c->W}, {c->OC, c->C, c->KH, c->KW}, {c->OC}},
                  /* conv is linear in each element of x, w and b: central differences are exact
                   * up to float32 rounding of the outputs (~1e-7 relative / 2 eps ~ 1e-5 at
                   * eps 0.05), far inside atol = rtol = 1e-3. */
-                 .eps = 0.05f, .atol = 1e-3f, .rtol = 1e-3f, .max_checks = 60};
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f,
+                 .max_checks = 60};
     conv_tuning saved = tuning_get();
     tuning_set(tuning_for(c, mode));
     int rc = gradcheck("conv2d", build_conv, (void *)c, &s, msg, len);
@@ -317,10 +323,12 @@ TEST(conv_shape_errors_name_op_and_shapes) {
     CHECK(strstr(elbo_last_error(), "conv2d") && strstr(elbo_last_error(), "(4, 3, 9, 9)"));
     CHECK(elbo_conv2d(ctx, x, w3, NULL, 0, 1) == NULL && strstr(elbo_last_error(), "stride"));
     CHECK(elbo_upsample_nearest2x(ctx, x3) == NULL);
-    CHECK(strstr(elbo_last_error(), "upsample_nearest2x") && strstr(elbo_last_error(), "(3, 8, 8)"));
+    CHECK(strstr(elbo_last_error(), "upsample_nearest2x") &&
+          strstr(elbo_last_error(), "(3, 8, 8)"));
     CHECK(elbo_avg_pool2d(ctx, x, 9, 1) == NULL);
     CHECK(strstr(elbo_last_error(), "avg_pool2d") && strstr(elbo_last_error(), "(2, 3, 8, 8)"));
-    CHECK(elbo_conv2d(ctx, NULL, w3, NULL, 1, 1) == NULL && strstr(elbo_last_error(), "avg_pool2d"));
+    CHECK(elbo_conv2d(ctx, NULL, w3, NULL, 1, 1) == NULL &&
+          strstr(elbo_last_error(), "avg_pool2d"));
     elbo_ctx_free(ctx);
 }
 
@@ -354,7 +362,8 @@ TEST(conv_avg_pool2d_forward) {
     for (int q = 0; q < 2; q++)
         for (int i = 0; i < 2; i++)
             for (int j = 0; j < 3; j++)
-                CHECK_NEAR(z->data[(q * 2 + i) * 3 + j], x->data[(q * 4 + i + 1) * 5 + j + 1], 1e-5);
+                CHECK_NEAR(z->data[(q * 2 + i) * 3 + j], x->data[(q * 4 + i + 1) * 5 + j + 1],
+                           1e-5);
     elbo_ctx_free(ctx);
 }
 
@@ -370,10 +379,18 @@ static elbo_tensor *build_avg_pool(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 TEST(grad_conv_upsample_and_avg_pool) {
     /* Both ops are linear: central differences are exact up to float32 rounding (see the
      * conv gradient check), so eps 0.05 with atol = rtol = 1e-3. */
-    gc_spec s = {.n_in = 1, .ndim = {4}, .shape = {{2, 3, 3, 4}}, .eps = 0.05f, .atol = 1e-3f,
+    gc_spec s = {.n_in = 1,
+                 .ndim = {4},
+                 .shape = {{2, 3, 3, 4}},
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
                  .rtol = 1e-3f};
     CHECK_GRAD("upsample_nearest2x", build_upsample, NULL, &s);
-    gc_spec p = {.n_in = 1, .ndim = {4}, .shape = {{2, 2, 7, 6}}, .eps = 0.05f, .atol = 1e-3f,
+    gc_spec p = {.n_in = 1,
+                 .ndim = {4},
+                 .shape = {{2, 2, 7, 6}},
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
                  .rtol = 1e-3f};
     int ks[3][2] = {{2, 2}, {3, 1}, {3, 2}}; /* tiled, overlapping, overlapping strided */
     for (int i = 0; i < 3; i++) CHECK_GRAD("avg_pool2d", build_avg_pool, ks[i], &p);

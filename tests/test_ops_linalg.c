@@ -26,8 +26,8 @@ static float at(const float *a, int t, int64_t rows, int64_t cols, int64_t i, in
 }
 
 /* c (M,N) vs op(a) op(b) in double, each element within its rounding bound. */
-static int check_product(const float *a, const float *b, const float *c, int ta, int tb,
-                         int64_t M, int64_t N, int64_t K, char *msg, size_t len) {
+static int check_product(const float *a, const float *b, const float *c, int ta, int tb, int64_t M,
+                         int64_t N, int64_t K, char *msg, size_t len) {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
             double s = 0, as = 0;
@@ -129,9 +129,12 @@ TEST(grad_linalg_matmul_t_all_transposes) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             tt t = {ta, tb};
-            gc_spec s = {.n_in = 2, .ndim = {2, 2},
-                         .shape = {{ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}}, LIN_SPEC};
-            CHECK_GRAD(ta ? (tb ? "matmul_t TT" : "matmul_t TN") : (tb ? "matmul_t NT" : "matmul_t NN"),
+            gc_spec s = {.n_in = 2,
+                         .ndim = {2, 2},
+                         .shape = {{ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}},
+                         LIN_SPEC};
+            CHECK_GRAD(ta ? (tb ? "matmul_t TT" : "matmul_t TN")
+                          : (tb ? "matmul_t NT" : "matmul_t NN"),
                        build_matmul_t, &t, &s);
         }
 }
@@ -167,7 +170,8 @@ TEST(grad_linalg_bmm_transposes) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             tt t = {ta, tb};
-            gc_spec s = {.n_in = 2, .ndim = {3, 3},
+            gc_spec s = {.n_in = 2,
+                         .ndim = {3, 3},
                          .shape = {{B, ta ? K : M, ta ? M : K}, {B, tb ? N : K, tb ? K : N}},
                          LIN_SPEC};
             CHECK_GRAD("bmm", build_bmm, &t, &s);
@@ -312,6 +316,8 @@ TEST(linalg_same_bits_1_and_2_threads) {
         lin_free(&r1);
         lin_free(&r2);
         CHECK_MSG(same, "%s: results differ between 1 and 2 threads",
-                  which == 0 ? "linear" : which == 1 ? "bmm (small products)" : "bmm (large)");
+                  which == 0   ? "linear"
+                  : which == 1 ? "bmm (small products)"
+                               : "bmm (large)");
     }
 }

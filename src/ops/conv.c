@@ -83,6 +83,25 @@ typedef struct {
     size_t per;     /* scratch floats of one chunk task */
 } conv_plan;
 
+/* Geometry of x (B,C,H,W) * w (OC,C,KH,KW) with the given strides and paddings. */
+static elbo_conv_geom conv_geom(const elbo_tensor *x, const elbo_tensor *w, int64_t sh, int64_t sw,
+                                int64_t ph, int64_t pw) {
+    elbo_conv_geom g;
+    g.C = x->shape[1];
+    g.H = x->shape[2];
+    g.W = x->shape[3];
+    g.OC = w->shape[0];
+    g.KH = w->shape[2];
+    g.KW = w->shape[3];
+    g.sh = sh;
+    g.sw = sw;
+    g.ph = ph;
+    g.pw = pw;
+    g.OH = (g.H + 2 * ph - g.KH) / sh + 1;
+    g.OW = (g.W + 2 * pw - g.KW) / sw + 1;
+    return g;
+}
+
 static int is_pointwise(const elbo_conv_geom *g) {
     return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
@@ -94,9 +113,10 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     p->P = g->OH * g->OW;
     p->HW = g->H * g->W;
     size_t per_image = (size_t)(p->CKK + g->OC) * (size_t)p->P * sizeof(float);
-    p->shift = g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW && !is_pointwise(g) &&
-               g->C >= elbo__conv_shift_min_c &&
-               g->OW >= (g->OC <= g->C ? elbo__conv_shift_min_ow * 7 / 10 : elbo__conv_shift_min_ow);
+    p->shift =
+        g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW && !is_pointwise(g) &&
+        g->C >= elbo__conv_shift_min_c &&
+        g->OW >= (g->OC <= g->C ? elbo__conv_shift_min_ow * 7 / 10 : elbo__conv_shift_min_ow);
     p->Hp = g->H + 2 * g->ph;
     p->Wp = g->W + 2 * g->pw;
     p->Hq = g->H + g->KH - 1;
@@ -115,17 +135,25 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     p->direct = p->nb_max == 1 && is_pointwise(g);
     p->tdx = !is_pointwise(g) && g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW &&
              g->OC <= g->C;
-    elbo_conv_geom gt = {.C = g->OC, .H = g->OH, .W = g->OW, .OC = g->C, .KH = g->KH,
-                         .KW = g->KW, .OH = g->H, .OW = g->W, .sh = 1, .sw = 1,
-                         .ph = g->KH - 1 - g->ph, .pw = g->KW - 1 - g->pw};
-    p->gt = gt;
+    /* the transposed convolution: dY (OC, OH, OW) -> dX (C, H, W) */
+    p->gt = *g;
+    p->gt.C = g->OC;
+    p->gt.H = g->OH;
+    p->gt.W = g->OW;
+    p->gt.OC = g->C;
+    p->gt.OH = g->H;
+    p->gt.OW = g->W;
+    p->gt.ph = g->KH - 1 - g->ph;
+    p->gt.pw = g->KW - 1 - g->pw;
     size_t n = (size_t)(p->nb_max * p->P), nx = (size_t)(p->nb_max * p->HW);
-    size_t fwd = (size_t)(p->CKK + g->OC) * n, bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
+    size_t fwd = (size_t)(p->CKK + g->OC) * n,
+           bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
     p->per = p->direct ? 0 : fwd > bwd ? fwd : bwd;
     p->shift_dw = p->shift && shift_dw_by_offsets();
     if (p->shift) { /* x_pad + y_wide or dY_wide; cols for dW by im2col; dY_pad + dX_wide */
         size_t a = (size_t)(g->C * p->Hp * p->Wp + g->OC * g->OH * p->Wp);
-        size_t b = (size_t)(p->CKK * p->P), c = (size_t)(g->OC * p->Hq * p->Wq + g->C * g->H * p->Wq);
+        size_t b = (size_t)(p->CKK * p->P),
+               c = (size_t)(g->OC * p->Hq * p->Wq + g->C * g->H * p->Wq);
         p->per = a > b ? a : b;
         if (c > p->per) p->per = c;
     }
@@ -222,11 +250,13 @@ static void chunk_forward(const conv_plan *p, const float *x, const float *w, co
     }
     if (m == 1) { /* y_b = bias, then y_b += W @ cols */
         elbo__set_channel_bias(yb, bias, 1, g->OC, p->P);
-        if (serial) elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
+        if (serial)
+            elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
         else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
     } else {
         float *out = buf + p->CKK * n;
-        if (serial) elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
+        if (serial)
+            elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
         else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
         elbo__cm_to_nchw(out, bias, m, g->OC, p->P, yb);
     }
@@ -243,9 +273,8 @@ static void chunk_backward(const conv_plan *p, const float *x, const float *w, c
     int64_t n = m * p->P, CKK = p->CKK;
     const float *xb = x + b0 * g->C * p->HW, *dyb = dy + b0 * g->OC * p->P, *dyc = dyb;
     float *cols = buf;
-    void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                 const float *, int64_t, float, float *, int64_t) =
-        serial ? elbo__sgemm_serial : elbo__sgemm;
+    void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                 int64_t, float, float *, int64_t) = serial ? elbo__sgemm_serial : elbo__sgemm;
     if (m > 1 && (dw_t || !p->tdx)) {
         float *dy_cm = buf + CKK * n;
         elbo__nchw_to_cm(dyb, m, g->OC, p->P, dy_cm);
@@ -281,10 +310,7 @@ static void chunk_backward(const conv_plan *p, const float *x, const float *w, c
 
 static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
-    elbo_conv_geom g = {.C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
-                        .OC = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
-                        .OH = y->shape[2], .OW = y->shape[3],
-                        .sh = n->iarg[0], .sw = n->iarg[1], .ph = n->iarg[2], .pw = n->iarg[3]};
+    elbo_conv_geom g = conv_geom(x, w, n->iarg[0], n->iarg[1], n->iarg[2], n->iarg[3]);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
     float *gx = elbo__grad(ctx, x), *gw = elbo__grad(ctx, w), *gb = elbo__grad(ctx, bias);
@@ -321,8 +347,7 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
                 if (p.shift)
                     shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, b0, tb,
                                    elbo__sgemm_serial);
-                else
-                    chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb, 1);
+                else chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb, 1);
             }
         }
     }
@@ -361,15 +386,11 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
                    stride_h, stride_w, pad_h, pad_w);
         return NULL;
     }
-    elbo_conv_geom g = {.C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
-                        .OC = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
-                        .sh = stride_h, .sw = stride_w, .ph = pad_h, .pw = pad_w};
-    if (g.H + 2 * g.ph < g.KH || g.W + 2 * g.pw < g.KW) {
+    if (x->shape[2] + 2 * pad_h < w->shape[2] || x->shape[3] + 2 * pad_w < w->shape[3]) {
         elbo__shape_error("conv2d", x, w, "the kernel is larger than the padded input");
         return NULL;
     }
-    g.OH = (g.H + 2 * g.ph - g.KH) / g.sh + 1;
-    g.OW = (g.W + 2 * g.pw - g.KW) / g.sw + 1;
+    elbo_conv_geom g = conv_geom(x, w, stride_h, stride_w, pad_h, pad_w);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
     elbo_tensor *y = elbo_tensor_new4(ctx, p.B, g.OC, g.OH, g.OW);
@@ -410,8 +431,8 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     return y;
 }
 
-elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
-                         int stride, int pad) {
+elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b, int stride,
+                         int pad) {
     return elbo_conv2d_ex(ctx, x, w, b, stride, stride, pad, pad);
 }
 
@@ -420,8 +441,8 @@ static void upsample_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0];
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
-    elbo__upsample2x_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2],
-                                  x->shape[3], gx);
+    elbo__upsample2x_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                  gx);
 }
 
 elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x) {
@@ -432,8 +453,8 @@ elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x) {
                    elbo_shape_str(x, s, sizeof s));
         return NULL;
     }
-    elbo_tensor *y = elbo_tensor_new4(ctx, x->shape[0], x->shape[1], 2 * x->shape[2],
-                                      2 * x->shape[3]);
+    elbo_tensor *y =
+        elbo_tensor_new4(ctx, x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]);
     if (!y) return NULL;
     elbo__upsample2x(x->data, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], y->data);
     int ok;
@@ -446,8 +467,8 @@ static void avg_pool_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0];
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
-    elbo__avg_pool2d_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2],
-                                  x->shape[3], n->iarg[0], n->iarg[1], gx);
+    elbo__avg_pool2d_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                  n->iarg[0], n->iarg[1], gx);
 }
 
 elbo_tensor *elbo_avg_pool2d(elbo_ctx *ctx, elbo_tensor *x, int k, int stride) {

@@ -24,13 +24,14 @@ static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k,
  * `work` is large, in order when small or when already inside a parallel region (a conv
  * chunk task runs its kernels serially on its own thread). Each t writes its own outputs,
  * so the result is the same. */
-#define FOR_T(n, work, ...)                                                                   \
-    do {                                                                                       \
-        if ((work) > ELBO_PAR_MIN && !omp_in_parallel()) {                                     \
-            _Pragma("omp parallel for schedule(static)") for (int64_t t = 0; t < (n); t++) __VA_ARGS__ \
-        } else {                                                                               \
-            for (int64_t t = 0; t < (n); t++) __VA_ARGS__                                      \
-        }                                                                                      \
+#define FOR_T(n, work, ...)                                                                        \
+    do {                                                                                           \
+        if ((work) > ELBO_PAR_MIN && !omp_in_parallel()) {                                         \
+            _Pragma("omp parallel for schedule(static)") for (int64_t t = 0; t < (n); t++)         \
+                __VA_ARGS__                                                                        \
+        } else {                                                                                   \
+            for (int64_t t = 0; t < (n); t++) __VA_ARGS__                                          \
+        }                                                                                          \
     } while (0)
 
 /* The valid output ranges of every kernel offset: rows [rlo[kh], rhi[kh]) read input row
@@ -45,8 +46,10 @@ typedef struct {
 static void ranges_init(const elbo_conv_geom *g, conv_ranges *r) {
     r->cached = g->KH <= MAX_K && g->KW <= MAX_K;
     if (!r->cached) return;
-    for (int64_t k = 0; k < g->KH; k++) valid_range(g->H, g->OH, g->sh, g->ph, k, &r->rlo[k], &r->rhi[k]);
-    for (int64_t k = 0; k < g->KW; k++) valid_range(g->W, g->OW, g->sw, g->pw, k, &r->lo[k], &r->hi[k]);
+    for (int64_t k = 0; k < g->KH; k++)
+        valid_range(g->H, g->OH, g->sh, g->ph, k, &r->rlo[k], &r->rhi[k]);
+    for (int64_t k = 0; k < g->KW; k++)
+        valid_range(g->W, g->OW, g->sw, g->pw, k, &r->lo[k], &r->hi[k]);
 }
 
 static void ranges_get(const elbo_conv_geom *g, const conv_ranges *r, int64_t kh, int64_t kw,
@@ -71,8 +74,9 @@ static void ranges_get(const elbo_conv_geom *g, const conv_ranges *r, int64_t kh
 #endif
 
 /* One (c, kh, kw) row of cols for one image: dst (OH,OW) from the plane xp (H,W). */
-INLINE_LOOPS static void im2col_plane(const elbo_conv_geom *g, const conv_ranges *r, const float *restrict xp,
-                         int64_t kh, int64_t kw, float *restrict dst) {
+INLINE_LOOPS static void im2col_plane(const elbo_conv_geom *g, const conv_ranges *r,
+                                      const float *restrict xp, int64_t kh, int64_t kw,
+                                      float *restrict dst) {
     int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw, lo, hi, rlo, rhi;
     ranges_get(g, r, kh, kw, &rlo, &rhi, &lo, &hi);
     for (int64_t i = 0; i < rlo * OW; i++) dst[i] = 0.0f;
