@@ -109,6 +109,21 @@ TEST(linalg_linear_forward_3d_bias) {
     elbo_ctx_free(ctx);
 }
 
+/* A 1-D x is a single row: y (out) = W x + b. */
+TEST(linalg_linear_forward_1d) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new1(ctx, 3), *w = elbo_tensor_new2(ctx, 2, 3);
+    elbo_tensor *b = elbo_tensor_new1(ctx, 2);
+    float xv[3] = {1, 2, 3}, wv[6] = {1, 0, -1, 0.5f, 0.25f, 2}, bv[2] = {10, -1};
+    memcpy(x->data, xv, sizeof xv);
+    memcpy(w->data, wv, sizeof wv);
+    memcpy(b->data, bv, sizeof bv);
+    elbo_tensor *y = elbo_linear(ctx, x, w, b);
+    /* y0 = 1 - 3 + 10 = 8, y1 = 0.5 + 0.5 + 6 - 1 = 6 (exact in float) */
+    CHECK(y && y->ndim == 1 && y->shape[0] == 2 && y->data[0] == 8.0f && y->data[1] == 6.0f);
+    elbo_ctx_free(ctx);
+}
+
 /* ---- gradients ------------------------------------------------------------------------ */
 /* Every op here is linear in each input element, so central differences have no truncation
  * error at any step; a step of 0.05 keeps the float32 rounding of the outputs (relative
