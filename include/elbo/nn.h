@@ -52,7 +52,8 @@ float *elbo_paramset_data(elbo_paramset *ps);
 float *elbo_paramset_grad(elbo_paramset *ps);
 void elbo_paramset_zero_grad(elbo_paramset *ps);
 
-/* Joins a prefix and a component into buf ("a.b", or "b" when the prefix is empty). */
+/* Joins a prefix and a component into buf ("a.b", or "b" when the prefix is empty); returns
+ * buf, or NULL + error when the name does not fit in len. */
 const char *elbo_name_join(char *buf, size_t len, const char *prefix, const char *name);
 /* The same with an integer component: "a.3". */
 const char *elbo_name_index(char *buf, size_t len, const char *prefix, int i);

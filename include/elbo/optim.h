@@ -48,7 +48,12 @@ void elbo_ema_swap(elbo_ema *e, elbo_paramset *ps);
 float *elbo_ema_data(elbo_ema *e, int64_t *n);
 
 /* Linear warm-up from 0 to base_lr over warmup_steps, then cosine decay to min_lr at
- * total_steps (constant base_lr after warm-up when total_steps <= warmup_steps). */
+ * total_steps (constant base_lr after warm-up when total_steps <= warmup_steps). For step
+ * s = 0, 1, ... (the number of updates done before this one), W = warmup_steps,
+ * T = total_steps:
+ *   s < W:        lr = base_lr (s + 1) / W          (step 0 already moves; s = W-1 gives base_lr)
+ *   W <= s < T:   lr = min_lr + (base_lr - min_lr) (1 + cos(pi (s - W) / (T - W))) / 2
+ *   s >= T:       lr = min_lr    (base_lr when T <= W) */
 typedef struct {
     float base_lr, min_lr;
     int64_t warmup_steps, total_steps;
