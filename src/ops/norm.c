@@ -1,0 +1,308 @@
+/* Normalisation: GroupNorm (Wu & He 2018) and LayerNorm (Ba et al. 2016), as
+ * torch.nn.functional.group_norm / layer_norm: biased variance, eps inside the square root.
+ * Statistics and every long sum are accumulated in double, each by one thread in a fixed
+ * order, so results do not depend on the thread count.
+ *
+ * Backward, with xhat = (x - mu) rstd, rstd = 1/sqrt(var + eps), g = dy gamma over a group
+ * (or row) of N elements:
+ *   dx = rstd (g - mean(g) - xhat mean(g xhat)),
+ *   dgamma_c = sum dy xhat,  dbeta_c = sum dy   (over batch and spatial positions). */
+#include "internal.h"
+
+#include <math.h>
+
+#define LANES 8
+
+/* sum x and sum x^2 over x[0..n) in double, LANES independent partial sums combined in
+ * lane order. */
+static void sum_sumsq(const float *x, int64_t n, double *s, double *ss) {
+    double a[LANES] = {0}, q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double v = x[i + l];
+            a[l] += v;
+            q[l] += v * v;
+        }
+    for (int l = 0; i < n; i++, l++) {
+        double v = x[i];
+        a[l] += v;
+        q[l] += v * v;
+    }
+    double sa = 0, sq = 0;
+    for (int l = 0; l < LANES; l++) {
+        sa += a[l];
+        sq += q[l];
+    }
+    *s = sa;
+    *ss = sq;
+}
+
+/* sum dy and sum dy x over [0..n) in double. */
+static void sum_dy_dyx(const float *dy, const float *x, int64_t n, double *s, double *sx) {
+    double a[LANES] = {0}, q[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double g = dy[i + l];
+            a[l] += g;
+            q[l] += g * (double)x[i + l];
+        }
+    for (int l = 0; i < n; i++, l++) {
+        double g = dy[i];
+        a[l] += g;
+        q[l] += g * (double)x[i];
+    }
+    double sa = 0, sq = 0;
+    for (int l = 0; l < LANES; l++) {
+        sa += a[l];
+        sq += q[l];
+    }
+    *s = sa;
+    *sx = sq;
+}
+
+/* Mean and 1/sqrt(var + eps) from the sums over n elements (biased variance). */
+static void moments(double s, double ss, int64_t n, float eps, double *mu, double *rstd) {
+    double m = n ? s / (double)n : 0.0;
+    double var = n ? ss / (double)n - m * m : 0.0;
+    if (var < 0) var = 0;
+    *mu = m;
+    *rstd = 1.0 / sqrt(var + (double)eps);
+}
+
+static int check_affine(const char *op, const elbo_tensor *x, const elbo_tensor *p, int64_t n,
+                        const char *what) {
+    if (!p || (p->ndim == 1 && p->numel == n)) return 1;
+    char why[64];
+    snprintf(why, sizeof why, "%s must have shape (%lld)", what, (long long)n);
+    elbo__shape_error(op, x, p, why);
+    return 0;
+}
+
+/* ---- group norm: x (B,C,S...) -> same shape, G groups of C/G channels ---------------- */
+typedef struct {
+    double *mu, *rstd; /* (B,G) */
+    double *s1, *s2;   /* (B,C) backward workspace: sum_s dy and sum_s dy x */
+} gn_saved;
+
+static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *y = n->out;
+    float *gx = elbo__grad(ctx, x);
+    float *ggamma = gamma ? elbo__grad(ctx, gamma) : NULL;
+    float *gbeta = beta ? elbo__grad(ctx, beta) : NULL;
+    if (!gx && !ggamma && !gbeta) return;
+    const gn_saved *sv = n->saved;
+    int64_t B = x->shape[0], C = x->shape[1], G = n->iarg[0], Cg = C / G;
+    int64_t S = B * C != 0 ? x->numel / (B * C) : 0, N = Cg * S;
+    const float *xd = x->data, *dy = y->grad, *gm = gamma ? gamma->data : NULL;
+    double *s1 = sv->s1, *s2 = sv->s2;
+#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
+    for (int64_t bg = 0; bg < B * G; bg++) {
+        int64_t b = bg / G, g = bg % G, c0 = g * Cg;
+        double mu = sv->mu[bg], rstd = sv->rstd[bg], sg = 0, sgx = 0;
+        for (int64_t c = c0; c < c0 + Cg; c++) {
+            int64_t off = (b * C + c) * S;
+            sum_dy_dyx(dy + off, xd + off, S, &s1[b * C + c], &s2[b * C + c]);
+            double gc = gm ? gm[c] : 1.0;
+            sg += gc * s1[b * C + c];
+            sgx += gc * (s2[b * C + c] - mu * s1[b * C + c]);
+        }
+        if (!gx) continue;
+        /* mean(g) and mean(g xhat) over the group; dx = A_c dy + Bx x + C0. */
+        double m1 = sg / (double)N, m2 = sgx * rstd / (double)N;
+        float Bx = (float)(-rstd * rstd * m2), C0 = (float)(rstd * (mu * rstd * m2 - m1));
+        for (int64_t c = c0; c < c0 + Cg; c++) {
+            int64_t off = (b * C + c) * S;
+            float A = (float)(rstd * (gm ? gm[c] : 1.0));
+            const float *dyc = dy + off, *xc = xd + off;
+            float *gxc = gx + off;
+            for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
+        }
+    }
+    if (ggamma || gbeta) {
+#pragma omp parallel for schedule(static) if (B * C > ELBO_PAR_MIN)
+        for (int64_t c = 0; c < C; c++) {
+            double dg = 0, db = 0;
+            for (int64_t b = 0; b < B; b++) {
+                int64_t bg = b * G + c / Cg;
+                dg += sv->rstd[bg] * (s2[b * C + c] - sv->mu[bg] * s1[b * C + c]);
+                db += s1[b * C + c];
+            }
+            if (ggamma) ggamma[c] += (float)dg;
+            if (gbeta) gbeta[c] += (float)db;
+        }
+    }
+}
+
+elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
+                             elbo_tensor *beta, float eps) {
+    if (!x) return NULL;
+    char s[96];
+    if (x->ndim < 2) {
+        elbo_error(ELBO_ERR_SHAPE, "group_norm: input has shape %s, expected (B, C, ...)",
+                   elbo_shape_str(x, s, sizeof s));
+        return NULL;
+    }
+    int64_t B = x->shape[0], C = x->shape[1];
+    if (groups < 1 || C % groups != 0) {
+        elbo_error(ELBO_ERR_SHAPE,
+                   "group_norm: %lld channels of input %s are not divisible into %d groups",
+                   (long long)C, elbo_shape_str(x, s, sizeof s), groups);
+        return NULL;
+    }
+    if (!check_affine("group_norm", x, gamma, C, "gamma") ||
+        !check_affine("group_norm", x, beta, C, "beta"))
+        return NULL;
+    if (!(eps >= 0)) {
+        elbo_error(ELBO_ERR_ARG, "group_norm: eps %g must be >= 0", (double)eps);
+        return NULL;
+    }
+    int64_t G = groups, Cg = C / G, S = B * C != 0 ? x->numel / (B * C) : 0, N = Cg * S;
+    elbo_tensor *y = elbo__new_like(ctx, x);
+    gn_saved *sv = y ? elbo_ctx_alloc(ctx, sizeof *sv) : NULL;
+    double *st = sv ? elbo_ctx_alloc(ctx, (size_t)(2 * B * G + 1) * sizeof(double)) : NULL;
+    if (!st) return NULL;
+    sv->mu = st;
+    sv->rstd = st + B * G;
+    const float *xd = x->data, *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
+    for (int64_t bg = 0; bg < B * G; bg++) {
+        int64_t b = bg / G, g = bg % G;
+        const float *xg = xd + (b * C + g * Cg) * S;
+        double sum, sumsq, mu, rstd;
+        sum_sumsq(xg, N, &sum, &sumsq);
+        moments(sum, sumsq, N, eps, &mu, &rstd);
+        sv->mu[bg] = mu;
+        sv->rstd[bg] = rstd;
+        /* y = x a_c + b_c, a_c = rstd gamma_c, b_c = beta_c - mu a_c */
+        for (int64_t c = g * Cg; c < (g + 1) * Cg; c++) {
+            double a = rstd * (gm ? gm[c] : 1.0);
+            float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
+            const float *xc = xd + (b * C + c) * S;
+            float *yc = yd + (b * C + c) * S;
+            for (int64_t i = 0; i < S; i++) yc[i] = xc[i] * af + bf;
+        }
+    }
+    int ok;
+    elbo_node *node =
+        elbo__record(ctx, "group_norm", y, group_norm_backward, &ok, 3, x, gamma, beta);
+    if (!ok) return NULL;
+    if (node) {
+        /* Allocated here so that backward needs no memory beyond the gradients. */
+        sv->s1 = elbo_ctx_alloc(ctx, (size_t)(2 * B * C + 1) * sizeof(double));
+        if (!sv->s1) return NULL;
+        sv->s2 = sv->s1 + B * C;
+        node->iarg[0] = G;
+        node->farg[0] = eps;
+        node->saved = sv;
+    }
+    return y;
+}
+
+/* ---- layer norm: x (..., D) normalised over D ----------------------------------------- */
+typedef struct {
+    double *mu, *rstd; /* one per row */
+} ln_saved;
+
+#define LN_COLS 64
+
+static void layer_norm_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *y = n->out;
+    float *gx = elbo__grad(ctx, x);
+    float *ggamma = gamma ? elbo__grad(ctx, gamma) : NULL;
+    float *gbeta = beta ? elbo__grad(ctx, beta) : NULL;
+    const ln_saved *sv = n->saved;
+    int64_t D = x->shape[x->ndim - 1], R = D ? x->numel / D : 0;
+    const float *xd = x->data, *dy = y->grad, *gm = gamma ? gamma->data : NULL;
+    if (gx) {
+#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = xd + r * D, *dyr = dy + r * D;
+            double mu = sv->mu[r], rstd = sv->rstd[r], sg = 0, sgx = 0;
+            for (int64_t d = 0; d < D; d++) {
+                double g = (double)dyr[d] * (gm ? gm[d] : 1.0);
+                sg += g;
+                sgx += g * ((double)xr[d] - mu);
+            }
+            double m1 = sg / (double)D, m2 = sgx * rstd / (double)D;
+            float Bx = (float)(-rstd * rstd * m2), C0 = (float)(rstd * (mu * rstd * m2 - m1));
+            float rs = (float)rstd;
+            float *gxr = gx + r * D;
+            for (int64_t d = 0; d < D; d++)
+                gxr[d] += rs * (gm ? gm[d] : 1.0f) * dyr[d] + Bx * xr[d] + C0;
+        }
+    }
+    if (ggamma || gbeta) {
+        /* Column blocks, rows summed in order. */
+        int64_t nb = (D + LN_COLS - 1) / LN_COLS;
+#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
+        for (int64_t blk = 0; blk < nb; blk++) {
+            int64_t d0 = blk * LN_COLS, d1 = d0 + LN_COLS < D ? d0 + LN_COLS : D;
+            double dg[LN_COLS] = {0}, db[LN_COLS] = {0};
+            for (int64_t r = 0; r < R; r++) {
+                const float *xr = xd + r * D, *dyr = dy + r * D;
+                double mu = sv->mu[r], rstd = sv->rstd[r];
+                for (int64_t d = d0; d < d1; d++) {
+                    dg[d - d0] += (double)dyr[d] * ((xr[d] - mu) * rstd);
+                    db[d - d0] += dyr[d];
+                }
+            }
+            for (int64_t d = d0; d < d1; d++) {
+                if (ggamma) ggamma[d] += (float)dg[d - d0];
+                if (gbeta) gbeta[d] += (float)db[d - d0];
+            }
+        }
+    }
+}
+
+elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
+                             elbo_tensor *beta, float eps) {
+    if (!x) return NULL;
+    if (x->ndim < 1) {
+        elbo_error(ELBO_ERR_SHAPE, "layer_norm: input is a scalar, expected (..., D)");
+        return NULL;
+    }
+    int64_t D = x->shape[x->ndim - 1], R = D ? x->numel / D : 0;
+    if (!check_affine("layer_norm", x, gamma, D, "gamma") ||
+        !check_affine("layer_norm", x, beta, D, "beta"))
+        return NULL;
+    if (!(eps >= 0)) {
+        elbo_error(ELBO_ERR_ARG, "layer_norm: eps %g must be >= 0", (double)eps);
+        return NULL;
+    }
+    elbo_tensor *y = elbo__new_like(ctx, x);
+    ln_saved *sv = y ? elbo_ctx_alloc(ctx, sizeof *sv) : NULL;
+    double *st = sv ? elbo_ctx_alloc(ctx, (size_t)(2 * R + 1) * sizeof(double)) : NULL;
+    if (!st) return NULL;
+    sv->mu = st;
+    sv->rstd = st + R;
+    const float *xd = x->data, *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        const float *xr = xd + r * D;
+        float *yr = yd + r * D;
+        double sum, sumsq, mu, rstd;
+        sum_sumsq(xr, D, &sum, &sumsq);
+        moments(sum, sumsq, D, eps, &mu, &rstd);
+        sv->mu[r] = mu;
+        sv->rstd[r] = rstd;
+        float rs = (float)rstd, m = (float)mu;
+        if (gm || bt)
+            for (int64_t d = 0; d < D; d++)
+                yr[d] = (xr[d] - m) * rs * (gm ? gm[d] : 1.0f) + (bt ? bt[d] : 0.0f);
+        else
+            for (int64_t d = 0; d < D; d++) yr[d] = (xr[d] - m) * rs;
+    }
+    int ok;
+    elbo_node *node =
+        elbo__record(ctx, "layer_norm", y, layer_norm_backward, &ok, 3, x, gamma, beta);
+    if (!ok) return NULL;
+    if (node) {
+        node->farg[0] = eps;
+        node->saved = sv;
+    }
+    return y;
+}
