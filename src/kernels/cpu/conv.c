@@ -1,0 +1,186 @@
+/* Convolution and resampling kernels: im2col / col2im (Chellapilla et al. 2006, "High
+ * performance convolutional neural networks for document processing"), layout changes between
+ * channel-major GEMM results and NCHW, bias sums, nearest upsampling and average pooling.
+ * Parallel loops run over independent output rows or planes only. */
+#include "internal.h"
+#include "kernels/cpu/kernels.h"
+
+/* Output columns o in [*lo, *hi) whose input column o*s - p + k lies in [0, n). */
+static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k, int64_t *lo,
+                        int64_t *hi) {
+    int64_t a = p - k; /* o*s >= a */
+    int64_t l = a > 0 ? (a + s - 1) / s : 0;
+    int64_t b = n - 1 + p - k; /* o*s <= b */
+    int64_t h = b < 0 ? 0 : b / s + 1;
+    if (h > out) h = out;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* One row of cols for image plane xp (H,W) and offset (kh,kw): dst (OH*OW). */
+static void im2col_row(const elbo_conv_geom *g, const float *xp, int64_t kh, int64_t kw,
+                       float *dst) {
+    int64_t lo, hi;
+    valid_range(g->W, g->OW, g->sw, g->pw, kw, &lo, &hi);
+    for (int64_t oh = 0; oh < g->OH; oh++, dst += g->OW) {
+        int64_t ih = oh * g->sh - g->ph + kh;
+        if (ih < 0 || ih >= g->H) {
+            memset(dst, 0, (size_t)g->OW * sizeof(float));
+            continue;
+        }
+        const float *src = xp + ih * g->W - g->pw + kw;
+        for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+        if (g->sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+        else
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sw];
+        for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0.0f;
+    }
+}
+
+void elbo__im2col(const elbo_conv_geom *g, const float *x, int64_t nb, float *cols) {
+    int64_t KK = g->KH * g->KW, rows = g->C * KK, P = g->OH * g->OW, n = nb * P;
+    int64_t HW = g->H * g->W;
+    /* One task per (row, image): OH*OW contiguous outputs. */
+#pragma omp parallel for schedule(static) if (rows * n > ELBO_PAR_MIN)
+    for (int64_t t = 0; t < rows * nb; t++) {
+        int64_t r = t / nb, b = t % nb;
+        int64_t c = r / KK, kh = (r % KK) / g->KW, kw = r % g->KW;
+        im2col_row(g, x + (b * g->C + c) * HW, kh, kw, cols + r * n + b * P);
+    }
+}
+
+void elbo__col2im_acc(const elbo_conv_geom *g, const float *dcols, int64_t nb, float *dx) {
+    int64_t KK = g->KH * g->KW, P = g->OH * g->OW, n = nb * P, HW = g->H * g->W;
+    int64_t planes = nb * g->C;
+    /* One task per (image, channel) plane of dx; within it a fixed (kh, kw, oh, ow) order. */
+#pragma omp parallel for schedule(static) if (planes * KK * P > ELBO_PAR_MIN)
+    for (int64_t t = 0; t < planes; t++) {
+        int64_t b = t / g->C, c = t % g->C;
+        float *xp = dx + t * HW;
+        for (int64_t kh = 0; kh < g->KH; kh++)
+            for (int64_t kw = 0; kw < g->KW; kw++) {
+                const float *src = dcols + ((c * g->KH + kh) * g->KW + kw) * n + b * P;
+                int64_t lo, hi;
+                valid_range(g->W, g->OW, g->sw, g->pw, kw, &lo, &hi);
+                for (int64_t oh = 0; oh < g->OH; oh++, src += g->OW) {
+                    int64_t ih = oh * g->sh - g->ph + kh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    float *d = xp + ih * g->W - g->pw + kw;
+                    if (g->sw == 1)
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow] += src[ow];
+                    else
+                        for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw] += src[ow];
+                }
+            }
+    }
+}
+
+void elbo__cm_to_nchw(const float *t, const float *bias, int64_t nb, int64_t N, int64_t P,
+                      float *y) {
+#pragma omp parallel for schedule(static) if (nb * N * P > ELBO_PAR_MIN)
+    for (int64_t q = 0; q < nb * N; q++) {
+        int64_t b = q / N, c = q % N;
+        const float *src = t + c * nb * P + b * P;
+        float *dst = y + q * P, bc = bias ? bias[c] : 0.0f;
+        if (bias)
+            for (int64_t p = 0; p < P; p++) dst[p] = src[p] + bc;
+        else
+            memcpy(dst, src, (size_t)P * sizeof(float));
+    }
+}
+
+void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t) {
+#pragma omp parallel for schedule(static) if (nb * N * P > ELBO_PAR_MIN)
+    for (int64_t q = 0; q < nb * N; q++) {
+        int64_t b = q / N, c = q % N;
+        memcpy(t + c * nb * P + b * P, y + q * P, (size_t)P * sizeof(float));
+    }
+}
+
+void elbo__add_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P) {
+#pragma omp parallel for schedule(static) if (B * N * P > ELBO_PAR_MIN)
+    for (int64_t q = 0; q < B * N; q++) {
+        float bc = bias[q % N], *d = y + q * P;
+        for (int64_t p = 0; p < P; p++) d[p] += bc;
+    }
+}
+
+/* Per channel: each plane is summed in 16 float lanes (element p in lane p % 16), the lanes
+ * and the planes combined in double, all in a fixed order. */
+void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P) {
+    enum { L = 16 };
+#pragma omp parallel for schedule(static) if (B * N * P > ELBO_PAR_MIN)
+    for (int64_t c = 0; c < N; c++) {
+        double s = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const float *d = dy + (b * N + c) * P;
+            float lane[L] = {0};
+            int64_t p = 0;
+            for (; p + L <= P; p += L)
+                for (int k = 0; k < L; k++) lane[k] += d[p + k];
+            for (; p < P; p++) lane[p % L] += d[p];
+            for (int k = 0; k < L; k++) s += lane[k];
+        }
+        db[c] += (float)s;
+    }
+}
+
+void elbo__upsample2x(const float *x, int64_t BC, int64_t H, int64_t W, float *y) {
+    int64_t W2 = 2 * W;
+    /* One task per output row pair (plane, input row). */
+#pragma omp parallel for schedule(static) if (BC * H * W * 4 > ELBO_PAR_MIN)
+    for (int64_t t = 0; t < BC * H; t++) {
+        const float *src = x + t * W;
+        float *d = y + t * 2 * W2;
+        for (int64_t j = 0; j < W; j++) d[2 * j] = d[2 * j + 1] = src[j];
+        memcpy(d + W2, d, (size_t)W2 * sizeof(float));
+    }
+}
+
+void elbo__upsample2x_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, float *dx) {
+    int64_t W2 = 2 * W;
+#pragma omp parallel for schedule(static) if (BC * H * W * 4 > ELBO_PAR_MIN)
+    for (int64_t t = 0; t < BC * H; t++) {
+        const float *r0 = dy + t * 2 * W2, *r1 = r0 + W2;
+        float *d = dx + t * W;
+        for (int64_t j = 0; j < W; j++)
+            d[j] += (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+    }
+}
+
+void elbo__avg_pool2d(const float *x, int64_t BC, int64_t H, int64_t W, int64_t k, int64_t s,
+                      float *y) {
+    int64_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    float inv = 1.0f / (float)(k * k);
+#pragma omp parallel for schedule(static) if (BC * OH * OW * k * k > ELBO_PAR_MIN)
+    for (int64_t t = 0; t < BC * OH; t++) {
+        int64_t q = t / OH, i = t % OH;
+        const float *xp = x + q * H * W + i * s * W;
+        float *d = y + t * OW;
+        for (int64_t j = 0; j < OW; j++) {
+            float acc = 0;
+            for (int64_t a = 0; a < k; a++)
+                for (int64_t b = 0; b < k; b++) acc += xp[a * W + j * s + b];
+            d[j] = acc * inv;
+        }
+    }
+}
+
+void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
+                                   int64_t s, float *dx) {
+    int64_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    float inv = 1.0f / (float)(k * k);
+    /* One task per plane: overlapping windows (s < k) add into the same inputs in order. */
+#pragma omp parallel for schedule(static) if (BC * OH * OW * k * k > ELBO_PAR_MIN)
+    for (int64_t q = 0; q < BC; q++) {
+        const float *g = dy + q * OH * OW;
+        float *xp = dx + q * H * W;
+        for (int64_t i = 0; i < OH; i++)
+            for (int64_t j = 0; j < OW; j++) {
+                float v = g[i * OW + j] * inv;
+                for (int64_t a = 0; a < k; a++)
+                    for (int64_t b = 0; b < k; b++) xp[(i * s + a) * W + j * s + b] += v;
+            }
+    }
+}

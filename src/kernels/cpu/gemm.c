@@ -1,0 +1,111 @@
+/* GEMM through OpenBLAS's cblas_sgemm, and the small row/column kernels of a linear layer.
+ *
+ * Determinism: OpenBLAS's own threading does NOT give the same bits for 1 and 2 threads. Its
+ * threaded driver splits K into blocks by a different rule from the serial one (level3.c
+ * rounds K/2 up to GEMM_UNROLL_M, level3_thread.c does not: K in (Q, 2Q) sums differently),
+ * and some kernels (Haswell's) round an element differently depending on where the thread
+ * partition puts its tile. So OpenBLAS is kept single-threaded here and the product is cut
+ * into a grid of tiles fixed by the shape alone; each tile is one serial cblas_sgemm call,
+ * the tiles are shared among OpenMP threads. Same tiles, same calls, same bits for any
+ * thread count. */
+#include "internal.h"
+#include "kernels/cpu/kernels.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+/* Tiles: a power-of-two count of about TILE_FLOPS of work each, at most MAX_TILES, edges of
+ * at least TILE_MIN_EDGE rows/columns, rounded to multiples of TILE_ALIGN (the register
+ * block of the AVX-512 and AVX2 kernels divides it). */
+#define TILE_FLOPS 4e6
+#define MAX_TILES 16
+#define TILE_MIN_EDGE 64
+#define TILE_ALIGN 16
+
+static int64_t max1(int64_t v) { return v > 1 ? v : 1; }
+
+/* One serial cblas call on row block [i0, i0+m) and column block [j0, j0+n) of C. */
+static void sgemm_block(int ta, int tb, int64_t i0, int64_t m, int64_t j0, int64_t n, int64_t K,
+                        float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        float beta, float *C, int64_t ldc) {
+    const float *a = ta ? A + i0 : A + i0 * lda;
+    const float *b = tb ? B + j0 * ldb : B + j0;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)m, (blasint)n, (blasint)K, alpha, a, (blasint)max1(lda), b,
+                (blasint)max1(ldb), beta, C + i0 * ldc + j0, (blasint)max1(ldc));
+}
+
+static int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* op(A) op(B) is empty: C = beta C */
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
+        return;
+    }
+    if (openblas_get_num_threads() != 1 && !omp_in_parallel()) openblas_set_num_threads(1);
+    /* The tile grid tm x tn, from the shape only: split the longer tile edge in two while
+     * tiles stay above TILE_FLOPS of work and TILE_MIN_EDGE wide. */
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int64_t tm = 1, tn = 1;
+    while (tm * tn < MAX_TILES && flops / (double)(2 * tm * tn) >= TILE_FLOPS) {
+        int64_t em = (M + tm - 1) / tm, en = (N + tn - 1) / tn;
+        int can_m = em / 2 >= TILE_MIN_EDGE, can_n = en / 2 >= TILE_MIN_EDGE;
+        if (can_n && (en >= em || !can_m)) tn *= 2;
+        else if (can_m) tm *= 2;
+        else break;
+    }
+    int64_t mb = tm > 1 ? round_up((M + tm - 1) / tm, TILE_ALIGN) : M;
+    int64_t nb = tn > 1 ? round_up((N + tn - 1) / tn, TILE_ALIGN) : N;
+    int64_t gm = (M + mb - 1) / mb, gn = (N + nb - 1) / nb;
+    if (gm * gn == 1) {
+        sgemm_block(ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < gm * gn; t++) {
+        int64_t i0 = (t / gn) * mb, j0 = (t % gn) * nb;
+        int64_t m = M - i0 < mb ? M - i0 : mb, n = N - j0 < nb ? N - j0 : nb;
+        sgemm_block(ta, tb, i0, m, j0, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+}
+
+/* C = op(A) op(B):
+ *   ta = 0: dA (M,K) += dC op(B)^T        ta = 1: dA (K,M) += op(B) dC^T
+ *   tb = 0: dB (K,N) += op(A)^T dC        tb = 1: dB (N,K) += dC^T op(A)
+ * op(B)^T is B itself when tb (no transpose flag), B^T otherwise; likewise for A. */
+void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                          const float *B, const float *dC, float *dA, float *dB) {
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    if (dA) {
+        if (!ta) elbo__sgemm(0, !tb, M, K, N, 1.0f, dC, N, B, ldb, 1.0f, dA, K);
+        else elbo__sgemm(tb, 1, K, M, N, 1.0f, B, ldb, dC, N, 1.0f, dA, M);
+    }
+    if (dB) {
+        if (!tb) elbo__sgemm(!ta, 0, K, N, M, 1.0f, A, lda, dC, N, 1.0f, dB, N);
+        else elbo__sgemm(1, ta, N, K, M, 1.0f, dC, N, A, lda, 1.0f, dB, K);
+    }
+}
+
+void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N) {
+#pragma omp parallel for schedule(static) if (R * N > ELBO_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) memcpy(y + r * N, b, (size_t)N * sizeof(float));
+}
+
+/* Columns in blocks of 64: each block is one thread's, summed over rows in order. */
+void elbo__colsum_acc(float *db, const float *dy, int64_t R, int64_t N) {
+    enum { CB = 64 };
+    int64_t nblk = (N + CB - 1) / CB;
+#pragma omp parallel for schedule(static) if (R * N > ELBO_PAR_MIN)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        int64_t j0 = blk * CB, n = N - j0 < CB ? N - j0 : CB;
+        double s[CB] = {0};
+        for (int64_t r = 0; r < R; r++) {
+            const float *row = dy + r * N + j0;
+            for (int64_t j = 0; j < n; j++) s[j] += row[j];
+        }
+        for (int64_t j = 0; j < n; j++) db[j0 + j] += (float)s[j];
+    }
+}

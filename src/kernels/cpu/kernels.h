@@ -1,0 +1,71 @@
+/* Raw float32 CPU kernels for the linear-algebra and convolution ops: no autodiff, no
+ * allocation. Every kernel writes each output element from one thread in a fixed order,
+ * so results are the same bits for any thread count. Matrices are row-major. */
+#ifndef ELBO_KERNELS_CPU_H
+#define ELBO_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- GEMM (gemm.c) -------------------------------------------------------------------- */
+/* C (M,N) = alpha op(A) op(B) + beta C, op(A) (M,K), op(B) (K,N); A is stored (M,K) or, with
+ * ta, (K,M) (likewise B), with leading dimensions lda, ldb, ldc. cblas_sgemm underneath;
+ * empty sizes are handled here (K = 0 only scales C by beta). */
+void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Gradients of C = op(A) op(B), accumulated: given dC (M,N),
+ *   d op(A) += dC op(B)^T,  d op(B) += op(A)^T dC,
+ * written back in A's and B's storage layout (dA is (K,M) when ta). dA or dB may be NULL. */
+void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                          const float *B, const float *dC, float *dA, float *dB);
+
+/* y (R,N) rows = b (N): y[r,j] = b[j]. */
+void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N);
+/* db (N) += column sums of dy (R,N): db[j] += sum_r dy[r,j] (in double, rows in order). */
+void elbo__colsum_acc(float *db, const float *dy, int64_t R, int64_t N);
+
+/* ---- convolution (conv.c) ------------------------------------------------------------- */
+/* Geometry of a 2-D cross-correlation: x (B,C,H,W), w (OC,C,KH,KW) -> y (B,OC,OH,OW),
+ * OH = (H + 2 ph - KH) / sh + 1, OW = (W + 2 pw - KW) / sw + 1. */
+typedef struct {
+    int64_t C, H, W, OC, KH, KW, OH, OW;
+    int64_t sh, sw, ph, pw;
+} elbo_conv_geom;
+
+/* Target bytes of one conv2d chunk's scratch (columns + channel-major output), default
+ * 4 MiB; set only by benchmarks (src/ops/conv.c). */
+extern size_t elbo__conv_chunk_bytes;
+
+/* Columns of nb images x (nb,C,H,W) -> cols (C*KH*KW, nb*OH*OW):
+ *   cols[(c*KH + kh)*KW + kw, b*OH*OW + oh*OW + ow] = x[b, c, oh*sh - ph + kh, ow*sw - pw + kw]
+ * (0 outside the image). */
+void elbo__im2col(const elbo_conv_geom *g, const float *x, int64_t nb, float *cols);
+/* The adjoint of im2col, accumulated: dx (nb,C,H,W) += col2im(dcols (C*KH*KW, nb*OH*OW)).
+ * Each (image, channel) plane is summed by one thread in a fixed (kh, kw, oh, ow) order. */
+void elbo__col2im_acc(const elbo_conv_geom *g, const float *dcols, int64_t nb, float *dx);
+
+/* Channel-major <-> image-major for nb images of P pixels:
+ *   scatter: y (nb,N,P)[b,n,p] = t (N, nb*P)[n, b*P + p] + (bias ? bias[n] : 0)
+ *   gather:  t (N, nb*P)[n, b*P + p] = y (nb,N,P)[b,n,p] */
+void elbo__cm_to_nchw(const float *t, const float *bias, int64_t nb, int64_t N, int64_t P,
+                      float *y);
+void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t);
+/* y (B,N,P) += bias (N) broadcast over batch and pixels. */
+void elbo__add_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
+/* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
+void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P);
+
+/* ---- resampling (conv.c) -------------------------------------------------------------- */
+/* x (BC,H,W) -> y (BC,2H,2W), y[., i, j] = x[., i/2, j/2]. */
+void elbo__upsample2x(const float *x, int64_t BC, int64_t H, int64_t W, float *y);
+/* dx (BC,H,W) += sum of the 2x2 block of dy (BC,2H,2W) above each input pixel. */
+void elbo__upsample2x_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, float *dx);
+/* x (BC,H,W) -> y (BC,OH,OW), y[., i, j] = mean of the k x k window at (i s, j s). */
+void elbo__avg_pool2d(const float *x, int64_t BC, int64_t H, int64_t W, int64_t k, int64_t s,
+                      float *y);
+/* dx (BC,H,W) += dy / k^2 spread over each window (per plane, fixed window order). */
+void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
+                                   int64_t s, float *dx);
+
+#endif

@@ -1,0 +1,149 @@
+/* Linear algebra ops: matrix products (plain, transposed, batched) and torch.nn.Linear.
+ * Transposes are passed to sgemm as flags, never materialised. For C = op(A) op(B):
+ *   d op(A) = dC op(B)^T,  d op(B) = op(A)^T dC. */
+#include "internal.h"
+#include "kernels/cpu/kernels.h"
+
+/* OpenBLAS runs a GEMM with M*N*K at or below this on one thread (interface/gemm.c:
+ * SMP_THRESHOLD_MIN 65536 x GEMM_MULTITHREAD_THRESHOLD 4); batches of such products are
+ * spread over threads here instead, one product per thread. */
+#define SMALL_GEMM_MNK 262144.0
+
+/* The (M,K,N) of op(a) op(b) for 2-D storage shapes; 0 and an error when they do not fit. */
+static int product_dims(const char *op, const elbo_tensor *a, const elbo_tensor *b, int ta,
+                        int tb, int64_t *M, int64_t *N, int64_t *K) {
+    int nd = a->ndim;
+    *M = ta ? a->shape[nd - 1] : a->shape[nd - 2];
+    *K = ta ? a->shape[nd - 2] : a->shape[nd - 1];
+    int64_t kb = tb ? b->shape[nd - 1] : b->shape[nd - 2];
+    *N = tb ? b->shape[nd - 2] : b->shape[nd - 1];
+    if (kb != *K) {
+        char why[128];
+        snprintf(why, sizeof why, "inner dimensions %lld and %lld differ (ta %d, tb %d)",
+                 (long long)*K, (long long)kb, ta != 0, tb != 0);
+        elbo__shape_error(op, a, b, why);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- matmul: a (M,K) @ b (K,N) -> (M,N), with ta / tb ---------------------------------- */
+static void matmul_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *a = n->in[0], *b = n->in[1], *c = n->out;
+    int ta = (int)n->iarg[0], tb = (int)n->iarg[1];
+    float *ga = elbo__grad(ctx, a), *gb = elbo__grad(ctx, b);
+    elbo__sgemm_backward(ta, tb, c->shape[0], c->shape[1], n->iarg[2], a->data, b->data, c->grad,
+                         ga, gb);
+}
+
+static elbo_tensor *matmul_op(elbo_ctx *ctx, const char *op, elbo_tensor *a, elbo_tensor *b,
+                              int ta, int tb) {
+    if (!a || !b) return NULL;
+    if (a->ndim != 2 || b->ndim != 2) {
+        elbo__shape_error(op, a, b, "both must be 2-D");
+        return NULL;
+    }
+    int64_t M, N, K;
+    if (!product_dims(op, a, b, ta, tb, &M, &N, &K)) return NULL;
+    elbo_tensor *c = elbo_tensor_new2(ctx, M, N);
+    if (!c) return NULL;
+    elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data, a->shape[1], b->data, b->shape[1], 0.0f, c->data,
+                N);
+    int ok;
+    elbo_node *n = elbo__record(ctx, op, c, matmul_backward, &ok, 2, a, b);
+    if (!ok) return NULL;
+    if (n) {
+        n->iarg[0] = ta != 0;
+        n->iarg[1] = tb != 0;
+        n->iarg[2] = K;
+    }
+    return c;
+}
+
+elbo_tensor *elbo_matmul(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b) {
+    return matmul_op(ctx, "matmul", a, b, 0, 0);
+}
+
+elbo_tensor *elbo_matmul_t(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int tb) {
+    return matmul_op(ctx, "matmul_t", a, b, ta, tb);
+}
+
+/* ---- bmm: a (B,M,K) @ b (B,K,N) -> (B,M,N), transposes on the last two axes ------------- */
+static void bmm_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *a = n->in[0], *b = n->in[1], *c = n->out;
+    int ta = (int)n->iarg[0], tb = (int)n->iarg[1];
+    int64_t B = c->shape[0], M = c->shape[1], N = c->shape[2], K = n->iarg[2];
+    float *ga = elbo__grad(ctx, a), *gb = elbo__grad(ctx, b);
+    if (!ga && !gb) return;
+    int par = (double)M * N * K <= SMALL_GEMM_MNK;
+#pragma omp parallel for schedule(static) if (par && B > 1)
+    for (int64_t i = 0; i < B; i++)
+        elbo__sgemm_backward(ta, tb, M, N, K, a->data + i * M * K, b->data + i * K * N,
+                             c->grad + i * M * N, ga ? ga + i * M * K : NULL,
+                             gb ? gb + i * K * N : NULL);
+}
+
+elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int tb) {
+    if (!a || !b) return NULL;
+    if (a->ndim != 3 || b->ndim != 3) {
+        elbo__shape_error("bmm", a, b, "both must be 3-D (batch, rows, cols)");
+        return NULL;
+    }
+    if (a->shape[0] != b->shape[0]) {
+        elbo__shape_error("bmm", a, b, "batch sizes differ");
+        return NULL;
+    }
+    int64_t M, N, K, B = a->shape[0];
+    if (!product_dims("bmm", a, b, ta, tb, &M, &N, &K)) return NULL;
+    elbo_tensor *c = elbo_tensor_new3(ctx, B, M, N);
+    if (!c) return NULL;
+    int64_t lda = a->shape[2], ldb = b->shape[2];
+    int par = (double)M * N * K <= SMALL_GEMM_MNK;
+#pragma omp parallel for schedule(static) if (par && B > 1)
+    for (int64_t i = 0; i < B; i++)
+        elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda, b->data + i * K * N, ldb,
+                    0.0f, c->data + i * M * N, N);
+    int ok;
+    elbo_node *n = elbo__record(ctx, "bmm", c, bmm_backward, &ok, 2, a, b);
+    if (!ok) return NULL;
+    if (n) {
+        n->iarg[0] = ta != 0;
+        n->iarg[1] = tb != 0;
+        n->iarg[2] = K;
+    }
+    return c;
+}
+
+/* ---- linear: y (R,out) = x (R,in) W^T + b, R = product of x's leading axes -------------- */
+static void linear_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
+    int64_t out = w->shape[0], in = w->shape[1], R = elbo_shape_numel(x->ndim - 1, x->shape);
+    float *gx = elbo__grad(ctx, x), *gw = elbo__grad(ctx, w), *gb = elbo__grad(ctx, b);
+    if (gx) elbo__sgemm(0, 0, R, in, out, 1.0f, y->grad, out, w->data, in, 1.0f, gx, in);
+    if (gw) elbo__sgemm(1, 0, out, in, R, 1.0f, y->grad, out, x->data, in, 1.0f, gw, in);
+    if (gb) elbo__colsum_acc(gb, y->grad, R, out);
+}
+
+elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b) {
+    if (!x || !w) return NULL;
+    if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1]) {
+        elbo__shape_error("linear", x, w, "x must be (..., in) and w (out, in)");
+        return NULL;
+    }
+    int64_t out = w->shape[0], in = w->shape[1];
+    if (b && (b->ndim != 1 || b->shape[0] != out)) {
+        elbo__shape_error("linear", w, b, "bias must be (out) for w (out, in)");
+        return NULL;
+    }
+    int64_t shape[ELBO_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = out;
+    elbo_tensor *y = elbo_tensor_new(ctx, x->ndim, shape);
+    if (!y) return NULL;
+    int64_t R = elbo_shape_numel(x->ndim - 1, x->shape);
+    if (b) elbo__rows_set(y->data, b->data, R, out);
+    elbo__sgemm(0, 1, R, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, y->data, out);
+    int ok;
+    elbo__record(ctx, "linear", y, linear_backward, &ok, 3, x, w, b);
+    return ok ? y : NULL;
+}

@@ -1,0 +1,354 @@
+/* Convolution and resampling ops: conv2d / conv2d_ex against a direct double-precision
+ * convolution, gradients to x, w and b against finite differences, every chunking path of
+ * the im2col + sgemm implementation, shape errors, and the same bits for 1 and 2 threads;
+ * upsample_nearest2x and avg_pool2d by hand and by finite differences. */
+#include "test.h"
+#include "kernels/cpu/kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void fill(float *x, int64_t n, uint64_t seed) {
+    elbo_rng r;
+    elbo_rng_init(&r, seed);
+    elbo_rng_normal(&r, x, (size_t)n, 0, 1);
+}
+
+typedef struct {
+    int B, C, H, W, OC, KH, KW, sh, sw, ph, pw, bias;
+} conv_cfg;
+
+/* Chunk budgets that exercise every path: the default (whole test batch in one chunk), one
+ * image per chunk (direct NCHW GEMMs; cols = x for 1x1), and two images per chunk for a
+ * batch of three (a short last chunk). 0 = leave the default. */
+static size_t chunk_bytes_for(const conv_cfg *c, int mode) {
+    int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
+    size_t per = (size_t)(c->C * c->KH * c->KW + c->OC) * (size_t)(OH * OW) * sizeof(float);
+    return mode == 0 ? 0 : mode == 1 ? 1 : 2 * per;
+}
+
+/* Direct cross-correlation in double: y[b,o,i,j] = bias[o] + sum_{c,kh,kw} w[o,c,kh,kw]
+ * x[b,c,i sh - ph + kh, j sw - pw + kw]; abs gets the sum of |terms| (for the error bound). */
+static void ref_conv(const conv_cfg *c, const float *x, const float *w, const float *b,
+                     double *y, double *abs) {
+    int OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
+    for (int n = 0; n < c->B; n++)
+        for (int o = 0; o < c->OC; o++)
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OW; j++) {
+                    double s = b ? b[o] : 0, a = fabs(s);
+                    for (int ci = 0; ci < c->C; ci++)
+                        for (int kh = 0; kh < c->KH; kh++)
+                            for (int kw = 0; kw < c->KW; kw++) {
+                                int ih = i * c->sh - c->ph + kh, iw = j * c->sw - c->pw + kw;
+                                if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
+                                double p = (double)w[((o * c->C + ci) * c->KH + kh) * c->KW + kw] *
+                                           x[((n * c->C + ci) * c->H + ih) * c->W + iw];
+                                s += p;
+                                a += fabs(p);
+                            }
+                    int64_t k = ((int64_t)(n * c->OC + o) * OH + i) * OW + j;
+                    y[k] = s;
+                    abs[k] = a;
+                }
+}
+
+static const conv_cfg configs[] = {
+    /* B  C  H  W OC KH KW sh sw ph pw bias */
+    {3, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},   /* 3x3 same padding, non-square */
+    {3, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},   /* 1x1 pointwise, no bias */
+    {3, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1},  /* 5x5 stride 2 pad 2 */
+    {3, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},   /* 3x3 stride 2 no padding */
+    {3, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},   /* pad 2 > kernel half-width: output grows */
+    {3, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},   /* 1x1 stride 2 (not pointwise) */
+    {3, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},   /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
+    {3, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},   /* one input channel */
+    {3, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},   /* one output channel */
+};
+#define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
+
+static elbo_tensor *run_conv(elbo_ctx *ctx, const conv_cfg *c, elbo_tensor *x, elbo_tensor *w,
+                             elbo_tensor *b) {
+    if (c->sh == c->sw && c->ph == c->pw) return elbo_conv2d(ctx, x, w, b, c->sh, c->ph);
+    return elbo_conv2d_ex(ctx, x, w, b, c->sh, c->sw, c->ph, c->pw);
+}
+
+TEST(conv_forward_matches_direct_double) {
+    size_t saved = elbo__conv_chunk_bytes;
+    for (int ci = 0; ci < N_CONFIGS; ci++)
+        for (int mode = 0; mode < 3; mode++) {
+            const conv_cfg *c = &configs[ci];
+            size_t cb = chunk_bytes_for(c, mode);
+            if (cb) elbo__conv_chunk_bytes = cb;
+            elbo_ctx *ctx = elbo_ctx_new(0);
+            elbo_tensor *x = elbo_tensor_new4(ctx, c->B, c->C, c->H, c->W);
+            elbo_tensor *w = elbo_tensor_new4(ctx, c->OC, c->C, c->KH, c->KW);
+            elbo_tensor *b = c->bias ? elbo_tensor_new1(ctx, c->OC) : NULL;
+            fill(x->data, x->numel, 100 + ci);
+            fill(w->data, w->numel, 200 + ci);
+            if (b) fill(b->data, b->numel, 300 + ci);
+            elbo_tensor *y = run_conv(ctx, c, x, w, b);
+            elbo__conv_chunk_bytes = saved;
+            int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1;
+            int64_t OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
+            int shape_ok = y && y->ndim == 4 && y->shape[0] == c->B && y->shape[1] == c->OC &&
+                           y->shape[2] == OH && y->shape[3] == OW;
+            if (!shape_ok) elbo_ctx_free(ctx);
+            CHECK_MSG(shape_ok, "config %d mode %d: wrong output (%s)", ci, mode, elbo_last_error());
+            double *ref = malloc((size_t)y->numel * 2 * sizeof(double)), *abs = ref + y->numel;
+            ref_conv(c, x->data, w->data, b ? b->data : NULL, ref, abs);
+            /* Rounding bound of a float32 sum of n = C KH KW + 1 terms: gamma_n sum |terms|
+             * (Higham eq. 3.5, u = 2^-24). */
+            double u = 1.0 / 16777216.0, nu = (c->C * c->KH * c->KW + 2) * u;
+            int64_t bad = -1;
+            for (int64_t i = 0; i < y->numel && bad < 0; i++)
+                if (!(fabs(y->data[i] - ref[i]) <= nu / (1 - nu) * abs[i] + 1e-30)) bad = i;
+            double got = bad >= 0 ? y->data[bad] : 0, want = bad >= 0 ? ref[bad] : 0;
+            free(ref);
+            elbo_ctx_free(ctx);
+            CHECK_MSG(bad < 0, "config %d mode %d: element %lld is %.9g, direct sum %.9g", ci,
+                      mode, (long long)bad, got, want);
+        }
+}
+
+/* ---- gradients ------------------------------------------------------------------------ */
+typedef struct {
+    const conv_cfg *c;
+    size_t chunk_bytes;
+} conv_user;
+
+static elbo_tensor *build_conv(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    const conv_user *cu = u;
+    size_t saved = elbo__conv_chunk_bytes;
+    if (cu->chunk_bytes) elbo__conv_chunk_bytes = cu->chunk_bytes;
+    elbo_tensor *y = run_conv(ctx, cu->c, in[0], in[1], cu->c->bias ? in[2] : NULL);
+    elbo__conv_chunk_bytes = saved;
+    return y;
+}
+
+/* The chunk budget must also hold during backward, which runs outside build_conv: the
+ * budget is set for the whole check. */
+static int gradcheck_conv(const conv_cfg *c, int mode, char *msg, size_t len) {
+    conv_user cu = {c, 0};
+    gc_spec s = {.n_in = c->bias ? 3 : 2, .ndim = {4, 4, 1},
+                 .shape = {{c->B, c->C, c->H, c->W}, {c->OC, c->C, c->KH, c->KW}, {c->OC}},
+                 /* conv is linear in each element of x, w and b: central differences are exact
+                  * up to float32 rounding of the outputs (~1e-7 relative / 2 eps ~ 1e-5 at
+                  * eps 0.05), far inside atol = rtol = 1e-3. */
+                 .eps = 0.05f, .atol = 1e-3f, .rtol = 1e-3f, .max_checks = 60};
+    size_t saved = elbo__conv_chunk_bytes;
+    size_t cb = chunk_bytes_for(c, mode);
+    if (cb) elbo__conv_chunk_bytes = cb;
+    int rc = gradcheck("conv2d", build_conv, &cu, &s, msg, len);
+    elbo__conv_chunk_bytes = saved;
+    return rc;
+}
+
+TEST(grad_conv2d_x_w_b_all_configs_and_chunkings) {
+    for (int ci = 0; ci < N_CONFIGS; ci++)
+        for (int mode = 0; mode < 3; mode++) {
+            char msg[512];
+            CHECK_MSG(gradcheck_conv(&configs[ci], mode, msg, sizeof msg) == 0,
+                      "config %d mode %d: %s", ci, mode, msg);
+        }
+}
+
+/* A conv whose input needs no gradient (the first layer of a UNet) leaves x->grad
+ * unallocated, and its weight and bias gradients equal those of the full backward; one whose
+ * parameters need none still gives dx. */
+TEST(conv_grads_only_where_required) {
+    const conv_cfg *c = &configs[0];
+    int64_t nx = (int64_t)c->B * c->C * c->H * c->W, nw = (int64_t)c->OC * c->C * c->KH * c->KW;
+    float *xv = malloc((size_t)nx * 4), *wv = malloc((size_t)nw * 4), bv[8];
+    float *gx = malloc((size_t)nx * 4), *gw = malloc((size_t)nw * 4), gb[8];
+    fill(xv, nx, 1);
+    fill(wv, nw, 2);
+    fill(bv, c->OC, 3);
+    int ok = 1;
+    for (int pass = 0; pass < 3 && ok; pass++) {
+        elbo_ctx *ctx = elbo_ctx_new(0);
+        elbo_tensor *x = elbo_tensor_wrap(ctx, xv, 4, (int64_t[]){c->B, c->C, c->H, c->W});
+        elbo_tensor *w = elbo_tensor_wrap(ctx, wv, 4, (int64_t[]){c->OC, c->C, c->KH, c->KW});
+        elbo_tensor *b = elbo_tensor_wrap(ctx, bv, 1, (int64_t[]){c->OC});
+        elbo_tensor_requires_grad(x, pass != 1);
+        elbo_tensor_requires_grad(w, pass != 2);
+        elbo_tensor_requires_grad(b, pass != 2);
+        ok = elbo_backward_with(ctx, elbo_conv2d(ctx, x, w, b, 1, 1), NULL) == ELBO_OK;
+        if (ok && pass == 0) {
+            memcpy(gx, x->grad, (size_t)nx * 4);
+            memcpy(gw, w->grad, (size_t)nw * 4);
+            memcpy(gb, b->grad, (size_t)c->OC * 4);
+        } else if (ok && pass == 1) {
+            ok = !x->grad && !memcmp(gw, w->grad, (size_t)nw * 4) &&
+                 !memcmp(gb, b->grad, (size_t)c->OC * 4);
+        } else if (ok) {
+            ok = !w->grad && !b->grad && !memcmp(gx, x->grad, (size_t)nx * 4);
+        }
+        elbo_ctx_free(ctx);
+    }
+    free(xv);
+    free(wv);
+    free(gx);
+    free(gw);
+    CHECK(ok);
+}
+
+/* ---- determinism ---------------------------------------------------------------------- */
+typedef struct {
+    float *y, *gx, *gw, *gb;
+    int64_t ny, nx, nw, nb;
+} conv_run;
+
+/* x (B,C,H,W), all inputs requiring gradients; upstream gradient fixed by seed. */
+static int conv_run_once(int threads, const conv_cfg *c, conv_run *r) {
+    elbo_set_threads(threads);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new4(ctx, c->B, c->C, c->H, c->W);
+    elbo_tensor *w = elbo_tensor_new4(ctx, c->OC, c->C, c->KH, c->KW);
+    elbo_tensor *b = elbo_tensor_new1(ctx, c->OC);
+    fill(x->data, x->numel, 41);
+    fill(w->data, w->numel, 42);
+    fill(b->data, b->numel, 43);
+    elbo_tensor_requires_grad(x, 1);
+    elbo_tensor_requires_grad(w, 1);
+    elbo_tensor_requires_grad(b, 1);
+    elbo_tensor *y = run_conv(ctx, c, x, w, b);
+    int ok = y != NULL;
+    if (ok) {
+        float *gy = malloc((size_t)y->numel * 4);
+        fill(gy, y->numel, 44);
+        ok = elbo_backward_with(ctx, y, gy) == ELBO_OK;
+        free(gy);
+    }
+    if (ok) {
+        r->ny = y->numel;
+        r->nx = x->numel;
+        r->nw = w->numel;
+        r->nb = b->numel;
+        r->y = malloc((size_t)r->ny * 4);
+        r->gx = malloc((size_t)r->nx * 4);
+        r->gw = malloc((size_t)r->nw * 4);
+        r->gb = malloc((size_t)r->nb * 4);
+        memcpy(r->y, y->data, (size_t)r->ny * 4);
+        memcpy(r->gx, x->grad, (size_t)r->nx * 4);
+        memcpy(r->gw, w->grad, (size_t)r->nw * 4);
+        memcpy(r->gb, b->grad, (size_t)r->nb * 4);
+    }
+    elbo_ctx_free(ctx);
+    return ok;
+}
+
+TEST(conv_same_bits_1_and_2_threads) {
+    /* UNet-like layers, large enough that both OpenMP and OpenBLAS use two threads. */
+    static const conv_cfg big[] = {
+        {8, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1}, /* 3x3, several images per chunk */
+        {4, 32, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1}, /* 3x3 stride 2 */
+        {6, 64, 28, 28, 32, 1, 1, 1, 1, 0, 0, 1}, /* 1x1 at 28x28 */
+        {16, 64, 7, 7, 96, 1, 1, 1, 1, 0, 0, 1},  /* 1x1 at 7x7, batched */
+    };
+    int saved = elbo_get_threads();
+    size_t saved_cb = elbo__conv_chunk_bytes;
+    for (int i = 0; i < 4; i++)
+        for (int mode = 0; mode < 2; mode++) {
+            if (mode) elbo__conv_chunk_bytes = 1; /* also one image per chunk */
+            conv_run r1 = {0}, r2 = {0};
+            int ok1 = conv_run_once(1, &big[i], &r1), ok2 = conv_run_once(2, &big[i], &r2);
+            elbo_set_threads(saved);
+            elbo__conv_chunk_bytes = saved_cb;
+            int same = ok1 && ok2 && !memcmp(r1.y, r2.y, (size_t)r1.ny * 4) &&
+                       !memcmp(r1.gx, r2.gx, (size_t)r1.nx * 4) &&
+                       !memcmp(r1.gw, r2.gw, (size_t)r1.nw * 4) &&
+                       !memcmp(r1.gb, r2.gb, (size_t)r1.nb * 4);
+            conv_run *rs[2] = {&r1, &r2};
+            for (int k = 0; k < 2; k++) {
+                free(rs[k]->y);
+                free(rs[k]->gx);
+                free(rs[k]->gw);
+                free(rs[k]->gb);
+            }
+            CHECK_MSG(same, "layer %d mode %d: results differ between 1 and 2 threads", i, mode);
+        }
+}
+
+/* ---- errors --------------------------------------------------------------------------- */
+TEST(conv_shape_errors_name_op_and_shapes) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_zeros(ctx, 4, (int64_t[]){2, 3, 8, 8});
+    elbo_tensor *w = elbo_tensor_zeros(ctx, 4, (int64_t[]){4, 5, 3, 3});
+    CHECK(elbo_conv2d(ctx, x, w, NULL, 1, 1) == NULL);
+    CHECK(strstr(elbo_last_error(), "conv2d") && strstr(elbo_last_error(), "(2, 3, 8, 8)") &&
+          strstr(elbo_last_error(), "(4, 5, 3, 3)"));
+    elbo_tensor *w3 = elbo_tensor_zeros(ctx, 4, (int64_t[]){4, 3, 3, 3});
+    elbo_tensor *b = elbo_tensor_zeros(ctx, 1, (int64_t[]){5});
+    CHECK(elbo_conv2d(ctx, x, w3, b, 1, 1) == NULL);
+    CHECK(strstr(elbo_last_error(), "conv2d") && strstr(elbo_last_error(), "(4, 3, 3, 3)") &&
+          strstr(elbo_last_error(), "(5)"));
+    elbo_tensor *x3 = elbo_tensor_zeros(ctx, 3, (int64_t[]){3, 8, 8});
+    CHECK(elbo_conv2d(ctx, x3, w3, NULL, 1, 1) == NULL);
+    CHECK(strstr(elbo_last_error(), "conv2d") && strstr(elbo_last_error(), "(3, 8, 8)"));
+    elbo_tensor *w9 = elbo_tensor_zeros(ctx, 4, (int64_t[]){4, 3, 9, 9});
+    CHECK(elbo_conv2d(ctx, x, w9, NULL, 1, 0) == NULL);
+    CHECK(strstr(elbo_last_error(), "conv2d") && strstr(elbo_last_error(), "(4, 3, 9, 9)"));
+    CHECK(elbo_conv2d(ctx, x, w3, NULL, 0, 1) == NULL && strstr(elbo_last_error(), "stride"));
+    CHECK(elbo_upsample_nearest2x(ctx, x3) == NULL);
+    CHECK(strstr(elbo_last_error(), "upsample_nearest2x") && strstr(elbo_last_error(), "(3, 8, 8)"));
+    CHECK(elbo_avg_pool2d(ctx, x, 9, 1) == NULL);
+    CHECK(strstr(elbo_last_error(), "avg_pool2d") && strstr(elbo_last_error(), "(2, 3, 8, 8)"));
+    CHECK(elbo_conv2d(ctx, NULL, w3, NULL, 1, 1) == NULL && strstr(elbo_last_error(), "avg_pool2d"));
+    elbo_ctx_free(ctx);
+}
+
+/* ---- upsample_nearest2x and avg_pool2d ------------------------------------------------ */
+TEST(conv_upsample_nearest2x_forward) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new4(ctx, 2, 3, 2, 3);
+    for (int i = 0; i < 36; i++) x->data[i] = (float)i;
+    elbo_tensor *y = elbo_upsample_nearest2x(ctx, x);
+    CHECK(y && y->shape[0] == 2 && y->shape[1] == 3 && y->shape[2] == 4 && y->shape[3] == 6);
+    for (int q = 0; q < 6; q++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 6; j++)
+                CHECK(y->data[(q * 4 + i) * 6 + j] == x->data[(q * 2 + i / 2) * 3 + j / 2]);
+    elbo_ctx_free(ctx);
+}
+
+TEST(conv_avg_pool2d_forward) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new4(ctx, 1, 2, 4, 5);
+    for (int i = 0; i < 40; i++) x->data[i] = (float)i;
+    /* 2x2 stride 2: window (i,j) of plane q averages x[q, 2i..2i+1, 2j..2j+1]. */
+    elbo_tensor *y = elbo_avg_pool2d(ctx, x, 2, 2);
+    CHECK(y && y->shape[1] == 2 && y->shape[2] == 2 && y->shape[3] == 2);
+    /* plane 0, window (0,0): (0 + 1 + 5 + 6) / 4 = 3; plane 1 window (1,1): 20 + (12+13+17+18)/4 */
+    CHECK(y->data[0] == 3.0f && y->data[7] == 35.0f);
+    /* 3x3 stride 1 overlapping windows: the mean of a 3x3 block of a linear ramp is its
+     * centre value x[q, i+1, j+1]. */
+    elbo_tensor *z = elbo_avg_pool2d(ctx, x, 3, 1);
+    CHECK(z && z->shape[2] == 2 && z->shape[3] == 3);
+    for (int q = 0; q < 2; q++)
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 3; j++)
+                CHECK_NEAR(z->data[(q * 2 + i) * 3 + j], x->data[(q * 4 + i + 1) * 5 + j + 1], 1e-5);
+    elbo_ctx_free(ctx);
+}
+
+static elbo_tensor *build_upsample(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    return elbo_upsample_nearest2x(ctx, in[0]);
+}
+
+static elbo_tensor *build_avg_pool(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    const int *ks = u;
+    return elbo_avg_pool2d(ctx, in[0], ks[0], ks[1]);
+}
+
+TEST(grad_conv_upsample_and_avg_pool) {
+    /* Both ops are linear: central differences are exact up to float32 rounding (see the
+     * conv gradient check), so eps 0.05 with atol = rtol = 1e-3. */
+    gc_spec s = {.n_in = 1, .ndim = {4}, .shape = {{2, 3, 3, 4}}, .eps = 0.05f, .atol = 1e-3f,
+                 .rtol = 1e-3f};
+    CHECK_GRAD("upsample_nearest2x", build_upsample, NULL, &s);
+    gc_spec p = {.n_in = 1, .ndim = {4}, .shape = {{2, 2, 7, 6}}, .eps = 0.05f, .atol = 1e-3f,
+                 .rtol = 1e-3f};
+    int ks[3][2] = {{2, 2}, {3, 1}, {3, 2}}; /* tiled, overlapping, overlapping strided */
+    for (int i = 0; i < 3; i++) CHECK_GRAD("avg_pool2d", build_avg_pool, ks[i], &p);
+}

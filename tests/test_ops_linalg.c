@@ -1,0 +1,317 @@
+/* Linear algebra ops: matmul, matmul_t, bmm, linear. Forward values against double-precision
+ * loops, gradients against finite differences, shape errors, and the same bits for 1 and 2
+ * threads. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Worst-case bound on the rounding error of a float32 sum of n products (Higham, "Accuracy
+ * and Stability of Numerical Algorithms", eq. 3.5): gamma_n sum |a_k b_k|, u = 2^-24; the
+ * float32 inputs themselves are exact in double. */
+static double dot_tol(int64_t n, double abs_sum) {
+    double u = 1.0 / 16777216.0, nu = (double)(n + 1) * u;
+    return nu / (1 - nu) * abs_sum + 1e-30;
+}
+
+static void fill(float *x, int64_t n, uint64_t seed) {
+    elbo_rng r;
+    elbo_rng_init(&r, seed);
+    elbo_rng_normal(&r, x, (size_t)n, 0, 1);
+}
+
+/* op(A)[i,k] for A stored (M,K), or (K,M) when t. */
+static float at(const float *a, int t, int64_t rows, int64_t cols, int64_t i, int64_t k) {
+    return t ? a[k * rows + i] : a[i * cols + k];
+}
+
+/* c (M,N) vs op(a) op(b) in double, each element within its rounding bound. */
+static int check_product(const float *a, const float *b, const float *c, int ta, int tb,
+                         int64_t M, int64_t N, int64_t K, char *msg, size_t len) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, as = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)at(a, ta, M, K, i, k) * at(b, tb, K, N, k, j);
+                s += p;
+                as += fabs(p);
+            }
+            double e = fabs(c[i * N + j] - s);
+            if (!(e <= dot_tol(K, as))) {
+                snprintf(msg, len, "element (%lld,%lld): %.9g vs %.9g, |diff| %.3g > %.3g",
+                         (long long)i, (long long)j, c[i * N + j], s, e, dot_tol(K, as));
+                return 0;
+            }
+        }
+    return 1;
+}
+
+TEST(linalg_matmul_forward_all_transposes) {
+    enum { M = 7, N = 9, K = 13 };
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            elbo_tensor *a = ta ? elbo_tensor_new2(ctx, K, M) : elbo_tensor_new2(ctx, M, K);
+            elbo_tensor *b = tb ? elbo_tensor_new2(ctx, N, K) : elbo_tensor_new2(ctx, K, N);
+            fill(a->data, a->numel, 1 + ta);
+            fill(b->data, b->numel, 3 + tb);
+            elbo_tensor *c = (ta || tb) ? elbo_matmul_t(ctx, a, b, ta, tb) : elbo_matmul(ctx, a, b);
+            CHECK(c && c->ndim == 2 && c->shape[0] == M && c->shape[1] == N);
+            char msg[160];
+            CHECK_MSG(check_product(a->data, b->data, c->data, ta, tb, M, N, K, msg, sizeof msg),
+                      "ta %d tb %d: %s", ta, tb, msg);
+        }
+    elbo_ctx_free(ctx);
+}
+
+TEST(linalg_bmm_forward_transposes) {
+    enum { B = 3, M = 5, N = 4, K = 6 };
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            elbo_tensor *a = ta ? elbo_tensor_new3(ctx, B, K, M) : elbo_tensor_new3(ctx, B, M, K);
+            elbo_tensor *b = tb ? elbo_tensor_new3(ctx, B, N, K) : elbo_tensor_new3(ctx, B, K, N);
+            fill(a->data, a->numel, 5 + ta);
+            fill(b->data, b->numel, 7 + tb);
+            elbo_tensor *c = elbo_bmm(ctx, a, b, ta, tb);
+            CHECK(c && c->ndim == 3 && c->shape[0] == B && c->shape[1] == M && c->shape[2] == N);
+            for (int i = 0; i < B; i++) {
+                char msg[160];
+                CHECK_MSG(check_product(a->data + i * M * K, b->data + i * K * N,
+                                        c->data + i * M * N, ta, tb, M, N, K, msg, sizeof msg),
+                          "batch %d ta %d tb %d: %s", i, ta, tb, msg);
+            }
+        }
+    elbo_ctx_free(ctx);
+}
+
+TEST(linalg_linear_forward_3d_bias) {
+    enum { A = 2, S = 3, IN = 5, OUT = 4 };
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new3(ctx, A, S, IN), *w = elbo_tensor_new2(ctx, OUT, IN);
+    elbo_tensor *b = elbo_tensor_new1(ctx, OUT);
+    fill(x->data, x->numel, 11);
+    fill(w->data, w->numel, 12);
+    fill(b->data, b->numel, 13);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        elbo_tensor *y = elbo_linear(ctx, x, w, with_bias ? b : NULL);
+        CHECK(y && y->ndim == 3 && y->shape[0] == A && y->shape[1] == S && y->shape[2] == OUT);
+        for (int r = 0; r < A * S; r++)
+            for (int o = 0; o < OUT; o++) {
+                double s = with_bias ? b->data[o] : 0, as = fabs(s);
+                for (int i = 0; i < IN; i++) {
+                    s += (double)x->data[r * IN + i] * w->data[o * IN + i];
+                    as += fabs((double)x->data[r * IN + i] * w->data[o * IN + i]);
+                }
+                CHECK_NEAR(y->data[r * OUT + o], s, dot_tol(IN + 1, as));
+            }
+    }
+    elbo_ctx_free(ctx);
+}
+
+/* ---- gradients ------------------------------------------------------------------------ */
+/* Every op here is linear in each input element, so central differences have no truncation
+ * error at any step; a step of 0.05 keeps the float32 rounding of the outputs (relative
+ * 1e-7, divided by 2 eps) near 1e-5, well inside atol = rtol = 1e-3. */
+#define LIN_SPEC .eps = 0.05f, .atol = 1e-3f, .rtol = 1e-3f
+
+typedef struct {
+    int ta, tb;
+} tt;
+
+static elbo_tensor *build_matmul_t(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    const tt *t = u;
+    return elbo_matmul_t(ctx, in[0], in[1], t->ta, t->tb);
+}
+
+TEST(grad_linalg_matmul_t_all_transposes) {
+    enum { M = 4, N = 5, K = 6 };
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            tt t = {ta, tb};
+            gc_spec s = {.n_in = 2, .ndim = {2, 2},
+                         .shape = {{ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}}, LIN_SPEC};
+            CHECK_GRAD(ta ? (tb ? "matmul_t TT" : "matmul_t TN") : (tb ? "matmul_t NT" : "matmul_t NN"),
+                       build_matmul_t, &t, &s);
+        }
+}
+
+static elbo_tensor *build_matmul(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    return elbo_matmul(ctx, in[0], in[1]);
+}
+
+TEST(grad_linalg_matmul) {
+    gc_spec s = {.n_in = 2, .ndim = {2, 2}, .shape = {{3, 7}, {7, 2}}, LIN_SPEC};
+    CHECK_GRAD("matmul", build_matmul, NULL, &s);
+}
+
+/* The same tensor on both sides (a @ a^T): gradients from the two uses add up. */
+static elbo_tensor *build_matmul_self(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    return elbo_matmul_t(ctx, in[0], in[0], 0, 1);
+}
+
+TEST(grad_linalg_matmul_shared_input) {
+    /* a a^T is quadratic in a: central differences have error eps^2 |d3 L| = 0 (the third
+     * derivative of a quadratic vanishes), so the same step and tolerances hold. */
+    gc_spec s = {.n_in = 1, .ndim = {2}, .shape = {{4, 5}}, LIN_SPEC};
+    CHECK_GRAD("matmul a a^T", build_matmul_self, NULL, &s);
+}
+
+static elbo_tensor *build_bmm(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    const tt *t = u;
+    return elbo_bmm(ctx, in[0], in[1], t->ta, t->tb);
+}
+
+TEST(grad_linalg_bmm_transposes) {
+    enum { B = 3, M = 4, N = 3, K = 5 };
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            tt t = {ta, tb};
+            gc_spec s = {.n_in = 2, .ndim = {3, 3},
+                         .shape = {{B, ta ? K : M, ta ? M : K}, {B, tb ? N : K, tb ? K : N}},
+                         LIN_SPEC};
+            CHECK_GRAD("bmm", build_bmm, &t, &s);
+        }
+}
+
+static elbo_tensor *build_linear(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    return elbo_linear(ctx, in[0], in[1], u ? in[2] : NULL);
+}
+
+TEST(grad_linalg_linear_3d_bias) {
+    gc_spec s = {.n_in = 3, .ndim = {3, 2, 1}, .shape = {{2, 3, 5}, {4, 5}, {4}}, LIN_SPEC};
+    CHECK_GRAD("linear 3-D x with bias", build_linear, (void *)1, &s);
+}
+
+TEST(grad_linalg_linear_2d_no_bias) {
+    gc_spec s = {.n_in = 2, .ndim = {2, 2}, .shape = {{6, 3}, {7, 3}}, LIN_SPEC};
+    CHECK_GRAD("linear 2-D x", build_linear, NULL, &s);
+}
+
+/* Only the weight requires a gradient: x's stays unallocated, w's matches the full case. */
+TEST(linalg_linear_grad_only_where_required) {
+    float xv[20], wv[12], gw_full[12];
+    fill(xv, 20, 21);
+    fill(wv, 12, 22);
+    for (int pass = 0; pass < 2; pass++) {
+        elbo_ctx *ctx = elbo_ctx_new(0);
+        elbo_tensor *x = elbo_tensor_wrap(ctx, xv, 2, (int64_t[]){5, 4});
+        elbo_tensor *w = elbo_tensor_wrap(ctx, wv, 2, (int64_t[]){3, 4});
+        elbo_tensor_requires_grad(x, pass == 0);
+        elbo_tensor_requires_grad(w, 1);
+        int ok = elbo_backward_with(ctx, elbo_linear(ctx, x, w, NULL), NULL) == ELBO_OK;
+        int same = 1;
+        if (pass == 0) memcpy(gw_full, w->grad, sizeof gw_full);
+        else same = x->grad == NULL && memcmp(gw_full, w->grad, sizeof gw_full) == 0;
+        elbo_ctx_free(ctx);
+        CHECK(ok && same);
+    }
+}
+
+/* ---- errors --------------------------------------------------------------------------- */
+TEST(linalg_shape_errors_name_op_and_shapes) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *a = elbo_tensor_zeros(ctx, 2, (int64_t[]){2, 3});
+    elbo_tensor *b = elbo_tensor_zeros(ctx, 2, (int64_t[]){4, 5});
+    CHECK(elbo_matmul(ctx, a, b) == NULL);
+    CHECK(strstr(elbo_last_error(), "matmul") && strstr(elbo_last_error(), "(2, 3)") &&
+          strstr(elbo_last_error(), "(4, 5)"));
+    CHECK(elbo_matmul_t(ctx, a, b, 1, 0) == NULL);
+    CHECK(strstr(elbo_last_error(), "matmul_t") && strstr(elbo_last_error(), "(4, 5)"));
+    elbo_tensor *a3 = elbo_tensor_zeros(ctx, 3, (int64_t[]){2, 3, 4});
+    elbo_tensor *b3 = elbo_tensor_zeros(ctx, 3, (int64_t[]){3, 4, 5});
+    CHECK(elbo_bmm(ctx, a3, b3, 0, 0) == NULL);
+    CHECK(strstr(elbo_last_error(), "bmm") && strstr(elbo_last_error(), "(2, 3, 4)") &&
+          strstr(elbo_last_error(), "(3, 4, 5)") && strstr(elbo_last_error(), "batch"));
+    CHECK(elbo_bmm(ctx, a, b3, 0, 0) == NULL && strstr(elbo_last_error(), "bmm"));
+    elbo_tensor *w = elbo_tensor_zeros(ctx, 2, (int64_t[]){6, 5});
+    CHECK(elbo_linear(ctx, a3, w, NULL) == NULL);
+    CHECK(strstr(elbo_last_error(), "linear") && strstr(elbo_last_error(), "(2, 3, 4)") &&
+          strstr(elbo_last_error(), "(6, 5)"));
+    elbo_tensor *bias = elbo_tensor_zeros(ctx, 1, (int64_t[]){5});
+    elbo_tensor *w4 = elbo_tensor_zeros(ctx, 2, (int64_t[]){6, 4});
+    CHECK(elbo_linear(ctx, a3, w4, bias) == NULL);
+    CHECK(strstr(elbo_last_error(), "linear") && strstr(elbo_last_error(), "(6, 4)") &&
+          strstr(elbo_last_error(), "(5)"));
+    /* A NULL input (an earlier failure) gives NULL and keeps the first error. */
+    CHECK(elbo_matmul(ctx, NULL, b) == NULL && strstr(elbo_last_error(), "linear"));
+    elbo_ctx_free(ctx);
+}
+
+/* ---- determinism ---------------------------------------------------------------------- */
+/* Forward and backward of linear (large enough for OpenBLAS to use both threads) and of bmm
+ * (both the batch-parallel small-product path and the large-product path), run with 1 and
+ * then 2 threads: outputs and every gradient must be the same bits. */
+typedef struct {
+    float *y, *gx, *gw, *gb;
+    int64_t ny, nx, nw, nb;
+} lin_run;
+
+static int run_linear_bmm(int threads, lin_run *r, int which) {
+    elbo_set_threads(threads);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x, *w, *b = NULL, *y;
+    if (which == 0) { /* linear: x (2, 96, 300), w (200, 300), b (200) */
+        x = elbo_tensor_new3(ctx, 2, 96, 300);
+        w = elbo_tensor_new2(ctx, 200, 300);
+        b = elbo_tensor_new1(ctx, 200);
+        fill(b->data, b->numel, 33);
+    } else if (which == 1) { /* bmm of small products (attention-like): (16,49,32)^T (16,32,49) */
+        x = elbo_tensor_new3(ctx, 16, 32, 49);
+        w = elbo_tensor_new3(ctx, 16, 32, 49);
+    } else { /* bmm of large products: (2,150,200) (2,120,200)^T */
+        x = elbo_tensor_new3(ctx, 2, 150, 200);
+        w = elbo_tensor_new3(ctx, 2, 120, 200);
+    }
+    fill(x->data, x->numel, 31);
+    fill(w->data, w->numel, 32);
+    elbo_tensor_requires_grad(x, 1);
+    elbo_tensor_requires_grad(w, 1);
+    if (b) elbo_tensor_requires_grad(b, 1);
+    if (which == 0) y = elbo_linear(ctx, x, w, b);
+    else if (which == 1) y = elbo_bmm(ctx, x, w, 1, 0);
+    else y = elbo_bmm(ctx, x, w, 0, 1);
+    if (!y) return 0;
+    float *gy = malloc((size_t)y->numel * sizeof(float));
+    fill(gy, y->numel, 34);
+    int ok = elbo_backward_with(ctx, y, gy) == ELBO_OK;
+    free(gy);
+    r->ny = y->numel;
+    r->nx = x->numel;
+    r->nw = w->numel;
+    r->nb = b ? b->numel : 0;
+    r->y = malloc((size_t)r->ny * 4);
+    r->gx = malloc((size_t)r->nx * 4);
+    r->gw = malloc((size_t)r->nw * 4);
+    r->gb = malloc((size_t)(r->nb + 1) * 4);
+    memcpy(r->y, y->data, (size_t)r->ny * 4);
+    memcpy(r->gx, x->grad, (size_t)r->nx * 4);
+    memcpy(r->gw, w->grad, (size_t)r->nw * 4);
+    if (b) memcpy(r->gb, b->grad, (size_t)r->nb * 4);
+    elbo_ctx_free(ctx);
+    return ok;
+}
+
+static void lin_free(lin_run *r) {
+    free(r->y);
+    free(r->gx);
+    free(r->gw);
+    free(r->gb);
+}
+
+TEST(linalg_same_bits_1_and_2_threads) {
+    int saved = elbo_get_threads();
+    for (int which = 0; which < 3; which++) {
+        lin_run r1, r2;
+        int ok1 = run_linear_bmm(1, &r1, which), ok2 = run_linear_bmm(2, &r2, which);
+        elbo_set_threads(saved);
+        int same = ok1 && ok2 && !memcmp(r1.y, r2.y, (size_t)r1.ny * 4) &&
+                   !memcmp(r1.gx, r2.gx, (size_t)r1.nx * 4) &&
+                   !memcmp(r1.gw, r2.gw, (size_t)r1.nw * 4) &&
+                   !memcmp(r1.gb, r2.gb, (size_t)r1.nb * 4);
+        lin_free(&r1);
+        lin_free(&r2);
+        CHECK_MSG(same, "%s: results differ between 1 and 2 threads",
+                  which == 0 ? "linear" : which == 1 ? "bmm (small products)" : "bmm (large)");
+    }
+}
