@@ -25,3 +25,133 @@ elbo_tensor *elbo_relu(elbo_ctx *ctx, elbo_tensor *x) {
     elbo__record(ctx, "relu", y, relu_backward, &ok, 1, x);
     return ok ? y : NULL;
 }
+
+/* ---- the pattern for the rest: y = FWD(x), dx += BWD(x, y, g) with g = dy ---------------
+ * a0, a1 are the op's scalar parameters (n->farg[0..1]). */
+#define UNARY_OP(NAME, OPNAME, FWD, BWD)                                                   \
+    static void NAME##_backward(elbo_ctx *ctx, elbo_node *n) {                             \
+        elbo_tensor *xt = n->in[0], *yt = n->out;                                          \
+        float *gx = elbo__grad(ctx, xt);                                                   \
+        if (!gx) return;                                                                   \
+        const float *gy = yt->grad, *xd = xt->data, *yd = yt->data;                        \
+        const float a0 = n->farg[0], a1 = n->farg[1];                                      \
+        (void)a0;                                                                          \
+        (void)a1;                                                                          \
+        _Pragma("omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)")         \
+        for (int64_t i = 0; i < xt->numel; i++) {                                          \
+            const float x = xd[i], y = yd[i], g = gy[i];                                   \
+            (void)x;                                                                       \
+            (void)y;                                                                       \
+            gx[i] += (BWD);                                                                \
+        }                                                                                  \
+    }                                                                                      \
+    static elbo_tensor *NAME##_op(elbo_ctx *ctx, elbo_tensor *xt, float a0, float a1) {    \
+        (void)a0;                                                                          \
+        (void)a1;                                                                          \
+        if (!xt) return NULL;                                                              \
+        elbo_tensor *yt = elbo__new_like(ctx, xt);                                         \
+        if (!yt) return NULL;                                                              \
+        const float *xd = xt->data;                                                        \
+        float *yd = yt->data;                                                              \
+        _Pragma("omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)")         \
+        for (int64_t i = 0; i < xt->numel; i++) {                                          \
+            const float x = xd[i];                                                         \
+            yd[i] = (FWD);                                                                 \
+        }                                                                                  \
+        int ok;                                                                            \
+        elbo_node *n = elbo__record(ctx, OPNAME, yt, NAME##_backward, &ok, 1, xt);         \
+        if (!ok) return NULL;                                                              \
+        if (n) {                                                                           \
+            n->farg[0] = a0;                                                               \
+            n->farg[1] = a1;                                                               \
+        }                                                                                  \
+        return yt;                                                                         \
+    }
+
+/* Numerically stable logistic sigmoid: never exponentiates a positive number. */
+static inline float sigmoid_f(float x) {
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* softplus as torch.nn.functional.softplus (beta 1, threshold 20):
+ * x for x > 20, else log1p(exp(-|x|)) + max(x, 0). */
+static inline float softplus_f(float x) {
+    if (x > 20.0f) return x;
+    return log1pf(expf(-fabsf(x))) + fmaxf(x, 0.0f);
+}
+
+/* gelu (Hendrycks & Gimpel 2016), exact form as torch's default:
+ * x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; d/dx = Phi(x) + x phi(x). */
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT2PI 0.39894228040143268f
+static inline float gelu_grad_f(float x) {
+    return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT2PI * expf(-0.5f * x * x);
+}
+
+/* pow with the exponents that come up often done exactly. */
+static inline float pow_f(float x, float p) {
+    if (p == 2.0f) return x * x;
+    if (p == 1.0f) return x;
+    return powf(x, p);
+}
+
+/* Scalar ops. */
+UNARY_OP(scale, "scale", a0 * x, a0 * g)
+UNARY_OP(add_scalar, "add_scalar", x + a0, g)
+UNARY_OP(affine, "affine", a0 * x + a1, a0 * g)
+UNARY_OP(neg, "neg", -x, -g)
+/* d x^p = p x^(p-1) (0 for p = 0, as torch). */
+UNARY_OP(pow_scalar, "pow_scalar", pow_f(x, a0), a0 == 0.0f ? 0.0f : g * a0 * pow_f(x, a0 - 1.0f))
+/* Unary. */
+UNARY_OP(exp, "exp", expf(x), g * y)
+UNARY_OP(log, "log", logf(x), g / x)
+UNARY_OP(sqrt, "sqrt", sqrtf(x), g * 0.5f / y)
+UNARY_OP(square, "square", x * x, 2.0f * x * g)
+/* d|x| = sign(x), 0 at 0 (as torch). */
+UNARY_OP(abs, "abs", fabsf(x), x > 0 ? g : (x < 0 ? -g : 0.0f))
+/* max(lo, min(hi, x)); gradient 1 on [lo, hi] (edges included, as torch). */
+UNARY_OP(clamp, "clamp", fmaxf(a0, fminf(a1, x)), (x >= a0 && x <= a1) ? g : 0.0f)
+/* Activations. silu: x s(x), d = s (1 + x (1 - s)). */
+UNARY_OP(silu, "silu", x * sigmoid_f(x),
+         g * sigmoid_f(x) * (1.0f + x * (1.0f - sigmoid_f(x))))
+UNARY_OP(gelu, "gelu", 0.5f * x * (1.0f + erff(x * INV_SQRT2)), g * gelu_grad_f(x))
+UNARY_OP(sigmoid, "sigmoid", sigmoid_f(x), g * y * (1.0f - y))
+UNARY_OP(tanh, "tanh", tanhf(x), g * (1.0f - y * y))
+/* d softplus = sigmoid(x) (1 above the threshold). */
+UNARY_OP(softplus, "softplus", softplus_f(x), x > 20.0f ? g : g * sigmoid_f(x))
+/* elu (Clevert et al. 2016): x for x > 0, alpha (e^x - 1) otherwise; d = alpha e^x below 0. */
+UNARY_OP(elu, "elu", x > 0 ? x : a0 * expm1f(x), x > 0 ? g : g * a0 * expf(x))
+
+elbo_tensor *elbo_scale(elbo_ctx *ctx, elbo_tensor *x, float s) { return scale_op(ctx, x, s, 0); }
+elbo_tensor *elbo_add_scalar(elbo_ctx *ctx, elbo_tensor *x, float c) {
+    return add_scalar_op(ctx, x, c, 0);
+}
+elbo_tensor *elbo_affine(elbo_ctx *ctx, elbo_tensor *x, float s, float c) {
+    return affine_op(ctx, x, s, c);
+}
+elbo_tensor *elbo_neg(elbo_ctx *ctx, elbo_tensor *x) { return neg_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_pow_scalar(elbo_ctx *ctx, elbo_tensor *x, float p) {
+    return pow_scalar_op(ctx, x, p, 0);
+}
+elbo_tensor *elbo_exp(elbo_ctx *ctx, elbo_tensor *x) { return exp_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_log(elbo_ctx *ctx, elbo_tensor *x) { return log_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_sqrt(elbo_ctx *ctx, elbo_tensor *x) { return sqrt_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_square(elbo_ctx *ctx, elbo_tensor *x) { return square_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_abs(elbo_ctx *ctx, elbo_tensor *x) { return abs_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_clamp(elbo_ctx *ctx, elbo_tensor *x, float lo, float hi) {
+    if (x && !(lo <= hi)) {
+        elbo_error(ELBO_ERR_ARG, "clamp: lo %g > hi %g", (double)lo, (double)hi);
+        return NULL;
+    }
+    return clamp_op(ctx, x, lo, hi);
+}
+elbo_tensor *elbo_silu(elbo_ctx *ctx, elbo_tensor *x) { return silu_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_gelu(elbo_ctx *ctx, elbo_tensor *x) { return gelu_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_sigmoid(elbo_ctx *ctx, elbo_tensor *x) { return sigmoid_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_tanh(elbo_ctx *ctx, elbo_tensor *x) { return tanh_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_softplus(elbo_ctx *ctx, elbo_tensor *x) { return softplus_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_elu(elbo_ctx *ctx, elbo_tensor *x, float alpha) {
+    return elu_op(ctx, x, alpha, 0);
+}

@@ -1,0 +1,306 @@
+/* Losses and log-likelihoods. The elementwise ones run through the broadcasting engine: with
+ * MEAN or SUM the per-element values are summed slice by slice in a fixed order as they are
+ * computed (no full-size temporary), and the backward recomputes what it needs from the
+ * inputs, summing over broadcast axes where an input was broadcast. */
+#include "broadcast.h"
+
+#include <math.h>
+
+#define LOG_2PI 1.8378770664093454836
+
+static int check_reduction(const char *op, elbo_reduction r) {
+    if (r == ELBO_REDUCE_MEAN || r == ELBO_REDUCE_SUM || r == ELBO_REDUCE_NONE) return 0;
+    elbo_error(ELBO_ERR_ARG, "%s: unknown reduction %d", op, (int)r);
+    return -1;
+}
+
+/* ---- elementwise losses: definition and shared driver ---------------------------------- */
+typedef struct {
+    const char *op;
+    int n_in;            /* tensor inputs, 2 or 3 */
+    int same_shape;      /* inputs must have equal shapes (no broadcasting) */
+    elbo__bc_fn value;   /* (in0, in1[, in2]) -> per-element loss */
+    elbo__bc_fn grad[3]; /* (gy, in0, in1[, in2]) -> gy * d value / d in_k; NULL: zero */
+} ew_loss_def;
+
+static float reduction_scale(elbo_reduction r, int64_t numel) {
+    return r == ELBO_REDUCE_MEAN ? 1.0f / (float)numel : 1.0f;
+}
+
+static void ew_loss_backward(elbo_ctx *ctx, elbo_node *n) {
+    const ew_loss_def *def = n->saved;
+    elbo_tensor *y = n->out;
+    int nd;
+    int64_t shape[ELBO_MAX_DIMS];
+    elbo__bc_shape(def->op, def->n_in, n->in, &nd, shape); /* checked in the forward */
+    float scale = reduction_scale((elbo_reduction)n->iarg[0], elbo_shape_numel(nd, shape));
+    const elbo_tensor *sh[4] = {y};
+    const float *pt[4] = {y->grad};
+    for (int k = 0; k < def->n_in; k++) {
+        sh[k + 1] = n->in[k];
+        pt[k + 1] = n->in[k]->data;
+    }
+    for (int k = 0; k < def->n_in; k++) {
+        if (!def->grad[k]) {
+            elbo__grad(ctx, n->in[k]); /* a zero gradient, materialised if required */
+            continue;
+        }
+        elbo__bc_grad(ctx, n->in[k], nd, shape, scale, def->n_in + 1, sh, pt, def->grad[k],
+                      n->farg);
+    }
+}
+
+/* Per-element values over the broadcast shape of the inputs; NONE returns them, MEAN / SUM
+ * reduce them on the fly into a scalar. par (up to 4 floats) is passed to the kernels. */
+static elbo_tensor *ew_loss(elbo_ctx *ctx, const ew_loss_def *def, elbo_tensor **in,
+                            elbo_reduction r, const float *par) {
+    for (int k = 0; k < def->n_in; k++)
+        if (!in[k]) return NULL;
+    if (check_reduction(def->op, r)) return NULL;
+    int nd;
+    int64_t shape[ELBO_MAX_DIMS];
+    if (def->same_shape) {
+        for (int k = 1; k < def->n_in; k++)
+            if (!elbo_same_shape(in[0], in[k])) {
+                elbo__shape_error(def->op, in[0], in[k], "equal shapes required");
+                return NULL;
+            }
+    }
+    if (elbo__bc_shape(def->op, def->n_in, in, &nd, shape)) return NULL;
+    elbo_tensor *y = r == ELBO_REDUCE_NONE ? elbo_tensor_new(ctx, nd, shape)
+                                           : elbo_tensor_new(ctx, 0, NULL);
+    if (!y) return NULL;
+    float farg[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4 && par; k++) farg[k] = par[k];
+    const elbo_tensor *ops[4] = {y};
+    const float *pt[3];
+    for (int k = 0; k < def->n_in; k++) {
+        ops[k + 1] = in[k];
+        pt[k] = in[k]->data;
+    }
+    elbo__bc p;
+    elbo__bc_plan_t(&p, nd, shape, def->n_in + 1, ops);
+    elbo__bc_apply(&p, y->data, 0, reduction_scale(r, p.numel), pt, def->value, farg);
+    int ok;
+    elbo_node *n = def->n_in == 2
+                       ? elbo__record(ctx, def->op, y, ew_loss_backward, &ok, 2, in[0], in[1])
+                       : elbo__record(ctx, def->op, y, ew_loss_backward, &ok, 3, in[0], in[1],
+                                      in[2]);
+    if (!ok) return NULL;
+    if (n) {
+        n->saved = (void *)def;
+        n->iarg[0] = r;
+        memcpy(n->farg, farg, sizeof farg);
+    }
+    return y;
+}
+
+/* ---- mse: (p - t)^2; dp = 2 (p - t), dt = -2 (p - t) ----------------------------------- */
+ELBO_BC_KERNEL2(k_mse, (v0 - v1) * (v0 - v1))
+ELBO_BC_KERNEL3(k_mse_dp, 2.0f * v0 * (v1 - v2))
+ELBO_BC_KERNEL3(k_mse_dt, -2.0f * v0 * (v1 - v2))
+static const ew_loss_def mse_def = {"mse_loss", 2, 1, k_mse, {k_mse_dp, k_mse_dt, NULL}};
+
+elbo_tensor *elbo_mse_loss(elbo_ctx *ctx, elbo_tensor *pred, elbo_tensor *target,
+                           elbo_reduction r) {
+    elbo_tensor *in[2] = {pred, target};
+    return ew_loss(ctx, &mse_def, in, r, NULL);
+}
+
+/* ---- bce with logits l, target y: max(l,0) - l y + log1p(e^-|l|) (never overflows);
+ * dl = sigmoid(l) - y, dy = -l. ---------------------------------------------------------- */
+static inline float sigmoid_f(float x) {
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+ELBO_BC_KERNEL2(k_bce, fmaxf(v0, 0.0f) - v0 * v1 + log1pf(expf(-fabsf(v0))))
+ELBO_BC_KERNEL3(k_bce_dl, v0 * (sigmoid_f(v1) - v2))
+ELBO_BC_KERNEL3(k_bce_dy, -v0 * v1)
+static const ew_loss_def bce_def = {"bce_with_logits", 2, 1, k_bce, {k_bce_dl, k_bce_dy, NULL}};
+
+elbo_tensor *elbo_bce_with_logits(elbo_ctx *ctx, elbo_tensor *logits, elbo_tensor *target,
+                                  elbo_reduction r) {
+    elbo_tensor *in[2] = {logits, target};
+    return ew_loss(ctx, &bce_def, in, r, NULL);
+}
+
+/* ---- Gaussian log-likelihood: -0.5 [log 2 pi + lv + (x - m)^2 e^-lv];
+ * dx = -(x - m) e^-lv, dm = (x - m) e^-lv, dlv = -0.5 [1 - (x - m)^2 e^-lv]. ---------------- */
+ELBO_BC_KERNEL3(k_gll, -0.5f * ((float)LOG_2PI + v2 + (v0 - v1) * (v0 - v1) * expf(-v2)))
+ELBO_BC_KERNEL4(k_gll_dx, -v0 * (v1 - v2) * expf(-v3))
+ELBO_BC_KERNEL4(k_gll_dm, v0 * (v1 - v2) * expf(-v3))
+ELBO_BC_KERNEL4(k_gll_dlv, -0.5f * v0 * (1.0f - (v1 - v2) * (v1 - v2) * expf(-v3)))
+static const ew_loss_def gll_def = {"gaussian_log_likelihood", 3, 0, k_gll,
+                                    {k_gll_dx, k_gll_dm, k_gll_dlv}};
+
+elbo_tensor *elbo_gaussian_log_likelihood(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *mean,
+                                          elbo_tensor *log_var, elbo_reduction r) {
+    elbo_tensor *in[3] = {x, mean, log_var};
+    return ew_loss(ctx, &gll_def, in, r, NULL);
+}
+
+/* ---- discretized logistic (Salimans et al. 2017, PixelCNN++ single component) ----------
+ * c = x - mu, 1/s = e^-log_scale, d = 1/(n_bins - 1), p = (c + d)/s, q = (c - d)/s:
+ *   x < -0.999: log sigma(p) = p - softplus(p)
+ *   x >  0.999: log(1 - sigma(q)) = -softplus(q)
+ *   sigma(p) - sigma(q) > 1e-5: log max(sigma(p) - sigma(q), 1e-12)
+ *   otherwise: log pdf at the centre + log bin width: mid - log_scale - 2 softplus(mid)
+ *              - log((n_bins - 1)/2), mid = c/s.
+ * Evaluated in double (the bin difference cancels badly in float). Derivatives with respect
+ * to mu and log_scale: dp/dmu = -1/s, dp/dlog_scale = -p (likewise q and mid);
+ * sigma' = sigma(z) sigma(-z). */
+static inline double sigmoid_d(double z) {
+    if (z >= 0) return 1.0 / (1.0 + exp(-z));
+    double e = exp(z);
+    return e / (1.0 + e);
+}
+static inline double softplus_d(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
+
+/* Returns the log-likelihood; *dm and *dls get its derivatives. */
+static double dlogistic(float xf, float mf, float lsf, const float *par, double *dm,
+                        double *dls) {
+    double n_bins = par[0], x = xf, ls = lsf;
+    double c = x - (double)mf, inv_s = exp(-ls), d = 1.0 / (n_bins - 1.0);
+    double p = inv_s * (c + d), q = inv_s * (c - d);
+    if (xf < -0.999f) {
+        double sn = sigmoid_d(-p); /* d log sigma(p) / dp */
+        *dm = -sn * inv_s;
+        *dls = -sn * p;
+        return p - softplus_d(p);
+    }
+    if (xf > 0.999f) {
+        double sq = sigmoid_d(q); /* -d softplus(q) / dq = -sigma(q) */
+        *dm = sq * inv_s;
+        *dls = sq * q;
+        return -softplus_d(q);
+    }
+    double sp = sigmoid_d(p), sq = sigmoid_d(q), delta = sp - sq;
+    if (delta > 1e-5) {
+        double dsp = sp * sigmoid_d(-p), dsq = sq * sigmoid_d(-q);
+        *dm = inv_s * (dsq - dsp) / delta;
+        *dls = (q * dsq - p * dsp) / delta;
+        return log(fmax(delta, 1e-12));
+    }
+    double mid = inv_s * c, t = 1.0 - 2.0 * sigmoid_d(mid); /* d/dmid of mid - 2 softplus */
+    *dm = -t * inv_s;
+    *dls = -t * mid - 1.0;
+    return mid - ls - 2.0 * softplus_d(mid) - log((n_bins - 1.0) / 2.0);
+}
+
+static inline float dl_value(float x, float m, float ls, const float *par) {
+    double dm, dls;
+    return (float)dlogistic(x, m, ls, par, &dm, &dls);
+}
+static inline float dl_dm(float x, float m, float ls, const float *par) {
+    double dm, dls;
+    dlogistic(x, m, ls, par, &dm, &dls);
+    return (float)dm;
+}
+static inline float dl_dls(float x, float m, float ls, const float *par) {
+    double dm, dls;
+    dlogistic(x, m, ls, par, &dm, &dls);
+    return (float)dls;
+}
+ELBO_BC_KERNEL3(k_dl, dl_value(v0, v1, v2, (const float *)user))
+ELBO_BC_KERNEL4(k_dl_dm, v0 * dl_dm(v1, v2, v3, (const float *)user))
+ELBO_BC_KERNEL4(k_dl_dls, v0 * dl_dls(v1, v2, v3, (const float *)user))
+/* x is data: its gradient is zero. */
+static const ew_loss_def dl_def = {"discretized_logistic_log_likelihood", 3, 0, k_dl,
+                                   {NULL, k_dl_dm, k_dl_dls}};
+
+elbo_tensor *elbo_discretized_logistic_log_likelihood(elbo_ctx *ctx, elbo_tensor *x,
+                                                      elbo_tensor *mean, elbo_tensor *log_scale,
+                                                      int n_bins, elbo_reduction r) {
+    if (!x || !mean || !log_scale) return NULL;
+    if (n_bins < 2) {
+        elbo_error(ELBO_ERR_ARG, "discretized_logistic_log_likelihood: n_bins %d (at least 2)",
+                   n_bins);
+        return NULL;
+    }
+    elbo_tensor *in[3] = {x, mean, log_scale};
+    float par[4] = {(float)n_bins, 0, 0, 0};
+    return ew_loss(ctx, &dl_def, in, r, par);
+}
+
+/* ---- cross entropy: loss_i = logsumexp_j l_ij - l_{i,y_i}; dl_ij = g_i (softmax_ij - [j = y_i]).
+ * Saves the labels (copied) and the per-row logsumexp (N floats) for the backward. ------- */
+typedef struct {
+    int32_t *labels;
+    float *lse;
+} ce_saved;
+
+static void ce_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *l = n->in[0], *y = n->out;
+    float *gl = elbo__grad(ctx, l);
+    if (!gl) return;
+    const ce_saved *s = n->saved;
+    int64_t N = l->shape[0], K = l->shape[1];
+    elbo_reduction r = (elbo_reduction)n->iarg[0];
+    float scale = reduction_scale(r, N);
+#pragma omp parallel for schedule(static) if (l->numel > ELBO_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        float g = r == ELBO_REDUCE_NONE ? y->grad[i] : y->grad[0] * scale, lse = s->lse[i];
+        const float *li = l->data + i * K;
+        float *gi = gl + i * K;
+        for (int64_t j = 0; j < K; j++) gi[j] += g * expf(li[j] - lse);
+        gi[s->labels[i]] -= g;
+    }
+}
+
+elbo_tensor *elbo_cross_entropy(elbo_ctx *ctx, elbo_tensor *logits, const int32_t *labels,
+                                elbo_reduction r) {
+    if (!logits) return NULL;
+    if (check_reduction("cross_entropy", r)) return NULL;
+    if (logits->ndim != 2) {
+        char s[96];
+        elbo_error(ELBO_ERR_SHAPE, "cross_entropy: logits must be (N, K), got %s",
+                   elbo_shape_str(logits, s, sizeof s));
+        return NULL;
+    }
+    int64_t N = logits->shape[0], K = logits->shape[1];
+    if (N > 0 && !labels) {
+        elbo_error(ELBO_ERR_ARG, "cross_entropy: NULL labels");
+        return NULL;
+    }
+    for (int64_t i = 0; i < N; i++)
+        if (labels[i] < 0 || labels[i] >= K) {
+            elbo_error(ELBO_ERR_ARG, "cross_entropy: label %d of row %lld outside [0, %lld)",
+                       (int)labels[i], (long long)i, (long long)K);
+            return NULL;
+        }
+    elbo_tensor *y = r == ELBO_REDUCE_NONE ? elbo_tensor_new(ctx, 1, &N)
+                                           : elbo_tensor_new(ctx, 0, NULL);
+    float *lse = elbo_ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof(float));
+    float *loss = r == ELBO_REDUCE_NONE ? (y ? y->data : NULL)
+                                        : elbo_ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof(float));
+    if (!y || !lse || !loss) return NULL;
+#pragma omp parallel for schedule(static) if (logits->numel > ELBO_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        const float *li = logits->data + i * K;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < K; j++) m = li[j] > m ? li[j] : m;
+        double s = 0;
+        for (int64_t j = 0; j < K; j++) s += expf(li[j] - m);
+        lse[i] = m + (float)log(s);
+        loss[i] = (float)((double)m + log(s) - li[labels[i]]);
+    }
+    if (r != ELBO_REDUCE_NONE) {
+        double total = elbo__sum_f32(loss, N);
+        y->data[0] = (float)(r == ELBO_REDUCE_MEAN ? total / (double)N : total);
+    }
+    int ok;
+    elbo_node *n = elbo__record(ctx, "cross_entropy", y, ce_backward, &ok, 1, logits);
+    if (!ok) return NULL;
+    if (n) {
+        ce_saved *s = elbo_ctx_alloc(ctx, sizeof *s);
+        int32_t *lab = elbo_ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof(int32_t));
+        if (!s || !lab) return NULL;
+        if (N) memcpy(lab, labels, (size_t)N * sizeof(int32_t));
+        s->labels = lab;
+        s->lse = lse;
+        n->saved = s;
+        n->iarg[0] = r;
+    }
+    return y;
+}
