@@ -18,9 +18,10 @@ typedef struct {
     int B, C, H, W, OC, KH, KW, sh, sw, ph, pw, bias;
 } conv_cfg;
 
-/* Chunk budgets that exercise every path: the default (whole test batch in one chunk), one
- * image per chunk (direct NCHW GEMMs; cols = x for 1x1), and two images per chunk for a
- * batch of three (a short last chunk). 0 = leave the default. */
+/* Chunk budgets that exercise every path: the default (the whole test batch in one chunk,
+ * kernels and tiled sgemm over all threads), one image per chunk (one task per image,
+ * direct NCHW GEMMs; cols = x for 1x1), and two images per chunk for a batch of five (four
+ * chunk tasks of 1, 1, 1 and 2 images). 0 = leave the default. */
 static size_t chunk_bytes_for(const conv_cfg *c, int mode) {
     int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
     size_t per = (size_t)(c->C * c->KH * c->KW + c->OC) * (size_t)(OH * OW) * sizeof(float);
@@ -55,15 +56,20 @@ static void ref_conv(const conv_cfg *c, const float *x, const float *w, const fl
 
 static const conv_cfg configs[] = {
     /* B  C  H  W OC KH KW sh sw ph pw bias */
-    {3, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},   /* 3x3 same padding, non-square */
-    {3, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},   /* 1x1 pointwise, no bias */
-    {3, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1},  /* 5x5 stride 2 pad 2 */
-    {3, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},   /* 3x3 stride 2 no padding */
-    {3, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},   /* pad 2 > kernel half-width: output grows */
-    {3, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},   /* 1x1 stride 2 (not pointwise) */
-    {3, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},   /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
-    {3, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},   /* one input channel */
-    {3, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},   /* one output channel */
+    {5, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},   /* 3x3 same padding, non-square */
+    {5, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},   /* 1x1 pointwise, no bias */
+    {5, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1},  /* 5x5 stride 2 pad 2 */
+    {5, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},   /* 3x3 stride 2 no padding */
+    {5, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},   /* pad 2 > kernel half-width: output grows */
+    {5, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},   /* 1x1 stride 2 (not pointwise) */
+    {5, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},   /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
+    {5, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},   /* one input channel */
+    {5, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},   /* one output channel */
+    {20, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1},  /* many chunks: dW summed in 16 groups (mode 1) */
+    /* stride 1 with OC <= C: dX by the transposed convolution */
+    {5, 4, 7, 6, 3, 3, 5, 1, 1, 1, 2, 1},   /* 3x5 kernel, pad (1,2) */
+    {5, 4, 6, 7, 2, 3, 3, 1, 1, 0, 0, 1},   /* unpadded ("valid") */
+    {5, 3, 8, 6, 3, 5, 5, 1, 1, 1, 1, 0},   /* 5x5 pad 1, OC = C */
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
@@ -245,10 +251,13 @@ TEST(conv_same_bits_1_and_2_threads) {
         {4, 32, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1}, /* 3x3 stride 2 */
         {6, 64, 28, 28, 32, 1, 1, 1, 1, 0, 0, 1}, /* 1x1 at 28x28 */
         {16, 64, 7, 7, 96, 1, 1, 1, 1, 0, 0, 1},  /* 1x1 at 7x7, batched */
+        {40, 4, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1},    /* 40 chunks in 16 dW groups (mode 1) */
+        {8, 32, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1}, /* OC < C: dX by transposed convolution */
+        {6, 32, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1},  /* one output channel (the UNet's last) */
     };
     int saved = elbo_get_threads();
     size_t saved_cb = elbo__conv_chunk_bytes;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)(sizeof big / sizeof big[0]); i++)
         for (int mode = 0; mode < 2; mode++) {
             if (mode) elbo__conv_chunk_bytes = 1; /* also one image per chunk */
             conv_run r1 = {0}, r2 = {0};

@@ -129,7 +129,7 @@ TEST(optim_clip_grad_norm_matches_torch) {
     elbo_init zero = {ELBO_INIT_CONST, 0.0f};
     elbo_tensor *t[3];
     for (int i = 0; i < 3; i++) {
-        char nm[8];
+        char nm[32];
         snprintf(nm, sizeof nm, "t%d", i);
         t[i] = elbo_paramset_add(ps, "", nm, nd[i], shapes[i], zero);
     }
@@ -137,7 +137,7 @@ TEST(optim_clip_grad_norm_matches_torch) {
     const float *max_norm = fx_get(&f, "max_norm")->data, *norm = fx_get(&f, "norm")->data;
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i < 3; i++) {
-            char nm[16];
+            char nm[32];
             snprintf(nm, sizeof nm, "g%d", i);
             const fx_entry *g = fx_get(&f, nm);
             CHECK(g && g->numel == t[i]->numel);
@@ -149,7 +149,7 @@ TEST(optim_clip_grad_norm_matches_torch) {
          * (half that after the square root); the bits happen to agree for this fixture. */
         CHECK_NEAR(got, norm[k], 2e-6 * norm[k]);
         for (int i = 0; i < 3; i++) {
-            char nm[16];
+            char nm[32];
             snprintf(nm, sizeof nm, "clip%d_g%d", k, i);
             const fx_entry *g = fx_get(&f, nm);
             CHECK(g);

@@ -1,37 +1,171 @@
 /* 2-D convolution (cross-correlation, as torch.nn.functional.conv2d) by im2col + sgemm, nearest
  * upsampling and average pooling.
  *
- * conv2d: the batch is processed in chunks of nb images whose columns (C*KH*KW, nb*OH*OW)
- * stay a few MB, with one sgemm per chunk:
+ * conv2d: the batch is cut into T chunks of consecutive images whose columns
+ * (C*KH*KW, nb*OH*OW) fit in a core's L2 cache, with one sgemm per chunk:
  *   forward   t (OC, nb*OH*OW) = W (OC, C*KH*KW) @ cols, then scattered to NCHW plus bias
  *   backward  dW += dY_cm (OC, nb*OH*OW) @ cols^T   (cols recomputed, not saved)
  *             dcols = W^T @ dY_cm, dX += col2im(dcols)
  *             db += sum of dY over images and pixels
  * where dY_cm is the chunk's dY in channel-major order. A chunk of one image needs no layout
- * change (the GEMM reads and writes NCHW planes directly), and a 1x1 stride-1 unpadded
- * convolution of one image needs no im2col either (cols = x_b). The chunk size depends only
- * on the shapes, so results are the same for any thread count. */
+ * change (the GEMM reads and writes the image's NCHW planes), and a 1x1 stride-1 unpadded
+ * convolution of one image needs no im2col either (cols = x_b).
+ *
+ * For a stride-1 convolution with OC <= C, dX is computed as the convolution it is
+ * (transposed convolution = correlation of dY with the flipped, transposed kernel):
+ *   dX (C, H W) += W' (C, OC KH KW) @ im2col'(dY),  W'[c, oc, kh, kw] = W[oc, c, KH-1-kh, KW-1-kw],
+ * padding KH-1-ph, KW-1-pw. Its columns have OC KH KW rows instead of the C KH KW of dcols,
+ * and the GEMM accumulates straight into dX: no col2im pass.
+ *
+ * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
+ * run whole by one thread in its own scratch, so the columns stay in that core's cache.
+ * dW is summed per fixed group of chunks into its own partial buffer, and the partials are
+ * added in group order. A single chunk runs its kernels and its (tiled) sgemm over all
+ * threads instead. Chunks, groups and tiles depend only on the shapes: the same bits for
+ * any thread count. */
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 
-/* Target size of a chunk's scratch (columns + channel-major output). Tunable for
+#include <omp.h>
+
+/* A chunk has enough images for a GEMM of at least CHUNK_MIN_COLS columns (narrower ones
+ * run slower), but its scratch (columns + channel-major output) stays within
+ * elbo__conv_chunk_bytes, a share of a 2 MiB L2 cache. The budget is tunable for
  * benchmarks (bench/conv_micro.c); not part of the API. */
-size_t elbo__conv_chunk_bytes = (size_t)4 << 20;
+#define CHUNK_MIN_COLS 512
+size_t elbo__conv_chunk_bytes = (size_t)2 << 20;
+
+/* Chunk counts are rounded up to a multiple of this (balanced over 1, 2 or 4 threads), and
+ * dW partial sums are kept for at most MAX_GROUPS groups of chunks. */
+#define CHUNK_MULTIPLE 4
+#define MAX_GROUPS 16
+
+typedef struct {
+    elbo_conv_geom g;
+    int64_t B, CKK, P, HW;
+    int64_t T;      /* chunks; chunk t holds images [t B / T, (t+1) B / T) */
+    int64_t nb_max; /* images in the largest chunk */
+    int direct;     /* 1x1 stride 1 unpadded, one image per chunk: cols = x_b */
+    int tdx;        /* dX by the transposed convolution (geometry gt) instead of col2im */
+    elbo_conv_geom gt;
+    size_t per;     /* scratch floats of one chunk task */
+} conv_plan;
 
 static int is_pointwise(const elbo_conv_geom *g) {
     return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
-/* Images per chunk: as many as fit in elbo__conv_chunk_bytes, at least one. */
-static int64_t chunk_images(const elbo_conv_geom *g, int64_t B) {
-    size_t per = (size_t)(g->C * g->KH * g->KW + g->OC) * (size_t)(g->OH * g->OW) * sizeof(float);
-    int64_t nb = per ? (int64_t)(elbo__conv_chunk_bytes / per) : B;
+static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
+    p->g = *g;
+    p->B = B;
+    p->CKK = g->C * g->KH * g->KW;
+    p->P = g->OH * g->OW;
+    p->HW = g->H * g->W;
+    size_t per_image = (size_t)(p->CKK + g->OC) * (size_t)p->P * sizeof(float);
+    int64_t nb = p->P ? (CHUNK_MIN_COLS + p->P - 1) / p->P : B;
+    if (per_image && (size_t)nb * per_image > elbo__conv_chunk_bytes)
+        nb = (int64_t)(elbo__conv_chunk_bytes / per_image);
+    /* 1x1 on large images: per-image GEMMs straight on x and y beat gathering. */
+    if (is_pointwise(g) && p->P >= 256) nb = 1;
     if (nb < 1) nb = 1;
-    return nb < B ? nb : B;
+    int64_t T = B > 0 ? (B + nb - 1) / nb : 0;
+    if (T > 1) T = (T + CHUNK_MULTIPLE - 1) / CHUNK_MULTIPLE * CHUNK_MULTIPLE;
+    if (T > B) T = B;
+    p->T = T;
+    p->nb_max = T ? (B + T - 1) / T : 0;
+    p->direct = p->nb_max == 1 && is_pointwise(g);
+    p->tdx = !is_pointwise(g) && g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW &&
+             g->OC <= g->C;
+    elbo_conv_geom gt = {.C = g->OC, .H = g->OH, .W = g->OW, .OC = g->C, .KH = g->KH,
+                         .KW = g->KW, .OH = g->H, .OW = g->W, .sh = 1, .sw = 1,
+                         .ph = g->KH - 1 - g->ph, .pw = g->KW - 1 - g->pw};
+    p->gt = gt;
+    size_t n = (size_t)(p->nb_max * p->P), nx = (size_t)(p->nb_max * p->HW);
+    size_t fwd = (size_t)(p->CKK + g->OC) * n, bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
+    p->per = p->direct ? 0 : fwd > bwd ? fwd : bwd;
 }
 
-static size_t chunk_scratch_floats(const elbo_conv_geom *g, int64_t nb) {
-    return (size_t)(g->C * g->KH * g->KW + g->OC) * (size_t)(nb * g->OH * g->OW);
+/* W' (C, OC KH KW) of the transposed convolution from w (OC, C, KH, KW). */
+static void flip_kernel(const conv_plan *p, const float *w, float *wt) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t KK = g->KH * g->KW;
+#pragma omp parallel for schedule(static) if (g->C * g->OC * KK > ELBO_PAR_MIN)
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t oc = 0; oc < g->OC; oc++)
+            for (int64_t k = 0; k < KK; k++)
+                wt[(c * g->OC + oc) * KK + k] = w[(oc * g->C + c) * KK + (KK - 1 - k)];
+}
+
+static int64_t chunk_start(const conv_plan *p, int64_t t) { return t * p->B / p->T; }
+
+/* y[b0 .. b0+m) = conv(x[b0 .. b0+m)) + bias, with scratch buf of p->per floats. */
+static void chunk_forward(const conv_plan *p, const float *x, const float *w, const float *bias,
+                          float *y, int64_t b0, int64_t m, float *buf, int serial) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t n = m * p->P;
+    const float *xb = x + b0 * g->C * p->HW, *cols = xb;
+    float *yb = y + b0 * g->OC * p->P;
+    if (!p->direct) {
+        elbo__im2col(g, xb, m, buf);
+        cols = buf;
+    }
+    if (m == 1) { /* y_b = bias, then y_b += W @ cols */
+        elbo__set_channel_bias(yb, bias, 1, g->OC, p->P);
+        if (serial) elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
+        else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
+    } else {
+        float *out = buf + p->CKK * n;
+        if (serial) elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
+        else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
+        elbo__cm_to_nchw(out, bias, m, g->OC, p->P, yb);
+    }
+}
+
+/* For images [b0, b0+m): dw_t (CKK, OC) = beta_w dw_t + cols @ dY_cm^T (if dw_t), and
+ * gx += col2im(W^T @ dY_cm), or with p->tdx gx += W' @ im2col'(dY) (wt = W'), (if gx).
+ * dW is computed transposed because OpenBLAS runs (CKK, OC) outputs with a long K faster
+ * than (OC, CKK) ones (114 against 90 GFLOP/s per core at OC 32). */
+static void chunk_backward(const conv_plan *p, const float *x, const float *w, const float *wt,
+                           const float *dy, float *dw_t, float beta_w, float *gx, int64_t b0,
+                           int64_t m, float *buf, int serial) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t n = m * p->P, CKK = p->CKK;
+    const float *xb = x + b0 * g->C * p->HW, *dyb = dy + b0 * g->OC * p->P, *dyc = dyb;
+    float *cols = buf;
+    void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                 const float *, int64_t, float, float *, int64_t) =
+        serial ? elbo__sgemm_serial : elbo__sgemm;
+    if (m > 1 && (dw_t || !p->tdx)) {
+        float *dy_cm = buf + CKK * n;
+        elbo__nchw_to_cm(dyb, m, g->OC, p->P, dy_cm);
+        dyc = dy_cm;
+    }
+    if (dw_t) {
+        const float *c = xb;
+        if (!p->direct) {
+            elbo__im2col(g, xb, m, cols);
+            c = cols;
+        }
+        gemm(0, 1, CKK, g->OC, n, 1.0f, c, n, dyc, n, beta_w, dw_t, g->OC);
+    }
+    if (!gx) return;
+    float *gxb = gx + b0 * g->C * p->HW;
+    if (p->direct) {
+        gemm(1, 0, CKK, n, g->OC, 1.0f, w, CKK, dyc, n, 1.0f, gxb, n);
+    } else if (p->tdx) {
+        int64_t nx = m * p->HW, OCKK = g->OC * g->KH * g->KW;
+        elbo__im2col(&p->gt, dyb, m, cols);
+        if (m == 1) {
+            gemm(0, 0, g->C, nx, OCKK, 1.0f, wt, OCKK, cols, nx, 1.0f, gxb, nx);
+        } else {
+            float *t = cols + OCKK * nx;
+            gemm(0, 0, g->C, nx, OCKK, 1.0f, wt, OCKK, cols, nx, 0.0f, t, nx);
+            elbo__cm_acc_nchw(t, m, g->C, p->HW, gxb);
+        }
+    } else {
+        gemm(1, 0, CKK, n, g->OC, 1.0f, w, CKK, dyc, n, 0.0f, cols, n);
+        elbo__col2im_acc(g, cols, m, gxb);
+    }
 }
 
 static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
@@ -40,46 +174,46 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
                         .OC = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
                         .OH = y->shape[2], .OW = y->shape[3],
                         .sh = n->iarg[0], .sw = n->iarg[1], .ph = n->iarg[2], .pw = n->iarg[3]};
-    int64_t B = x->shape[0], CKK = g.C * g.KH * g.KW, P = g.OH * g.OW, HW = g.H * g.W;
+    conv_plan p;
+    plan_conv(&p, &g, x->shape[0]);
     float *gx = elbo__grad(ctx, x), *gw = elbo__grad(ctx, w), *gb = elbo__grad(ctx, bias);
     const float *dy = y->grad;
-    if (gb) elbo__channel_sum_acc(gb, dy, B, g.OC, P);
-    if (!gx && !gw) return;
-    int64_t nb = chunk_images(&g, B);
-    int direct = nb == 1 && is_pointwise(&g);
-    float *buf = NULL;
-    if (!direct) {
-        buf = elbo_ctx_scratch(ctx, chunk_scratch_floats(&g, nb) * sizeof(float));
-        if (!buf) return;
+    if (gb) elbo__channel_sum_acc(gb, dy, p.B, g.OC, p.P);
+    if ((!gx && !gw) || p.T == 0) return;
+    /* Groups of chunks, each with its own transposed dW partial (CKK, OC); a single chunk
+     * is one group whose kernels and sgemm use all threads. */
+    int64_t G = p.T < MAX_GROUPS ? p.T : MAX_GROUPS, wsize = g.OC * p.CKK;
+    int nthr = p.T > 1 ? omp_get_max_threads() : 1;
+    size_t part = gw ? (size_t)(G * wsize) : 0, wt_size = gx && p.tdx ? (size_t)wsize : 0;
+    float *buf = elbo_ctx_scratch(ctx, (part + wt_size + (size_t)nthr * p.per) * sizeof(float));
+    if (!buf) return;
+    float *partial = buf, *wt = buf + part, *task_buf = wt + wt_size;
+    if (wt_size) flip_kernel(&p, w->data, wt);
+    if (p.T == 1) {
+        chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, p.B, task_buf,
+                       0);
+    } else {
+        elbo__blas_single_thread();
+#pragma omp parallel for schedule(static)
+        for (int64_t grp = 0; grp < G; grp++) {
+            float *tb = task_buf + (size_t)omp_get_thread_num() * p.per;
+            int64_t t0 = grp * p.T / G, t1 = (grp + 1) * p.T / G;
+            for (int64_t t = t0; t < t1; t++) {
+                int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
+                chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial + grp * wsize : NULL,
+                               t == t0 ? 0.0f : 1.0f, gx, b0, m, tb, 1);
+            }
+        }
     }
-    for (int64_t b0 = 0; b0 < B; b0 += nb) {
-        int64_t m = B - b0 < nb ? B - b0 : nb, cols_n = m * P;
-        const float *xb = x->data + b0 * g.C * HW, *dyb = dy + b0 * g.OC * P;
-        float *cols = buf, *dy_cm = buf ? buf + CKK * cols_n : NULL;
-        const float *dyc = dyb;
-        if (m > 1) {
-            elbo__nchw_to_cm(dyb, m, g.OC, P, dy_cm);
-            dyc = dy_cm;
-        }
-        if (gw) {
-            const float *c = xb;
-            if (!direct) {
-                elbo__im2col(&g, xb, m, cols);
-                c = cols;
+    if (gw) { /* gw[oc, k] += sum over groups, in order, of partial[grp][k, oc] */
+        int64_t OC = g.OC, CKK = p.CKK;
+#pragma omp parallel for schedule(static) if (G * wsize > ELBO_PAR_MIN)
+        for (int64_t oc = 0; oc < OC; oc++)
+            for (int64_t k = 0; k < CKK; k++) {
+                float s = gw[oc * CKK + k];
+                for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + k * OC + oc];
+                gw[oc * CKK + k] = s;
             }
-            elbo__sgemm(0, 1, g.OC, CKK, cols_n, 1.0f, dyc, cols_n, c, cols_n, 1.0f, gw, CKK);
-        }
-        if (gx) {
-            float *gxb = gx + b0 * g.C * HW;
-            if (direct) {
-                elbo__sgemm(1, 0, CKK, cols_n, g.OC, 1.0f, w->data, CKK, dyc, cols_n, 1.0f, gxb,
-                            cols_n);
-            } else {
-                elbo__sgemm(1, 0, CKK, cols_n, g.OC, 1.0f, w->data, CKK, dyc, cols_n, 0.0f, cols,
-                            cols_n);
-                elbo__col2im_acc(&g, cols, m, gxb);
-            }
-        }
     }
 }
 
@@ -112,31 +246,25 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     }
     g.OH = (g.H + 2 * g.ph - g.KH) / g.sh + 1;
     g.OW = (g.W + 2 * g.pw - g.KW) / g.sw + 1;
-    int64_t B = x->shape[0], CKK = g.C * g.KH * g.KW, P = g.OH * g.OW, HW = g.H * g.W;
-    elbo_tensor *y = elbo_tensor_new4(ctx, B, g.OC, g.OH, g.OW);
+    conv_plan p;
+    plan_conv(&p, &g, x->shape[0]);
+    elbo_tensor *y = elbo_tensor_new4(ctx, p.B, g.OC, g.OH, g.OW);
     if (!y) return NULL;
-    int64_t nb = chunk_images(&g, B);
-    int direct = nb == 1 && is_pointwise(&g);
-    float *buf = NULL;
-    if (!direct && B > 0) {
-        buf = elbo_ctx_scratch(ctx, chunk_scratch_floats(&g, nb) * sizeof(float));
-        if (!buf) return NULL;
-    }
-    for (int64_t b0 = 0; b0 < B; b0 += nb) {
-        int64_t m = B - b0 < nb ? B - b0 : nb, cols_n = m * P;
-        const float *xb = x->data + b0 * g.C * HW, *cols = xb;
-        float *yb = y->data + b0 * g.OC * P;
-        if (!direct) {
-            elbo__im2col(&g, xb, m, buf);
-            cols = buf;
-        }
-        if (m == 1) { /* the GEMM writes the image's NCHW planes directly */
-            elbo__sgemm(0, 0, g.OC, P, CKK, 1.0f, w->data, CKK, cols, P, 0.0f, yb, P);
-            if (b) elbo__add_channel_bias(yb, b->data, 1, g.OC, P);
-        } else {
-            float *t = buf + CKK * cols_n;
-            elbo__sgemm(0, 0, g.OC, cols_n, CKK, 1.0f, w->data, CKK, cols, cols_n, 0.0f, t, cols_n);
-            elbo__cm_to_nchw(t, b ? b->data : NULL, m, g.OC, P, yb);
+    const float *bias = b ? b->data : NULL;
+    if (p.T == 1) {
+        float *buf = p.per ? elbo_ctx_scratch(ctx, p.per * sizeof(float)) : NULL;
+        if (p.per && !buf) return NULL;
+        chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, buf, 0);
+    } else if (p.T > 1) {
+        int nthr = omp_get_max_threads();
+        float *buf = p.per ? elbo_ctx_scratch(ctx, (size_t)nthr * p.per * sizeof(float)) : NULL;
+        if (p.per && !buf) return NULL;
+        elbo__blas_single_thread();
+#pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < p.T; t++) {
+            int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
+            chunk_forward(&p, x->data, w->data, bias, y->data, b0, m,
+                          buf ? buf + (size_t)omp_get_thread_num() * p.per : NULL, 1);
         }
     }
     int ok;

@@ -4,9 +4,9 @@
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 
-/* OpenBLAS runs a GEMM with M*N*K at or below this on one thread (interface/gemm.c:
- * SMP_THRESHOLD_MIN 65536 x GEMM_MULTITHREAD_THRESHOLD 4); batches of such products are
- * spread over threads here instead, one product per thread. */
+/* Batches of products this small (M*N*K) run one product per thread; larger ones run in
+ * order, each product split over the threads by elbo__sgemm. The choice depends only on
+ * the shapes, and elbo__sgemm gives the same bits in both settings. */
 #define SMALL_GEMM_MNK 262144.0
 
 /* The (M,K,N) of op(a) op(b) for 2-D storage shapes; 0 and an error when they do not fit. */
@@ -76,6 +76,7 @@ static void bmm_backward(elbo_ctx *ctx, elbo_node *n) {
     float *ga = elbo__grad(ctx, a), *gb = elbo__grad(ctx, b);
     if (!ga && !gb) return;
     int par = (double)M * N * K <= SMALL_GEMM_MNK;
+    elbo__blas_single_thread();
 #pragma omp parallel for schedule(static) if (par && B > 1)
     for (int64_t i = 0; i < B; i++)
         elbo__sgemm_backward(ta, tb, M, N, K, a->data + i * M * K, b->data + i * K * N,
@@ -99,6 +100,7 @@ elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int
     if (!c) return NULL;
     int64_t lda = a->shape[2], ldb = b->shape[2];
     int par = (double)M * N * K <= SMALL_GEMM_MNK;
+    elbo__blas_single_thread();
 #pragma omp parallel for schedule(static) if (par && B > 1)
     for (int64_t i = 0; i < B; i++)
         elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda, b->data + i * K * N, ldb,

@@ -5,6 +5,8 @@
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 
+#include <omp.h>
+
 /* Output columns o in [*lo, *hi) whose input column o*s - p + k lies in [0, n). */
 static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k, int64_t *lo,
                         int64_t *hi) {
@@ -18,23 +20,50 @@ static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k,
     *hi = h;
 }
 
-/* One row of cols for image plane xp (H,W) and offset (kh,kw): dst (OH*OW). */
-static void im2col_row(const elbo_conv_geom *g, const float *xp, int64_t kh, int64_t kw,
-                       float *dst) {
-    int64_t lo, hi;
-    valid_range(g->W, g->OW, g->sw, g->pw, kw, &lo, &hi);
-    for (int64_t oh = 0; oh < g->OH; oh++, dst += g->OW) {
-        int64_t ih = oh * g->sh - g->ph + kh;
-        if (ih < 0 || ih >= g->H) {
-            memset(dst, 0, (size_t)g->OW * sizeof(float));
-            continue;
+/* Runs the body (the macro's last argument) for t in [0, n): over the OpenMP threads when `work` is large, in order when
+ * small or when already inside a parallel region (a conv chunk task runs its kernels
+ * serially on its own thread). Each t writes its own outputs, so the result is the same. */
+#define FOR_T(n, work, ...)                                                                   \
+    do {                                                                                       \
+        if ((work) > ELBO_PAR_MIN && !omp_in_parallel()) {                                     \
+            _Pragma("omp parallel for schedule(static)") for (int64_t t = 0; t < (n); t++) __VA_ARGS__ \
+        } else {                                                                               \
+            for (int64_t t = 0; t < (n); t++) __VA_ARGS__                                      \
+        }                                                                                      \
+    } while (0)
+
+/* One (c, kh, kw) row of cols for one image: dst (OH,OW) from the plane xp (H,W). */
+static void im2col_plane(const elbo_conv_geom *g, const float *restrict xp, int64_t kh,
+                         int64_t kw, float *restrict dst) {
+    int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, lo, hi, rlo, rhi;
+    valid_range(W, OW, g->sw, g->pw, kw, &lo, &hi);
+    valid_range(H, OH, g->sh, g->ph, kh, &rlo, &rhi);
+    memset(dst, 0, (size_t)(rlo * OW) * sizeof(float));
+    memset(dst + rhi * OW, 0, (size_t)((OH - rhi) * OW) * sizeof(float));
+    if (g->sh == 1 && g->sw == 1 && OW == W) {
+        /* "Same" stride-1 convolution: rows rlo..rhi are one shifted copy of the plane,
+         * dst[i] = xp[i + shift]; the columns that wrapped around are zeroed after. */
+        int64_t shift = (kh - g->ph) * W + (kw - g->pw);
+        int64_t a = rlo * OW, e = rhi * OW;
+        if (a + shift < 0) a = -shift;
+        if (e + shift > H * W) e = H * W - shift;
+        if (e > a) memcpy(dst + a, xp + a + shift, (size_t)(e - a) * sizeof(float));
+        for (int64_t oh = rlo; oh < rhi; oh++) {
+            float *row = dst + oh * OW;
+            for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0.0f;
+            for (int64_t ow = hi; ow < OW; ow++) row[ow] = 0.0f;
         }
-        const float *src = xp + ih * g->W - g->pw + kw;
-        for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-        if (g->sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+        return;
+    }
+    for (int64_t oh = rlo; oh < rhi; oh++) {
+        float *row = dst + oh * OW;
+        const float *src = xp + (oh * g->sh - g->ph + kh) * W - g->pw + kw;
+        for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0.0f;
+        if (g->sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow];
         else
-            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sw];
-        for (int64_t ow = hi; ow < g->OW; ow++) dst[ow] = 0.0f;
+            for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow * g->sw];
+        for (int64_t ow = hi; ow < OW; ow++) row[ow] = 0.0f;
     }
 }
 
@@ -42,68 +71,77 @@ void elbo__im2col(const elbo_conv_geom *g, const float *x, int64_t nb, float *co
     int64_t KK = g->KH * g->KW, rows = g->C * KK, P = g->OH * g->OW, n = nb * P;
     int64_t HW = g->H * g->W;
     /* One task per (row, image): OH*OW contiguous outputs. */
-#pragma omp parallel for schedule(static) if (rows * n > ELBO_PAR_MIN)
-    for (int64_t t = 0; t < rows * nb; t++) {
+    FOR_T(rows * nb, rows * n, {
         int64_t r = t / nb, b = t % nb;
         int64_t c = r / KK, kh = (r % KK) / g->KW, kw = r % g->KW;
-        im2col_row(g, x + (b * g->C + c) * HW, kh, kw, cols + r * n + b * P);
+        im2col_plane(g, x + (b * g->C + c) * HW, kh, kw, cols + r * n + b * P);
+    });
+}
+
+/* xp (H,W) += the (c, kh, kw) row src (OH,OW) of one image's dcols, in (oh, ow) order. */
+static void col2im_plane(const elbo_conv_geom *g, const float *restrict src, int64_t kh,
+                         int64_t kw, float *restrict xp) {
+    int64_t lo, hi, rlo, rhi, OW = g->OW, sw = g->sw;
+    valid_range(g->W, OW, sw, g->pw, kw, &lo, &hi);
+    valid_range(g->H, g->OH, g->sh, g->ph, kh, &rlo, &rhi);
+    for (int64_t oh = rlo; oh < rhi; oh++) {
+        const float *s = src + oh * OW;
+        float *d = xp + (oh * g->sh - g->ph + kh) * g->W - g->pw + kw;
+        if (sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
+        else
+            for (int64_t ow = lo; ow < hi; ow++) d[ow * sw] += s[ow];
     }
 }
 
 void elbo__col2im_acc(const elbo_conv_geom *g, const float *dcols, int64_t nb, float *dx) {
     int64_t KK = g->KH * g->KW, P = g->OH * g->OW, n = nb * P, HW = g->H * g->W;
-    int64_t planes = nb * g->C;
     /* One task per (image, channel) plane of dx; within it a fixed (kh, kw, oh, ow) order. */
-#pragma omp parallel for schedule(static) if (planes * KK * P > ELBO_PAR_MIN)
-    for (int64_t t = 0; t < planes; t++) {
+    FOR_T(nb * g->C, nb * g->C * KK * P, {
         int64_t b = t / g->C, c = t % g->C;
-        float *xp = dx + t * HW;
         for (int64_t kh = 0; kh < g->KH; kh++)
-            for (int64_t kw = 0; kw < g->KW; kw++) {
-                const float *src = dcols + ((c * g->KH + kh) * g->KW + kw) * n + b * P;
-                int64_t lo, hi;
-                valid_range(g->W, g->OW, g->sw, g->pw, kw, &lo, &hi);
-                for (int64_t oh = 0; oh < g->OH; oh++, src += g->OW) {
-                    int64_t ih = oh * g->sh - g->ph + kh;
-                    if (ih < 0 || ih >= g->H) continue;
-                    float *d = xp + ih * g->W - g->pw + kw;
-                    if (g->sw == 1)
-                        for (int64_t ow = lo; ow < hi; ow++) d[ow] += src[ow];
-                    else
-                        for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw] += src[ow];
-                }
-            }
-    }
+            for (int64_t kw = 0; kw < g->KW; kw++)
+                col2im_plane(g, dcols + ((c * g->KH + kh) * g->KW + kw) * n + b * P, kh, kw,
+                             dx + t * HW);
+    });
 }
 
-void elbo__cm_to_nchw(const float *t, const float *bias, int64_t nb, int64_t N, int64_t P,
+void elbo__cm_to_nchw(const float *t_, const float *bias, int64_t nb, int64_t N, int64_t P,
                       float *y) {
-#pragma omp parallel for schedule(static) if (nb * N * P > ELBO_PAR_MIN)
-    for (int64_t q = 0; q < nb * N; q++) {
-        int64_t b = q / N, c = q % N;
-        const float *src = t + c * nb * P + b * P;
-        float *dst = y + q * P, bc = bias ? bias[c] : 0.0f;
-        if (bias)
+    FOR_T(nb * N, nb * N * P, {
+        int64_t b = t / N, c = t % N;
+        const float *src = t_ + c * nb * P + b * P;
+        float *dst = y + t * P;
+        if (bias) {
+            float bc = bias[c];
             for (int64_t p = 0; p < P; p++) dst[p] = src[p] + bc;
-        else
+        } else {
             memcpy(dst, src, (size_t)P * sizeof(float));
-    }
+        }
+    });
 }
 
-void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t) {
-#pragma omp parallel for schedule(static) if (nb * N * P > ELBO_PAR_MIN)
-    for (int64_t q = 0; q < nb * N; q++) {
-        int64_t b = q / N, c = q % N;
-        memcpy(t + c * nb * P + b * P, y + q * P, (size_t)P * sizeof(float));
-    }
+void elbo__cm_acc_nchw(const float *t_, int64_t nb, int64_t N, int64_t P, float *y) {
+    FOR_T(nb * N, nb * N * P, {
+        int64_t b = t / N, c = t % N;
+        const float *src = t_ + c * nb * P + b * P;
+        float *dst = y + t * P;
+        for (int64_t p = 0; p < P; p++) dst[p] += src[p];
+    });
 }
 
-void elbo__add_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P) {
-#pragma omp parallel for schedule(static) if (B * N * P > ELBO_PAR_MIN)
-    for (int64_t q = 0; q < B * N; q++) {
-        float bc = bias[q % N], *d = y + q * P;
-        for (int64_t p = 0; p < P; p++) d[p] += bc;
-    }
+void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t_) {
+    FOR_T(nb * N, nb * N * P, {
+        int64_t b = t / N, c = t % N;
+        memcpy(t_ + c * nb * P + b * P, y + t * P, (size_t)P * sizeof(float));
+    });
+}
+
+void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P) {
+    FOR_T(B * N, B * N * P, {
+        float bc = bias ? bias[t % N] : 0.0f, *d = y + t * P;
+        for (int64_t p = 0; p < P; p++) d[p] = bc;
+    });
 }
 
 /* Per channel: each plane is summed in 16 float lanes (element p in lane p % 16), the lanes

@@ -37,15 +37,33 @@ static void sgemm_block(int ta, int tb, int64_t i0, int64_t m, int64_t j0, int64
 
 static int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
+void elbo__blas_single_thread(void) {
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+}
+
+/* C = beta C, for an empty product (K = 0). */
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
+}
+
+void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) scale_c(M, N, beta, C, ldc);
+    else sgemm_block(ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* op(A) op(B) is empty: C = beta C */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
+    if (K <= 0) {
+        scale_c(M, N, beta, C, ldc);
         return;
     }
-    if (openblas_get_num_threads() != 1 && !omp_in_parallel()) openblas_set_num_threads(1);
+    int nested = omp_in_parallel();
+    if (!nested) elbo__blas_single_thread();
     /* The tile grid tm x tn, from the shape only: split the longer tile edge in two while
      * tiles stay above TILE_FLOPS of work and TILE_MIN_EDGE wide. */
     double flops = 2.0 * (double)M * (double)N * (double)K;
@@ -60,11 +78,8 @@ void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     int64_t mb = tm > 1 ? round_up((M + tm - 1) / tm, TILE_ALIGN) : M;
     int64_t nb = tn > 1 ? round_up((N + tn - 1) / tn, TILE_ALIGN) : N;
     int64_t gm = (M + mb - 1) / mb, gn = (N + nb - 1) / nb;
-    if (gm * gn == 1) {
-        sgemm_block(ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-#pragma omp parallel for schedule(static)
+    /* Inside a parallel region (a batch of products) the same tiles run in order. */
+#pragma omp parallel for schedule(static) if (gm * gn > 1 && !nested)
     for (int64_t t = 0; t < gm * gn; t++) {
         int64_t i0 = (t / gn) * mb, j0 = (t % gn) * nb;
         int64_t m = M - i0 < mb ? M - i0 : mb, n = N - j0 < nb ? N - j0 : nb;

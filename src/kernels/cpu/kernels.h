@@ -14,6 +14,15 @@
 void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* The same product as one serial cblas_sgemm call (no tiling), for callers that run many
+ * products in parallel themselves (one per thread). Only valid while OpenBLAS is
+ * single-threaded: call elbo__blas_single_thread() first, outside the parallel region. */
+void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc);
+/* Sets OpenBLAS to one thread if it is not (elbo parallelises GEMMs itself). */
+void elbo__blas_single_thread(void);
+
 /* Gradients of C = op(A) op(B), accumulated: given dC (M,N),
  *   d op(A) += dC op(B)^T,  d op(B) += op(A)^T dC,
  * written back in A's and B's storage layout (dA is (K,M) when ta). dA or dB may be NULL. */
@@ -51,8 +60,10 @@ void elbo__col2im_acc(const elbo_conv_geom *g, const float *dcols, int64_t nb, f
 void elbo__cm_to_nchw(const float *t, const float *bias, int64_t nb, int64_t N, int64_t P,
                       float *y);
 void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t);
-/* y (B,N,P) += bias (N) broadcast over batch and pixels. */
-void elbo__add_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
+/* y (nb,N,P) += t (N, nb*P) in image-major order (the accumulating scatter). */
+void elbo__cm_acc_nchw(const float *t, int64_t nb, int64_t N, int64_t P, float *y);
+/* y (B,N,P) = bias (N) broadcast over batch and pixels (0 where bias is NULL). */
+void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
 /* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
 void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P);
 
