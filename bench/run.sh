@@ -30,17 +30,20 @@ row() { # label model field unit
     e=$(field "$3" "${E[$2]}")
     t=$(field "$3" "${T[$2]}")
     awk -v l="$1" -v u="$4" -v e="$e" -v t="$t" \
-        'BEGIN { printf "| %-28s | %10.2f %-2s | %10.2f %-2s | %6.2f |\n", l, e, u, t, u, (t > 0 ? e / t : 0) }'
+        'BEGIN { printf "| %-28s | %10.2f %-2s | %10.2f %-2s | %12.2f |\n", l, e, u, t, u, (t > 0 ? e / t : 0) }'
 }
 
 echo
 echo "threads $THREADS, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (PyTorch convolutions: oneDNN)"
 echo "| measure                      |          elbo |       PyTorch | elbo/PyTorch |"
-echo "|------------------------------|---------------|---------------|--------|"
+echo "|------------------------------|---------------|---------------|--------------|"
 row "vae-mlp step (batch 128)" vae-mlp step_ms ms
 row "vae-mlp forward, no grad" vae-mlp forward_ms ms
 row "vae-mlp peak RSS" vae-mlp peak_rss_mb MB
 row "unet-s step (batch 64)" unet-s step_ms ms
 row "unet-s forward, no grad" unet-s forward_ms ms
 row "unet-s peak RSS" unet-s peak_rss_mb MB
+row "vae-mlp GFLOP/s (step)" vae-mlp gflops ""
 row "unet-s GFLOP/s (step)" unet-s gflops ""
+echo "(peak RSS of the Python side includes the interpreter and libtorch, about 230 MB before"
+echo " any model; times are medians of one run on a shared machine: compare ratios only)"

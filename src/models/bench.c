@@ -127,7 +127,7 @@ static elbo_status train_step(bench *b) {
     }
     if (!loss) return failed();
     if (!isfinite(loss->data[0]))
-        return elbo_error(ELBO_ERR_STATE, "bench: the loss is not finite (%g)", (double)loss->data[0]);
+        return elbo_error(ELBO_ERR_STATE, "benchmark loss is not finite (%g)", (double)loss->data[0]);
     elbo_status st = elbo_backward(b->ctx, loss);
     if (st != ELBO_OK) return st;
     return elbo_optim_step(b->opt, 1e-3f);
@@ -167,7 +167,7 @@ static void bench_free(bench *b) {
 }
 
 elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
-    if (!p || !r || !p->model) return elbo_error(ELBO_ERR_ARG, "bench: NULL params, result or model");
+    if (!p || !r || !p->model) return elbo_error(ELBO_ERR_ARG, "elbo_bench_run: NULL params, result or model");
     memset(r, 0, sizeof *r);
     bench b;
     memset(&b, 0, sizeof b);
@@ -183,7 +183,7 @@ elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
         steps = p->steps > 0 ? p->steps : 5;
         warmup = p->warmup >= 0 ? p->warmup : 2;
     } else {
-        return elbo_error(ELBO_ERR_ARG, "bench: unknown model '%s' (vae-mlp | unet-s)", p->model);
+        return elbo_error(ELBO_ERR_ARG, "unknown benchmark model '%s' (vae-mlp | unet-s)", p->model);
     }
     if (p->threads > 0) elbo_set_threads(p->threads);
     r->threads = elbo_get_threads();
@@ -211,7 +211,7 @@ elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
         b.t = malloc((size_t)b.B * sizeof(int32_t));
         b.tf = malloc((size_t)b.B * sizeof(float));
         if (st == ELBO_OK && (!b.x || !b.eps || !b.alpha_bar || !b.t || !b.tf))
-            st = elbo_error(ELBO_ERR_NOMEM, "bench: out of memory");
+            st = elbo_error(ELBO_ERR_NOMEM, "benchmark: out of memory");
         if (st == ELBO_OK) {
             elbo_rng_uniform(&b.rng, b.x, n, -1.0f, 1.0f);
             elbo_ddpm_alpha_bar_linear(b.alpha_bar, DDPM_T, 1e-4, 0.02);
@@ -228,12 +228,12 @@ elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
         b.eps_shape[1] = z_dim;
         b.x = malloc((size_t)b.B * x_dim * sizeof(float));
         b.eps = malloc((size_t)b.B * z_dim * sizeof(float));
-        if (st == ELBO_OK && (!b.x || !b.eps)) st = elbo_error(ELBO_ERR_NOMEM, "bench: out of memory");
+        if (st == ELBO_OK && (!b.x || !b.eps)) st = elbo_error(ELBO_ERR_NOMEM, "benchmark: out of memory");
         if (st == ELBO_OK) elbo_rng_uniform(&b.rng, b.x, (size_t)b.B * x_dim, 0.0f, 1.0f);
         fwd_flops = vae_forward_flops(b.B, x_dim, hidden, z_dim);
     }
     double *times = malloc((size_t)steps * sizeof(double));
-    if (st == ELBO_OK && !times) st = elbo_error(ELBO_ERR_NOMEM, "bench: out of memory");
+    if (st == ELBO_OK && !times) st = elbo_error(ELBO_ERR_NOMEM, "benchmark: out of memory");
     if (st == ELBO_OK) {
         b.opt = elbo_optim_new(b.ps, &op);
         b.ctx = elbo_ctx_new(0);
