@@ -133,6 +133,7 @@ static void check_deterministic(int is_unet, int B, const char *what) {
     free(w1);
     free(w2);
     CHECK_MSG(ok_run, "%s: training failed: %s", what, elbo_last_error());
+    CHECK_MSG(l1[0] != l1[STEPS - 1], "%s: the loss did not change over %d steps", what, STEPS);
     CHECK_MSG(memcmp(l1, l2, sizeof l1) == 0, "%s: losses differ between 1 and 2 threads: %.9g vs %.9g",
               what, l1[STEPS - 1], l2[STEPS - 1]);
     CHECK_MSG(same_w, "%s: weights differ between 1 and 2 threads at %lld: %.9g vs %.9g", what,
@@ -186,10 +187,13 @@ TEST(train_vae_mlp_no_alloc_in_step) { check_no_alloc(0, 32, "vae-mlp"); }
 TEST(train_unet_s_no_alloc_in_step) { check_no_alloc(1, 4, "unet-s"); }
 
 /* vae-mlp on synthetic binary images: 8 random prototypes, each pixel flipped with
- * probability 0.05. The best possible negative ELBO is the data entropy,
- * ln 8 + 784 H(0.05) = 2.08 + 224.6 = 226.7 nats; a model that ignores the data starts
- * near 784 ln 2 = 543 nats. 200 Adam steps at batch 32 must bring the mean loss of the last
- * 20 steps below 300 nats: within 75 nats of the entropy. */
+ * probability 0.05, a fresh batch every step. The expected negative ELBO is at least the
+ * data entropy, ln 8 + 784 H(0.05) = 2.08 + 784 * 0.1985 = 157.7 nats; a model that ignores
+ * the data starts near 784 ln 2 = 543 nats. 200 Adam steps at batch 32 must bring the mean
+ * loss of the last 20 steps (640 images) within 100 nats of the entropy. It must also stay
+ * above the entropy minus 5 nats: the per-image log-likelihood has a standard deviation of
+ * about 18 nats, so the mean of 640 has about 0.7, and a loss that beats the entropy by more
+ * is not a bound (a dropped KL term or a mis-scaled likelihood). */
 TEST(train_vae_mlp_learns_synthetic_data) {
     enum { P = 8, D = 784, B = 32, STEPS = 200 };
     trainer tr;
@@ -215,5 +219,9 @@ TEST(train_vae_mlp_learns_synthetic_data) {
     }
     trainer_free(&tr);
     CHECK_MSG(first > 450, "first loss %.1f: expected near 784 ln 2 = 543", first);
-    CHECK_MSG(last < 300, "mean loss of the last 20 steps %.1f nats, want < 300 (start %.1f)", last, first);
+    const double entropy = log(8.0) - 784 * (0.05 * log(0.05) + 0.95 * log(0.95));
+    CHECK_MSG(last < entropy + 100, "mean loss of the last 20 steps %.1f nats, want < %.1f (start %.1f)",
+              last, entropy + 100, first);
+    CHECK_MSG(last > entropy - 5, "mean loss of the last 20 steps %.1f nats is below the data "
+              "entropy %.1f: not a bound", last, entropy);
 }
