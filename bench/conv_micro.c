@@ -3,7 +3,8 @@
  * default:
  *   gcc -O3 -march=native -fopenmp -Iinclude -Isrc -Isrc/core bench/conv_micro.c \
  *       build/libelbo.a -lopenblas -lm -o build/conv_micro
- *   build/conv_micro [threads] [chunk_kib] [reps] [sgemm_reps] [layer index]
+ *   build/conv_micro [threads] [chunk_kib] [reps] [sgemm_reps] [layer index or -1]
+ *       [shift_min_ow]
  * GFLOP/s counts 2 MAC per multiply-add: forward 2 B OC C KH KW OH OW, the same again for
  * dW and for dX (dX only where the input requires a gradient). */
 #include "elbo.h"
@@ -30,7 +31,7 @@ typedef struct {
 
 static const layer layers[] = {
     {"in 1->32 3x3 @28", 1, 32, 28, 3, 1, 1, 1, 0},
-    {"32->32 3x3 @28", 32, 32, 28, 3, 1, 1, 4, 1},   /* res0 conv1, conv2; up2 conv2 ... */
+    {"32->32 3x3 @28", 32, 32, 28, 3, 1, 1, 4, 1}, /* res0 conv1, conv2; up2 conv2 ... */
     {"32->32 3x3 s2 28->14", 32, 32, 28, 3, 2, 1, 1, 1},
     {"32->64 3x3 @14", 32, 64, 14, 3, 1, 1, 1, 1},
     {"64->64 3x3 @14", 64, 64, 14, 3, 1, 1, 1, 1},
@@ -52,6 +53,7 @@ static const layer layers[] = {
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 3 ? atoi(argv[3]) : 5;
     if (argc > 2 && atoi(argv[2]) > 0) elbo__conv_chunk_bytes = (size_t)atoi(argv[2]) << 10;
+    if (argc > 6) elbo__conv_shift_min_ow = atoi(argv[6]);
     const int B = 64;
     elbo_rng rng;
     elbo_rng_init(&rng, 1);
@@ -91,11 +93,12 @@ int main(int argc, char **argv) {
            "f+b ms", "f+b GF/s");
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const layer *L = &layers[li];
-        if (argc > 5 && (int)li != atoi(argv[5])) continue;
+        if (argc > 5 && atoi(argv[5]) >= 0 && (int)li != atoi(argv[5])) continue;
         int64_t OH = (L->H + 2 * L->p - L->k) / L->s + 1;
         int64_t nx = (int64_t)B * L->C * L->H * L->H, nw = (int64_t)L->OC * L->C * L->k * L->k;
         int64_t ny = (int64_t)B * L->OC * OH * OH;
-        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(L->OC * 4), *gy = malloc(ny * 4);
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(L->OC * 4),
+              *gy = malloc(ny * 4);
         elbo_rng_normal(&rng, x, nx, 0, 1);
         elbo_rng_normal(&rng, w, nw, 0, 0.1f);
         elbo_rng_normal(&rng, b, L->OC, 0, 1);

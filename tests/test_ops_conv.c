@@ -18,20 +18,48 @@ typedef struct {
     int B, C, H, W, OC, KH, KW, sh, sw, ph, pw, bias;
 } conv_cfg;
 
-/* Chunk budgets that exercise every path: the default (the whole test batch in one chunk,
- * kernels and tiled sgemm over all threads), one image per chunk (one task per image,
- * direct NCHW GEMMs; cols = x for 1x1), and two images per chunk for a batch of five (four
- * chunk tasks of 1, 1, 1 and 2 images). 0 = leave the default. */
-static size_t chunk_bytes_for(const conv_cfg *c, int mode) {
-    int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
+/* Settings that exercise every path of conv2d (modes 0..N_MODES-1): the default (for these
+ * small images, the whole test batch in one im2col chunk, kernels and tiled sgemm over all
+ * threads), one image per chunk (one task per image, direct NCHW GEMMs; cols = x for 1x1),
+ * two images per chunk for a batch of five (four chunk tasks of 1, 1, 1 and 2 images), and
+ * shifted GEMMs on padded planes wherever they apply (stride 1), with dW by per-offset
+ * products (mode 3) or by im2col (mode 4). */
+#define N_MODES 5
+typedef struct {
+    size_t chunk_bytes;
+    int64_t shift_min_ow, shift_min_c;
+    int shift_dw;
+} conv_tuning;
+
+static conv_tuning tuning_get(void) {
+    conv_tuning t = {elbo__conv_chunk_bytes, elbo__conv_shift_min_ow, elbo__conv_shift_min_c,
+                     elbo__conv_shift_dw};
+    return t;
+}
+
+static void tuning_set(conv_tuning t) {
+    elbo__conv_chunk_bytes = t.chunk_bytes;
+    elbo__conv_shift_min_ow = t.shift_min_ow;
+    elbo__conv_shift_min_c = t.shift_min_c;
+    elbo__conv_shift_dw = t.shift_dw;
+}
+
+static conv_tuning tuning_for(const conv_cfg *c, int mode) {
+    conv_tuning t = tuning_get();
+    int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1,
+            OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
     size_t per = (size_t)(c->C * c->KH * c->KW + c->OC) * (size_t)(OH * OW) * sizeof(float);
-    return mode == 0 ? 0 : mode == 1 ? 1 : 2 * per;
+    if (mode == 1) t.chunk_bytes = 1;
+    if (mode == 2) t.chunk_bytes = 2 * per;
+    if (mode >= 3) t.shift_min_ow = t.shift_min_c = 1;
+    if (mode >= 3) t.shift_dw = mode == 3; /* dW by per-offset products, or by im2col */
+    return t;
 }
 
 /* Direct cross-correlation in double: y[b,o,i,j] = bias[o] + sum_{c,kh,kw} w[o,c,kh,kw]
  * x[b,c,i sh - ph + kh, j sw - pw + kw]; abs gets the sum of |terms| (for the error bound). */
-static void ref_conv(const conv_cfg *c, const float *x, const float *w, const float *b,
-                     double *y, double *abs) {
+static void ref_conv(const conv_cfg *c, const float *x, const float *w, const float *b, double *y,
+                     double *abs) {
     int OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1, OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
     for (int n = 0; n < c->B; n++)
         for (int o = 0; o < c->OC; o++)
@@ -56,20 +84,22 @@ static void ref_conv(const conv_cfg *c, const float *x, const float *w, const fl
 
 static const conv_cfg configs[] = {
     /* B  C  H  W OC KH KW sh sw ph pw bias */
-    {5, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},   /* 3x3 same padding, non-square */
-    {5, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},   /* 1x1 pointwise, no bias */
-    {5, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1},  /* 5x5 stride 2 pad 2 */
-    {5, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},   /* 3x3 stride 2 no padding */
-    {5, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},   /* pad 2 > kernel half-width: output grows */
-    {5, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},   /* 1x1 stride 2 (not pointwise) */
-    {5, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},   /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
-    {5, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},   /* one input channel */
-    {5, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},   /* one output channel */
-    {20, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1},  /* many chunks: dW summed in 16 groups (mode 1) */
+    {5, 3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1},  /* 3x3 same padding, non-square */
+    {5, 5, 6, 4, 3, 1, 1, 1, 1, 0, 0, 0},  /* 1x1 pointwise, no bias */
+    {5, 2, 9, 11, 3, 5, 5, 2, 2, 2, 2, 1}, /* 5x5 stride 2 pad 2 */
+    {5, 4, 8, 7, 6, 3, 3, 2, 2, 0, 0, 1},  /* 3x3 stride 2 no padding */
+    {5, 3, 5, 6, 2, 3, 3, 1, 1, 2, 2, 1},  /* pad 2 > kernel half-width: output grows */
+    {5, 3, 6, 5, 4, 1, 1, 2, 2, 0, 0, 1},  /* 1x1 stride 2 (not pointwise) */
+    {5, 2, 7, 6, 3, 3, 1, 2, 1, 1, 0, 1},  /* conv2d_ex: 3x1 kernel, stride (2,1), pad (1,0) */
+    {5, 1, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1},  /* one input channel */
+    {5, 4, 5, 5, 1, 3, 3, 1, 1, 1, 1, 0},  /* one output channel */
+    {20, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1}, /* many chunks: dW summed in 16 groups (mode 1) */
     /* stride 1 with OC <= C: dX by the transposed convolution */
-    {5, 4, 7, 6, 3, 3, 5, 1, 1, 1, 2, 1},   /* 3x5 kernel, pad (1,2) */
-    {5, 4, 6, 7, 2, 3, 3, 1, 1, 0, 0, 1},   /* unpadded ("valid") */
-    {5, 3, 8, 6, 3, 5, 5, 1, 1, 1, 1, 0},   /* 5x5 pad 1, OC = C */
+    {5, 4, 7, 6, 3, 3, 5, 1, 1, 1, 2, 1}, /* 3x5 kernel, pad (1,2) */
+    {5, 4, 6, 7, 2, 3, 3, 1, 1, 0, 0, 1}, /* unpadded ("valid") */
+    {5, 3, 8, 6, 3, 5, 5, 1, 1, 1, 1, 0}, /* 5x5 pad 1, OC = C */
+    {1, 3, 6, 7, 4, 3, 3, 1, 1, 1, 1, 1}, /* a single image */
+    {5, 2, 4, 5, 3, 1, 1, 1, 1, 1, 1, 1}, /* padding >= kernel: a ring of bias only */
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
@@ -80,12 +110,11 @@ static elbo_tensor *run_conv(elbo_ctx *ctx, const conv_cfg *c, elbo_tensor *x, e
 }
 
 TEST(conv_forward_matches_direct_double) {
-    size_t saved = elbo__conv_chunk_bytes;
+    conv_tuning saved = tuning_get();
     for (int ci = 0; ci < N_CONFIGS; ci++)
-        for (int mode = 0; mode < 3; mode++) {
+        for (int mode = 0; mode < N_MODES; mode++) {
             const conv_cfg *c = &configs[ci];
-            size_t cb = chunk_bytes_for(c, mode);
-            if (cb) elbo__conv_chunk_bytes = cb;
+            tuning_set(tuning_for(c, mode));
             elbo_ctx *ctx = elbo_ctx_new(0);
             elbo_tensor *x = elbo_tensor_new4(ctx, c->B, c->C, c->H, c->W);
             elbo_tensor *w = elbo_tensor_new4(ctx, c->OC, c->C, c->KH, c->KW);
@@ -94,13 +123,14 @@ TEST(conv_forward_matches_direct_double) {
             fill(w->data, w->numel, 200 + ci);
             if (b) fill(b->data, b->numel, 300 + ci);
             elbo_tensor *y = run_conv(ctx, c, x, w, b);
-            elbo__conv_chunk_bytes = saved;
+            tuning_set(saved);
             int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1;
             int64_t OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
             int shape_ok = y && y->ndim == 4 && y->shape[0] == c->B && y->shape[1] == c->OC &&
                            y->shape[2] == OH && y->shape[3] == OW;
             if (!shape_ok) elbo_ctx_free(ctx);
-            CHECK_MSG(shape_ok, "config %d mode %d: wrong output (%s)", ci, mode, elbo_last_error());
+            CHECK_MSG(shape_ok, "config %d mode %d: wrong output (%s)", ci, mode,
+                      elbo_last_error());
             double *ref = malloc((size_t)y->numel * 2 * sizeof(double)), *abs = ref + y->numel;
             ref_conv(c, x->data, w->data, b ? b->data : NULL, ref, abs);
             /* Rounding bound of a float32 sum of n = C KH KW + 1 terms: gamma_n sum |terms|
@@ -112,47 +142,39 @@ TEST(conv_forward_matches_direct_double) {
             double got = bad >= 0 ? y->data[bad] : 0, want = bad >= 0 ? ref[bad] : 0;
             free(ref);
             elbo_ctx_free(ctx);
-            CHECK_MSG(bad < 0, "config %d mode %d: element %lld is %.9g, direct sum %.9g", ci,
-                      mode, (long long)bad, got, want);
+            CHECK_MSG(bad < 0, "config %d mode %d: element %lld is %.9g, direct sum %.9g", ci, mode,
+                      (long long)bad, got, want);
         }
 }
 
 /* ---- gradients ------------------------------------------------------------------------ */
-typedef struct {
-    const conv_cfg *c;
-    size_t chunk_bytes;
-} conv_user;
-
 static elbo_tensor *build_conv(elbo_ctx *ctx, elbo_tensor **in, void *u) {
-    const conv_user *cu = u;
-    size_t saved = elbo__conv_chunk_bytes;
-    if (cu->chunk_bytes) elbo__conv_chunk_bytes = cu->chunk_bytes;
-    elbo_tensor *y = run_conv(ctx, cu->c, in[0], in[1], cu->c->bias ? in[2] : NULL);
-    elbo__conv_chunk_bytes = saved;
-    return y;
+    const conv_cfg *c = u;
+    return run_conv(ctx, c, in[0], in[1], c->bias ? in[2] : NULL);
 }
 
-/* The chunk budget must also hold during backward, which runs outside build_conv: the
- * budget is set for the whole check. */
+/* The tuning of `mode` holds for the whole check (backward runs outside build_conv). */
 static int gradcheck_conv(const conv_cfg *c, int mode, char *msg, size_t len) {
-    conv_user cu = {c, 0};
-    gc_spec s = {.n_in = c->bias ? 3 : 2, .ndim = {4, 4, 1},
+    gc_spec s = {.n_in = c->bias ? 3 : 2,
+                 .ndim = {4, 4, 1},
                  .shape = {{c->B, c->C, c->H, c->W}, {c->OC, c->C, c->KH, c->KW}, {c->OC}},
                  /* conv is linear in each element of x, w and b: central differences are exact
                   * up to float32 rounding of the outputs (~1e-7 relative / 2 eps ~ 1e-5 at
                   * eps 0.05), far inside atol = rtol = 1e-3. */
-                 .eps = 0.05f, .atol = 1e-3f, .rtol = 1e-3f, .max_checks = 60};
-    size_t saved = elbo__conv_chunk_bytes;
-    size_t cb = chunk_bytes_for(c, mode);
-    if (cb) elbo__conv_chunk_bytes = cb;
-    int rc = gradcheck("conv2d", build_conv, &cu, &s, msg, len);
-    elbo__conv_chunk_bytes = saved;
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f,
+                 .max_checks = 60};
+    conv_tuning saved = tuning_get();
+    tuning_set(tuning_for(c, mode));
+    int rc = gradcheck("conv2d", build_conv, (void *)c, &s, msg, len);
+    tuning_set(saved);
     return rc;
 }
 
 TEST(grad_conv2d_x_w_b_all_configs_and_chunkings) {
     for (int ci = 0; ci < N_CONFIGS; ci++)
-        for (int mode = 0; mode < 3; mode++) {
+        for (int mode = 0; mode < N_MODES; mode++) {
             char msg[512];
             CHECK_MSG(gradcheck_conv(&configs[ci], mode, msg, sizeof msg) == 0,
                       "config %d mode %d: %s", ci, mode, msg);
@@ -256,14 +278,15 @@ TEST(conv_same_bits_1_and_2_threads) {
         {6, 32, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1},  /* one output channel (the UNet's last) */
     };
     int saved = elbo_get_threads();
-    size_t saved_cb = elbo__conv_chunk_bytes;
+    conv_tuning saved_t = tuning_get();
     for (int i = 0; i < (int)(sizeof big / sizeof big[0]); i++)
-        for (int mode = 0; mode < 2; mode++) {
-            if (mode) elbo__conv_chunk_bytes = 1; /* also one image per chunk */
+        for (int mode = 0; mode < N_MODES; mode++) {
+            if (mode == 2) continue; /* the same paths as mode 1 at these sizes */
+            tuning_set(tuning_for(&big[i], mode));
             conv_run r1 = {0}, r2 = {0};
             int ok1 = conv_run_once(1, &big[i], &r1), ok2 = conv_run_once(2, &big[i], &r2);
             elbo_set_threads(saved);
-            elbo__conv_chunk_bytes = saved_cb;
+            tuning_set(saved_t);
             int same = ok1 && ok2 && !memcmp(r1.y, r2.y, (size_t)r1.ny * 4) &&
                        !memcmp(r1.gx, r2.gx, (size_t)r1.nx * 4) &&
                        !memcmp(r1.gw, r2.gw, (size_t)r1.nw * 4) &&
@@ -300,10 +323,12 @@ TEST(conv_shape_errors_name_op_and_shapes) {
     CHECK(strstr(elbo_last_error(), "conv2d") && strstr(elbo_last_error(), "(4, 3, 9, 9)"));
     CHECK(elbo_conv2d(ctx, x, w3, NULL, 0, 1) == NULL && strstr(elbo_last_error(), "stride"));
     CHECK(elbo_upsample_nearest2x(ctx, x3) == NULL);
-    CHECK(strstr(elbo_last_error(), "upsample_nearest2x") && strstr(elbo_last_error(), "(3, 8, 8)"));
+    CHECK(strstr(elbo_last_error(), "upsample_nearest2x") &&
+          strstr(elbo_last_error(), "(3, 8, 8)"));
     CHECK(elbo_avg_pool2d(ctx, x, 9, 1) == NULL);
     CHECK(strstr(elbo_last_error(), "avg_pool2d") && strstr(elbo_last_error(), "(2, 3, 8, 8)"));
-    CHECK(elbo_conv2d(ctx, NULL, w3, NULL, 1, 1) == NULL && strstr(elbo_last_error(), "avg_pool2d"));
+    CHECK(elbo_conv2d(ctx, NULL, w3, NULL, 1, 1) == NULL &&
+          strstr(elbo_last_error(), "avg_pool2d"));
     elbo_ctx_free(ctx);
 }
 
@@ -337,7 +362,8 @@ TEST(conv_avg_pool2d_forward) {
     for (int q = 0; q < 2; q++)
         for (int i = 0; i < 2; i++)
             for (int j = 0; j < 3; j++)
-                CHECK_NEAR(z->data[(q * 2 + i) * 3 + j], x->data[(q * 4 + i + 1) * 5 + j + 1], 1e-5);
+                CHECK_NEAR(z->data[(q * 2 + i) * 3 + j], x->data[(q * 4 + i + 1) * 5 + j + 1],
+                           1e-5);
     elbo_ctx_free(ctx);
 }
 
@@ -353,10 +379,18 @@ static elbo_tensor *build_avg_pool(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 TEST(grad_conv_upsample_and_avg_pool) {
     /* Both ops are linear: central differences are exact up to float32 rounding (see the
      * conv gradient check), so eps 0.05 with atol = rtol = 1e-3. */
-    gc_spec s = {.n_in = 1, .ndim = {4}, .shape = {{2, 3, 3, 4}}, .eps = 0.05f, .atol = 1e-3f,
+    gc_spec s = {.n_in = 1,
+                 .ndim = {4},
+                 .shape = {{2, 3, 3, 4}},
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
                  .rtol = 1e-3f};
     CHECK_GRAD("upsample_nearest2x", build_upsample, NULL, &s);
-    gc_spec p = {.n_in = 1, .ndim = {4}, .shape = {{2, 2, 7, 6}}, .eps = 0.05f, .atol = 1e-3f,
+    gc_spec p = {.n_in = 1,
+                 .ndim = {4},
+                 .shape = {{2, 2, 7, 6}},
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
                  .rtol = 1e-3f};
     int ks[3][2] = {{2, 2}, {3, 1}, {3, 2}}; /* tiled, overlapping, overlapping strided */
     for (int i = 0; i < 3; i++) CHECK_GRAD("avg_pool2d", build_avg_pool, ks[i], &p);

@@ -26,8 +26,8 @@ static float at(const float *a, int t, int64_t rows, int64_t cols, int64_t i, in
 }
 
 /* c (M,N) vs op(a) op(b) in double, each element within its rounding bound. */
-static int check_product(const float *a, const float *b, const float *c, int ta, int tb,
-                         int64_t M, int64_t N, int64_t K, char *msg, size_t len) {
+static int check_product(const float *a, const float *b, const float *c, int ta, int tb, int64_t M,
+                         int64_t N, int64_t K, char *msg, size_t len) {
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
             double s = 0, as = 0;
@@ -109,6 +109,21 @@ TEST(linalg_linear_forward_3d_bias) {
     elbo_ctx_free(ctx);
 }
 
+/* A 1-D x is a single row: y (out) = W x + b. */
+TEST(linalg_linear_forward_1d) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new1(ctx, 3), *w = elbo_tensor_new2(ctx, 2, 3);
+    elbo_tensor *b = elbo_tensor_new1(ctx, 2);
+    float xv[3] = {1, 2, 3}, wv[6] = {1, 0, -1, 0.5f, 0.25f, 2}, bv[2] = {10, -1};
+    memcpy(x->data, xv, sizeof xv);
+    memcpy(w->data, wv, sizeof wv);
+    memcpy(b->data, bv, sizeof bv);
+    elbo_tensor *y = elbo_linear(ctx, x, w, b);
+    /* y0 = 1 - 3 + 10 = 8, y1 = 0.5 + 0.5 + 6 - 1 = 6 (exact in float) */
+    CHECK(y && y->ndim == 1 && y->shape[0] == 2 && y->data[0] == 8.0f && y->data[1] == 6.0f);
+    elbo_ctx_free(ctx);
+}
+
 /* ---- gradients ------------------------------------------------------------------------ */
 /* Every op here is linear in each input element, so central differences have no truncation
  * error at any step; a step of 0.05 keeps the float32 rounding of the outputs (relative
@@ -129,9 +144,12 @@ TEST(grad_linalg_matmul_t_all_transposes) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             tt t = {ta, tb};
-            gc_spec s = {.n_in = 2, .ndim = {2, 2},
-                         .shape = {{ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}}, LIN_SPEC};
-            CHECK_GRAD(ta ? (tb ? "matmul_t TT" : "matmul_t TN") : (tb ? "matmul_t NT" : "matmul_t NN"),
+            gc_spec s = {.n_in = 2,
+                         .ndim = {2, 2},
+                         .shape = {{ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}},
+                         LIN_SPEC};
+            CHECK_GRAD(ta ? (tb ? "matmul_t TT" : "matmul_t TN")
+                          : (tb ? "matmul_t NT" : "matmul_t NN"),
                        build_matmul_t, &t, &s);
         }
 }
@@ -167,7 +185,8 @@ TEST(grad_linalg_bmm_transposes) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             tt t = {ta, tb};
-            gc_spec s = {.n_in = 2, .ndim = {3, 3},
+            gc_spec s = {.n_in = 2,
+                         .ndim = {3, 3},
                          .shape = {{B, ta ? K : M, ta ? M : K}, {B, tb ? N : K, tb ? K : N}},
                          LIN_SPEC};
             CHECK_GRAD("bmm", build_bmm, &t, &s);
@@ -312,6 +331,8 @@ TEST(linalg_same_bits_1_and_2_threads) {
         lin_free(&r1);
         lin_free(&r2);
         CHECK_MSG(same, "%s: results differ between 1 and 2 threads",
-                  which == 0 ? "linear" : which == 1 ? "bmm (small products)" : "bmm (large)");
+                  which == 0   ? "linear"
+                  : which == 1 ? "bmm (small products)"
+                               : "bmm (large)");
     }
 }

@@ -17,8 +17,17 @@
  * padding KH-1-ph, KW-1-pw. Its columns have OC KH KW rows instead of the C KH KW of dcols,
  * and the GEMM accumulates straight into dX: no col2im pass.
  *
+ * Shifted GEMMs (stride 1, wide images): with x zero-padded to (C, Hp, Wp), the output
+ * computed on rows of Wp columns ("wide", the last Wp - OW of each row are discarded) is a
+ * sum of KH KW products whose right factor is the padded image shifted by kh Wp + kw:
+ *   y_wide (OC, OH Wp) = sum_{kh,kw} W[:, :, kh, kw] (OC, C) @ x_pad[:, kh Wp + kw :]
+ * and likewise dW[:, :, kh, kw]^T (C, OC) = x_pad[:, kh Wp + kw :] @ dY_wide^T (dY_wide zero
+ * in the discarded columns) and dX_wide = sum W'[kh, kw] (C, OC) @ dY_pad[:, kh Wq + kw :].
+ * No im2col at all: the GEMMs read the padded planes in place (one image per task).
+ *
  * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
- * run whole by one thread in its own scratch, so the columns stay in that core's cache.
+ * run whole by one thread in its own scratch, so the columns stay in that core's cache
+ * (scheduled dynamically: what a task computes does not depend on the thread running it).
  * dW is summed per fixed group of chunks into its own partial buffer, and the partials are
  * added in group order. A single chunk runs its kernels and its (tiled) sgemm over all
  * threads instead. Chunks, groups and tiles depend only on the shapes: the same bits for
@@ -26,6 +35,7 @@
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 /* A chunk has enough images for a GEMM of at least CHUNK_MIN_COLS columns (narrower ones
@@ -34,6 +44,24 @@
  * benchmarks (bench/conv_micro.c); not part of the API. */
 #define CHUNK_MIN_COLS 512
 size_t elbo__conv_chunk_bytes = (size_t)2 << 20;
+/* Shifted GEMMs are used from this output width on (narrower images waste too many wide
+ * columns and make GEMMs too small), from 70% of it when OC <= C (measured on the unet-s
+ * layers: 14x14 with OC <= C gains, with OC > C loses), and from this many input channels
+ * on (K = C per GEMM). Tunable for tests and benchmarks; not part of the API. */
+int64_t elbo__conv_shift_min_ow = 20;
+int64_t elbo__conv_shift_min_c = 8;
+/* With shifted GEMMs, dW by nine (C, OC) products over the padded image (1), or by im2col
+ * and one (C KH KW, OC) product (0), or chosen by the OpenBLAS core (-1): the small-output
+ * products run as fast as the im2col one with the AVX-512 kernels (136 against 135 GFLOP/s
+ * per core at C = OC = 32) but slower with the AVX2 ones (72 against 95, Haswell). */
+int elbo__conv_shift_dw = -1;
+
+static int shift_dw_by_offsets(void) {
+    if (elbo__conv_shift_dw >= 0) return elbo__conv_shift_dw;
+    const char *core = openblas_get_corename();
+    return core && (strstr(core, "SkylakeX") || strstr(core, "Cooperlake") ||
+                    strstr(core, "SapphireRapids"));
+}
 
 /* Chunk counts are rounded up to a multiple of this (balanced over 1, 2 or 4 threads), and
  * dW partial sums are kept for at most MAX_GROUPS groups of chunks. */
@@ -48,8 +76,31 @@ typedef struct {
     int direct;     /* 1x1 stride 1 unpadded, one image per chunk: cols = x_b */
     int tdx;        /* dX by the transposed convolution (geometry gt) instead of col2im */
     elbo_conv_geom gt;
+    int shift;      /* shifted GEMMs on padded planes, one image per chunk */
+    int shift_dw;   /* with shift: dW by per-offset products too (else im2col) */
+    int64_t Hp, Wp; /* padded x */
+    int64_t Hq, Wq; /* dY padded by KH-1-ph, KW-1-pw (the transposed convolution's input) */
     size_t per;     /* scratch floats of one chunk task */
 } conv_plan;
+
+/* Geometry of x (B,C,H,W) * w (OC,C,KH,KW) with the given strides and paddings. */
+static elbo_conv_geom conv_geom(const elbo_tensor *x, const elbo_tensor *w, int64_t sh, int64_t sw,
+                                int64_t ph, int64_t pw) {
+    elbo_conv_geom g;
+    g.C = x->shape[1];
+    g.H = x->shape[2];
+    g.W = x->shape[3];
+    g.OC = w->shape[0];
+    g.KH = w->shape[2];
+    g.KW = w->shape[3];
+    g.sh = sh;
+    g.sw = sw;
+    g.ph = ph;
+    g.pw = pw;
+    g.OH = (g.H + 2 * ph - g.KH) / sh + 1;
+    g.OW = (g.W + 2 * pw - g.KW) / sw + 1;
+    return g;
+}
 
 static int is_pointwise(const elbo_conv_geom *g) {
     return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
@@ -62,11 +113,19 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     p->P = g->OH * g->OW;
     p->HW = g->H * g->W;
     size_t per_image = (size_t)(p->CKK + g->OC) * (size_t)p->P * sizeof(float);
+    p->shift =
+        g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW && !is_pointwise(g) &&
+        g->C >= elbo__conv_shift_min_c &&
+        g->OW >= (g->OC <= g->C ? elbo__conv_shift_min_ow * 7 / 10 : elbo__conv_shift_min_ow);
+    p->Hp = g->H + 2 * g->ph;
+    p->Wp = g->W + 2 * g->pw;
+    p->Hq = g->H + g->KH - 1;
+    p->Wq = g->W + g->KW - 1;
     int64_t nb = p->P ? (CHUNK_MIN_COLS + p->P - 1) / p->P : B;
     if (per_image && (size_t)nb * per_image > elbo__conv_chunk_bytes)
         nb = (int64_t)(elbo__conv_chunk_bytes / per_image);
     /* 1x1 on large images: per-image GEMMs straight on x and y beat gathering. */
-    if (is_pointwise(g) && p->P >= 256) nb = 1;
+    if ((is_pointwise(g) && p->P >= 256) || p->shift) nb = 1;
     if (nb < 1) nb = 1;
     int64_t T = B > 0 ? (B + nb - 1) / nb : 0;
     if (T > 1) T = (T + CHUNK_MULTIPLE - 1) / CHUNK_MULTIPLE * CHUNK_MULTIPLE;
@@ -76,13 +135,93 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
     p->direct = p->nb_max == 1 && is_pointwise(g);
     p->tdx = !is_pointwise(g) && g->sh == 1 && g->sw == 1 && g->ph < g->KH && g->pw < g->KW &&
              g->OC <= g->C;
-    elbo_conv_geom gt = {.C = g->OC, .H = g->OH, .W = g->OW, .OC = g->C, .KH = g->KH,
-                         .KW = g->KW, .OH = g->H, .OW = g->W, .sh = 1, .sw = 1,
-                         .ph = g->KH - 1 - g->ph, .pw = g->KW - 1 - g->pw};
-    p->gt = gt;
+    /* the transposed convolution: dY (OC, OH, OW) -> dX (C, H, W) */
+    p->gt = *g;
+    p->gt.C = g->OC;
+    p->gt.H = g->OH;
+    p->gt.W = g->OW;
+    p->gt.OC = g->C;
+    p->gt.OH = g->H;
+    p->gt.OW = g->W;
+    p->gt.ph = g->KH - 1 - g->ph;
+    p->gt.pw = g->KW - 1 - g->pw;
     size_t n = (size_t)(p->nb_max * p->P), nx = (size_t)(p->nb_max * p->HW);
-    size_t fwd = (size_t)(p->CKK + g->OC) * n, bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
+    size_t fwd = (size_t)(p->CKK + g->OC) * n,
+           bwd = p->tdx ? (size_t)(g->OC * g->KH * g->KW + g->C) * nx : 0;
     p->per = p->direct ? 0 : fwd > bwd ? fwd : bwd;
+    p->shift_dw = p->shift && shift_dw_by_offsets();
+    if (p->shift) { /* x_pad + y_wide or dY_wide; cols for dW by im2col; dY_pad + dX_wide */
+        size_t a = (size_t)(g->C * p->Hp * p->Wp + g->OC * g->OH * p->Wp);
+        size_t b = (size_t)(p->CKK * p->P),
+               c = (size_t)(g->OC * p->Hq * p->Wq + g->C * g->H * p->Wq);
+        p->per = a > b ? a : b;
+        if (c > p->per) p->per = c;
+    }
+}
+
+/* The per-offset matrices of w (OC, C, KH, KW): forward wk[k] = W[:, :, k] (OC, C); for dX
+ * (flip) wk[k] = W[:, :, KK-1-k]^T (C, OC). */
+static void offset_kernels(const conv_plan *p, const float *w, int flip, float *wk) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t KK = g->KH * g->KW, C = g->C, OC = g->OC;
+#pragma omp parallel for schedule(static) if (C * OC * KK > ELBO_PAR_MIN)
+    for (int64_t k = 0; k < KK; k++)
+        for (int64_t oc = 0; oc < OC; oc++)
+            for (int64_t c = 0; c < C; c++) {
+                if (flip) wk[(k * C + c) * OC + oc] = w[(oc * C + c) * KK + (KK - 1 - k)];
+                else wk[(k * OC + oc) * C + c] = w[(oc * C + c) * KK + k];
+            }
+}
+
+typedef void (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                        const float *, int64_t, float, float *, int64_t);
+
+/* Shifted-GEMM forward of image b: y_b = sum_k wk[k] @ shift_k(x_pad) + bias. */
+static void shift_forward(const conv_plan *p, const float *x, const float *wk, const float *bias,
+                          float *y, int64_t b, float *buf, gemm_fn gemm) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t C = g->C, OC = g->OC, Wp = p->Wp, plane = p->Hp * Wp;
+    int64_t N = (g->OH - 1) * Wp + g->OW, KK = g->KH * g->KW;
+    float *xpad = buf, *ywide = buf + C * plane;
+    elbo__pad_planes(x + b * C * p->HW, C, g->H, g->W, g->ph, g->pw, p->Hp, Wp, xpad);
+    for (int64_t k = 0; k < KK; k++)
+        gemm(0, 0, OC, N, C, 1.0f, wk + k * OC * C, C, xpad + (k / g->KW) * Wp + k % g->KW, plane,
+             k ? 1.0f : 0.0f, ywide, g->OH * Wp);
+    elbo__crop_planes(ywide, OC, g->OH, g->OW, Wp, g->OH * Wp, bias, 0, y + b * OC * p->P);
+}
+
+/* Shifted-GEMM backward of image b: dw_t[k] (C, OC) = beta_w dw_t[k] + shift_k(x_pad) @
+ * dY_wide^T, or without p->shift_dw dw_t (CKK, OC) = beta_w dw_t + cols @ dY_b^T (if dw_t);
+ * gx_b += crop(sum_k wkf[k] @ shift_k(dY_pad)) (if gx). */
+static void shift_backward(const conv_plan *p, const float *x, const float *wkf, const float *dy,
+                           float *dw_t, float beta_w, float *gx, int64_t b, float *buf,
+                           gemm_fn gemm) {
+    const elbo_conv_geom *g = &p->g;
+    int64_t C = g->C, OC = g->OC, Wp = p->Wp, Wq = p->Wq, KK = g->KH * g->KW;
+    int64_t plane = p->Hp * Wp, qplane = p->Hq * Wq;
+    /* dW first, then dX, both from the start of buf */
+    float *xpad = buf, *dywide = xpad + C * plane, *dypad = buf, *dxwide = dypad + OC * qplane;
+    const float *dyb = dy + b * OC * p->P;
+    if (dw_t && !p->shift_dw) {
+        elbo__im2col(g, x + b * C * p->HW, 1, buf);
+        gemm(0, 1, p->CKK, OC, p->P, 1.0f, buf, p->P, dyb, p->P, beta_w, dw_t, OC);
+    } else if (dw_t) {
+        int64_t N = (g->OH - 1) * Wp + g->OW;
+        elbo__pad_planes(x + b * C * p->HW, C, g->H, g->W, g->ph, g->pw, p->Hp, Wp, xpad);
+        elbo__pad_planes(dyb, OC, g->OH, g->OW, 0, 0, g->OH, Wp, dywide);
+        for (int64_t k = 0; k < KK; k++)
+            gemm(0, 1, C, OC, N, 1.0f, xpad + (k / g->KW) * Wp + k % g->KW, plane, dywide,
+                 g->OH * Wp, beta_w, dw_t + k * C * OC, OC);
+    }
+    if (gx) {
+        int64_t N = (g->H - 1) * Wq + g->W;
+        elbo__pad_planes(dyb, OC, g->OH, g->OW, g->KH - 1 - g->ph, g->KW - 1 - g->pw, p->Hq, Wq,
+                         dypad);
+        for (int64_t k = 0; k < KK; k++)
+            gemm(0, 0, C, N, OC, 1.0f, wkf + k * C * OC, OC, dypad + (k / g->KW) * Wq + k % g->KW,
+                 qplane, k ? 1.0f : 0.0f, dxwide, g->H * Wq);
+        elbo__crop_planes(dxwide, C, g->H, g->W, Wq, g->H * Wq, NULL, 1, gx + b * C * p->HW);
+    }
 }
 
 /* W' (C, OC KH KW) of the transposed convolution from w (OC, C, KH, KW). */
@@ -111,11 +250,13 @@ static void chunk_forward(const conv_plan *p, const float *x, const float *w, co
     }
     if (m == 1) { /* y_b = bias, then y_b += W @ cols */
         elbo__set_channel_bias(yb, bias, 1, g->OC, p->P);
-        if (serial) elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
+        if (serial)
+            elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
         else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
     } else {
         float *out = buf + p->CKK * n;
-        if (serial) elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
+        if (serial)
+            elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
         else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
         elbo__cm_to_nchw(out, bias, m, g->OC, p->P, yb);
     }
@@ -132,9 +273,8 @@ static void chunk_backward(const conv_plan *p, const float *x, const float *w, c
     int64_t n = m * p->P, CKK = p->CKK;
     const float *xb = x + b0 * g->C * p->HW, *dyb = dy + b0 * g->OC * p->P, *dyc = dyb;
     float *cols = buf;
-    void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
-                 const float *, int64_t, float, float *, int64_t) =
-        serial ? elbo__sgemm_serial : elbo__sgemm;
+    void (*gemm)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                 int64_t, float, float *, int64_t) = serial ? elbo__sgemm_serial : elbo__sgemm;
     if (m > 1 && (dw_t || !p->tdx)) {
         float *dy_cm = buf + CKK * n;
         elbo__nchw_to_cm(dyb, m, g->OC, p->P, dy_cm);
@@ -170,10 +310,7 @@ static void chunk_backward(const conv_plan *p, const float *x, const float *w, c
 
 static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
-    elbo_conv_geom g = {.C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
-                        .OC = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
-                        .OH = y->shape[2], .OW = y->shape[3],
-                        .sh = n->iarg[0], .sw = n->iarg[1], .ph = n->iarg[2], .pw = n->iarg[3]};
+    elbo_conv_geom g = conv_geom(x, w, n->iarg[0], n->iarg[1], n->iarg[2], n->iarg[3]);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
     float *gx = elbo__grad(ctx, x), *gw = elbo__grad(ctx, w), *gb = elbo__grad(ctx, bias);
@@ -184,36 +321,48 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
      * is one group whose kernels and sgemm use all threads. */
     int64_t G = p.T < MAX_GROUPS ? p.T : MAX_GROUPS, wsize = g.OC * p.CKK;
     int nthr = p.T > 1 ? omp_get_max_threads() : 1;
-    size_t part = gw ? (size_t)(G * wsize) : 0, wt_size = gx && p.tdx ? (size_t)wsize : 0;
+    size_t part = gw ? (size_t)(G * wsize) : 0;
+    size_t wt_size = gx && (p.tdx || p.shift) ? (size_t)wsize : 0;
     float *buf = elbo_ctx_scratch(ctx, (part + wt_size + (size_t)nthr * p.per) * sizeof(float));
     if (!buf) return;
     float *partial = buf, *wt = buf + part, *task_buf = wt + wt_size;
-    if (wt_size) flip_kernel(&p, w->data, wt);
+    if (wt_size && p.shift) offset_kernels(&p, w->data, 1, wt);
+    else if (wt_size) flip_kernel(&p, w->data, wt);
     if (p.T == 1) {
-        chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, p.B, task_buf,
-                       0);
+        if (p.shift)
+            shift_backward(&p, x->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, task_buf,
+                           elbo__sgemm);
+        else
+            chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, p.B,
+                           task_buf, 0);
     } else {
         elbo__blas_single_thread();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int64_t grp = 0; grp < G; grp++) {
             float *tb = task_buf + (size_t)omp_get_thread_num() * p.per;
             int64_t t0 = grp * p.T / G, t1 = (grp + 1) * p.T / G;
             for (int64_t t = t0; t < t1; t++) {
                 int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
-                chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial + grp * wsize : NULL,
-                               t == t0 ? 0.0f : 1.0f, gx, b0, m, tb, 1);
+                float *dw_t = gw ? partial + grp * wsize : NULL, beta_w = t == t0 ? 0.0f : 1.0f;
+                if (p.shift)
+                    shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, b0, tb,
+                                   elbo__sgemm_serial);
+                else chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb, 1);
             }
         }
     }
-    if (gw) { /* gw[oc, k] += sum over groups, in order, of partial[grp][k, oc] */
-        int64_t OC = g.OC, CKK = p.CKK;
+    if (gw) { /* gw[oc, c, k] += sum over groups, in order, of the partials: (C KK, OC) for
+               * im2col, (KK, C, OC) for per-offset products */
+        int64_t OC = g.OC, C = g.C, KK = g.KH * g.KW;
 #pragma omp parallel for schedule(static) if (G * wsize > ELBO_PAR_MIN)
         for (int64_t oc = 0; oc < OC; oc++)
-            for (int64_t k = 0; k < CKK; k++) {
-                float s = gw[oc * CKK + k];
-                for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + k * OC + oc];
-                gw[oc * CKK + k] = s;
-            }
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t k = 0; k < KK; k++) {
+                    int64_t at = p.shift_dw ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
+                    float s = gw[(oc * C + c) * KK + k];
+                    for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + at];
+                    gw[(oc * C + c) * KK + k] = s;
+                }
     }
 }
 
@@ -237,34 +386,37 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
                    stride_h, stride_w, pad_h, pad_w);
         return NULL;
     }
-    elbo_conv_geom g = {.C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
-                        .OC = w->shape[0], .KH = w->shape[2], .KW = w->shape[3],
-                        .sh = stride_h, .sw = stride_w, .ph = pad_h, .pw = pad_w};
-    if (g.H + 2 * g.ph < g.KH || g.W + 2 * g.pw < g.KW) {
+    if (x->shape[2] + 2 * pad_h < w->shape[2] || x->shape[3] + 2 * pad_w < w->shape[3]) {
         elbo__shape_error("conv2d", x, w, "the kernel is larger than the padded input");
         return NULL;
     }
-    g.OH = (g.H + 2 * g.ph - g.KH) / g.sh + 1;
-    g.OW = (g.W + 2 * g.pw - g.KW) / g.sw + 1;
+    elbo_conv_geom g = conv_geom(x, w, stride_h, stride_w, pad_h, pad_w);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
     elbo_tensor *y = elbo_tensor_new4(ctx, p.B, g.OC, g.OH, g.OW);
     if (!y) return NULL;
     const float *bias = b ? b->data : NULL;
+    int nthr = p.T > 1 ? omp_get_max_threads() : 1;
+    size_t wk_size = p.shift ? (size_t)(g.OC * p.CKK) : 0;
+    float *buf = NULL;
+    if (p.per || wk_size) {
+        buf = elbo_ctx_scratch(ctx, (wk_size + (size_t)nthr * p.per) * sizeof(float));
+        if (!buf) return NULL;
+    }
+    float *wk = buf, *task_buf = buf ? buf + wk_size : NULL;
+    if (p.shift) offset_kernels(&p, w->data, 0, wk);
     if (p.T == 1) {
-        float *buf = p.per ? elbo_ctx_scratch(ctx, p.per * sizeof(float)) : NULL;
-        if (p.per && !buf) return NULL;
-        chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, buf, 0);
+        if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, 0, task_buf, elbo__sgemm);
+        else chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, task_buf, 0);
     } else if (p.T > 1) {
-        int nthr = omp_get_max_threads();
-        float *buf = p.per ? elbo_ctx_scratch(ctx, (size_t)nthr * p.per * sizeof(float)) : NULL;
-        if (p.per && !buf) return NULL;
         elbo__blas_single_thread();
-#pragma omp parallel for schedule(static)
+        /* dynamic: a task's result does not depend on which thread runs it */
+#pragma omp parallel for schedule(dynamic, 1)
         for (int64_t t = 0; t < p.T; t++) {
+            float *tb = task_buf ? task_buf + (size_t)omp_get_thread_num() * p.per : NULL;
             int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
-            chunk_forward(&p, x->data, w->data, bias, y->data, b0, m,
-                          buf ? buf + (size_t)omp_get_thread_num() * p.per : NULL, 1);
+            if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, b0, tb, elbo__sgemm_serial);
+            else chunk_forward(&p, x->data, w->data, bias, y->data, b0, m, tb, 1);
         }
     }
     int ok;
@@ -279,8 +431,8 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     return y;
 }
 
-elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
-                         int stride, int pad) {
+elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b, int stride,
+                         int pad) {
     return elbo_conv2d_ex(ctx, x, w, b, stride, stride, pad, pad);
 }
 
@@ -289,8 +441,8 @@ static void upsample_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0];
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
-    elbo__upsample2x_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2],
-                                  x->shape[3], gx);
+    elbo__upsample2x_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                  gx);
 }
 
 elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x) {
@@ -301,8 +453,8 @@ elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x) {
                    elbo_shape_str(x, s, sizeof s));
         return NULL;
     }
-    elbo_tensor *y = elbo_tensor_new4(ctx, x->shape[0], x->shape[1], 2 * x->shape[2],
-                                      2 * x->shape[3]);
+    elbo_tensor *y =
+        elbo_tensor_new4(ctx, x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]);
     if (!y) return NULL;
     elbo__upsample2x(x->data, x->shape[0] * x->shape[1], x->shape[2], x->shape[3], y->data);
     int ok;
@@ -315,8 +467,8 @@ static void avg_pool_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0];
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
-    elbo__avg_pool2d_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2],
-                                  x->shape[3], n->iarg[0], n->iarg[1], gx);
+    elbo__avg_pool2d_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                                  n->iarg[0], n->iarg[1], gx);
 }
 
 elbo_tensor *elbo_avg_pool2d(elbo_ctx *ctx, elbo_tensor *x, int k, int stride) {

@@ -10,8 +10,8 @@
 #define SMALL_GEMM_MNK 262144.0
 
 /* The (M,K,N) of op(a) op(b) for 2-D storage shapes; 0 and an error when they do not fit. */
-static int product_dims(const char *op, const elbo_tensor *a, const elbo_tensor *b, int ta,
-                        int tb, int64_t *M, int64_t *N, int64_t *K) {
+static int product_dims(const char *op, const elbo_tensor *a, const elbo_tensor *b, int ta, int tb,
+                        int64_t *M, int64_t *N, int64_t *K) {
     int nd = a->ndim;
     *M = ta ? a->shape[nd - 1] : a->shape[nd - 2];
     *K = ta ? a->shape[nd - 2] : a->shape[nd - 1];
@@ -36,8 +36,8 @@ static void matmul_backward(elbo_ctx *ctx, elbo_node *n) {
                          ga, gb);
 }
 
-static elbo_tensor *matmul_op(elbo_ctx *ctx, const char *op, elbo_tensor *a, elbo_tensor *b,
-                              int ta, int tb) {
+static elbo_tensor *matmul_op(elbo_ctx *ctx, const char *op, elbo_tensor *a, elbo_tensor *b, int ta,
+                              int tb) {
     if (!a || !b) return NULL;
     if (a->ndim != 2 || b->ndim != 2) {
         elbo__shape_error(op, a, b, "both must be 2-D");
@@ -103,8 +103,8 @@ elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int
     elbo__blas_single_thread();
 #pragma omp parallel for schedule(static) if (par && B > 1)
     for (int64_t i = 0; i < B; i++)
-        elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda, b->data + i * K * N, ldb,
-                    0.0f, c->data + i * M * N, N);
+        elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda, b->data + i * K * N, ldb, 0.0f,
+                    c->data + i * M * N, N);
     int ok;
     elbo_node *n = elbo__record(ctx, "bmm", c, bmm_backward, &ok, 2, a, b);
     if (!ok) return NULL;

@@ -20,34 +20,77 @@ static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k,
     *hi = h;
 }
 
-/* Runs the body (the macro's last argument) for t in [0, n): over the OpenMP threads when `work` is large, in order when
- * small or when already inside a parallel region (a conv chunk task runs its kernels
- * serially on its own thread). Each t writes its own outputs, so the result is the same. */
-#define FOR_T(n, work, ...)                                                                   \
-    do {                                                                                       \
-        if ((work) > ELBO_PAR_MIN && !omp_in_parallel()) {                                     \
-            _Pragma("omp parallel for schedule(static)") for (int64_t t = 0; t < (n); t++) __VA_ARGS__ \
-        } else {                                                                               \
-            for (int64_t t = 0; t < (n); t++) __VA_ARGS__                                      \
-        }                                                                                      \
+/* Runs the body (the macro's last argument) for t in [0, n): over the OpenMP threads when
+ * `work` is large, in order when small or when already inside a parallel region (a conv
+ * chunk task runs its kernels serially on its own thread). Each t writes its own outputs,
+ * so the result is the same. */
+#define FOR_T(n, work, ...)                                                                        \
+    do {                                                                                           \
+        if ((work) > ELBO_PAR_MIN && !omp_in_parallel()) {                                         \
+            _Pragma("omp parallel for schedule(static)") for (int64_t t = 0; t < (n); t++)         \
+                __VA_ARGS__                                                                        \
+        } else {                                                                                   \
+            for (int64_t t = 0; t < (n); t++) __VA_ARGS__                                          \
+        }                                                                                          \
     } while (0)
 
+/* The valid output ranges of every kernel offset: rows [rlo[kh], rhi[kh]) read input row
+ * oh*sh - ph + kh inside the image, columns [lo[kw], hi[kw]) likewise. Computed once per
+ * call for kernels up to MAX_K wide; larger kernels compute them per offset. */
+#define MAX_K 32
+typedef struct {
+    int64_t rlo[MAX_K], rhi[MAX_K], lo[MAX_K], hi[MAX_K];
+    int cached;
+} conv_ranges;
+
+static void ranges_init(const elbo_conv_geom *g, conv_ranges *r) {
+    r->cached = g->KH <= MAX_K && g->KW <= MAX_K;
+    if (!r->cached) return;
+    for (int64_t k = 0; k < g->KH; k++)
+        valid_range(g->H, g->OH, g->sh, g->ph, k, &r->rlo[k], &r->rhi[k]);
+    for (int64_t k = 0; k < g->KW; k++)
+        valid_range(g->W, g->OW, g->sw, g->pw, k, &r->lo[k], &r->hi[k]);
+}
+
+static void ranges_get(const elbo_conv_geom *g, const conv_ranges *r, int64_t kh, int64_t kw,
+                       int64_t *rlo, int64_t *rhi, int64_t *lo, int64_t *hi) {
+    if (r->cached) {
+        *rlo = r->rlo[kh];
+        *rhi = r->rhi[kh];
+        *lo = r->lo[kw];
+        *hi = r->hi[kw];
+    } else {
+        valid_range(g->H, g->OH, g->sh, g->ph, kh, rlo, rhi);
+        valid_range(g->W, g->OW, g->sw, g->pw, kw, lo, hi);
+    }
+}
+
+/* Short rows (7 to 28 floats) are copied and zeroed by inline loops: GCC would otherwise
+ * turn each loop into a memset / memcpy call, which costs more than the copy. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define INLINE_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define INLINE_LOOPS
+#endif
+
 /* One (c, kh, kw) row of cols for one image: dst (OH,OW) from the plane xp (H,W). */
-static void im2col_plane(const elbo_conv_geom *g, const float *restrict xp, int64_t kh,
-                         int64_t kw, float *restrict dst) {
-    int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, lo, hi, rlo, rhi;
-    valid_range(W, OW, g->sw, g->pw, kw, &lo, &hi);
-    valid_range(H, OH, g->sh, g->ph, kh, &rlo, &rhi);
-    memset(dst, 0, (size_t)(rlo * OW) * sizeof(float));
-    memset(dst + rhi * OW, 0, (size_t)((OH - rhi) * OW) * sizeof(float));
-    if (g->sh == 1 && g->sw == 1 && OW == W) {
+INLINE_LOOPS static void im2col_plane(const elbo_conv_geom *g, const conv_ranges *r,
+                                      const float *restrict xp, int64_t kh, int64_t kw,
+                                      float *restrict dst) {
+    int64_t OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw, lo, hi, rlo, rhi;
+    ranges_get(g, r, kh, kw, &rlo, &rhi, &lo, &hi);
+    for (int64_t i = 0; i < rlo * OW; i++) dst[i] = 0.0f;
+    for (int64_t i = rhi * OW; i < OH * OW; i++) dst[i] = 0.0f;
+    if (g->sh == 1 && sw == 1 && OW == W) {
         /* "Same" stride-1 convolution: rows rlo..rhi are one shifted copy of the plane,
          * dst[i] = xp[i + shift]; the columns that wrapped around are zeroed after. */
         int64_t shift = (kh - g->ph) * W + (kw - g->pw);
         int64_t a = rlo * OW, e = rhi * OW;
         if (a + shift < 0) a = -shift;
         if (e + shift > H * W) e = H * W - shift;
-        if (e > a) memcpy(dst + a, xp + a + shift, (size_t)(e - a) * sizeof(float));
+        if (e - a >= 256) memcpy(dst + a, xp + a + shift, (size_t)(e - a) * sizeof(float));
+        else
+            for (int64_t i = a; i < e; i++) dst[i] = xp[i + shift];
         for (int64_t oh = rlo; oh < rhi; oh++) {
             float *row = dst + oh * OW;
             for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0.0f;
@@ -59,36 +102,42 @@ static void im2col_plane(const elbo_conv_geom *g, const float *restrict xp, int6
         float *row = dst + oh * OW;
         const float *src = xp + (oh * g->sh - g->ph + kh) * W - g->pw + kw;
         for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0.0f;
-        if (g->sw == 1)
+        if (sw == 1)
             for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow];
+        else if (sw == 2)
+            for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[2 * ow];
         else
-            for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow * g->sw];
+            for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow * sw];
         for (int64_t ow = hi; ow < OW; ow++) row[ow] = 0.0f;
     }
 }
 
 void elbo__im2col(const elbo_conv_geom *g, const float *x, int64_t nb, float *cols) {
-    int64_t KK = g->KH * g->KW, rows = g->C * KK, P = g->OH * g->OW, n = nb * P;
-    int64_t HW = g->H * g->W;
-    /* One task per (row, image): OH*OW contiguous outputs. */
-    FOR_T(rows * nb, rows * n, {
-        int64_t r = t / nb, b = t % nb;
-        int64_t c = r / KK, kh = (r % KK) / g->KW, kw = r % g->KW;
-        im2col_plane(g, x + (b * g->C + c) * HW, kh, kw, cols + r * n + b * P);
+    int64_t KK = g->KH * g->KW, P = g->OH * g->OW, n = nb * P, HW = g->H * g->W;
+    conv_ranges r;
+    ranges_init(g, &r);
+    /* One task per (channel, image): its KH*KW rows of OH*OW contiguous outputs. */
+    FOR_T(g->C * nb, g->C * KK * n, {
+        int64_t c = t / nb, b = t % nb;
+        const float *xp = x + (b * g->C + c) * HW;
+        float *dst = cols + c * KK * n + b * P;
+        for (int64_t kh = 0; kh < g->KH; kh++)
+            for (int64_t kw = 0; kw < g->KW; kw++, dst += n) im2col_plane(g, &r, xp, kh, kw, dst);
     });
 }
 
 /* xp (H,W) += the (c, kh, kw) row src (OH,OW) of one image's dcols, in (oh, ow) order. */
-static void col2im_plane(const elbo_conv_geom *g, const float *restrict src, int64_t kh,
-                         int64_t kw, float *restrict xp) {
+static void col2im_plane(const elbo_conv_geom *g, const conv_ranges *r, const float *restrict src,
+                         int64_t kh, int64_t kw, float *restrict xp) {
     int64_t lo, hi, rlo, rhi, OW = g->OW, sw = g->sw;
-    valid_range(g->W, OW, sw, g->pw, kw, &lo, &hi);
-    valid_range(g->H, g->OH, g->sh, g->ph, kh, &rlo, &rhi);
+    ranges_get(g, r, kh, kw, &rlo, &rhi, &lo, &hi);
     for (int64_t oh = rlo; oh < rhi; oh++) {
         const float *s = src + oh * OW;
         float *d = xp + (oh * g->sh - g->ph + kh) * g->W - g->pw + kw;
         if (sw == 1)
             for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
+        else if (sw == 2)
+            for (int64_t ow = lo; ow < hi; ow++) d[2 * ow] += s[ow];
         else
             for (int64_t ow = lo; ow < hi; ow++) d[ow * sw] += s[ow];
     }
@@ -96,12 +145,14 @@ static void col2im_plane(const elbo_conv_geom *g, const float *restrict src, int
 
 void elbo__col2im_acc(const elbo_conv_geom *g, const float *dcols, int64_t nb, float *dx) {
     int64_t KK = g->KH * g->KW, P = g->OH * g->OW, n = nb * P, HW = g->H * g->W;
+    conv_ranges r;
+    ranges_init(g, &r);
     /* One task per (image, channel) plane of dx; within it a fixed (kh, kw, oh, ow) order. */
     FOR_T(nb * g->C, nb * g->C * KK * P, {
         int64_t b = t / g->C, c = t % g->C;
         for (int64_t kh = 0; kh < g->KH; kh++)
             for (int64_t kw = 0; kw < g->KW; kw++)
-                col2im_plane(g, dcols + ((c * g->KH + kh) * g->KW + kw) * n + b * P, kh, kw,
+                col2im_plane(g, &r, dcols + ((c * g->KH + kh) * g->KW + kw) * n + b * P, kh, kw,
                              dx + t * HW);
     });
 }
@@ -134,6 +185,39 @@ void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t
     FOR_T(nb * N, nb * N * P, {
         int64_t b = t / N, c = t % N;
         memcpy(t_ + c * nb * P + b * P, y + t * P, (size_t)P * sizeof(float));
+    });
+}
+
+void elbo__pad_planes(const float *src, int64_t N, int64_t Hs, int64_t Ws, int64_t top,
+                      int64_t left, int64_t Hd, int64_t Wd, float *dst) {
+    FOR_T(N, N * Hd * Wd, {
+        const float *sp = src + t * Hs * Ws;
+        float *dp = dst + t * Hd * Wd;
+        memset(dp, 0, (size_t)(top * Wd) * sizeof(float));
+        for (int64_t i = 0; i < Hs; i++) {
+            float *row = dp + (top + i) * Wd;
+            for (int64_t j = 0; j < left; j++) row[j] = 0.0f;
+            memcpy(row + left, sp + i * Ws, (size_t)Ws * sizeof(float));
+            for (int64_t j = left + Ws; j < Wd; j++) row[j] = 0.0f;
+        }
+        memset(dp + (top + Hs) * Wd, 0, (size_t)((Hd - top - Hs) * Wd) * sizeof(float));
+    });
+}
+
+void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_t ld_row,
+                       int64_t ld_plane, const float *bias, int acc, float *dst) {
+    FOR_T(N, N * H * W, {
+        const float *sp = src + t * ld_plane;
+        float *dp = dst + t * H * W;
+        float bc = bias ? bias[t] : 0.0f;
+        for (int64_t i = 0; i < H; i++) {
+            const float *sr = sp + i * ld_row;
+            float *dr = dp + i * W;
+            if (acc)
+                for (int64_t j = 0; j < W; j++) dr[j] += sr[j];
+            else
+                for (int64_t j = 0; j < W; j++) dr[j] = sr[j] + bc;
+        }
     });
 }
 

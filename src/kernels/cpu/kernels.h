@@ -42,9 +42,12 @@ typedef struct {
     int64_t sh, sw, ph, pw;
 } elbo_conv_geom;
 
-/* Target bytes of one conv2d chunk's scratch (columns + channel-major output), default
- * 4 MiB; set only by benchmarks (src/ops/conv.c). */
+/* conv2d tuning (src/ops/conv.c), set only by tests and benchmarks: the scratch budget of
+ * one chunk of images, from which output width and input channel count stride-1
+ * convolutions use shifted GEMMs instead of im2col, and how those compute dW. */
 extern size_t elbo__conv_chunk_bytes;
+extern int64_t elbo__conv_shift_min_ow, elbo__conv_shift_min_c;
+extern int elbo__conv_shift_dw; /* -1 auto, 0 dW by im2col, 1 by per-offset products */
 
 /* Columns of nb images x (nb,C,H,W) -> cols (C*KH*KW, nb*OH*OW):
  *   cols[(c*KH + kh)*KW + kw, b*OH*OW + oh*OW + ow] = x[b, c, oh*sh - ph + kh, ow*sw - pw + kw]
@@ -62,6 +65,13 @@ void elbo__cm_to_nchw(const float *t, const float *bias, int64_t nb, int64_t N, 
 void elbo__nchw_to_cm(const float *y, int64_t nb, int64_t N, int64_t P, float *t);
 /* y (nb,N,P) += t (N, nb*P) in image-major order (the accumulating scatter). */
 void elbo__cm_acc_nchw(const float *t, int64_t nb, int64_t N, int64_t P, float *y);
+/* dst (N,Hd,Wd) = src (N,Hs,Ws) placed with its corner at (top, left), zeros around it. */
+void elbo__pad_planes(const float *src, int64_t N, int64_t Hs, int64_t Ws, int64_t top,
+                      int64_t left, int64_t Hd, int64_t Wd, float *dst);
+/* The top-left (H,W) of each of N planes of src (row stride ld_row, plane stride ld_plane):
+ * dst (N,H,W) = crop + (bias ? bias[n] : 0), or with acc, dst += crop (bias unused). */
+void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_t ld_row,
+                       int64_t ld_plane, const float *bias, int acc, float *dst);
 /* y (B,N,P) = bias (N) broadcast over batch and pixels (0 where bias is NULL). */
 void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
 /* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
