@@ -59,7 +59,8 @@ TEST(binary_forward_matches_naive_broadcast) {
     elbo_ctx *ctx = elbo_ctx_new(1 << 20);
     for (int pi = 0; pi < NPATS; pi++) {
         const bpat *p = &PATS[pi];
-        elbo_tensor *a = elbo_tensor_new(ctx, p->nda, p->sa), *b = elbo_tensor_new(ctx, p->ndb, p->sb);
+        elbo_tensor *a = elbo_tensor_new(ctx, p->nda, p->sa);
+        elbo_tensor *b = elbo_tensor_new(ctx, p->ndb, p->sb);
         CHECK(a && b);
         fill(a->data, a->numel, 1 + pi, -2, 2);
         fill(b->data, b->numel, 100 + pi, 0.5f, 2); /* b away from 0 for div */
@@ -215,7 +216,8 @@ TEST(where_forward_broadcasts_all_three) {
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 3; j++)
             for (int k = 0; k < 4; k++)
-                CHECK(y->data[(i * 3 + j) * 4 + k] == (m->data[i * 4 + k] != 0 ? 10.0f + j : -1.0f));
+                CHECK(y->data[(i * 3 + j) * 4 + k] ==
+                      (m->data[i * 4 + k] != 0 ? 10.0f + j : -1.0f));
     elbo_ctx_free(ctx);
 }
 

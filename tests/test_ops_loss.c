@@ -107,9 +107,11 @@ TEST(loss_shape_mismatch_names_op_and_shapes) {
     CHECK(strstr(elbo_last_error(), "bce_with_logits") && strstr(elbo_last_error(), "(4, 1)"));
     elbo_tensor *c = elbo_tensor_zeros(ctx, 2, (int64_t[]){3, 2});
     CHECK(elbo_gaussian_log_likelihood(ctx, a, b, c, ELBO_REDUCE_SUM) == NULL);
-    CHECK(strstr(elbo_last_error(), "gaussian_log_likelihood") && strstr(elbo_last_error(), "(3, 2)"));
+    CHECK(strstr(elbo_last_error(), "gaussian_log_likelihood") &&
+          strstr(elbo_last_error(), "(3, 2)"));
     CHECK(elbo_discretized_logistic_log_likelihood(ctx, c, b, b, 256, ELBO_REDUCE_SUM) == NULL);
-    CHECK(strstr(elbo_last_error(), "discretized_logistic") && strstr(elbo_last_error(), "(3, 2)") &&
+    CHECK(strstr(elbo_last_error(), "discretized_logistic") &&
+          strstr(elbo_last_error(), "(3, 2)") &&
           strstr(elbo_last_error(), "(4)"));
     CHECK(elbo_mse_loss(ctx, b, b, (elbo_reduction)7) == NULL);
     CHECK(strstr(elbo_last_error(), "reduction"));
@@ -259,24 +261,30 @@ TEST(loss_discretized_logistic_bins_sum_to_one) {
     elbo_ctx_free(ctx);
 }
 
-/* Each branch: left edge, right edge, interior bin, underflow (log density at the centre). */
+/* Each branch: left edge, right edge, interior bin, underflow (log density at the centre),
+ * and a bin in the tail (c/s = 8) where sigma(p) - sigma(q) = 5e-5 is a difference of two
+ * numbers near 1 (evaluated naively in float it would be off by ~1e-3 in the log). */
 TEST(loss_discretized_logistic_branches) {
     elbo_ctx *ctx = elbo_ctx_new(0);
-    float xv[4] = {-1, 1, 0.2f, 0.8f}, mv[4] = {-0.3f, 0.4f, 0.25f, -0.5f};
-    float lv[4] = {-2.0f, -1.5f, -3.0f, -4.0f};
-    elbo_tensor *x = elbo_tensor_new1(ctx, 4), *m = elbo_tensor_new1(ctx, 4), *ls = elbo_tensor_new1(ctx, 4);
+    float xv[5] = {-1, 1, 0.2f, 0.8f, 0.6f}, mv[5] = {-0.3f, 0.4f, 0.25f, -0.5f, 0.2f};
+    float lv[5] = {-2.0f, -1.5f, -3.0f, -4.0f, -2.9957323f};
+    elbo_tensor *x = elbo_tensor_new1(ctx, 5), *m = elbo_tensor_new1(ctx, 5);
+    elbo_tensor *ls = elbo_tensor_new1(ctx, 5);
     memcpy(x->data, xv, sizeof xv);
     memcpy(m->data, mv, sizeof mv);
     memcpy(ls->data, lv, sizeof lv);
     elbo_tensor *y = elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_NONE);
     CHECK(y);
-    double d = 1.0 / 255, ref[4];
-    for (int i = 0; i < 4; i++) {
+    double d = 1.0 / 255, ref[5];
+    for (int i = 0; i < 5; i++) {
         double is = exp(-(double)lv[i]), c = (double)xv[i] - mv[i];
         double sp = 1 / (1 + exp(-is * (c + d))), sm = 1 / (1 + exp(-is * (c - d)));
         if (i == 0) ref[i] = log(sp);
         else if (i == 1) ref[i] = log(1 - sm);
-        else if (i == 2) ref[i] = log(sp - sm);
+        else if (i == 2 || i == 4) {
+            CHECK(sp - sm > 1e-5); /* really the bin branch */
+            ref[i] = log(sp - sm);
+        }
         else {
             /* logistic log-density at the centre, times the bin width 2/255 */
             double z = is * c;
@@ -308,7 +316,8 @@ TEST(grad_discretized_logistic) {
 /* x is data: when it requires a gradient it gets a zero one; mean and log_scale do not. */
 TEST(loss_discretized_logistic_x_grad_zero) {
     elbo_ctx *ctx = elbo_ctx_new(0);
-    elbo_tensor *x = elbo_tensor_new1(ctx, 3), *m = elbo_tensor_new1(ctx, 3), *ls = elbo_tensor_new1(ctx, 3);
+    elbo_tensor *x = elbo_tensor_new1(ctx, 3), *m = elbo_tensor_new1(ctx, 3);
+    elbo_tensor *ls = elbo_tensor_new1(ctx, 3);
     float xv[3] = {-1, 0.0f, 1}, mv[3] = {-0.8f, 0.1f, 0.7f}, lv[3] = {-2, -3, -2};
     memcpy(x->data, xv, sizeof xv);
     memcpy(m->data, mv, sizeof mv);
@@ -338,12 +347,14 @@ TEST(loss_deterministic_across_threads) {
         elbo_tensor *x = elbo_tensor_new(ctx, 4, sx), *m = elbo_tensor_new(ctx, 4, sm);
         elbo_tensor *ls = elbo_tensor_new(ctx, 4, sl);
         fill(x->data, x->numel, 1, -1, 1);
-        for (int64_t i = 0; i < x->numel; i++) x->data[i] = roundf((x->data[i] + 1) * 127.5f) / 127.5f - 1;
+        for (int64_t i = 0; i < x->numel; i++) /* on the 8-bit bin centres */
+            x->data[i] = roundf((x->data[i] + 1) * 127.5f) / 127.5f - 1;
         fill(m->data, m->numel, 2, -1, 1);
         fill(ls->data, 3, 3, -4, -1);
         elbo_tensor_requires_grad(m, 1);
         elbo_tensor_requires_grad(ls, 1);
-        elbo_tensor *y = elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_MEAN);
+        elbo_tensor *y =
+            elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_MEAN);
         CHECK(elbo_backward(ctx, y) == ELBO_OK);
         val[t] = y->data[0];
         gls[t] = malloc(3 * sizeof(float));
@@ -351,7 +362,8 @@ TEST(loss_deterministic_across_threads) {
         if (t == 0) gm0 = m->grad[12345];
         else gm1 = m->grad[12345];
         elbo_ctx_set_grad(ctx, 0);
-        elbo_tensor *yn = elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_NONE);
+        elbo_tensor *yn =
+            elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_NONE);
         double s = 0;
         for (int64_t i = 0; i < yn->numel; i++) s += yn->data[i];
         CHECK_NEAR(val[t], s / (double)yn->numel, 1e-6 * fabs(s / (double)yn->numel));

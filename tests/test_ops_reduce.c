@@ -83,8 +83,8 @@ TEST(reduce_axes_match_naive) {
         }
         for (int64_t o = 0; o < y->numel; o++) {
             double r = a->mean ? ref[o] / count : ref[o];
-            CHECK_MSG(fabs(y->data[o] - r) <= 1e-6 * (fabs(r) + 1), "combo %d element %lld: %g vs %g",
-                      c, (long long)o, (double)y->data[o], r);
+            CHECK_MSG(fabs(y->data[o] - r) <= 1e-6 * (fabs(r) + 1),
+                      "combo %d element %lld: %g vs %g", c, (long long)o, (double)y->data[o], r);
         }
         free(ref);
     }

@@ -204,14 +204,18 @@ static void reduce_last_kept(const elbo__bc *p, float *dst, int accumulate, floa
             R *= p->dim[ax];
         }
     }
-    int64_t cpr = (L + BC_CHA - 1) / BC_CHA, ntask = Mo * cpr;
+    /* Narrower chunks when there would be too few tasks to share out (e.g. (N, D) -> (D)).
+     * The chunking does not change any element's summation order. */
+    int64_t ch = BC_CHA;
+    while (ch > 64 && Mo * ((L + ch - 1) / ch) < 16) ch /= 2;
+    int64_t cpr = (L + ch - 1) / ch, ntask = Mo * cpr;
     int nin = p->nops - 1;
 #pragma omp parallel for schedule(static) if (p->numel > ELBO_PAR_MIN)
     for (int64_t t = 0; t < ntask; t++) {
         float buf[BC_CHA];
         double acc[BC_CHA];
-        int64_t r = t / cpr, j0 = (t % cpr) * BC_CHA;
-        int64_t len = L - j0 < BC_CHA ? L - j0 : BC_CHA;
+        int64_t r = t / cpr, j0 = (t % cpr) * ch;
+        int64_t len = L - j0 < ch ? L - j0 : ch;
         odo base, o;
         odo_init(&base, p, kept, nk, r, NULL);
         odo_init(&o, p, red, nr, 0, base.off);
@@ -273,9 +277,9 @@ static void reduce_last_reduced(const elbo__bc *p, float *dst, int accumulate, f
 
 void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
                     const float *const *in, elbo__bc_fn fn, void *user) {
-    if (p->numel == 0) {
+    if (p->numel == 0) { /* an empty sum is 0; an empty mean (scale 1/0) is nan, as torch */
         if (!accumulate)
-            for (int64_t i = 0; i < p->dst_numel; i++) dst[i] = 0;
+            for (int64_t i = 0; i < p->dst_numel; i++) dst[i] = 0.0f * scale;
         return;
     }
     int nd = p->nd, inc[ELBO_BC_MAX_OPS];

@@ -59,6 +59,9 @@ void elbo__bc_grad(elbo_ctx *ctx, elbo_tensor *x, int ndim, const int64_t *shape
                    int nin, const elbo_tensor *const *shapes, const float *const *ptrs,
                    elbo__bc_fn fn, void *user);
 
+/* log sum_k e^(x_k) of one contiguous row, max-subtracted (reduce.c). */
+float elbo__row_logsumexp(const float *x, int64_t n);
+
 /* Sum of x[0..n) in double over 8 fixed lanes (deterministic, vectorisable). */
 double elbo__dsum(const float *x, int64_t n);
 
@@ -126,13 +129,15 @@ double elbo__dsum(const float *x, int64_t n);
         if (inc[0] && inc[1] && inc[2]) {                                                 \
             for (int64_t i = 0; i < n; i++) {                                             \
                 float v0 = p0[i], v1 = p1[i], v2 = p2[i];                                 \
-                (void)v2; out[i] = (EXPR);                                                    \
+                (void)v2;                                                                 \
+                out[i] = (EXPR);                                                          \
             }                                                                             \
         } else {                                                                          \
             const int64_t i0 = inc[0], i1 = inc[1], i2 = inc[2];                          \
             for (int64_t i = 0; i < n; i++) {                                             \
                 float v0 = p0[i * i0], v1 = p1[i * i1], v2 = p2[i * i2];                  \
-                (void)v2; out[i] = (EXPR);                                                    \
+                (void)v2;                                                                 \
+                out[i] = (EXPR);                                                          \
             }                                                                             \
         }                                                                                 \
     }
@@ -146,7 +151,8 @@ double elbo__dsum(const float *x, int64_t n);
         const int64_t i0 = inc[0], i1 = inc[1], i2 = inc[2], i3 = inc[3];                 \
         for (int64_t i = 0; i < n; i++) {                                                 \
             float v0 = p0[i * i0], v1 = p1[i * i1], v2 = p2[i * i2], v3 = p3[i * i3];     \
-            (void)v2; (void)v3; out[i] = (EXPR);                                                        \
+            (void)v2; (void)v3;                                                           \
+            out[i] = (EXPR);                                                              \
         }                                                                                 \
     }
 

@@ -3,6 +3,7 @@
  * computed (no full-size temporary), and the backward recomputes what it needs from the
  * inputs, summing over broadcast axes where an input was broadcast. */
 #include "broadcast.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -109,13 +110,9 @@ elbo_tensor *elbo_mse_loss(elbo_ctx *ctx, elbo_tensor *pred, elbo_tensor *target
 
 /* ---- bce with logits l, target y: max(l,0) - l y + log1p(e^-|l|) (never overflows);
  * dl = sigmoid(l) - y, dy = -l. ---------------------------------------------------------- */
-static inline float sigmoid_f(float x) {
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-ELBO_BC_KERNEL2(k_bce, fmaxf(v0, 0.0f) - v0 * v1 + log1pf(expf(-fabsf(v0))))
-ELBO_BC_KERNEL3(k_bce_dl, v0 * (sigmoid_f(v1) - v2))
+ELBO_BC_KERNEL2(k_bce, elbo__selectf(v0 > 0.0f, v0, 0.0f) - v0 * v1 +
+                           elbo__log1pf(elbo__expf(-fabsf(v0))))
+ELBO_BC_KERNEL3(k_bce_dl, v0 * (elbo__sigmoidf(v1) - v2))
 ELBO_BC_KERNEL3(k_bce_dy, -v0 * v1)
 static const ew_loss_def bce_def = {"bce_with_logits", 2, 1, k_bce, {k_bce_dl, k_bce_dy, NULL}};
 
@@ -127,10 +124,10 @@ elbo_tensor *elbo_bce_with_logits(elbo_ctx *ctx, elbo_tensor *logits, elbo_tenso
 
 /* ---- Gaussian log-likelihood: -0.5 [log 2 pi + lv + (x - m)^2 e^-lv];
  * dx = -(x - m) e^-lv, dm = (x - m) e^-lv, dlv = -0.5 [1 - (x - m)^2 e^-lv]. ---------------- */
-ELBO_BC_KERNEL3(k_gll, -0.5f * ((float)LOG_2PI + v2 + (v0 - v1) * (v0 - v1) * expf(-v2)))
-ELBO_BC_KERNEL4(k_gll_dx, -v0 * (v1 - v2) * expf(-v3))
-ELBO_BC_KERNEL4(k_gll_dm, v0 * (v1 - v2) * expf(-v3))
-ELBO_BC_KERNEL4(k_gll_dlv, -0.5f * v0 * (1.0f - (v1 - v2) * (v1 - v2) * expf(-v3)))
+ELBO_BC_KERNEL3(k_gll, -0.5f * ((float)LOG_2PI + v2 + (v0 - v1) * (v0 - v1) * elbo__expf(-v2)))
+ELBO_BC_KERNEL4(k_gll_dx, -v0 * (v1 - v2) * elbo__expf(-v3))
+ELBO_BC_KERNEL4(k_gll_dm, v0 * (v1 - v2) * elbo__expf(-v3))
+ELBO_BC_KERNEL4(k_gll_dlv, -0.5f * v0 * (1.0f - (v1 - v2) * (v1 - v2) * elbo__expf(-v3)))
 static const ew_loss_def gll_def = {"gaussian_log_likelihood", 3, 0, k_gll,
                                     {k_gll_dx, k_gll_dm, k_gll_dlv}};
 
@@ -144,67 +141,70 @@ elbo_tensor *elbo_gaussian_log_likelihood(elbo_ctx *ctx, elbo_tensor *x, elbo_te
  * c = x - mu, 1/s = e^-log_scale, d = 1/(n_bins - 1), p = (c + d)/s, q = (c - d)/s:
  *   x < -0.999: log sigma(p) = p - softplus(p)
  *   x >  0.999: log(1 - sigma(q)) = -softplus(q)
- *   sigma(p) - sigma(q) > 1e-5: log max(sigma(p) - sigma(q), 1e-12)
+ *   cdf_delta = sigma(p) - sigma(q) > 1e-5: log max(cdf_delta, 1e-12)
  *   otherwise: log pdf at the centre + log bin width: mid - log_scale - 2 softplus(mid)
  *              - log((n_bins - 1)/2), mid = c/s.
- * Evaluated in double (the bin difference cancels badly in float). Derivatives with respect
- * to mu and log_scale: dp/dmu = -1/s, dp/dlog_scale = -p (likewise q and mid);
- * sigma' = sigma(z) sigma(-z). */
-static inline double sigmoid_d(double z) {
-    if (z >= 0) return 1.0 / (1.0 + exp(-z));
-    double e = exp(z);
-    return e / (1.0 + e);
-}
-static inline double softplus_d(double z) { return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z)); }
+ * The bin term is evaluated in the equivalent form (same value, no cancellation of two
+ * sigmoids near 0 or 1, no underflow), with u = p - q = 2d/s:
+ *   sigma(p) - sigma(q) = -expm1(-u) / ((1 + e^-p)(1 + e^q)),
+ *   log cdf_delta = log(-expm1(-u)) - softplus(-p) - softplus(q),
+ * whose derivatives simplify to
+ *   d/dmu = (sigma(q) - sigma(-p)) / s,  d/dlog_scale = -u / expm1(u) - p sigma(-p) + q sigma(q).
+ * Edges: d/dmu = -sigma(-p)/s, d/dls = -p sigma(-p) (left); sigma(q)/s, q sigma(q) (right).
+ * Centre: t = 1 - 2 sigma(mid): d/dmu = -t/s, d/dls = -t mid - 1.
+ * Every branch is computed and one selected, so the loops vectorise. */
+#define DL_LOG_1EM5 (-11.512925464970229f) /* log 1e-5 */
 
-/* Returns the log-likelihood; *dm and *dls get its derivatives. */
-static double dlogistic(float xf, float mf, float lsf, const float *par, double *dm,
-                        double *dls) {
-    double n_bins = par[0], x = xf, ls = lsf;
-    double c = x - (double)mf, inv_s = exp(-ls), d = 1.0 / (n_bins - 1.0);
-    double p = inv_s * (c + d), q = inv_s * (c - d);
-    if (xf < -0.999f) {
-        double sn = sigmoid_d(-p); /* d log sigma(p) / dp */
-        *dm = -sn * inv_s;
-        *dls = -sn * p;
-        return p - softplus_d(p);
-    }
-    if (xf > 0.999f) {
-        double sq = sigmoid_d(q); /* -d softplus(q) / dq = -sigma(q) */
-        *dm = sq * inv_s;
-        *dls = sq * q;
-        return -softplus_d(q);
-    }
-    double sp = sigmoid_d(p), sq = sigmoid_d(q), delta = sp - sq;
-    if (delta > 1e-5) {
-        double dsp = sp * sigmoid_d(-p), dsq = sq * sigmoid_d(-q);
-        *dm = inv_s * (dsq - dsp) / delta;
-        *dls = (q * dsq - p * dsp) / delta;
-        return log(fmax(delta, 1e-12));
-    }
-    double mid = inv_s * c, t = 1.0 - 2.0 * sigmoid_d(mid); /* d/dmid of mid - 2 softplus */
-    *dm = -t * inv_s;
-    *dls = -t * mid - 1.0;
-    return mid - ls - 2.0 * softplus_d(mid) - log((n_bins - 1.0) / 2.0);
+typedef enum { DL_VALUE, DL_DMU, DL_DLS } dl_what;
+
+/* softplus(z) and sigmoid(z) from one exponential e^-|z|. */
+static inline void softplus_sigmoid(float z, float *sp, float *sig) {
+    float e = elbo__expf(-fabsf(z)), r = 1.0f / (1.0f + e);
+    *sp = elbo__selectf(z > 0.0f, z, 0.0f) + elbo__log1pf(e);
+    *sig = elbo__selectf(z >= 0.0f, r, e * r);
 }
 
-static inline float dl_value(float x, float m, float ls, const float *par) {
-    double dm, dls;
-    return (float)dlogistic(x, m, ls, par, &dm, &dls);
+static inline float dlogistic(float x, float mu, float ls, const float *par, dl_what what) {
+    float d = par[1], log_half_bins = par[2]; /* 1/(n_bins-1), log((n_bins-1)/2) */
+    float inv_s = elbo__expf(-ls), c = x - mu;
+    float p = inv_s * (c + d), q = inv_s * (c - d), u = 2.0f * d * inv_s, mid = inv_s * c;
+    float sp_np, sig_np, sp_q, sig_q, sp_mid, sig_mid;
+    softplus_sigmoid(-p, &sp_np, &sig_np);
+    softplus_sigmoid(q, &sp_q, &sig_q);
+    softplus_sigmoid(mid, &sp_mid, &sig_mid);
+    float em1 = elbo__expm1f(-u); /* in (-1, 0) */
+    float log_delta = elbo__logf(-em1) - sp_np - sp_q;
+    int left = x < -0.999f, right = x > 0.999f, bin = log_delta > DL_LOG_1EM5;
+    float v_left, v_right, v_bin, v_mid;
+    if (what == DL_VALUE) {
+        v_left = -sp_np;
+        v_right = -sp_q;
+        v_bin = log_delta;
+        v_mid = mid - ls - 2.0f * sp_mid - log_half_bins;
+    } else {
+        float t = 1.0f - 2.0f * sig_mid;
+        if (what == DL_DMU) {
+            v_left = -sig_np * inv_s;
+            v_right = sig_q * inv_s;
+            v_bin = (sig_q - sig_np) * inv_s;
+            v_mid = -t * inv_s;
+        } else {
+            /* u / expm1(u) = -u e^-u / expm1(-u) */
+            float u_over_em1 = u * (1.0f + em1) / -em1;
+            v_left = -p * sig_np;
+            v_right = q * sig_q;
+            v_bin = -u_over_em1 - p * sig_np + q * sig_q;
+            v_mid = -t * mid - 1.0f;
+        }
+    }
+    float v = elbo__selectf(bin, v_bin, v_mid);
+    v = elbo__selectf(right, v_right, v);
+    return elbo__selectf(left, v_left, v);
 }
-static inline float dl_dm(float x, float m, float ls, const float *par) {
-    double dm, dls;
-    dlogistic(x, m, ls, par, &dm, &dls);
-    return (float)dm;
-}
-static inline float dl_dls(float x, float m, float ls, const float *par) {
-    double dm, dls;
-    dlogistic(x, m, ls, par, &dm, &dls);
-    return (float)dls;
-}
-ELBO_BC_KERNEL3(k_dl, dl_value(v0, v1, v2, (const float *)user))
-ELBO_BC_KERNEL4(k_dl_dm, v0 * dl_dm(v1, v2, v3, (const float *)user))
-ELBO_BC_KERNEL4(k_dl_dls, v0 * dl_dls(v1, v2, v3, (const float *)user))
+
+ELBO_BC_KERNEL3(k_dl, dlogistic(v0, v1, v2, (const float *)user, DL_VALUE))
+ELBO_BC_KERNEL4(k_dl_dm, v0 * dlogistic(v1, v2, v3, (const float *)user, DL_DMU))
+ELBO_BC_KERNEL4(k_dl_dls, v0 * dlogistic(v1, v2, v3, (const float *)user, DL_DLS))
 /* x is data: its gradient is zero. */
 static const ew_loss_def dl_def = {"discretized_logistic_log_likelihood", 3, 0, k_dl,
                                    {NULL, k_dl_dm, k_dl_dls}};
@@ -219,7 +219,7 @@ elbo_tensor *elbo_discretized_logistic_log_likelihood(elbo_ctx *ctx, elbo_tensor
         return NULL;
     }
     elbo_tensor *in[3] = {x, mean, log_scale};
-    float par[4] = {(float)n_bins, 0, 0, 0};
+    float par[4] = {(float)n_bins, (float)(1.0 / (n_bins - 1)), (float)log((n_bins - 1) / 2.0), 0};
     return ew_loss(ctx, &dl_def, in, r, par);
 }
 
@@ -243,7 +243,7 @@ static void ce_backward(elbo_ctx *ctx, elbo_node *n) {
         float g = r == ELBO_REDUCE_NONE ? y->grad[i] : y->grad[0] * scale, lse = s->lse[i];
         const float *li = l->data + i * K;
         float *gi = gl + i * K;
-        for (int64_t j = 0; j < K; j++) gi[j] += g * expf(li[j] - lse);
+        for (int64_t j = 0; j < K; j++) gi[j] += g * elbo__expf(li[j] - lse);
         gi[s->labels[i]] -= g;
     }
 }
@@ -278,12 +278,8 @@ elbo_tensor *elbo_cross_entropy(elbo_ctx *ctx, elbo_tensor *logits, const int32_
 #pragma omp parallel for schedule(static) if (logits->numel > ELBO_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         const float *li = logits->data + i * K;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < K; j++) m = li[j] > m ? li[j] : m;
-        double s = 0;
-        for (int64_t j = 0; j < K; j++) s += expf(li[j] - m);
-        lse[i] = m + (float)log(s);
-        loss[i] = (float)((double)m + log(s) - li[labels[i]]);
+        lse[i] = elbo__row_logsumexp(li, K);
+        loss[i] = lse[i] - li[labels[i]];
     }
     if (r != ELBO_REDUCE_NONE) {
         double total = elbo__sum_f32(loss, N);

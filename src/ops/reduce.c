@@ -2,6 +2,7 @@
  * taken in double in a fixed order (elbo__sum_f32, elbo__bc_apply), so results do not depend
  * on the thread count. */
 #include "broadcast.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -146,12 +147,12 @@ static void sm_forward_task(const float *x, float *y, int64_t n, int64_t inner, 
         if (kind == SM_SOFTMAX) {
             float *yk = y + k * inner + j0;
             for (int64_t j = 0; j < len; j++) {
-                float e = expf(xk[j] - m[j]);
+                float e = elbo__expf(xk[j] - m[j]);
                 yk[j] = e;
                 s[j] += e;
             }
         } else {
-            for (int64_t j = 0; j < len; j++) s[j] += expf(xk[j] - m[j]);
+            for (int64_t j = 0; j < len; j++) s[j] += elbo__expf(xk[j] - m[j]);
         }
     }
     if (kind == SM_LOGSUMEXP) {
@@ -180,7 +181,7 @@ static void sm_backward_task(const float *x, const float *y, const float *gy, fl
         for (int64_t k = 0; k < n; k++) {
             const float *xk = x + k * inner + j0;
             float *gk = gx + k * inner + j0;
-            for (int64_t j = 0; j < len; j++) gk[j] += gy[j0 + j] * expf(xk[j] - y[j0 + j]);
+            for (int64_t j = 0; j < len; j++) gk[j] += gy[j0 + j] * elbo__expf(xk[j] - y[j0 + j]);
         }
         return;
     }
@@ -199,31 +200,75 @@ static void sm_backward_task(const float *x, const float *y, const float *gy, fl
         if (kind == SM_SOFTMAX)
             for (int64_t j = 0; j < len; j++) dk[j] += yk[j] * (gk[j] - (float)s[j]);
         else
-            for (int64_t j = 0; j < len; j++) dk[j] += gk[j] - expf(yk[j]) * (float)s[j];
+            for (int64_t j = 0; j < len; j++) dk[j] += gk[j] - elbo__expf(yk[j]) * (float)s[j];
     }
 }
 
-/* Contiguous-row (inner = 1) versions: the max and sums run along memory. */
-static void sm_forward_row(const float *x, float *y, int64_t n, sm_kind kind) {
-    float m = -INFINITY;
-    for (int64_t k = 0; k < n; k++) m = x[k] > m ? x[k] : m;
+/* Contiguous-row (inner = 1) versions: each pass is a separate loop over memory (max in 16
+ * lanes, exp, sum in 8 double lanes), so every pass vectorises. */
+static float row_max(const float *x, int64_t n) {
+    float m[16];
+    for (int l = 0; l < 16; l++) m[l] = -INFINITY;
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int l = 0; l < 16; l++) m[l] = x[k + l] > m[l] ? x[k + l] : m[l];
+    for (; k < n; k++) m[0] = x[k] > m[0] ? x[k] : m[0];
+    float r = m[0];
+    for (int l = 1; l < 16; l++) r = m[l] > r ? m[l] : r;
+    return r;
+}
+
+#define SM_ROW_CH 1024
+
+float elbo__row_logsumexp(const float *x, int64_t n) {
+    float m = row_max(x, n), e[SM_ROW_CH];
     double s = 0;
+    for (int64_t k0 = 0; k0 < n; k0 += SM_ROW_CH) {
+        int64_t len = n - k0 < SM_ROW_CH ? n - k0 : SM_ROW_CH;
+        for (int64_t k = 0; k < len; k++) e[k] = elbo__expf(x[k0 + k] - m);
+        s += elbo__dsum(e, len);
+    }
+    return m + (float)log(s);
+}
+
+static void sm_forward_row(const float *x, float *y, int64_t n, sm_kind kind) {
+    if (kind == SM_LOGSUMEXP) {
+        y[0] = elbo__row_logsumexp(x, n);
+        return;
+    }
+    float m = row_max(x, n);
+    for (int64_t k = 0; k < n; k++) y[k] = elbo__expf(x[k] - m);
+    double s = elbo__dsum(y, n);
     if (kind == SM_SOFTMAX) {
-        for (int64_t k = 0; k < n; k++) {
-            y[k] = expf(x[k] - m);
-            s += y[k];
-        }
         float inv = (float)(1.0 / s);
         for (int64_t k = 0; k < n; k++) y[k] *= inv;
-        return;
+    } else {
+        float ls = (float)log(s);
+        for (int64_t k = 0; k < n; k++) y[k] = x[k] - m - ls;
     }
-    for (int64_t k = 0; k < n; k++) s += expf(x[k] - m);
-    float ls = (float)log(s);
+}
+
+/* Row backward (inner = 1): softmax gx += y (gy - <gy, y>); log_softmax gx += gy - e^y sum gy;
+ * logsumexp gx += gy e^(x - y). */
+static void sm_backward_row(const float *x, const float *y, const float *gy, float *gx,
+                            int64_t n, sm_kind kind) {
     if (kind == SM_LOGSUMEXP) {
-        y[0] = m + ls;
+        float g = gy[0], lse = y[0];
+        for (int64_t k = 0; k < n; k++) gx[k] += g * elbo__expf(x[k] - lse);
         return;
     }
-    for (int64_t k = 0; k < n; k++) y[k] = x[k] - m - ls;
+    if (kind == SM_SOFTMAX) {
+        double d[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t = 0;
+        int64_t k = 0;
+        for (; k + 8 <= n; k += 8)
+            for (int l = 0; l < 8; l++) d[l] += (double)gy[k + l] * y[k + l];
+        for (; k < n; k++) t += (double)gy[k] * y[k];
+        float dot = (float)(((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7])) + t);
+        for (k = 0; k < n; k++) gx[k] += y[k] * (gy[k] - dot);
+        return;
+    }
+    float sg = (float)elbo__dsum(gy, n);
+    for (int64_t k = 0; k < n; k++) gx[k] += gy[k] - elbo__expf(y[k]) * sg;
 }
 
 typedef struct {
@@ -239,6 +284,13 @@ static void sm_backward(elbo_ctx *ctx, elbo_node *nd) {
     int64_t n = g->n, inner = g->inner, cpo = (inner + SM_CH - 1) / SM_CH;
     int64_t ntask = g->outer * cpo;
     int64_t ystride = g->kind == SM_LOGSUMEXP ? inner : n * inner;
+    if (inner == 1) {
+#pragma omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)
+        for (int64_t o = 0; o < g->outer; o++)
+            sm_backward_row(xt->data + o * n, yt->data + o * ystride, yt->grad + o * ystride,
+                            gx + o * n, n, g->kind);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)
     for (int64_t t = 0; t < ntask; t++) {
         int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;

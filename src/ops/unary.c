@@ -1,5 +1,6 @@
 /* Elementwise unary ops and activations: y = f(x), dx += dy * f'(x). */
 #include "internal.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -68,26 +69,18 @@ elbo_tensor *elbo_relu(elbo_ctx *ctx, elbo_tensor *x) {
         return yt;                                                                         \
     }
 
-/* Numerically stable logistic sigmoid: never exponentiates a positive number. */
-static inline float sigmoid_f(float x) {
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
 /* softplus as torch.nn.functional.softplus (beta 1, threshold 20):
- * x for x > 20, else log1p(exp(-|x|)) + max(x, 0). */
+ * x for x > 20, else log1p(exp(-|x|)) + max(x, 0) (never overflows). */
 static inline float softplus_f(float x) {
-    if (x > 20.0f) return x;
-    return log1pf(expf(-fabsf(x))) + fmaxf(x, 0.0f);
+    float sp = elbo__log1pf(elbo__expf(-fabsf(x))) + elbo__selectf(x > 0.0f, x, 0.0f);
+    return elbo__selectf(x > 20.0f, x, sp);
 }
 
-/* gelu (Hendrycks & Gimpel 2016), exact form as torch's default:
- * x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; d/dx = Phi(x) + x phi(x). */
-#define INV_SQRT2 0.70710678118654752f
+/* gelu (Hendrycks & Gimpel 2016), exact form as torch's default: x Phi(x);
+ * d/dx = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi). */
 #define INV_SQRT2PI 0.39894228040143268f
 static inline float gelu_grad_f(float x) {
-    return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT2PI * expf(-0.5f * x * x);
+    return elbo__normcdff(x) + x * INV_SQRT2PI * elbo__expf(-0.5f * x * x);
 }
 
 /* pow with the exponents that come up often done exactly. */
@@ -105,8 +98,8 @@ UNARY_OP(neg, "neg", -x, -g)
 /* d x^p = p x^(p-1) (0 for p = 0, as torch). */
 UNARY_OP(pow_scalar, "pow_scalar", pow_f(x, a0), a0 == 0.0f ? 0.0f : g * a0 * pow_f(x, a0 - 1.0f))
 /* Unary. */
-UNARY_OP(exp, "exp", expf(x), g * y)
-UNARY_OP(log, "log", logf(x), g / x)
+UNARY_OP(exp, "exp", elbo__expf(x), g * y)
+UNARY_OP(log, "log", elbo__logf(x), g / x)
 UNARY_OP(sqrt, "sqrt", sqrtf(x), g * 0.5f / y)
 UNARY_OP(square, "square", x * x, 2.0f * x * g)
 /* d|x| = sign(x), 0 at 0 (as torch). */
@@ -114,15 +107,17 @@ UNARY_OP(abs, "abs", fabsf(x), x > 0 ? g : (x < 0 ? -g : 0.0f))
 /* max(lo, min(hi, x)); gradient 1 on [lo, hi] (edges included, as torch). */
 UNARY_OP(clamp, "clamp", fmaxf(a0, fminf(a1, x)), (x >= a0 && x <= a1) ? g : 0.0f)
 /* Activations. silu: x s(x), d = s (1 + x (1 - s)). */
-UNARY_OP(silu, "silu", x * sigmoid_f(x),
-         g * sigmoid_f(x) * (1.0f + x * (1.0f - sigmoid_f(x))))
-UNARY_OP(gelu, "gelu", 0.5f * x * (1.0f + erff(x * INV_SQRT2)), g * gelu_grad_f(x))
-UNARY_OP(sigmoid, "sigmoid", sigmoid_f(x), g * y * (1.0f - y))
-UNARY_OP(tanh, "tanh", tanhf(x), g * (1.0f - y * y))
+UNARY_OP(silu, "silu", x * elbo__sigmoidf(x),
+         g * elbo__sigmoidf(x) * (1.0f + x * (1.0f - elbo__sigmoidf(x))))
+UNARY_OP(gelu, "gelu", x * elbo__normcdff(x), g * gelu_grad_f(x))
+UNARY_OP(sigmoid, "sigmoid", elbo__sigmoidf(x), g * y * (1.0f - y))
+UNARY_OP(tanh, "tanh", elbo__tanhf(x), g * (1.0f - y * y))
 /* d softplus = sigmoid(x) (1 above the threshold). */
-UNARY_OP(softplus, "softplus", softplus_f(x), x > 20.0f ? g : g * sigmoid_f(x))
+UNARY_OP(softplus, "softplus", softplus_f(x),
+         elbo__selectf(x > 20.0f, g, g * elbo__sigmoidf(x)))
 /* elu (Clevert et al. 2016): x for x > 0, alpha (e^x - 1) otherwise; d = alpha e^x below 0. */
-UNARY_OP(elu, "elu", x > 0 ? x : a0 * expm1f(x), x > 0 ? g : g * a0 * expf(x))
+UNARY_OP(elu, "elu", elbo__selectf(x > 0, x, a0 * elbo__expm1f(x)),
+         elbo__selectf(x > 0, g, g * a0 * elbo__expf(x)))
 
 elbo_tensor *elbo_scale(elbo_ctx *ctx, elbo_tensor *x, float s) { return scale_op(ctx, x, s, 0); }
 elbo_tensor *elbo_add_scalar(elbo_ctx *ctx, elbo_tensor *x, float c) {
