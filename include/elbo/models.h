@@ -33,7 +33,8 @@ typedef struct {
     int n_levels;
     int channels[ELBO_UNET_MAX_LEVELS]; /* channels per level */
     int blocks_per_level;
-    int attn[ELBO_UNET_MAX_LEVELS];     /* 1: attention after each block of that level */
+    int attn[ELBO_UNET_MAX_LEVELS];     /* 0: none; 1: attention after each block of that
+                                         * level's down path (unet-s); 2: of both paths */
     int temb_dim;                       /* sinusoidal and MLP width */
     int groups;                         /* GroupNorm groups */
     float dropout;
@@ -64,7 +65,7 @@ typedef struct {
     int batch;         /* 0: the model's default (128 / 64) */
     int threads;       /* 0: elbo_get_threads() */
     int steps;         /* timed training steps (0: default) */
-    int warmup;        /* untimed steps first */
+    int warmup;        /* untimed steps first (-1: default, 3 / 2) */
     uint64_t seed;
 } elbo_bench_params;
 void elbo_bench_params_init(elbo_bench_params *p);
