@@ -12,6 +12,21 @@
 /* Loops shorter than this run on one thread (fork/join costs more than it saves). */
 #define ELBO_PAR_MIN 16384
 
+/* Runs the for statement given as the variadic argument across threads (static schedule)
+ * when cond holds, more than one thread is set and no parallel region is active; otherwise
+ * runs it serially without entering an OpenMP region (libgomp allocates a team for every
+ * one-thread region, which would put malloc calls in the training loop). The loop's
+ * iterations must be independent, so the result does not depend on the path taken. */
+int elbo__parallel_ok(void);
+#define ELBO_PARALLEL_FOR(cond, ...)                                                     \
+    do {                                                                                 \
+        if ((cond) && elbo__parallel_ok()) {                                             \
+            _Pragma("omp parallel for schedule(static)") __VA_ARGS__                      \
+        } else {                                                                         \
+            __VA_ARGS__                                                                  \
+        }                                                                                \
+    } while (0)
+
 /* ---- tape ----------------------------------------------------------------------------- */
 struct elbo_node;
 typedef void (*elbo_backward_fn)(elbo_ctx *ctx, struct elbo_node *n);

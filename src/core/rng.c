@@ -40,15 +40,15 @@ static inline float u01_open0(uint32_t u) { return (float)((u >> 8) + 1) * 0x1p-
 void elbo_rng_uniform(elbo_rng *rng, float *x, size_t n, float lo, float hi) {
     uint64_t base = rng->offset, key = rng->seed;
     int64_t nc = (int64_t)((n + 3) / 4);
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t c = 0; c < nc; c++) {
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t c = 0; c < nc; c++) {
         uint32_t r[4];
         elbo_philox4x32(key, base + (uint64_t)c, r);
         for (int l = 0; l < 4; l++) {
             size_t i = (size_t)c * 4 + l;
             if (i < n) x[i] = lo + (hi - lo) * u01(r[l]);
         }
-    }
+    });
     rng->offset += (uint64_t)nc;
 }
 
@@ -56,8 +56,8 @@ void elbo_rng_uniform(elbo_rng *rng, float *x, size_t n, float lo, float hi) {
 void elbo_rng_normal(elbo_rng *rng, float *x, size_t n, float mean, float std) {
     uint64_t base = rng->offset, key = rng->seed;
     int64_t nc = (int64_t)((n + 3) / 4);
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t c = 0; c < nc; c++) {
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t c = 0; c < nc; c++) {
         uint32_t r[4];
         float z[4];
         elbo_philox4x32(key, base + (uint64_t)c, r);
@@ -71,22 +71,22 @@ void elbo_rng_normal(elbo_rng *rng, float *x, size_t n, float mean, float std) {
             size_t i = (size_t)c * 4 + l;
             if (i < n) x[i] = mean + std * z[l];
         }
-    }
+    });
     rng->offset += (uint64_t)nc;
 }
 
 void elbo_rng_rademacher(elbo_rng *rng, float *x, size_t n) {
     uint64_t base = rng->offset, key = rng->seed;
     int64_t nc = (int64_t)((n + 3) / 4);
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t c = 0; c < nc; c++) {
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t c = 0; c < nc; c++) {
         uint32_t r[4];
         elbo_philox4x32(key, base + (uint64_t)c, r);
         for (int l = 0; l < 4; l++) {
             size_t i = (size_t)c * 4 + l;
             if (i < n) x[i] = (r[l] >> 31) ? 1.0f : -1.0f;
         }
-    }
+    });
     rng->offset += (uint64_t)nc;
 }
 

@@ -25,8 +25,8 @@ elbo_tensor *elbo_timestep_embedding(elbo_ctx *ctx, const float *t, int64_t batc
     if (!f) return NULL;
     for (int i = 0; i < half; i++) f[i] = (float)exp(-log(10000.0) * i / half);
     float *e = emb->data;
-#pragma omp parallel for schedule(static) if (batch * dim > ELBO_PAR_MIN)
-    for (int64_t b = 0; b < batch; b++) {
+ELBO_PARALLEL_FOR(batch * dim > ELBO_PAR_MIN,
+for (int64_t b = 0; b < batch; b++) {
         float *row = e + b * dim;
         for (int i = 0; i < half; i++) {
             float arg = t[b] * f[i];
@@ -34,7 +34,7 @@ elbo_tensor *elbo_timestep_embedding(elbo_ctx *ctx, const float *t, int64_t batc
             row[half + i] = (float)cos((double)arg);
         }
         if (dim % 2) row[dim - 1] = 0.0f;
-    }
+    });
     return emb;
 }
 

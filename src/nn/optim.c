@@ -122,8 +122,8 @@ static void adam_step(elbo_optim *o, float lr) {
     float *p = elbo_paramset_data(o->ps), *m = o->m, *v = o->v;
     const float *g = elbo_paramset_grad(o->ps);
     int64_t n = o->n;
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t i = 0; i < n; i++) {
         float gi = l2 != 0.0f ? fmaf(p[i], l2, g[i]) : g[i];
         float pi = decay != 1.0f ? p[i] * decay : p[i];
         float mi = fmaf(gi, one_m_beta1, m[i] * beta1);
@@ -132,7 +132,7 @@ static void adam_step(elbo_optim *o, float lr) {
         m[i] = mi;
         v[i] = vi;
         p[i] = pi + neg_step_size * mi / denom;
-    }
+    });
 }
 
 /* SGD as torch.optim.SGD 1.13:
@@ -146,8 +146,8 @@ static void sgd_step(elbo_optim *o, float lr) {
     float *p = elbo_paramset_data(o->ps), *b = o->m;
     const float *g = elbo_paramset_grad(o->ps);
     int64_t n = o->n;
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t i = 0; i < n; i++) {
         float d = wd != 0.0f ? fmaf(p[i], wd, g[i]) : g[i];
         if (b) {
             float bi = first ? d : fmaf(d, one_m_damp, b[i] * mu);
@@ -155,7 +155,7 @@ static void sgd_step(elbo_optim *o, float lr) {
             d = nesterov ? fmaf(bi, mu, d) : bi;
         }
         p[i] = fmaf(d, neg_lr, p[i]);
-    }
+    });
 }
 
 elbo_status elbo_optim_step(elbo_optim *opt, float lr) {
@@ -186,8 +186,8 @@ float elbo_clip_grad_norm(elbo_paramset *ps, float max_norm) {
     float norm = (float)sqrt(elbo__sumsq_f32(g, n));
     float coef = max_norm / (norm + 1e-6f);
     if (coef < 1.0f) {
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-        for (int64_t i = 0; i < n; i++) g[i] *= coef;
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t i = 0; i < n; i++) g[i] *= coef;);
     }
     return norm;
 }
@@ -236,20 +236,20 @@ void elbo_ema_update(elbo_ema *e, const elbo_paramset *ps) {
     float d = e->decay, one_m_d = (float)(1.0 - e->decay);
     float *w = e->w;
     int64_t n = e->n;
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) w[i] = d * w[i] + one_m_d * theta[i];
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t i = 0; i < n; i++) w[i] = d * w[i] + one_m_d * theta[i];);
 }
 
 void elbo_ema_swap(elbo_ema *e, elbo_paramset *ps) {
     if (!e || !ps) return;
     float *theta = elbo_paramset_data(ps), *w = e->w;
     int64_t n = e->n;
-#pragma omp parallel for schedule(static) if (n > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
+ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+for (int64_t i = 0; i < n; i++) {
         float t = theta[i];
         theta[i] = w[i];
         w[i] = t;
-    }
+    });
 }
 
 float *elbo_ema_data(elbo_ema *e, int64_t *n) {

@@ -210,8 +210,8 @@ static void reduce_last_kept(const elbo__bc *p, float *dst, int accumulate, floa
     while (ch > 64 && Mo * ((L + ch - 1) / ch) < 16) ch /= 2;
     int64_t cpr = (L + ch - 1) / ch, ntask = Mo * cpr;
     int nin = p->nops - 1;
-#pragma omp parallel for schedule(static) if (p->numel > ELBO_PAR_MIN)
-    for (int64_t t = 0; t < ntask; t++) {
+ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
+for (int64_t t = 0; t < ntask; t++) {
         float buf[BC_CHA];
         double acc[BC_CHA];
         int64_t r = t / cpr, j0 = (t % cpr) * ch;
@@ -232,7 +232,7 @@ static void reduce_last_kept(const elbo__bc *p, float *dst, int accumulate, floa
             for (int64_t j = 0; j < len; j++) d[j] += (float)(scale * acc[j]);
         else
             for (int64_t j = 0; j < len; j++) d[j] = (float)(scale * acc[j]);
-    }
+    });
 }
 
 /* Reduce mode B: the last axis is reduced. A task is one destination element; it sums the
@@ -252,8 +252,8 @@ static void reduce_last_reduced(const elbo__bc *p, float *dst, int accumulate, f
         }
     }
     int nin = p->nops - 1;
-#pragma omp parallel for schedule(static) if (p->numel > ELBO_PAR_MIN)
-    for (int64_t t = 0; t < M; t++) {
+ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
+for (int64_t t = 0; t < M; t++) {
         float buf[BC_CH];
         odo base, o;
         odo_init(&base, p, kept, nk, t, NULL);
@@ -272,7 +272,7 @@ static void reduce_last_reduced(const elbo__bc *p, float *dst, int accumulate, f
         float *d = dst + base.off[0];
         if (accumulate) *d += (float)(scale * s);
         else *d = (float)(scale * s);
-    }
+    });
 }
 
 void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
@@ -289,17 +289,17 @@ void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
     slicing s;
     slicing_init(&s, p);
     if (n_red == 0) { /* dst has the full shape */
-#pragma omp parallel for schedule(static) if (p->numel > ELBO_PAR_MIN)
-        for (int64_t t = 0; t < s.ntask; t++)
-            run_task(p, &s, t, dst, 0, accumulate, scale, in, inc, fn, user);
+ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
+for (int64_t t = 0; t < s.ntask; t++)
+            run_task(p, &s, t, dst, 0, accumulate, scale, in, inc, fn, user););
     } else if (n_red == nd) { /* dst is one element: fixed slices, partials in slice order */
         double total = 0;
         for (int64_t g0 = 0; g0 < s.ntask; g0 += BC_GROUP) {
             int64_t gn = s.ntask - g0 < BC_GROUP ? s.ntask - g0 : BC_GROUP;
             double part[BC_GROUP];
-#pragma omp parallel for schedule(static) if (p->numel > ELBO_PAR_MIN)
-            for (int64_t t = 0; t < gn; t++)
-                part[t] = run_task(p, &s, g0 + t, NULL, 1, 0, 1.0f, in, inc, fn, user);
+ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
+for (int64_t t = 0; t < gn; t++)
+                part[t] = run_task(p, &s, g0 + t, NULL, 1, 0, 1.0f, in, inc, fn, user););
             for (int64_t t = 0; t < gn; t++) total += part[t];
         }
         if (accumulate) dst[0] += (float)(scale * total);

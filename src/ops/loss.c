@@ -238,14 +238,14 @@ static void ce_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t N = l->shape[0], K = l->shape[1];
     elbo_reduction r = (elbo_reduction)n->iarg[0];
     float scale = reduction_scale(r, N);
-#pragma omp parallel for schedule(static) if (l->numel > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
+ELBO_PARALLEL_FOR(l->numel > ELBO_PAR_MIN,
+for (int64_t i = 0; i < N; i++) {
         float g = r == ELBO_REDUCE_NONE ? y->grad[i] : y->grad[0] * scale, lse = s->lse[i];
         const float *li = l->data + i * K;
         float *gi = gl + i * K;
         for (int64_t j = 0; j < K; j++) gi[j] += g * elbo__expf(li[j] - lse);
         gi[s->labels[i]] -= g;
-    }
+    });
 }
 
 elbo_tensor *elbo_cross_entropy(elbo_ctx *ctx, elbo_tensor *logits, const int32_t *labels,
@@ -275,12 +275,12 @@ elbo_tensor *elbo_cross_entropy(elbo_ctx *ctx, elbo_tensor *logits, const int32_
     float *loss = r == ELBO_REDUCE_NONE ? (y ? y->data : NULL)
                                         : elbo_ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof(float));
     if (!y || !lse || !loss) return NULL;
-#pragma omp parallel for schedule(static) if (logits->numel > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
+ELBO_PARALLEL_FOR(logits->numel > ELBO_PAR_MIN,
+for (int64_t i = 0; i < N; i++) {
         const float *li = logits->data + i * K;
         lse[i] = elbo__row_logsumexp(li, K);
         loss[i] = lse[i] - li[labels[i]];
-    }
+    });
     if (r != ELBO_REDUCE_NONE) {
         double total = elbo__sum_f32(loss, N);
         y->data[0] = (float)(r == ELBO_REDUCE_MEAN ? total / (double)N : total);

@@ -97,8 +97,8 @@ static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t S = B * C != 0 ? x->numel / (B * C) : 0, N = Cg * S;
     const float *xd = x->data, *dy = y->grad, *gm = gamma ? gamma->data : NULL;
     double *s1 = sv->s1, *s2 = sv->s2;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-    for (int64_t bg = 0; bg < B * G; bg++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t bg = 0; bg < B * G; bg++) {
         int64_t b = bg / G, g = bg % G, c0 = g * Cg;
         double mu = sv->mu[bg], rstd = sv->rstd[bg], sg = 0, sgx = 0;
         for (int64_t c = c0; c < c0 + Cg; c++) {
@@ -119,10 +119,10 @@ static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
             float *gxc = gx + off;
             for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
         }
-    }
+    });
     if (ggamma || gbeta) {
-#pragma omp parallel for schedule(static) if (B * C > ELBO_PAR_MIN)
-        for (int64_t c = 0; c < C; c++) {
+ELBO_PARALLEL_FOR(B * C > ELBO_PAR_MIN,
+for (int64_t c = 0; c < C; c++) {
             double dg = 0, db = 0;
             for (int64_t b = 0; b < B; b++) {
                 int64_t bg = b * G + c / Cg;
@@ -131,7 +131,7 @@ static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
             }
             if (ggamma) ggamma[c] += (float)dg;
             if (gbeta) gbeta[c] += (float)db;
-        }
+        });
     }
 }
 
@@ -167,8 +167,8 @@ elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_ten
     sv->rstd = st + B * G;
     const float *xd = x->data, *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     float *yd = y->data;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-    for (int64_t bg = 0; bg < B * G; bg++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t bg = 0; bg < B * G; bg++) {
         int64_t b = bg / G, g = bg % G;
         const float *xg = xd + (b * C + g * Cg) * S;
         double sum, sumsq, mu, rstd;
@@ -184,7 +184,7 @@ elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_ten
             float *yc = yd + (b * C + c) * S;
             for (int64_t i = 0; i < S; i++) yc[i] = xc[i] * af + bf;
         }
-    }
+    });
     int ok;
     elbo_node *node =
         elbo__record(ctx, "group_norm", y, group_norm_backward, &ok, 3, x, gamma, beta);
@@ -217,8 +217,8 @@ static void layer_norm_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t D = x->shape[x->ndim - 1], R = D ? x->numel / D : 0;
     const float *xd = x->data, *dy = y->grad, *gm = gamma ? gamma->data : NULL;
     if (gx) {
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-        for (int64_t r = 0; r < R; r++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t r = 0; r < R; r++) {
             const float *xr = xd + r * D, *dyr = dy + r * D;
             double mu = sv->mu[r], rstd = sv->rstd[r], sg = 0, sgx = 0;
             for (int64_t d = 0; d < D; d++) {
@@ -232,13 +232,13 @@ static void layer_norm_backward(elbo_ctx *ctx, elbo_node *n) {
             float *gxr = gx + r * D;
             for (int64_t d = 0; d < D; d++)
                 gxr[d] += rs * (gm ? gm[d] : 1.0f) * dyr[d] + Bx * xr[d] + C0;
-        }
+        });
     }
     if (ggamma || gbeta) {
         /* Column blocks, rows summed in order. */
         int64_t nb = (D + LN_COLS - 1) / LN_COLS;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-        for (int64_t blk = 0; blk < nb; blk++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t blk = 0; blk < nb; blk++) {
             int64_t d0 = blk * LN_COLS, d1 = d0 + LN_COLS < D ? d0 + LN_COLS : D;
             double dg[LN_COLS] = {0}, db[LN_COLS] = {0};
             for (int64_t r = 0; r < R; r++) {
@@ -253,7 +253,7 @@ static void layer_norm_backward(elbo_ctx *ctx, elbo_node *n) {
                 if (ggamma) ggamma[d] += (float)dg[d - d0];
                 if (gbeta) gbeta[d] += (float)db[d - d0];
             }
-        }
+        });
     }
 }
 
@@ -280,8 +280,8 @@ elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
     sv->rstd = st + R;
     const float *xd = x->data, *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     float *yd = y->data;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * D;
         float *yr = yd + r * D;
         double sum, sumsq, mu, rstd;
@@ -295,7 +295,7 @@ elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
                 yr[d] = (xr[d] - m) * rs * (gm ? gm[d] : 1.0f) + (bt ? bt[d] : 0.0f);
         else
             for (int64_t d = 0; d < D; d++) yr[d] = (xr[d] - m) * rs;
-    }
+    });
     int ok;
     elbo_node *node =
         elbo__record(ctx, "layer_norm", y, layer_norm_backward, &ok, 3, x, gamma, beta);

@@ -14,8 +14,8 @@ static void sum_all_backward(elbo_ctx *ctx, elbo_node *n) {
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
     const float g = n->out->grad[0] * n->farg[0];
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < x->numel; i++) gx[i] += g;
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t i = 0; i < x->numel; i++) gx[i] += g;);
 }
 
 static elbo_tensor *sum_all(elbo_ctx *ctx, elbo_tensor *x, int mean, const char *op) {
@@ -285,19 +285,19 @@ static void sm_backward(elbo_ctx *ctx, elbo_node *nd) {
     int64_t ntask = g->outer * cpo;
     int64_t ystride = g->kind == SM_LOGSUMEXP ? inner : n * inner;
     if (inner == 1) {
-#pragma omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)
-        for (int64_t o = 0; o < g->outer; o++)
+ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,
+for (int64_t o = 0; o < g->outer; o++)
             sm_backward_row(xt->data + o * n, yt->data + o * ystride, yt->grad + o * ystride,
-                            gx + o * n, n, g->kind);
+                            gx + o * n, n, g->kind););
         return;
     }
-#pragma omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)
-    for (int64_t t = 0; t < ntask; t++) {
+ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,
+for (int64_t t = 0; t < ntask; t++) {
         int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;
         int64_t len = inner - j0 < SM_CH ? inner - j0 : SM_CH;
         sm_backward_task(xt->data + o * n * inner, yt->data + o * ystride,
                          yt->grad + o * ystride, gx + o * n * inner, n, inner, j0, len, g->kind);
-    }
+    });
 }
 
 static elbo_tensor *sm_op(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim, sm_kind kind,
@@ -324,19 +324,19 @@ static elbo_tensor *sm_op(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim, 
         for (int64_t i = 0; i < y->numel; i++) y->data[i] = -INFINITY;
     } else if (inner == 1) {
         int64_t ystride = kind == SM_LOGSUMEXP ? 1 : n;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-        for (int64_t o = 0; o < outer; o++)
-            sm_forward_row(x->data + o * n, y->data + o * ystride, n, kind);
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t o = 0; o < outer; o++)
+            sm_forward_row(x->data + o * n, y->data + o * ystride, n, kind););
     } else {
         int64_t cpo = (inner + SM_CH - 1) / SM_CH, ntask = outer * cpo;
         int64_t ystride = kind == SM_LOGSUMEXP ? inner : n * inner;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-        for (int64_t t = 0; t < ntask; t++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t t = 0; t < ntask; t++) {
             int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;
             int64_t len = inner - j0 < SM_CH ? inner - j0 : SM_CH;
             sm_forward_task(x->data + o * n * inner, y->data + o * ystride, n, inner, j0, len,
                             kind);
-        }
+        });
     }
     int ok;
     elbo_node *node = elbo__record(ctx, op, y, sm_backward, &ok, 1, x);

@@ -17,23 +17,23 @@ static void copy_rows(float *dst, int64_t ds, const float *src, int64_t ss, int6
     if (total == 0) return;
     if (rows == 1) {
         int64_t nc = (len + COPY_CHUNK - 1) / COPY_CHUNK;
-#pragma omp parallel for schedule(static) if (total > ELBO_PAR_MIN)
-        for (int64_t c = 0; c < nc; c++) {
+ELBO_PARALLEL_FOR(total > ELBO_PAR_MIN,
+for (int64_t c = 0; c < nc; c++) {
             int64_t lo = c * COPY_CHUNK, hi = lo + COPY_CHUNK < len ? lo + COPY_CHUNK : len;
             if (acc)
                 for (int64_t i = lo; i < hi; i++) dst[i] += src[i];
             else memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-        }
+        });
         return;
     }
-#pragma omp parallel for schedule(static) if (total > ELBO_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
+ELBO_PARALLEL_FOR(total > ELBO_PAR_MIN,
+for (int64_t r = 0; r < rows; r++) {
         float *d = dst + r * ds;
         const float *s = src + r * ss;
         if (acc)
             for (int64_t i = 0; i < len; i++) d[i] += s[i];
         else memcpy(d, s, (size_t)len * sizeof(float));
-    }
+    });
 }
 
 /* x viewed as (outer, shape[axis], inner). */
@@ -74,14 +74,14 @@ static void embedding_backward(elbo_ctx *ctx, elbo_node *n) {
     for (int64_t i = 0; i < nid; i++) order[start[ids[i]]++] = i;
     for (int64_t v = V; v > 0; v--) start[v] = start[v - 1];
     start[0] = 0;
-#pragma omp parallel for schedule(static)
-    for (int64_t v = 0; v < V; v++) {
+ELBO_PARALLEL_FOR(1,
+for (int64_t v = 0; v < V; v++) {
         float *dst = gw + v * D;
         for (int64_t k = start[v]; k < start[v + 1]; k++) {
             const float *src = gy + order[k] * D;
             for (int64_t d = 0; d < D; d++) dst[d] += src[d];
         }
-    }
+    });
 }
 
 elbo_tensor *elbo_embedding(elbo_ctx *ctx, elbo_tensor *weight, const int32_t *ids, int64_t n) {
@@ -107,9 +107,9 @@ elbo_tensor *elbo_embedding(elbo_ctx *ctx, elbo_tensor *weight, const int32_t *i
     if (!y) return NULL;
     const float *wd = weight->data;
     float *yd = y->data;
-#pragma omp parallel for schedule(static) if (n * D > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        memcpy(yd + i * D, wd + (int64_t)ids[i] * D, (size_t)D * sizeof(float));
+ELBO_PARALLEL_FOR(n * D > ELBO_PAR_MIN,
+for (int64_t i = 0; i < n; i++)
+        memcpy(yd + i * D, wd + (int64_t)ids[i] * D, (size_t)D * sizeof(float)););
     int ok;
     elbo_node *node = elbo__record(ctx, "embedding", y, embedding_backward, &ok, 1, weight);
     if (!ok) return NULL;
@@ -264,8 +264,8 @@ static void permute_kernel(float *dst, const float *src, int ndim, const int64_t
     if (pl.sst[k - 1] == 1) {
         /* Innermost axis contiguous in both: copy rows of n[k-1]. */
         int64_t len = pl.n[k - 1], rows = numel / len;
-#pragma omp parallel for schedule(static) if (numel > ELBO_PAR_MIN)
-        for (int64_t r = 0; r < rows; r++) {
+ELBO_PARALLEL_FOR(numel > ELBO_PAR_MIN,
+for (int64_t r = 0; r < rows; r++) {
             int64_t rem = r, so = 0;
             for (int i = k - 2; i >= 0; i--) {
                 so += (rem % pl.n[i]) * pl.sst[i];
@@ -276,7 +276,7 @@ static void permute_kernel(float *dst, const float *src, int ndim, const int64_t
             if (acc)
                 for (int64_t t = 0; t < len; t++) d[t] += s[t];
             else memcpy(d, s, (size_t)len * sizeof(float));
-        }
+        });
         return;
     }
     /* j: the output axis that is contiguous in the source. */
@@ -293,8 +293,8 @@ static void permute_kernel(float *dst, const float *src, int ndim, const int64_t
     int64_t ta = (A + TILE - 1) / TILE, tb = (Bn + TILE - 1) / TILE;
     int64_t dsa = pl.dst[j], ssb = pl.sst[k - 1];
     int64_t items = n_outer * ta * tb;
-#pragma omp parallel for schedule(static) if (numel > ELBO_PAR_MIN)
-    for (int64_t it = 0; it < items; it++) {
+ELBO_PARALLEL_FOR(numel > ELBO_PAR_MIN,
+for (int64_t it = 0; it < items; it++) {
         int64_t o = it / (ta * tb), t = it % (ta * tb);
         int64_t a0 = (t / tb) * TILE, b0 = (t % tb) * TILE;
         int64_t a1 = a0 + TILE < A ? a0 + TILE : A, b1 = b0 + TILE < Bn ? b0 + TILE : Bn;
@@ -315,7 +315,7 @@ static void permute_kernel(float *dst, const float *src, int ndim, const int64_t
             else
                 for (int64_t b = b0; b < b1; b++) d[b] = s[b * ssb];
         }
-    }
+    });
 }
 
 /* dx += permute(dy, perm^-1). */
@@ -392,8 +392,8 @@ static void dropout_backward(elbo_ctx *ctx, elbo_node *n) {
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
     const float *m = n->saved, *gy = y->grad;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < x->numel; i++) gx[i] += gy[i] * m[i];
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t i = 0; i < x->numel; i++) gx[i] += gy[i] * m[i];);
 }
 
 elbo_tensor *elbo_dropout(elbo_ctx *ctx, elbo_tensor *x, float p) {
@@ -410,11 +410,11 @@ elbo_tensor *elbo_dropout(elbo_ctx *ctx, elbo_tensor *x, float p) {
     float scale = 1.0f / (1.0f - p);
     const float *xd = x->data;
     float *yd = y->data;
-#pragma omp parallel for schedule(static) if (x->numel > ELBO_PAR_MIN)
-    for (int64_t i = 0; i < x->numel; i++) {
+ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+for (int64_t i = 0; i < x->numel; i++) {
         m[i] = m[i] >= p ? scale : 0.0f;
         yd[i] = xd[i] * m[i];
-    }
+    });
     int ok;
     elbo_node *node = elbo__record(ctx, "dropout", y, dropout_backward, &ok, 1, x);
     if (!ok) return NULL;

@@ -81,12 +81,12 @@ static void slice_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t start = n->iarg[1], len = y->shape[axis], outer, inner;
     axis_split(x, axis, &outer, &inner);
     int64_t L = x->shape[axis];
-#pragma omp parallel for schedule(static) if (y->numel > ELBO_PAR_MIN)
-    for (int64_t o = 0; o < outer; o++) {
+ELBO_PARALLEL_FOR(y->numel > ELBO_PAR_MIN,
+for (int64_t o = 0; o < outer; o++) {
         float *dst = gx + (o * L + start) * inner;
         const float *src = y->grad + o * len * inner;
         for (int64_t i = 0; i < len * inner; i++) dst[i] += src[i];
-    }
+    });
 }
 
 elbo_tensor *elbo_slice(elbo_ctx *ctx, elbo_tensor *x, int axis, int64_t start, int64_t len) {
@@ -112,10 +112,10 @@ elbo_tensor *elbo_slice(elbo_ctx *ctx, elbo_tensor *x, int axis, int64_t start, 
         y = elbo_tensor_new(ctx, x->ndim, shape);
         if (!y) return NULL;
         int64_t L = x->shape[a];
-#pragma omp parallel for schedule(static) if (y->numel > ELBO_PAR_MIN)
-        for (int64_t o = 0; o < outer; o++)
+ELBO_PARALLEL_FOR(y->numel > ELBO_PAR_MIN,
+for (int64_t o = 0; o < outer; o++)
             memcpy(y->data + o * len * inner, x->data + (o * L + start) * inner,
-                   (size_t)(len * inner) * sizeof(float));
+                   (size_t)(len * inner) * sizeof(float)););
     }
     int ok;
     elbo_node *n = elbo__record(ctx, "slice", y, slice_backward, &ok, 1, x);
