@@ -27,6 +27,17 @@ int elbo__parallel_ok(void);
         }                                                                                \
     } while (0)
 
+/* The same with a dynamic schedule, for tasks of uneven cost (each task's result must not
+ * depend on the thread that runs it). */
+#define ELBO_PARALLEL_FOR_DYNAMIC(cond, ...)                                             \
+    do {                                                                                 \
+        if ((cond) && elbo__parallel_ok()) {                                             \
+            _Pragma("omp parallel for schedule(dynamic, 1)") __VA_ARGS__                  \
+        } else {                                                                         \
+            __VA_ARGS__                                                                  \
+        }                                                                                \
+    } while (0)
+
 /* ---- tape ----------------------------------------------------------------------------- */
 struct elbo_node;
 typedef void (*elbo_backward_fn)(elbo_ctx *ctx, struct elbo_node *n);

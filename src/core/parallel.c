@@ -11,12 +11,15 @@ void openblas_set_num_threads(int n);
 
 static int n_threads = 0;
 
+/* OpenBLAS itself stays single-threaded: its threaded driver splits K differently from the
+ * serial one, so its results change with the thread count. elbo__sgemm cuts each product
+ * into tiles fixed by the shape and runs the tiles on elbo's threads instead. */
 void elbo_set_threads(int n) {
     if (n < 1) n = 1;
     n_threads = n;
     omp_set_num_threads(n);
 #ifdef ELBO_HAVE_OPENBLAS_THREADS
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
 #endif
 }
 

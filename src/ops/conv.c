@@ -164,13 +164,13 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
 static void offset_kernels(const conv_plan *p, const float *w, int flip, float *wk) {
     const elbo_conv_geom *g = &p->g;
     int64_t KK = g->KH * g->KW, C = g->C, OC = g->OC;
-#pragma omp parallel for schedule(static) if (C * OC * KK > ELBO_PAR_MIN)
-    for (int64_t k = 0; k < KK; k++)
+ELBO_PARALLEL_FOR(C * OC * KK > ELBO_PAR_MIN,
+for (int64_t k = 0; k < KK; k++)
         for (int64_t oc = 0; oc < OC; oc++)
             for (int64_t c = 0; c < C; c++) {
                 if (flip) wk[(k * C + c) * OC + oc] = w[(oc * C + c) * KK + (KK - 1 - k)];
                 else wk[(k * OC + oc) * C + c] = w[(oc * C + c) * KK + k];
-            }
+            });
 }
 
 typedef void (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
@@ -228,11 +228,11 @@ static void shift_backward(const conv_plan *p, const float *x, const float *wkf,
 static void flip_kernel(const conv_plan *p, const float *w, float *wt) {
     const elbo_conv_geom *g = &p->g;
     int64_t KK = g->KH * g->KW;
-#pragma omp parallel for schedule(static) if (g->C * g->OC * KK > ELBO_PAR_MIN)
-    for (int64_t c = 0; c < g->C; c++)
+ELBO_PARALLEL_FOR(g->C * g->OC * KK > ELBO_PAR_MIN,
+for (int64_t c = 0; c < g->C; c++)
         for (int64_t oc = 0; oc < g->OC; oc++)
             for (int64_t k = 0; k < KK; k++)
-                wt[(c * g->OC + oc) * KK + k] = w[(oc * g->C + c) * KK + (KK - 1 - k)];
+                wt[(c * g->OC + oc) * KK + k] = w[(oc * g->C + c) * KK + (KK - 1 - k)];);
 }
 
 static int64_t chunk_start(const conv_plan *p, int64_t t) { return t * p->B / p->T; }
@@ -337,8 +337,8 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
                            task_buf, 0);
     } else {
         elbo__blas_single_thread();
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t grp = 0; grp < G; grp++) {
+ELBO_PARALLEL_FOR_DYNAMIC(1,
+for (int64_t grp = 0; grp < G; grp++) {
             float *tb = task_buf + (size_t)omp_get_thread_num() * p.per;
             int64_t t0 = grp * p.T / G, t1 = (grp + 1) * p.T / G;
             for (int64_t t = t0; t < t1; t++) {
@@ -349,20 +349,20 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
                                    elbo__sgemm_serial);
                 else chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb, 1);
             }
-        }
+        });
     }
     if (gw) { /* gw[oc, c, k] += sum over groups, in order, of the partials: (C KK, OC) for
                * im2col, (KK, C, OC) for per-offset products */
         int64_t OC = g.OC, C = g.C, KK = g.KH * g.KW;
-#pragma omp parallel for schedule(static) if (G * wsize > ELBO_PAR_MIN)
-        for (int64_t oc = 0; oc < OC; oc++)
+ELBO_PARALLEL_FOR(G * wsize > ELBO_PAR_MIN,
+for (int64_t oc = 0; oc < OC; oc++)
             for (int64_t c = 0; c < C; c++)
                 for (int64_t k = 0; k < KK; k++) {
                     int64_t at = p.shift_dw ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
                     float s = gw[(oc * C + c) * KK + k];
                     for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + at];
                     gw[(oc * C + c) * KK + k] = s;
-                }
+                });
     }
 }
 
@@ -411,13 +411,13 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     } else if (p.T > 1) {
         elbo__blas_single_thread();
         /* dynamic: a task's result does not depend on which thread runs it */
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t t = 0; t < p.T; t++) {
+ELBO_PARALLEL_FOR_DYNAMIC(1,
+for (int64_t t = 0; t < p.T; t++) {
             float *tb = task_buf ? task_buf + (size_t)omp_get_thread_num() * p.per : NULL;
             int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
             if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, b0, tb, elbo__sgemm_serial);
             else chunk_forward(&p, x->data, w->data, bias, y->data, b0, m, tb, 1);
-        }
+        });
     }
     int ok;
     elbo_node *n = elbo__record(ctx, "conv2d", y, conv2d_backward, &ok, 3, x, w, b);

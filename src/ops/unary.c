@@ -38,13 +38,13 @@ for (int64_t i = 0; i < x->numel; i++) yd[i] = xd[i] > 0 ? xd[i] : 0.0f;);
         const float a0 = n->farg[0], a1 = n->farg[1];                                      \
         (void)a0;                                                                          \
         (void)a1;                                                                          \
-        _Pragma("omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)")         \
+        ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,                                        \
         for (int64_t i = 0; i < xt->numel; i++) {                                          \
             const float x = xd[i], y = yd[i], g = gy[i];                                   \
             (void)x;                                                                       \
             (void)y;                                                                       \
             gx[i] += (BWD);                                                                \
-        }                                                                                  \
+        });                                                                                \
     }                                                                                      \
     static elbo_tensor *NAME##_op(elbo_ctx *ctx, elbo_tensor *xt, float a0, float a1) {    \
         (void)a0;                                                                          \
@@ -54,11 +54,11 @@ for (int64_t i = 0; i < x->numel; i++) yd[i] = xd[i] > 0 ? xd[i] : 0.0f;);
         if (!yt) return NULL;                                                              \
         const float *xd = xt->data;                                                        \
         float *yd = yt->data;                                                              \
-        _Pragma("omp parallel for schedule(static) if (xt->numel > ELBO_PAR_MIN)")         \
+        ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,                                        \
         for (int64_t i = 0; i < xt->numel; i++) {                                          \
             const float x = xd[i];                                                         \
             yd[i] = (FWD);                                                                 \
-        }                                                                                  \
+        });                                                                                \
         int ok;                                                                            \
         elbo_node *n = elbo__record(ctx, OPNAME, yt, NAME##_backward, &ok, 1, xt);         \
         if (!ok) return NULL;                                                              \

@@ -24,12 +24,53 @@
 
 static int64_t max1(int64_t v) { return v > 1 ? v : 1; }
 
-/* One serial cblas call on row block [i0, i0+m) and column block [j0, j0+n) of C. */
+/* Products of at most SMALL_MNK multiply-adds run in our own loops: OpenBLAS's small-matrix
+ * path for AVX-512 (sgemm_small_kernel_*_SKYLAKEX, used up to 100^3) mallocs a buffer on
+ * every call, which would put allocations in the training loop, and at these sizes the call
+ * and packing overhead dominates anyway. Row-major:
+ *   C (m,n) = alpha op(A) (m,K) op(B) (K,n) + beta C. */
+#define SMALL_MNK 1000000.0
+static void sgemm_small(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    for (int64_t i = 0; i < m; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < n; j++) c[j] = 0.0f;
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < n; j++) c[j] *= beta;
+        if (!tb) { /* c += sum_k alpha a_ik B[k, :] (rows of B are contiguous) */
+            for (int64_t k = 0; k < K; k++) {
+                float a = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);
+                const float *b = B + k * ldb;
+                for (int64_t j = 0; j < n; j++) c[j] += a * b[j];
+            }
+        } else { /* c_j += alpha <A[i, :], B[j, :]>, 8 lanes summed in a fixed order */
+            for (int64_t j = 0; j < n; j++) {
+                const float *b = B + j * ldb;
+                float acc[8] = {0};
+                int64_t k = 0;
+                if (!ta)
+                    for (; k + 8 <= K; k += 8)
+                        for (int l = 0; l < 8; l++) acc[l] += A[i * lda + k + l] * b[k + l];
+                for (; k < K; k++) acc[k & 7] += (ta ? A[k * lda + i] : A[i * lda + k]) * b[k];
+                c[j] += alpha * (((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                                 ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+            }
+        }
+    }
+}
+
+/* One serial product on row block [i0, i0+m) and column block [j0, j0+n) of C. */
 static void sgemm_block(int ta, int tb, int64_t i0, int64_t m, int64_t j0, int64_t n, int64_t K,
                         float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float beta, float *C, int64_t ldc) {
     const float *a = ta ? A + i0 : A + i0 * lda;
     const float *b = tb ? B + j0 * ldb : B + j0;
+    if ((double)m * (double)n * (double)K <= SMALL_MNK) {
+        sgemm_small(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (blasint)m, (blasint)n, (blasint)K, alpha, a, (blasint)max1(lda), b,
                 (blasint)max1(ldb), beta, C + i0 * ldc + j0, (blasint)max1(ldc));
@@ -79,12 +120,12 @@ void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     int64_t nb = tn > 1 ? round_up((N + tn - 1) / tn, TILE_ALIGN) : N;
     int64_t gm = (M + mb - 1) / mb, gn = (N + nb - 1) / nb;
     /* Inside a parallel region (a batch of products) the same tiles run in order. */
-#pragma omp parallel for schedule(static) if (gm * gn > 1 && !nested)
-    for (int64_t t = 0; t < gm * gn; t++) {
+ELBO_PARALLEL_FOR(gm * gn > 1 && !nested,
+for (int64_t t = 0; t < gm * gn; t++) {
         int64_t i0 = (t / gn) * mb, j0 = (t % gn) * nb;
         int64_t m = M - i0 < mb ? M - i0 : mb, n = N - j0 < nb ? N - j0 : nb;
         sgemm_block(ta, tb, i0, m, j0, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    }
+    });
 }
 
 /* C = op(A) op(B):
@@ -105,16 +146,16 @@ void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const
 }
 
 void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N) {
-#pragma omp parallel for schedule(static) if (R * N > ELBO_PAR_MIN)
-    for (int64_t r = 0; r < R; r++) memcpy(y + r * N, b, (size_t)N * sizeof(float));
+ELBO_PARALLEL_FOR(R * N > ELBO_PAR_MIN,
+for (int64_t r = 0; r < R; r++) memcpy(y + r * N, b, (size_t)N * sizeof(float)););
 }
 
 /* Columns in blocks of 64: each block is one thread's, summed over rows in order. */
 void elbo__colsum_acc(float *db, const float *dy, int64_t R, int64_t N) {
     enum { CB = 64 };
     int64_t nblk = (N + CB - 1) / CB;
-#pragma omp parallel for schedule(static) if (R * N > ELBO_PAR_MIN)
-    for (int64_t blk = 0; blk < nblk; blk++) {
+ELBO_PARALLEL_FOR(R * N > ELBO_PAR_MIN,
+for (int64_t blk = 0; blk < nblk; blk++) {
         int64_t j0 = blk * CB, n = N - j0 < CB ? N - j0 : CB;
         double s[CB] = {0};
         for (int64_t r = 0; r < R; r++) {
@@ -122,5 +163,5 @@ void elbo__colsum_acc(float *db, const float *dy, int64_t R, int64_t N) {
             for (int64_t j = 0; j < n; j++) s[j] += row[j];
         }
         for (int64_t j = 0; j < n; j++) db[j0 + j] += (float)s[j];
-    }
+    });
 }
