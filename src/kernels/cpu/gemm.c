@@ -26,10 +26,21 @@ static int64_t max1(int64_t v) { return v > 1 ? v : 1; }
 
 /* Products of at most SMALL_MNK multiply-adds run in our own loops: OpenBLAS's small-matrix
  * path for AVX-512 (sgemm_small_kernel_*_SKYLAKEX, used up to 100^3) mallocs a buffer on
- * every call, which would put allocations in the training loop, and at these sizes the call
- * and packing overhead dominates anyway. Row-major:
+ * every call, which would put allocations in the training loop; on other cores only products
+ * too small to be worth a library call come here. Row-major:
  *   C (m,n) = alpha op(A) (m,K) op(B) (K,n) + beta C. */
-#define SMALL_MNK 1000000.0
+static double small_mnk = -1;
+static double small_mnk_limit(void) {
+    if (small_mnk < 0) {
+        const char *core = openblas_get_corename();
+        int avx512 = core && (strstr(core, "SkylakeX") || strstr(core, "Cooperlake") ||
+                              strstr(core, "SapphireRapids"));
+        /* AVX-512 cores: everything OpenBLAS would send to its allocating small kernel;
+         * other cores: only products too small to be worth a library call. */
+        small_mnk = avx512 ? 1000000.0 : 32768.0;
+    }
+    return small_mnk;
+}
 static void sgemm_small(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc) {
@@ -67,7 +78,7 @@ static void sgemm_block(int ta, int tb, int64_t i0, int64_t m, int64_t j0, int64
                         float beta, float *C, int64_t ldc) {
     const float *a = ta ? A + i0 : A + i0 * lda;
     const float *b = tb ? B + j0 * ldb : B + j0;
-    if ((double)m * (double)n * (double)K <= SMALL_MNK) {
+    if ((double)m * (double)n * (double)K <= small_mnk_limit()) {
         sgemm_small(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
         return;
     }
