@@ -37,57 +37,54 @@ void elbo_rng_init(elbo_rng *rng, uint64_t seed) {
 static inline float u01(uint32_t u) { return (float)(u >> 8) * 0x1p-24f; }
 static inline float u01_open0(uint32_t u) { return (float)((u >> 8) + 1) * 0x1p-24f; }
 
-void elbo_rng_uniform(elbo_rng *rng, float *x, size_t n, float lo, float hi) {
-    uint64_t base = rng->offset, key = rng->seed;
-    int64_t nc = (int64_t)((n + 3) / 4);
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t c = 0; c < nc; c++) {
-        uint32_t r[4];
-        elbo_philox4x32(key, base + (uint64_t)c, r);
-        for (int l = 0; l < 4; l++) {
-            size_t i = (size_t)c * 4 + l;
-            if (i < n) x[i] = lo + (hi - lo) * u01(r[l]);
-        }
-    });
-    rng->offset += (uint64_t)nc;
-}
+typedef enum { FILL_UNIFORM, FILL_NORMAL, FILL_RADEMACHER } fill_kind;
 
-/* Box-Muller: (u1, u2) -> sqrt(-2 log u1) (cos 2 pi u2, sin 2 pi u2). */
-void elbo_rng_normal(elbo_rng *rng, float *x, size_t n, float mean, float std) {
-    uint64_t base = rng->offset, key = rng->seed;
-    int64_t nc = (int64_t)((n + 3) / 4);
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t c = 0; c < nc; c++) {
-        uint32_t r[4];
-        float z[4];
-        elbo_philox4x32(key, base + (uint64_t)c, r);
+/* The four values of counter c: U[a, b), N(a, b^2) by Box-Muller
+ * (u1, u2) -> sqrt(-2 log u1) (cos 2 pi u2, sin 2 pi u2), or +-1. */
+static inline void philox_values(uint64_t key, uint64_t c, fill_kind kind, float a, float b,
+                                 float z[4]) {
+    uint32_t r[4];
+    elbo_philox4x32(key, c, r);
+    if (kind == FILL_UNIFORM) {
+        for (int l = 0; l < 4; l++) z[l] = a + (b - a) * u01(r[l]);
+    } else if (kind == FILL_NORMAL) {
         for (int p = 0; p < 2; p++) {
             float rad = sqrtf(-2.0f * logf(u01_open0(r[2 * p])));
             float th = 6.28318530717958647692f * u01(r[2 * p + 1]);
-            z[2 * p] = rad * cosf(th);
-            z[2 * p + 1] = rad * sinf(th);
+            z[2 * p] = a + b * rad * cosf(th);
+            z[2 * p + 1] = a + b * rad * sinf(th);
         }
+    } else {
+        for (int l = 0; l < 4; l++) z[l] = (r[l] >> 31) ? 1.0f : -1.0f;
+    }
+}
+
+/* x[i] = value (i % 4) of counter offset + i / 4; advances the offset past the fill. */
+static void philox_fill(elbo_rng *rng, float *x, size_t n, fill_kind kind, float a, float b) {
+    uint64_t base = rng->offset, key = rng->seed;
+    int64_t nc = (int64_t)((n + 3) / 4);
+    ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+    for (int64_t c = 0; c < nc; c++) {
+        float z[4];
+        philox_values(key, base + (uint64_t)c, kind, a, b, z);
         for (int l = 0; l < 4; l++) {
             size_t i = (size_t)c * 4 + l;
-            if (i < n) x[i] = mean + std * z[l];
+            if (i < n) x[i] = z[l];
         }
     });
     rng->offset += (uint64_t)nc;
 }
 
+void elbo_rng_uniform(elbo_rng *rng, float *x, size_t n, float lo, float hi) {
+    philox_fill(rng, x, n, FILL_UNIFORM, lo, hi);
+}
+
+void elbo_rng_normal(elbo_rng *rng, float *x, size_t n, float mean, float std) {
+    philox_fill(rng, x, n, FILL_NORMAL, mean, std);
+}
+
 void elbo_rng_rademacher(elbo_rng *rng, float *x, size_t n) {
-    uint64_t base = rng->offset, key = rng->seed;
-    int64_t nc = (int64_t)((n + 3) / 4);
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t c = 0; c < nc; c++) {
-        uint32_t r[4];
-        elbo_philox4x32(key, base + (uint64_t)c, r);
-        for (int l = 0; l < 4; l++) {
-            size_t i = (size_t)c * 4 + l;
-            if (i < n) x[i] = (r[l] >> 31) ? 1.0f : -1.0f;
-        }
-    });
-    rng->offset += (uint64_t)nc;
+    philox_fill(rng, x, n, FILL_RADEMACHER, 0, 0);
 }
 
 /* Lemire's multiply-shift; the bias is below 2^-32 * n, far under any statistic we report. */
