@@ -9,7 +9,7 @@ OPT     ?= -O3
 CFLAGS  ?= $(OPT) $(ARCH) -g
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CPPFLAGS_ALL := -Iinclude -Isrc -Isrc/core -DELBO_HAVE_OPENBLAS_THREADS
-ALLCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
+ALLCFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-math-errno $(WARN) $(CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := -lopenblas -lpng -lz -lm
 LDFLAGS_ALL := -fopenmp $(LDFLAGS) $(EXTRA_LDFLAGS)
 
