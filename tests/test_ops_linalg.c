@@ -336,3 +336,95 @@ TEST(linalg_same_bits_1_and_2_threads) {
                                : "bmm (large)");
     }
 }
+
+/* The raw GEMM kernel elbo__sgemm, through its small-product path (our own loops, AVX-512
+ * or portable) and through the default dispatch: every (ta, tb), alpha and beta variants,
+ * odd sizes, K past the kernel's K block (256), leading dimensions wider than the rows. */
+#include "kernels/cpu/kernels.h"
+extern double elbo__sgemm_small_mnk_override; /* internal test hook (gemm.c) */
+
+/* C (M,N), ld ldc, against alpha op(A) op(B) + beta C0 in double, each element within
+ * gamma_{K+2} (|alpha| sum_k |a_ik b_kj| + |beta c0_ij|): K products summed, then the alpha
+ * scaling and the beta term add at most two more roundings. Padding columns unchanged. */
+static int check_sgemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                            float beta, int64_t pad, uint64_t seed, char *msg, size_t len) {
+    int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    int64_t ra = ta ? K : M, rb = tb ? N : K;
+    float *a = malloc(sizeof(float) * (size_t)(ra * lda)), *b = malloc(sizeof(float) * (size_t)(rb * ldb));
+    float *c = malloc(sizeof(float) * (size_t)(M * ldc)), *c0 = malloc(sizeof(float) * (size_t)(M * ldc));
+    fill(a, ra * lda, seed);
+    fill(b, rb * ldb, seed + 1);
+    fill(c0, M * ldc, seed + 2);
+    memcpy(c, c0, sizeof(float) * (size_t)(M * ldc));
+    elbo__sgemm(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    int ok = 1;
+    for (int64_t i = 0; i < M && ok; i++)
+        for (int64_t j = 0; j < ldc && ok; j++) {
+            double got = c[i * ldc + j];
+            if (j >= N) {
+                if (memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float))) {
+                    snprintf(msg, len, "padding (%lld,%lld) overwritten", (long long)i, (long long)j);
+                    ok = 0;
+                }
+                continue;
+            }
+            double s = 0, as = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double p = (double)(ta ? a[k * lda + i] : a[i * lda + k]) *
+                           (tb ? b[j * ldb + k] : b[k * ldb + j]);
+                s += p;
+                as += fabs(p);
+            }
+            double cb = beta == 0.0f ? 0.0 : (double)beta * c0[i * ldc + j];
+            double want = (double)alpha * s + cb;
+            double tol = dot_tol(K + 2, fabs((double)alpha) * as + fabs(cb));
+            if (!(fabs(got - want) <= tol)) {
+                snprintf(msg, len,
+                         "ta %d tb %d M %lld N %lld K %lld alpha %g beta %g pad %lld: (%lld,%lld) "
+                         "%.9g vs %.9g, |diff| %.3g > %.3g",
+                         ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta,
+                         (long long)pad, (long long)i, (long long)j, got, want,
+                         fabs(got - want), tol);
+                ok = 0;
+            }
+        }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+    return ok;
+}
+
+TEST(linalg_sgemm_kernel_all_cases) {
+    static const int64_t sizes[] = {1, 7, 17, 33, 65};
+    static const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.5f, -1.5f}, {-2.0f, 0.0f}};
+    double saved = elbo__sgemm_small_mnk_override;
+    char msg[320];
+    int ok = 1;
+    /* pass 0: every product through the small path; pass 1: the default dispatch (below
+     * 32768 multiply-adds always the small path, on any OpenBLAS core) */
+    for (int pass = 0; pass < 2 && ok; pass++) {
+        elbo__sgemm_small_mnk_override = pass == 0 ? 1e30 : saved;
+        int idx = 0;
+        for (int ta = 0; ta < 2 && ok; ta++)
+            for (int tb = 0; tb < 2 && ok; tb++)
+                for (int im = 0; im < 5 && ok; im++)
+                    for (int in = 0; in < 5 && ok; in++)
+                        for (int ik = 0; ik < 5 && ok; ik++, idx++) {
+                            const float *v = ab[idx % 4];
+                            ok = check_sgemm_case(ta, tb, sizes[im], sizes[in], sizes[ik], v[0],
+                                                  v[1], (idx % 3) * 3, 100 + idx, msg, sizeof msg);
+                        }
+        /* K past one K block (256), the dot-product kernel's long rows, 4-row/col tails */
+        static const int64_t big[][3] = {{9, 35, 600}, {33, 18, 300}, {5, 70, 257}};
+        for (int ta = 0; ta < 2 && ok; ta++)
+            for (int tb = 0; tb < 2 && ok; tb++)
+                for (int s = 0; s < 3 && ok; s++, idx++) {
+                    const float *v = ab[idx % 4];
+                    ok = check_sgemm_case(ta, tb, big[s][0], big[s][1], big[s][2], v[0], v[1],
+                                          5, 200 + idx, msg, sizeof msg);
+                }
+    }
+    elbo__sgemm_small_mnk_override = saved;
+    CHECK_MSG(ok, "%s", msg);
+}

@@ -1,0 +1,97 @@
+/* Micro-benchmark of elbo's own small-product GEMM loops (gemm.c, sgemm_small) against
+ * cblas_sgemm (OpenBLAS, single thread, whatever core OPENBLAS_CORETYPE selects) on the
+ * shapes the unet-s convolutions and attention issue. Not built by default:
+ *   gcc -O3 -march=native -fopenmp -Iinclude -Isrc -Isrc/core bench/gemm_micro.c \
+ *       build/libelbo.a -lopenblas -lm -o build/gemm_micro
+ *   build/gemm_micro [min_seconds per measurement]
+ * GFLOP/s counts 2 flops per multiply-add; best of 5 timed batches. */
+#include "elbo.h"
+#include "kernels/cpu/kernels.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+void openblas_set_num_threads(int);
+char *openblas_get_corename(void);
+extern double elbo__sgemm_small_mnk_override;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+typedef struct {
+    const char *what;
+    int ta, tb, M, N, K;
+} shape;
+
+static const shape shapes[] = {
+    {"shift fwd 32x840x32 nn", 0, 0, 32, 840, 32},
+    {"shift dW 32x32x840 nt", 0, 1, 32, 32, 840},
+    {"shift dX 32x840x32 nn", 0, 0, 32, 840, 32},
+    {"im2col 64x49x576 nn", 0, 0, 64, 49, 576},
+    {"dcols 576x49x64 tn", 1, 0, 576, 49, 64},
+    {"dW 576x64x49 nt", 0, 1, 576, 64, 49},
+    {"attn 49x49x64 nt", 0, 1, 49, 49, 64},
+    {"attn 64x49x49 nn", 0, 0, 64, 49, 49},
+    {"attn 49x64x49 nt", 0, 1, 49, 64, 49},
+    {"attn 49x49x64 tn", 1, 0, 49, 49, 64},
+    {"64x196x64 nn", 0, 0, 64, 196, 64},
+    {"tt 33x65x17", 1, 1, 33, 65, 17},
+    {"tt 64x64x64", 1, 1, 64, 64, 64},
+};
+
+/* Seconds per call of one of the two implementations, best of 5 batches. */
+static double time_one(int ours, const shape *s, const float *A, const float *B, float *C,
+                       double min_s) {
+    int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+    double best = 1e9;
+    long reps = 1;
+    for (int batch = 0; batch < 6; batch++) {
+        double t0 = now();
+        for (long r = 0; r < reps; r++) {
+            if (ours)
+                elbo__sgemm_serial(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C,
+                                   s->N);
+            else
+                cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                            s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f, A, lda, B,
+                            ldb, 0.0f, C, s->N);
+        }
+        double t = (now() - t0) / reps;
+        if (batch == 0) { /* calibrate */
+            reps = (long)(min_s / (t > 1e-9 ? t : 1e-9)) + 1;
+            continue;
+        }
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    double min_s = argc > 1 ? atof(argv[1]) : 0.02;
+    openblas_set_num_threads(1);
+    printf("OpenBLAS core %s\n", openblas_get_corename());
+    printf("%-26s %9s %9s %6s\n", "shape (M x N x K, ta tb)", "ours GF/s", "BLAS GF/s", "ratio");
+    elbo_rng rng;
+    elbo_rng_init(&rng, 1);
+    size_t big = 1 << 20;
+    float *A = malloc(big * 4), *B = malloc(big * 4), *C = malloc(big * 4);
+    elbo_rng_normal(&rng, A, big, 0, 1);
+    elbo_rng_normal(&rng, B, big, 0, 1);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const shape *s = &shapes[i];
+        double f = 2.0 * s->M * s->N * s->K * 1e-9;
+        elbo__sgemm_small_mnk_override = 1e30;
+        double t_ours = time_one(1, s, A, B, C, min_s);
+        double t_blas = time_one(0, s, A, B, C, min_s);
+        printf("%-26s %9.1f %9.1f %6.2f\n", s->what, f / t_ours, f / t_blas, t_blas / t_ours);
+    }
+    free(A);
+    free(B);
+    free(C);
+    return 0;
+}
