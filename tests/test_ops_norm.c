@@ -172,6 +172,120 @@ TEST(norm_group_norm_errors) {
     elbo_ctx_free(ctx);
 }
 
+/* ---- fused group norm + silu -------------------------------------------------------- */
+/* Same float steps as the two ops in sequence (u = x a + b, then u sigmoid(u)): equal to a
+ * few ulp; 1e-6 relative (plus 1e-7 absolute for outputs near 0 where silu crosses zero). */
+TEST(norm_group_norm_silu_forward_matches_unfused) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new4(ctx, 3, 8, 5, 7);
+    elbo_tensor *gm = elbo_tensor_new1(ctx, 8), *bt = elbo_tensor_new1(ctx, 8);
+    elbo_rng_normal(elbo_ctx_rng(ctx), x->data, (size_t)x->numel, 0.7f, 2.0f);
+    elbo_rng_normal(elbo_ctx_rng(ctx), gm->data, 8, 1.0f, 0.5f);
+    elbo_rng_normal(elbo_ctx_rng(ctx), bt->data, 8, 0.0f, 0.5f);
+    int groups[3] = {1, 2, 8};
+    for (int k = 0; k < 3; k++)
+        for (int affine = 0; affine < 2; affine++) {
+            elbo_tensor *g = affine ? gm : NULL, *b = affine ? bt : NULL;
+            elbo_tensor *y = elbo_group_norm_silu(ctx, x, groups[k], g, b, 1e-5f);
+            elbo_tensor *ref = elbo_silu(ctx, elbo_group_norm(ctx, x, groups[k], g, b, 1e-5f));
+            CHECK(y && ref && elbo_same_shape(x, y));
+            double worst = 0;
+            for (int64_t i = 0; i < x->numel; i++) {
+                double d = fabs((double)y->data[i] - ref->data[i]) /
+                           (1e-7 + 1e-6 * fabs((double)ref->data[i]));
+                if (d > worst) worst = d;
+            }
+            CHECK(worst <= 1.0);
+        }
+    elbo_ctx_free(ctx);
+}
+
+static elbo_tensor *build_group_norm_silu(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    gn_args *a = u;
+    return elbo_group_norm_silu(ctx, in[0], a->groups, a->affine ? in[1] : NULL,
+                                a->affine ? in[2] : NULL, 1e-5f);
+}
+
+/* As grad_norm_group_norm (normalisation rounding amplified by central differences; silu is
+ * smooth with |silu''| <= 0.5, adding no more): atol/rtol 2e-3. */
+TEST(grad_norm_group_norm_silu) {
+    gn_args cases[3] = {{2, 1}, {2, 0}, {4, 1}};
+    for (int k = 0; k < 3; k++) {
+        gc_spec s = {.n_in = cases[k].affine ? 3 : 1, .ndim = {4, 1, 1},
+                     .shape = {{2, 4, 3, 3}, {4}, {4}}, .atol = 2e-3f, .rtol = 2e-3f};
+        char name[64];
+        snprintf(name, sizeof name, "group_norm_silu G=%d affine=%d", cases[k].groups,
+                 cases[k].affine);
+        CHECK_GRAD(name, build_group_norm_silu, &cases[k], &s);
+    }
+    gn_args a3 = {3, 1};
+    gc_spec s3 = {.n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 6, 5}, {6}, {6}},
+                  .atol = 2e-3f, .rtol = 2e-3f};
+    CHECK_GRAD("group_norm_silu 3-D", build_group_norm_silu, &a3, &s3);
+}
+
+/* Benchmark-sized (parallel path, per-thread du buffers): forward and all gradients bitwise
+ * identical for 1 and 2 threads; the gradients also match the unfused ops' to float rounding
+ * (atol 1e-5 on O(1) gradients: the two paths differ only in silu' rounding, ~1e-7). */
+TEST(norm_group_norm_silu_deterministic_threads) {
+    enum { B = 8, C = 32, S = 256, G = 8 };
+    int64_t n = (int64_t)B * C * S, nk = n + n + 2 * C;
+    float *gy = malloc(n * sizeof(float)), *keep = malloc(nk * sizeof(float));
+    elbo_rng r;
+    elbo_rng_init(&r, 5);
+    elbo_rng_normal(&r, gy, (size_t)n, 0, 1);
+    int saved = elbo_get_threads(), same = 1;
+    double unfused_err = 0;
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    for (int t = 1; t <= 3; t++) { /* t = 3: the unfused ops, 2 threads */
+        elbo_set_threads(t == 1 ? 1 : 2);
+        elbo_ctx_reset(ctx);
+        elbo_rng_init(elbo_ctx_rng(ctx), 13);
+        elbo_tensor *x = elbo_tensor_new4(ctx, B, C, 16, 16);
+        elbo_tensor *gm = elbo_tensor_new1(ctx, C), *bt = elbo_tensor_new1(ctx, C);
+        elbo_rng_normal(elbo_ctx_rng(ctx), x->data, (size_t)n, 0.5f, 2.0f);
+        elbo_rng_normal(elbo_ctx_rng(ctx), gm->data, C, 1.0f, 0.2f);
+        elbo_rng_normal(elbo_ctx_rng(ctx), bt->data, C, 0.0f, 0.2f);
+        elbo_tensor_requires_grad(x, 1);
+        elbo_tensor_requires_grad(gm, 1);
+        elbo_tensor_requires_grad(bt, 1);
+        elbo_tensor *y = t < 3 ? elbo_group_norm_silu(ctx, x, G, gm, bt, 1e-5f)
+                               : elbo_silu(ctx, elbo_group_norm(ctx, x, G, gm, bt, 1e-5f));
+        CHECK(y && elbo_backward_with(ctx, y, gy) == ELBO_OK);
+        const float *got[4] = {y->data, x->grad, gm->grad, bt->grad};
+        int64_t len[4] = {n, n, C, C};
+        for (int k = 0, off = 0; k < 4; off += (int)len[k], k++) {
+            if (t == 1) memcpy(keep + off, got[k], len[k] * sizeof(float));
+            else if (t == 2) same = same && memcmp(keep + off, got[k], len[k] * sizeof(float)) == 0;
+            else if (k == 1)
+                for (int64_t i = 0; i < len[k]; i++) {
+                    double d = fabs((double)keep[off + i] - got[k][i]);
+                    if (d > unfused_err) unfused_err = d;
+                }
+        }
+    }
+    elbo_set_threads(saved);
+    elbo_ctx_free(ctx);
+    free(gy);
+    free(keep);
+    CHECK(same);
+    CHECK_NEAR(unfused_err, 0.0, 1e-5);
+}
+
+TEST(norm_group_norm_silu_errors) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new3(ctx, 2, 6, 4);
+    CHECK(elbo_group_norm_silu(ctx, x, 4, NULL, NULL, 1e-5f) == NULL);
+    const char *e = elbo_last_error();
+    CHECK(strstr(e, "group_norm_silu") && strstr(e, "6 channels") && strstr(e, "4 groups"));
+    elbo_tensor *g = elbo_tensor_new1(ctx, 4);
+    CHECK(elbo_group_norm_silu(ctx, x, 3, NULL, g, 1e-5f) == NULL);
+    e = elbo_last_error();
+    CHECK(strstr(e, "group_norm_silu") && strstr(e, "(2, 6, 4)") && strstr(e, "(4)"));
+    CHECK(elbo_group_norm_silu(ctx, NULL, 3, NULL, NULL, 1e-5f) == NULL);
+    elbo_ctx_free(ctx);
+}
+
 /* ---- layer norm --------------------------------------------------------------------- */
 TEST(norm_layer_norm_forward_vs_double) {
     elbo_ctx *ctx = elbo_ctx_new(0);

@@ -163,7 +163,7 @@ pool_case("avg_pool_k2s2_odd", (1, 2, 5, 7), 2, 2)  # the last row/column is dro
 
 
 # ---- normalisation ---------------------------------------------------------------------
-def gn_case(name, xs, G, affine):
+def gn_case(name, xs, G, affine, silu=False):
     @case(name)
     def _():
         x = rn(*xs) * 1.5 + 0.3
@@ -172,13 +172,17 @@ def gn_case(name, xs, G, affine):
             ins += [("gamma", 1 + 0.3 * rn(xs[1]), 1), ("beta", 0.2 * rn(xs[1]), 1)]
 
         def f(x, g=None, b=None):
-            return F.group_norm(x, G, g, b, 1e-5)
+            y = F.group_norm(x, G, g, b, 1e-5)
+            return F.silu(y) if silu else y
         return ins, f, {"args": i32([G]), "fargs": f32([1e-5])}
 
 
 gn_case("group_norm_g2", (2, 4, 3, 3), 2, True)
 gn_case("group_norm_g4", (2, 8, 2, 3), 4, True)
 gn_case("group_norm_3d_noaffine", (3, 6, 5), 3, False)
+# elbo_group_norm_silu: F.silu(F.group_norm(...))
+gn_case("group_norm_silu_g2", (2, 4, 3, 3), 2, True, silu=True)
+gn_case("group_norm_silu_3d_noaffine", (3, 6, 5), 3, False, silu=True)
 
 
 @case("layer_norm")

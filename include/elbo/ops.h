@@ -45,6 +45,9 @@ elbo_tensor *elbo_avg_pool2d(elbo_ctx *ctx, elbo_tensor *x, int k, int stride);
  * gamma, beta (C) or NULL. */
 elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
                              elbo_tensor *beta, float eps);
+/* SiLU(GroupNorm(x)) fused: one pass, the normalised values are not stored. */
+elbo_tensor *elbo_group_norm_silu(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
+                                  elbo_tensor *beta, float eps);
 /* LayerNorm over the last axis D: gamma, beta (D) or NULL. */
 elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
                              elbo_tensor *beta, float eps);

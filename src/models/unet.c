@@ -11,6 +11,7 @@
  * down.{l}.attn.{j}; mid.res; up.{l}.res.{j}, up.{l}.attn.{j}; norm_out; conv_out.
  */
 #include "internal.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -205,7 +206,10 @@ elbo_tensor *elbo_unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x
             if (lv->has_attn) h = elbo_nn_attention_forward(ctx, &lv->attn[j], h);
         }
     }
-    h = elbo_silu(ctx, elbo_nn_group_norm_forward(ctx, &u->norm_out, h));
+    if (!h) return NULL;
+    h = elbo__in_layer(elbo_group_norm_silu(ctx, h, u->norm_out.groups, u->norm_out.weight,
+                                            u->norm_out.bias, u->norm_out.eps),
+                       u->norm_out.weight); /* SiLU(norm_out(h)), fused */
     return elbo_nn_conv2d_forward(ctx, &u->conv_out, h);
 }
 

@@ -1,7 +1,8 @@
 /* The blocks of a DDPM-style UNet (Ho et al. 2020, and its PyTorch ports): sinusoidal
  * timestep embedding, time-embedding MLP, residual block with a time input, and single-head
  * self-attention over the pixels. Each forward is a plain composition of ops, written so
- * that the chains worth fusing later (GroupNorm + SiLU, the attention core) are visible. */
+ * that the chains worth fusing are visible; GroupNorm + SiLU runs as the fused op
+ * elbo_group_norm_silu (the same parameters and results, one pass instead of two). */
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -62,6 +63,13 @@ elbo_tensor *elbo_nn_time_embedding_forward(elbo_ctx *ctx, const elbo_nn_time_em
 }
 
 /* ---- residual block ------------------------------------------------------------------- */
+/* SiLU(g(x)) for a GroupNorm layer g, errors prefixed with the layer's name. */
+static elbo_tensor *norm_silu(elbo_ctx *ctx, const elbo_nn_group_norm *g, elbo_tensor *x) {
+    if (!x) return NULL;
+    return elbo__in_layer(elbo_group_norm_silu(ctx, x, g->groups, g->weight, g->bias, g->eps),
+                          g->weight);
+}
+
 elbo_status elbo_nn_resblock_init(elbo_nn_resblock *r, elbo_paramset *ps, const char *name,
                                   int in, int out, int temb_dim, int groups, float dropout) {
     if (!r || !ps) return elbo_error(ELBO_ERR_ARG, "resblock_init: NULL block or paramset");
@@ -100,7 +108,7 @@ elbo_tensor *elbo_nn_resblock_forward(elbo_ctx *ctx, const elbo_nn_resblock *r, 
                           r->conv1.weight ? r->conv1.weight->name : "resblock");
         return NULL;
     }
-    elbo_tensor *h = elbo_silu(ctx, elbo_nn_group_norm_forward(ctx, &r->norm1, x));
+    elbo_tensor *h = norm_silu(ctx, &r->norm1, x);
     h = elbo_nn_conv2d_forward(ctx, &r->conv1, h);
     if (r->has_temb) {
         elbo_tensor *tp = elbo_nn_linear_forward(ctx, &r->temb_proj, temb); /* (B, out) */
@@ -108,7 +116,7 @@ elbo_tensor *elbo_nn_resblock_forward(elbo_ctx *ctx, const elbo_nn_resblock *r, 
         if (!h || !tp) return NULL;
         h = elbo__in_layer(elbo_add(ctx, h, tp), r->temb_proj.weight);
     }
-    h = elbo_silu(ctx, elbo_nn_group_norm_forward(ctx, &r->norm2, h));
+    h = norm_silu(ctx, &r->norm2, h);
     if (r->dropout > 0) h = elbo_dropout(ctx, h, r->dropout);
     h = elbo_nn_conv2d_forward(ctx, &r->conv2, h);
     if (!h) return NULL; /* keep the main path's error: the skip path would overwrite it */

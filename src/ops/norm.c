@@ -8,8 +8,10 @@
  *   dx = rstd (g - mean(g) - xhat mean(g xhat)),
  *   dgamma_c = sum dy xhat,  dbeta_c = sum dy   (over batch and spatial positions). */
 #include "internal.h"
+#include "ops/vmath.h"
 
 #include <math.h>
+#include <omp.h>
 
 #define LANES 8
 
@@ -81,10 +83,22 @@ static int check_affine(const char *op, const elbo_tensor *x, const elbo_tensor 
 }
 
 /* ---- group norm: x (B,C,S...) -> same shape, G groups of C/G channels ---------------- */
+/* The fused GroupNorm + SiLU (elbo_group_norm_silu) shares this code: y = silu(u) with the
+ * group-norm output u = x a_c + b_c recomputed in backward from the saved mu and rstd, and
+ * du = dy s (1 + u (1 - s)), s = sigmoid(u), fed to the same closed form in place of dy. */
 typedef struct {
     double *mu, *rstd; /* (B,G) */
-    double *s1, *s2;   /* (B,C) backward workspace: sum_s dy and sum_s dy x */
+    double *s1, *s2;   /* (B,C) backward workspace: sum_s du and sum_s du x */
 } gn_saved;
+
+/* du[0..S) = dy silu'(u), u = x a + b: d/du u sigmoid(u) = s (1 + u (1 - s)). */
+static void silu_grad_row(const float *dy, const float *x, float a, float b, int64_t S,
+                          float *du) {
+    for (int64_t s = 0; s < S; s++) {
+        float u = x[s] * a + b, sg = elbo__sigmoidf(u);
+        du[s] = dy[s] * (sg * (1.0f + u * (1.0f - sg)));
+    }
+}
 
 static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *y = n->out;
@@ -95,15 +109,38 @@ static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
     const gn_saved *sv = n->saved;
     int64_t B = x->shape[0], C = x->shape[1], G = n->iarg[0], Cg = C / G;
     int64_t S = B * C != 0 ? x->numel / (B * C) : 0, N = Cg * S;
-    const float *xd = x->data, *dy = y->grad, *gm = gamma ? gamma->data : NULL;
+    int silu = (int)n->iarg[1];
+    const float *xd = x->data, *dy_out = y->grad, *gm = gamma ? gamma->data : NULL;
+    const float *bt = beta ? beta->data : NULL;
     double *s1 = sv->s1, *s2 = sv->s2;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+    int par = x->numel > ELBO_PAR_MIN && elbo__parallel_ok();
+    int nthr = par ? omp_get_max_threads() : 1;
+    /* silu: du of one group, one buffer per thread (it stays in that core's cache) */
+    float *du_buf = NULL;
+    if (silu) {
+        du_buf = elbo_ctx_scratch(ctx, (size_t)nthr * (size_t)(N ? N : 1) * sizeof(float));
+        if (!du_buf) return;
+    }
+ELBO_PARALLEL_FOR(par,
 for (int64_t bg = 0; bg < B * G; bg++) {
         int64_t b = bg / G, g = bg % G, c0 = g * Cg;
         double mu = sv->mu[bg], rstd = sv->rstd[bg], sg = 0, sgx = 0;
+        int64_t base = (b * C + c0) * S;
+        /* dy of the group (du for silu), indexed from the group's first element */
+        const float *dy = dy_out + base;
+        if (silu) {
+            float *du = du_buf + (size_t)(nthr > 1 ? omp_get_thread_num() : 0) * (size_t)N;
+            for (int64_t c = c0; c < c0 + Cg; c++) {
+                double a = rstd * (gm ? gm[c] : 1.0);
+                float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
+                int64_t off = (b * C + c) * S;
+                silu_grad_row(dy_out + off, xd + off, af, bf, S, du + (off - base));
+            }
+            dy = du;
+        }
         for (int64_t c = c0; c < c0 + Cg; c++) {
             int64_t off = (b * C + c) * S;
-            sum_dy_dyx(dy + off, xd + off, S, &s1[b * C + c], &s2[b * C + c]);
+            sum_dy_dyx(dy + (off - base), xd + off, S, &s1[b * C + c], &s2[b * C + c]);
             double gc = gm ? gm[c] : 1.0;
             sg += gc * s1[b * C + c];
             sgx += gc * (s2[b * C + c] - mu * s1[b * C + c]);
@@ -115,7 +152,7 @@ for (int64_t bg = 0; bg < B * G; bg++) {
         for (int64_t c = c0; c < c0 + Cg; c++) {
             int64_t off = (b * C + c) * S;
             float A = (float)(rstd * (gm ? gm[c] : 1.0));
-            const float *dyc = dy + off, *xc = xd + off;
+            const float *dyc = dy + (off - base), *xc = xd + off;
             float *gxc = gx + off;
             for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
         }
@@ -135,27 +172,27 @@ for (int64_t c = 0; c < C; c++) {
     }
 }
 
-elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
-                             elbo_tensor *beta, float eps) {
+/* y = GroupNorm(x) (silu = 0) or SiLU(GroupNorm(x)) (silu = 1); op names the op. */
+static elbo_tensor *group_norm_op(elbo_ctx *ctx, const char *op, elbo_tensor *x, int groups,
+                                  elbo_tensor *gamma, elbo_tensor *beta, float eps, int silu) {
     if (!x) return NULL;
     char s[96];
     if (x->ndim < 2) {
-        elbo_error(ELBO_ERR_SHAPE, "group_norm: input has shape %s, expected (B, C, ...)",
+        elbo_error(ELBO_ERR_SHAPE, "%s: input has shape %s, expected (B, C, ...)", op,
                    elbo_shape_str(x, s, sizeof s));
         return NULL;
     }
     int64_t B = x->shape[0], C = x->shape[1];
     if (groups < 1 || C % groups != 0) {
         elbo_error(ELBO_ERR_SHAPE,
-                   "group_norm: %lld channels of input %s are not divisible into %d groups",
+                   "%s: %lld channels of input %s are not divisible into %d groups", op,
                    (long long)C, elbo_shape_str(x, s, sizeof s), groups);
         return NULL;
     }
-    if (!check_affine("group_norm", x, gamma, C, "gamma") ||
-        !check_affine("group_norm", x, beta, C, "beta"))
+    if (!check_affine(op, x, gamma, C, "gamma") || !check_affine(op, x, beta, C, "beta"))
         return NULL;
     if (!(eps >= 0)) {
-        elbo_error(ELBO_ERR_ARG, "group_norm: eps %g must be >= 0", (double)eps);
+        elbo_error(ELBO_ERR_ARG, "%s: eps %g must be >= 0", op, (double)eps);
         return NULL;
     }
     int64_t G = groups, Cg = C / G, S = B * C != 0 ? x->numel / (B * C) : 0, N = Cg * S;
@@ -176,29 +213,47 @@ for (int64_t bg = 0; bg < B * G; bg++) {
         moments(sum, sumsq, N, eps, &mu, &rstd);
         sv->mu[bg] = mu;
         sv->rstd[bg] = rstd;
-        /* y = x a_c + b_c, a_c = rstd gamma_c, b_c = beta_c - mu a_c */
+        /* u = x a_c + b_c, a_c = rstd gamma_c, b_c = beta_c - mu a_c; y = u or u sigmoid(u) */
         for (int64_t c = g * Cg; c < (g + 1) * Cg; c++) {
             double a = rstd * (gm ? gm[c] : 1.0);
             float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
             const float *xc = xd + (b * C + c) * S;
             float *yc = yd + (b * C + c) * S;
-            for (int64_t i = 0; i < S; i++) yc[i] = xc[i] * af + bf;
+            if (silu)
+                for (int64_t i = 0; i < S; i++) {
+                    float u = xc[i] * af + bf;
+                    yc[i] = u * elbo__sigmoidf(u);
+                }
+            else
+                for (int64_t i = 0; i < S; i++) yc[i] = xc[i] * af + bf;
         }
     });
     int ok;
-    elbo_node *node =
-        elbo__record(ctx, "group_norm", y, group_norm_backward, &ok, 3, x, gamma, beta);
+    elbo_node *node = elbo__record(ctx, op, y, group_norm_backward, &ok, 3, x, gamma, beta);
     if (!ok) return NULL;
     if (node) {
-        /* Allocated here so that backward needs no memory beyond the gradients. */
+        /* Allocated here so that backward needs no arena memory beyond the gradients. */
         sv->s1 = elbo_ctx_alloc(ctx, (size_t)(2 * B * C + 1) * sizeof(double));
         if (!sv->s1) return NULL;
         sv->s2 = sv->s1 + B * C;
         node->iarg[0] = G;
+        node->iarg[1] = silu;
         node->farg[0] = eps;
         node->saved = sv;
     }
     return y;
+}
+
+elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
+                             elbo_tensor *beta, float eps) {
+    return group_norm_op(ctx, "group_norm", x, groups, gamma, beta, eps, 0);
+}
+
+/* SiLU(GroupNorm(x)) in one pass; the group-norm output is not stored (backward recomputes
+ * it from the saved per-group mean and rstd). */
+elbo_tensor *elbo_group_norm_silu(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
+                                  elbo_tensor *beta, float eps) {
+    return group_norm_op(ctx, "group_norm_silu", x, groups, gamma, beta, eps, 1);
 }
 
 /* ---- layer norm: x (..., D) normalised over D ----------------------------------------- */
