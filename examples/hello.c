@@ -24,8 +24,10 @@ int main(void) {
             x->data[i] = (float)i / 8 - 1;
             y->data[i] = 3 * x->data[i] - 1;
         }
-        elbo_tensor *loss = elbo_mse_loss(ctx, elbo_nn_linear_forward(ctx, &lin, x), y, ELBO_REDUCE_MEAN);
-        if (!loss || elbo_backward(ctx, loss) != ELBO_OK || elbo_optim_step(opt, 0.05f) != ELBO_OK) {
+        elbo_tensor *loss =
+            elbo_mse_loss(ctx, elbo_nn_linear_forward(ctx, &lin, x), y, ELBO_REDUCE_MEAN);
+        if (!loss || elbo_backward(ctx, loss) != ELBO_OK ||
+            elbo_optim_step(opt, 0.05f) != ELBO_OK) {
             fprintf(stderr, "hello: %s\n", elbo_last_error());
             return 1;
         }

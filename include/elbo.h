@@ -8,8 +8,8 @@
 #ifndef ELBO_H
 #define ELBO_H
 #include "elbo/core.h"
-#include "elbo/ops.h"
-#include "elbo/nn.h"
-#include "elbo/optim.h"
 #include "elbo/models.h"
+#include "elbo/nn.h"
+#include "elbo/ops.h"
+#include "elbo/optim.h"
 #endif

@@ -26,8 +26,10 @@ int gradcheck(const char *op, gc_build_fn build, void *user, const gc_spec *spec
     for (int i = 0; i < spec->n_in; i++) {
         int64_t n = elbo_shape_numel(spec->ndim[i], spec->shape[i]);
         vals[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        if (spec->init[i]) memcpy(vals[i], spec->init[i], (size_t)n * sizeof(float));
-        else elbo_rng_normal(&rng, vals[i], (size_t)n, 0, 1);
+        if (spec->init[i])
+            memcpy(vals[i], spec->init[i], (size_t)n * sizeof(float));
+        else
+            elbo_rng_normal(&rng, vals[i], (size_t)n, 0, 1);
     }
     /* Analytic gradients. */
     elbo_tensor *in[6];
@@ -52,8 +54,10 @@ int gradcheck(const char *op, gc_build_fn build, void *user, const gc_spec *spec
         if (spec->no_grad[i]) continue;
         int64_t n = in[i]->numel;
         analytic[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        if (in[i]->grad) memcpy(analytic[i], in[i]->grad, (size_t)n * sizeof(float));
-        else memset(analytic[i], 0, (size_t)n * sizeof(float));
+        if (in[i]->grad)
+            memcpy(analytic[i], in[i]->grad, (size_t)n * sizeof(float));
+        else
+            memset(analytic[i], 0, (size_t)n * sizeof(float));
     }
     double worst = 0;
     rc = 0;
@@ -82,9 +86,10 @@ int gradcheck(const char *op, gc_build_fn build, void *user, const gc_spec *spec
             double a = analytic[i][j];
             double err = fabs(a - numeric) / (spec->atol + spec->rtol * fabs(numeric));
             if (!(err <= 1.0)) {
-                snprintf(msg, msg_len,
-                         "input %d element %lld: analytic %.7g, numeric %.7g (atol %.1g, rtol %.1g)",
-                         i, (long long)j, a, numeric, spec->atol, spec->rtol);
+                snprintf(
+                    msg, msg_len,
+                    "input %d element %lld: analytic %.7g, numeric %.7g (atol %.1g, rtol %.1g)", i,
+                    (long long)j, a, numeric, spec->atol, spec->rtol);
                 rc = 1;
                 break;
             }

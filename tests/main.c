@@ -61,8 +61,10 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
         printf("%s %s (%.0f ms)\n", cur_failed ? "FAIL" : "ok  ", tests[i].name, ms);
-        if (cur_failed) failed++;
-        else passed++;
+        if (cur_failed)
+            failed++;
+        else
+            passed++;
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -76,9 +76,9 @@ extern void *__libc_memalign(size_t, size_t);
 extern void *__libc_valloc(size_t);
 
 /* Counts an allocation p of n bytes made by the caller of the enclosing function. */
-#define COUNT(kind, n, p)                                                                \
-    do {                                                                                 \
-        if (mc_on) malloc_count_hit(kind, n, __builtin_return_address(0), p, 0);         \
+#define COUNT(kind, n, p)                                                                          \
+    do {                                                                                           \
+        if (mc_on) malloc_count_hit(kind, n, __builtin_return_address(0), p, 0);                   \
     } while (0)
 
 void *malloc(size_t n) {
@@ -151,7 +151,8 @@ void malloc_count_stop(malloc_count_result *r) {
         Dl_info info;
         if (c && dladdr(c, &info) && info.dli_fname)
             snprintf(r->first[i], sizeof r->first[i], "%s(%zu) from %s (%s)", mc_first_kind[i],
-                     (size_t)mc_first_size[i], info.dli_sname ? info.dli_sname : "?", info.dli_fname);
+                     (size_t)mc_first_size[i], info.dli_sname ? info.dli_sname : "?",
+                     info.dli_fname);
         else
             snprintf(r->first[i], sizeof r->first[i], "%s(%zu) from %p", mc_first_kind[i],
                      (size_t)mc_first_size[i], c);

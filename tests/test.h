@@ -15,39 +15,38 @@ void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int test_failed(void);
 
-#define TEST(name)                                                                    \
-    static void test_##name(void);                                                    \
-    __attribute__((constructor)) static void test_reg_##name(void) {                  \
-        test_register(#name, test_##name);                                            \
-    }                                                                                 \
+#define TEST(name)                                                                                 \
+    static void test_##name(void);                                                                 \
+    __attribute__((constructor)) static void test_reg_##name(void) {                               \
+        test_register(#name, test_##name);                                                         \
+    }                                                                                              \
     static void test_##name(void)
 
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            test_fail(__FILE__, __LINE__, "%s (last error: %s)", #cond,               \
-                      elbo_last_error());                                             \
-            return;                                                                   \
-        }                                                                             \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            test_fail(__FILE__, __LINE__, "%s (last error: %s)", #cond, elbo_last_error());        \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                          \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            test_fail(__FILE__, __LINE__, __VA_ARGS__);                               \
-            return;                                                                   \
-        }                                                                             \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            test_fail(__FILE__, __LINE__, __VA_ARGS__);                                            \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* |a - b| <= tol */
-#define CHECK_NEAR(a, b, tol)                                                         \
-    do {                                                                              \
-        double a_ = (a), b_ = (b);                                                    \
-        if (!(fabs(a_ - b_) <= (tol))) {                                              \
-            test_fail(__FILE__, __LINE__, "%s = %.9g, %s = %.9g, |diff| %.3g > %.3g", \
-                      #a, a_, #b, b_, fabs(a_ - b_), (double)(tol));                  \
-            return;                                                                   \
-        }                                                                             \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (!(fabs(a_ - b_) <= (tol))) {                                                           \
+            test_fail(__FILE__, __LINE__, "%s = %.9g, %s = %.9g, |diff| %.3g > %.3g", #a, a_, #b,  \
+                      b_, fabs(a_ - b_), (double)(tol));                                           \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* ---- finite-difference gradient check (tests/gradcheck.c) ----------------------------- */
@@ -72,13 +71,13 @@ typedef struct {
 int gradcheck(const char *op, gc_build_fn build, void *user, const gc_spec *spec, char *msg,
               size_t msg_len);
 
-#define CHECK_GRAD(op, build, user, spec)                                             \
-    do {                                                                              \
-        char gc_msg_[512];                                                            \
-        if (gradcheck(op, build, user, spec, gc_msg_, sizeof gc_msg_) != 0) {         \
-            test_fail(__FILE__, __LINE__, "gradcheck %s: %s", op, gc_msg_);           \
-            return;                                                                   \
-        }                                                                             \
+#define CHECK_GRAD(op, build, user, spec)                                                          \
+    do {                                                                                           \
+        char gc_msg_[512];                                                                         \
+        if (gradcheck(op, build, user, spec, gc_msg_, sizeof gc_msg_) != 0) {                      \
+            test_fail(__FILE__, __LINE__, "gradcheck %s: %s", op, gc_msg_);                        \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* ---- PyTorch fixtures (tests/fixture.c) ----------------------------------------------- */
@@ -110,13 +109,13 @@ elbo_tensor *fx_tensor(elbo_ctx *ctx, const fx_file *f, const char *name);
 int fx_close(const float *a, const float *b, int64_t n, float atol, float rtol, char *msg,
              size_t len);
 
-#define CHECK_CLOSE_ARR(what, a, b, n, atol, rtol)                                    \
-    do {                                                                              \
-        char cc_msg_[256];                                                            \
-        if (!fx_close(a, b, n, atol, rtol, cc_msg_, sizeof cc_msg_)) {                \
-            test_fail(__FILE__, __LINE__, "%s: %s", what, cc_msg_);                   \
-            return;                                                                   \
-        }                                                                             \
+#define CHECK_CLOSE_ARR(what, a, b, n, atol, rtol)                                                 \
+    do {                                                                                           \
+        char cc_msg_[256];                                                                         \
+        if (!fx_close(a, b, n, atol, rtol, cc_msg_, sizeof cc_msg_)) {                             \
+            test_fail(__FILE__, __LINE__, "%s: %s", what, cc_msg_);                                \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 #endif

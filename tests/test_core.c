@@ -102,7 +102,8 @@ TEST(grad_relu) {
     /* Inputs kept away from the kink at 0, where the derivative is undefined. */
     float x[64];
     for (int i = 0; i < 64; i++) x[i] = (i % 2 ? 1 : -1) * (0.1f + 0.05f * i);
-    gc_spec s = {.n_in = 1, .ndim = {2}, .shape = {{8, 8}}, .init = {x}, .atol = 1e-3f, .rtol = 1e-3f};
+    gc_spec s = {
+        .n_in = 1, .ndim = {2}, .shape = {{8, 8}}, .init = {x}, .atol = 1e-3f, .rtol = 1e-3f};
     CHECK_GRAD("relu", build_relu, NULL, &s);
 }
 

@@ -18,8 +18,8 @@
  *     than the forward; 1e-3 is 50x the observed error and still far below what a wrong
  *     term (a missing factor, a transposed weight, a dropped path) produces.
  */
-#include "test.h"
 #include "internal.h"
+#include "test.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +91,8 @@ static int check_param_grads(const fx_file *f, elbo_paramset *ps, char *msg, siz
             return 0;
         }
         if (!(fabs(sumsq - want[1]) <= 2e-3 * want[1])) {
-            snprintf(msg, len, "%s: gradient sum of squares %.7g, want %.7g", p->name, sumsq, want[1]);
+            snprintf(msg, len, "%s: gradient sum of squares %.7g, want %.7g", p->name, sumsq,
+                     want[1]);
             return 0;
         }
         for (int j = 0; j < 16; j++) {
@@ -111,15 +112,15 @@ static int check_param_grads(const fx_file *f, elbo_paramset *ps, char *msg, siz
 
 static double rms_of(const float *x, int64_t n) { return sqrt(elbo__sumsq_f32(x, n) / (double)n); }
 
-#define CHECK_PARAM_GRADS(f, ps)                                                        \
-    do {                                                                                \
-        char pg_msg_[320];                                                              \
-        CHECK_MSG(check_param_grads(f, ps, pg_msg_, sizeof pg_msg_), "%s", pg_msg_);    \
+#define CHECK_PARAM_GRADS(f, ps)                                                                   \
+    do {                                                                                           \
+        char pg_msg_[320];                                                                         \
+        CHECK_MSG(check_param_grads(f, ps, pg_msg_, sizeof pg_msg_), "%s", pg_msg_);               \
     } while (0)
 
 /* Outputs: atol 1e-4 of the reference's RMS, rtol 1e-4 (see the header). */
-#define CHECK_OUTPUT(what, got, e)                                                      \
-    CHECK_CLOSE_ARR(what, got, (const float *)(e)->data, (e)->numel,                    \
+#define CHECK_OUTPUT(what, got, e)                                                                 \
+    CHECK_CLOSE_ARR(what, got, (const float *)(e)->data, (e)->numel,                               \
                     (float)(1e-4 * rms_of((const float *)(e)->data, (e)->numel)), 1e-4f)
 
 /* ---- parameter counts ----------------------------------------------------------------- */
@@ -128,7 +129,8 @@ TEST(models_param_counts) {
     CHECK(elbo_vae_mlp_init(&v, 784, 512, 32, 0) == ELBO_OK);
     int64_t nv = elbo_paramset_numel(v.ps);
     elbo_vae_mlp_free(&v);
-    CHECK_MSG(nv == 1379152, "vae-mlp has %lld parameters, bench-models.md says 1,379,152", (long long)nv);
+    CHECK_MSG(nv == 1379152, "vae-mlp has %lld parameters, bench-models.md says 1,379,152",
+              (long long)nv);
     elbo_unet_params p;
     elbo_unet_params_init(&p);
     elbo_paramset *ps = elbo_paramset_new();
@@ -140,7 +142,8 @@ TEST(models_param_counts) {
     CHECK(elbo_paramset_find(ps, "mid.res.conv1.weight") != NULL);
     elbo_unet_free(u);
     elbo_paramset_free(ps);
-    CHECK_MSG(nu == 566561, "unet-s has %lld parameters, bench-models.md says 566,561", (long long)nu);
+    CHECK_MSG(nu == 566561, "unet-s has %lld parameters, bench-models.md says 566,561",
+              (long long)nu);
 }
 
 /* ---- vae-mlp -------------------------------------------------------------------------- */
@@ -167,7 +170,8 @@ TEST(models_vae_mlp_matches_torch) {
     elbo_tensor *z = elbo_tensor_new2(ctx, 4, 32);
     for (int b = 0; b < 4; b++)
         for (int j = 0; j < 32; j++)
-            z->data[b * 32 + j] = h->data[b * 64 + j] + expf(0.5f * h->data[b * 64 + 32 + j]) * eps->data[b * 32 + j];
+            z->data[b * 32 + j] =
+                h->data[b * 64 + j] + expf(0.5f * h->data[b * 64 + 32 + j]) * eps->data[b * 32 + j];
     elbo_tensor *logits = elbo_nn_mlp_forward(ctx, &m.dec, z);
     CHECK(logits);
     CHECK_OUTPUT("logits", logits->data, fx_get(&f, "logits"));
@@ -195,7 +199,8 @@ TEST(models_vae_mlp_loss_by_hand) {
         double a[4], c[4], h[2];
         for (int o = 0; o < 2; o++) {
             a[o] = E[0].bias->data[o];
-            for (int i = 0; i < 3; i++) a[o] += (double)E[0].weight->data[o * 3 + i] * xv[b * 3 + i];
+            for (int i = 0; i < 3; i++)
+                a[o] += (double)E[0].weight->data[o * 3 + i] * xv[b * 3 + i];
             a[o] = a[o] > 0 ? a[o] : 0;
         }
         for (int o = 0; o < 2; o++) {
@@ -287,7 +292,8 @@ TEST(models_unet_s_matches_torch) {
     /* DDPM loss and its parameter gradients. */
     float alpha_bar[1000];
     elbo_ddpm_alpha_bar_linear(alpha_bar, 1000, 1e-4, 0.02);
-    CHECK_CLOSE_ARR("alpha_bar", alpha_bar, (const float *)fx_get(&f, "alpha_bar")->data, 1000, 0, 1e-6f);
+    CHECK_CLOSE_ARR("alpha_bar", alpha_bar, (const float *)fx_get(&f, "alpha_bar")->data, 1000, 0,
+                    1e-6f);
     elbo_ctx *ctx = elbo_ctx_new(0);
     int32_t t[2];
     CHECK(fx_int(&f, "t", t, 2));
@@ -343,8 +349,10 @@ TEST(models_unet_prefix_names) {
     elbo_paramset *ps = elbo_paramset_new();
     elbo_unet *u = elbo_unet_new(ps, "model", &p);
     CHECK(u);
-    CHECK(elbo_paramset_find(ps, "model.temb.0.weight") && elbo_paramset_find(ps, "model.conv_out.bias") &&
-          elbo_paramset_find(ps, "model.down.1.down.weight") && elbo_paramset_find(ps, "model.up.0.res.0.skip.weight"));
+    CHECK(elbo_paramset_find(ps, "model.temb.0.weight") &&
+          elbo_paramset_find(ps, "model.conv_out.bias") &&
+          elbo_paramset_find(ps, "model.down.1.down.weight") &&
+          elbo_paramset_find(ps, "model.up.0.res.0.skip.weight"));
     elbo_unet_free(u);
     elbo_paramset_free(ps);
 }
@@ -373,7 +381,8 @@ TEST(models_unet_bad_input) {
     elbo_ddpm_alpha_bar_linear(ab, 10, 1e-4, 0.02);
     elbo_clear_error();
     CHECK(elbo_ddpm_eps_loss(ctx, u, x0, (int32_t[]){1, 2}, eps, ab) == NULL);
-    CHECK(strstr(elbo_last_error(), "ddpm_eps_loss") && strstr(elbo_last_error(), "(2, 1, 28, 14)"));
+    CHECK(strstr(elbo_last_error(), "ddpm_eps_loss") &&
+          strstr(elbo_last_error(), "(2, 1, 28, 14)"));
     elbo_ctx_free(ctx);
     elbo_unet_free(u);
     elbo_paramset_free(ps);

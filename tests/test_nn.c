@@ -14,7 +14,8 @@ TEST(nn_paramset_names_order_and_blocks) {
     elbo_tensor *b = elbo_paramset_add(ps, "", "scale", 1, s2, c);
     elbo_tensor *d = elbo_paramset_add(ps, NULL, "bias", 3, s3, c);
     CHECK(a && b && d);
-    CHECK(!strcmp(a->name, "enc.0.weight") && !strcmp(b->name, "scale") && !strcmp(d->name, "bias"));
+    CHECK(!strcmp(a->name, "enc.0.weight") && !strcmp(b->name, "scale") &&
+          !strcmp(d->name, "bias"));
     CHECK(a->data == NULL); /* values exist only after finalize */
     CHECK(elbo_paramset_count(ps) == 3 && elbo_paramset_numel(ps) == 12 + 5 + 14);
     CHECK(elbo_paramset_finalize(ps, 1) == ELBO_OK);
@@ -166,8 +167,8 @@ TEST(nn_mlp_and_block_naming) {
     elbo_nn_mlp m;
     int sizes[4] = {784, 512, 512, 64};
     CHECK(elbo_nn_mlp_init(&m, ps, "enc", 3, sizes, ELBO_ACT_RELU) == ELBO_OK);
-    const char *want[] = {"enc.0.weight", "enc.0.bias", "enc.2.weight", "enc.2.bias",
-                          "enc.4.weight", "enc.4.bias"};
+    const char *want[] = {"enc.0.weight", "enc.0.bias",   "enc.2.weight",
+                          "enc.2.bias",   "enc.4.weight", "enc.4.bias"};
     CHECK(elbo_paramset_count(ps) == 6);
     for (int i = 0; i < 6; i++) CHECK(!strcmp(elbo_paramset_get(ps, i)->name, want[i]));
     CHECK(m.layers[2].in_features == 512 && m.layers[2].out_features == 64);
@@ -182,13 +183,15 @@ TEST(nn_mlp_and_block_naming) {
     CHECK(elbo_nn_time_embedding_init(&te, ps, "temb", 128, 128) == ELBO_OK);
     CHECK(elbo_nn_resblock_init(&r, ps, "down.1", 32, 64, 128, 8, 0.0f) == ELBO_OK);
     CHECK(elbo_nn_attention_init(&a, ps, "mid.attn", 64, 8) == ELBO_OK);
-    const char *names[] = {"temb.0.weight", "temb.0.bias", "temb.2.weight", "temb.2.bias",
-                           "down.1.norm1.weight", "down.1.norm1.bias", "down.1.conv1.weight",
-                           "down.1.conv1.bias", "down.1.temb_proj.weight", "down.1.temb_proj.bias",
-                           "down.1.norm2.weight", "down.1.norm2.bias", "down.1.conv2.weight",
-                           "down.1.conv2.bias", "down.1.skip.weight", "down.1.skip.bias",
-                           "mid.attn.norm.weight", "mid.attn.norm.bias", "mid.attn.qkv.weight",
-                           "mid.attn.qkv.bias", "mid.attn.proj.weight", "mid.attn.proj.bias"};
+    const char *names[] = {
+        "temb.0.weight",         "temb.0.bias",          "temb.2.weight",
+        "temb.2.bias",           "down.1.norm1.weight",  "down.1.norm1.bias",
+        "down.1.conv1.weight",   "down.1.conv1.bias",    "down.1.temb_proj.weight",
+        "down.1.temb_proj.bias", "down.1.norm2.weight",  "down.1.norm2.bias",
+        "down.1.conv2.weight",   "down.1.conv2.bias",    "down.1.skip.weight",
+        "down.1.skip.bias",      "mid.attn.norm.weight", "mid.attn.norm.bias",
+        "mid.attn.qkv.weight",   "mid.attn.qkv.bias",    "mid.attn.proj.weight",
+        "mid.attn.proj.bias"};
     int n = (int)(sizeof names / sizeof names[0]);
     CHECK(elbo_paramset_count(ps) == n);
     for (int i = 0; i < n; i++)
@@ -201,7 +204,8 @@ TEST(nn_mlp_and_block_naming) {
     elbo_nn_resblock r2;
     CHECK(elbo_nn_resblock_init(&r2, ps, "up.0", 64, 64, 0, 8, 0.1f) == ELBO_OK);
     CHECK(!r2.has_skip && !r2.has_temb && elbo_paramset_count(ps) == n + 8);
-    CHECK(!elbo_paramset_find(ps, "up.0.skip.weight") && !elbo_paramset_find(ps, "up.0.temb_proj.weight"));
+    CHECK(!elbo_paramset_find(ps, "up.0.skip.weight") &&
+          !elbo_paramset_find(ps, "up.0.temb_proj.weight"));
     elbo_paramset_free(ps);
 }
 
@@ -292,7 +296,8 @@ TEST(nn_linear_forward_values) {
     CHECK(y && y->ndim == 2 && y->shape[0] == 2 && y->shape[1] == 2);
     /* y = x W^T + b, by hand: row 0: 1-4+1.5+0.25 = -1.25, 0+6-3-4 = -1;
      * row 1: -1-1+1+0.25 = -0.75, 0+1.5-2-4 = -4.5 (all exact in float) */
-    CHECK(y->data[0] == -1.25f && y->data[1] == -1.0f && y->data[2] == -0.75f && y->data[3] == -4.5f);
+    CHECK(y->data[0] == -1.25f && y->data[1] == -1.0f && y->data[2] == -0.75f &&
+          y->data[3] == -4.5f);
     /* a wrong input width fails, naming the layer and both shapes */
     elbo_tensor *bad = elbo_tensor_new2(ctx, 2, 4);
     CHECK(elbo_nn_linear_forward(ctx, &l, bad) == NULL);
@@ -382,13 +387,27 @@ TEST(nn_activate_dispatch) {
         for (int i = 0; i < 4; i++) {
             double v = xv[i], want = 0;
             switch (act) {
-            case ELBO_ACT_RELU: want = v > 0 ? v : 0; break;
-            case ELBO_ACT_SILU: want = silu_d(v); break;
-            case ELBO_ACT_GELU: want = 0.5 * v * (1 + erf(v / sqrt(2.0))); break;
-            case ELBO_ACT_TANH: want = tanh(v); break;
-            case ELBO_ACT_SIGMOID: want = 1 / (1 + exp(-v)); break;
-            case ELBO_ACT_SOFTPLUS: want = log1p(exp(v)); break;
-            case ELBO_ACT_ELU: want = v > 0 ? v : expm1(v); break;
+            case ELBO_ACT_RELU:
+                want = v > 0 ? v : 0;
+                break;
+            case ELBO_ACT_SILU:
+                want = silu_d(v);
+                break;
+            case ELBO_ACT_GELU:
+                want = 0.5 * v * (1 + erf(v / sqrt(2.0)));
+                break;
+            case ELBO_ACT_TANH:
+                want = tanh(v);
+                break;
+            case ELBO_ACT_SIGMOID:
+                want = 1 / (1 + exp(-v));
+                break;
+            case ELBO_ACT_SOFTPLUS:
+                want = log1p(exp(v));
+                break;
+            case ELBO_ACT_ELU:
+                want = v > 0 ? v : expm1(v);
+                break;
             }
             CHECK_MSG(fabs(y->data[i] - want) <= 1e-6 * (1 + fabs(want)),
                       "activation %d at %g: %g, want %g", act, v, y->data[i], want);
@@ -493,12 +512,14 @@ static elbo_nn_resblock make_resblock(elbo_paramset *ps, int in, int out, int te
     /* non-trivial affine GroupNorm parameters */
     elbo_tensor *n[4] = {r.norm1.weight, r.norm1.bias, r.norm2.weight, r.norm2.bias};
     for (int k = 0; k < 4; k++)
-        for (int64_t i = 0; i < n[k]->numel; i++) n[k]->data[i] = (k % 2 ? 0.2f : 1.0f) + 0.3f * (float)i - 0.1f * k;
+        for (int64_t i = 0; i < n[k]->numel; i++)
+            n[k]->data[i] = (k % 2 ? 0.2f : 1.0f) + 0.3f * (float)i - 0.1f * k;
     return r;
 }
 
 /* The block's equation in double from its parameters. */
-static void resblock_ref(const elbo_nn_resblock *r, const float *x, const float *temb, double *out) {
+static void resblock_ref(const elbo_nn_resblock *r, const float *x, const float *temb,
+                         double *out) {
     int in = r->in_channels, oc = r->out_channels, N = RB_H * RB_W;
     int nx = RB_B * in * N, nh = RB_B * oc * N;
     double *a = calloc((size_t)nx, sizeof(double)), *h = malloc(sizeof(double) * nh),
@@ -507,19 +528,25 @@ static void resblock_ref(const elbo_nn_resblock *r, const float *x, const float 
     double *an = malloc(sizeof(double) * nx);
     gn_ref(a, RB_B, in, N, RB_G, r->norm1.weight->data, r->norm1.bias->data, an);
     for (int i = 0; i < nx; i++) an[i] = silu_d(an[i]);
-    conv_ref(an, RB_B, in, RB_H, RB_W, r->conv1.weight->data, r->conv1.bias->data, oc, 3, 1, 1, h, NULL, NULL);
+    conv_ref(an, RB_B, in, RB_H, RB_W, r->conv1.weight->data, r->conv1.bias->data, oc, 3, 1, 1, h,
+             NULL, NULL);
     if (r->has_temb)
         for (int b = 0; b < RB_B; b++)
             for (int o = 0; o < oc; o++) {
                 double p = r->temb_proj.bias->data[o];
-                for (int j = 0; j < RB_T; j++) p += temb[b * RB_T + j] * r->temb_proj.weight->data[o * RB_T + j];
+                for (int j = 0; j < RB_T; j++)
+                    p += temb[b * RB_T + j] * r->temb_proj.weight->data[o * RB_T + j];
                 for (int i = 0; i < N; i++) h[(b * oc + o) * N + i] += p;
             }
     gn_ref(h, RB_B, oc, N, RB_G, r->norm2.weight->data, r->norm2.bias->data, g);
     for (int i = 0; i < nh; i++) g[i] = silu_d(g[i]);
-    conv_ref(g, RB_B, oc, RB_H, RB_W, r->conv2.weight->data, r->conv2.bias->data, oc, 3, 1, 1, out, NULL, NULL);
-    if (r->has_skip) conv_ref(a, RB_B, in, RB_H, RB_W, r->skip.weight->data, r->skip.bias->data, oc, 1, 1, 0, s, NULL, NULL);
-    else memcpy(s, a, sizeof(double) * nh);
+    conv_ref(g, RB_B, oc, RB_H, RB_W, r->conv2.weight->data, r->conv2.bias->data, oc, 3, 1, 1, out,
+             NULL, NULL);
+    if (r->has_skip)
+        conv_ref(a, RB_B, in, RB_H, RB_W, r->skip.weight->data, r->skip.bias->data, oc, 1, 1, 0, s,
+                 NULL, NULL);
+    else
+        memcpy(s, a, sizeof(double) * nh);
     for (int i = 0; i < nh; i++) out[i] += s[i];
     free(a);
     free(an);
@@ -540,7 +567,8 @@ TEST(nn_resblock_forward_values) {
         fill_normal(x->data, x->numel, 21, 1);
         fill_normal(temb->data, temb->numel, 22, 1);
         elbo_tensor *y = elbo_nn_resblock_forward(ctx, &r, x, temb);
-        CHECK(y && y->shape[0] == RB_B && y->shape[1] == RB_OUT && y->shape[2] == RB_H && y->shape[3] == RB_W);
+        CHECK(y && y->shape[0] == RB_B && y->shape[1] == RB_OUT && y->shape[2] == RB_H &&
+              y->shape[3] == RB_W);
         double want[RB_B * RB_OUT * RB_H * RB_W];
         resblock_ref(&r, x->data, temb->data, want);
         /* float GroupNorm statistics over 24 values and 36-term convolutions, twice: ~1e-6 */
@@ -607,8 +635,8 @@ TEST(nn_resblock_fused_norm_silu_matches_unfused) {
         fill_normal(temb->data, temb->numel, 24, 1);
         elbo_tensor_requires_grad(x, 1);
         elbo_rng_init(elbo_ctx_rng(ctx), 99);
-        elbo_tensor *out = k ? resblock_unfused(ctx, &r, x, temb)
-                             : elbo_nn_resblock_forward(ctx, &r, x, temb);
+        elbo_tensor *out =
+            k ? resblock_unfused(ctx, &r, x, temb) : elbo_nn_resblock_forward(ctx, &r, x, temb);
         CHECK(out && out->numel == NY);
         if (!out) break;
         CHECK(elbo_backward(ctx, elbo_sum(ctx, elbo_square(ctx, out))) == ELBO_OK);
@@ -644,8 +672,12 @@ TEST(grad_nn_resblock) {
     elbo_nn_resblock *r = &u.r;
     gc_spec s = {.n_in = 6,
                  .ndim = {4, 2, 4, 2, 1, 4},
-                 .shape = {{RB_B, RB_IN, RB_H, RB_W}, {RB_B, RB_T}, {RB_OUT, RB_IN, 3, 3},
-                           {RB_OUT, RB_T}, {RB_OUT}, {RB_OUT, RB_IN, 1, 1}},
+                 .shape = {{RB_B, RB_IN, RB_H, RB_W},
+                           {RB_B, RB_T},
+                           {RB_OUT, RB_IN, 3, 3},
+                           {RB_OUT, RB_T},
+                           {RB_OUT},
+                           {RB_OUT, RB_IN, 1, 1}},
                  .init = {NULL, NULL, r->conv1.weight->data, r->temb_proj.weight->data,
                           r->norm2.weight->data, r->skip.weight->data},
                  /* A smooth chain, but GroupNorm over only 24 values curves strongly: at eps
@@ -653,7 +685,10 @@ TEST(grad_nn_resblock) {
                   * rounding of L = sum w_i y_i (96 outputs, |L| ~ 10) divided by 2 eps
                   * reaches 1e-3. eps 3e-3 balances them: the worst error seen is 2.5e-4,
                   * and 1e-3 + 1e-3 |g| leaves a 4x margin. */
-                 .eps = 3e-3f, .atol = 1e-3f, .rtol = 1e-3f, .seed = 31};
+                 .eps = 3e-3f,
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f,
+                 .seed = 31};
     CHECK_GRAD("resblock", build_resblock, &u, &s);
     elbo_paramset_free(ps);
 }
@@ -680,7 +715,8 @@ static void attention_ref(const elbo_nn_attention *a, const float *x, double *ou
     double xd[AT_B * C * N], h[AT_B * C * N], qkv[AT_B * 3 * C * N], o[AT_B * C * N];
     for (int i = 0; i < AT_B * C * N; i++) xd[i] = x[i];
     gn_ref(xd, AT_B, C, N, AT_G, a->norm.weight->data, a->norm.bias->data, h);
-    conv_ref(h, AT_B, C, AT_H, AT_W, a->qkv.weight->data, a->qkv.bias->data, 3 * C, 1, 1, 0, qkv, NULL, NULL);
+    conv_ref(h, AT_B, C, AT_H, AT_W, a->qkv.weight->data, a->qkv.bias->data, 3 * C, 1, 1, 0, qkv,
+             NULL, NULL);
     for (int b = 0; b < AT_B; b++) {
         const double *q = qkv + (size_t)b * 3 * C * N, *k = q + C * N, *v = k + C * N;
         for (int i = 0; i < N; i++) {
@@ -699,7 +735,8 @@ static void attention_ref(const elbo_nn_attention *a, const float *x, double *ou
             }
         }
     }
-    conv_ref(o, AT_B, C, AT_H, AT_W, a->proj.weight->data, a->proj.bias->data, C, 1, 1, 0, out, NULL, NULL);
+    conv_ref(o, AT_B, C, AT_H, AT_W, a->proj.weight->data, a->proj.bias->data, C, 1, 1, 0, out,
+             NULL, NULL);
     for (int i = 0; i < AT_B * C * N; i++) out[i] += xd[i];
 }
 
@@ -737,13 +774,20 @@ TEST(grad_nn_attention) {
     elbo_nn_attention a = make_attention(ps);
     gc_spec s = {.n_in = 6,
                  .ndim = {4, 1, 1, 4, 1, 4},
-                 .shape = {{AT_B, AT_C, AT_H, AT_W}, {AT_C}, {AT_C}, {3 * AT_C, AT_C, 1, 1},
-                           {3 * AT_C}, {AT_C, AT_C, 1, 1}},
+                 .shape = {{AT_B, AT_C, AT_H, AT_W},
+                           {AT_C},
+                           {AT_C},
+                           {3 * AT_C, AT_C, 1, 1},
+                           {3 * AT_C},
+                           {AT_C, AT_C, 1, 1}},
                  .init = {NULL, a.norm.weight->data, a.norm.bias->data, a.qkv.weight->data,
                           a.qkv.bias->data, a.proj.weight->data},
                  /* smooth (GroupNorm over 12 values, softmax, products): eps and
                   * tolerance as for the resblock (worst error seen below 2e-4) */
-                 .eps = 3e-3f, .atol = 1e-3f, .rtol = 1e-3f, .seed = 43};
+                 .eps = 3e-3f,
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f,
+                 .seed = 43};
     CHECK_GRAD("attention", build_attention, &a, &s);
     elbo_paramset_free(ps);
 }
@@ -768,7 +812,8 @@ TEST(nn_blocks_same_bits_any_thread_count) {
         elbo_tensor *x = elbo_tensor_new4(ctx, 4, 32, 14, 14), *temb = elbo_tensor_new2(ctx, 4, 16);
         fill_normal(x->data, x->numel, 1, 1);
         fill_normal(temb->data, temb->numel, 2, 1);
-        elbo_tensor *y = elbo_nn_attention_forward(ctx, &at, elbo_nn_resblock_forward(ctx, &rb, x, temb));
+        elbo_tensor *y =
+            elbo_nn_attention_forward(ctx, &at, elbo_nn_resblock_forward(ctx, &rb, x, temb));
         CHECK(y);
         CHECK(elbo_backward(ctx, elbo_mean(ctx, elbo_square(ctx, y))) == ELBO_OK);
         n_out = y->numel;

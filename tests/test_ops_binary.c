@@ -13,16 +13,11 @@ typedef struct {
 /* The patterns of the brief plus the fast paths (same shape, per-channel, per-row) and
  * rank-0 / rank-6 operands. */
 static const bpat PATS[] = {
-    {3, 1, {2, 3, 4}, {4}},
-    {3, 2, {2, 3, 4}, {3, 1}},
-    {3, 3, {2, 1, 4}, {1, 3, 1}},
-    {3, 1, {2, 3, 4}, {1}},
-    {3, 3, {2, 3, 4}, {2, 3, 4}},
-    {4, 4, {2, 3, 2, 5}, {2, 3, 1, 1}},
-    {2, 1, {6, 5}, {5}},
-    {1, 3, {5}, {3, 4, 1}},
-    {2, 0, {3, 2}, {0}},
-    {6, 6, {2, 1, 2, 3, 1, 2}, {1, 3, 2, 1, 2, 1}},
+    {3, 1, {2, 3, 4}, {4}},       {3, 2, {2, 3, 4}, {3, 1}},
+    {3, 3, {2, 1, 4}, {1, 3, 1}}, {3, 1, {2, 3, 4}, {1}},
+    {3, 3, {2, 3, 4}, {2, 3, 4}}, {4, 4, {2, 3, 2, 5}, {2, 3, 1, 1}},
+    {2, 1, {6, 5}, {5}},          {1, 3, {5}, {3, 4, 1}},
+    {2, 0, {3, 2}, {0}},          {6, 6, {2, 1, 2, 3, 1, 2}, {1, 3, 2, 1, 2, 1}},
 };
 #define NPATS ((int)(sizeof PATS / sizeof PATS[0]))
 
@@ -48,10 +43,14 @@ static const char *const OPNAMES[4] = {"add", "sub", "mul", "div"};
 
 static double ref_op(int op, double a, double b) {
     switch (op) {
-    case 0: return a + b;
-    case 1: return a - b;
-    case 2: return a * b;
-    default: return a / b;
+    case 0:
+        return a + b;
+    case 1:
+        return a - b;
+    case 2:
+        return a * b;
+    default:
+        return a / b;
     }
 }
 
@@ -108,10 +107,13 @@ TEST(grad_binary_all_patterns) {
         fill(vb, nb, 70 + pi, 0.5f, 2);
         for (int op = 0; op < 4; op++) {
             bin_user u = {op};
-            gc_spec s = {.n_in = 2, .ndim = {p->nda, p->ndb}, .init = {va, vb},
+            gc_spec s = {.n_in = 2,
+                         .ndim = {p->nda, p->ndb},
+                         .init = {va, vb},
                          /* float forward, eps 1e-3: central-difference error ~1e-4 at the
                           * magnitudes here (|a / b^2| <= 8). */
-                         .atol = 2e-3f, .rtol = 2e-3f};
+                         .atol = 2e-3f,
+                         .rtol = 2e-3f};
             memcpy(s.shape[0], p->sa, sizeof p->sa);
             memcpy(s.shape[1], p->sb, sizeof p->sb);
             char name[64];
@@ -229,12 +231,22 @@ TEST(grad_where) {
     float mask[8] = {1, 0, 0, 1, 0, 1, 1, 0};
     /* mask (2,1,4), a (3,1), b (1): both broadcast gradients are sums; where is linear in
      * a and b, so only rounding limits the finite differences. */
-    gc_spec s = {.n_in = 3, .ndim = {3, 2, 1}, .shape = {{2, 1, 4}, {3, 1}, {1}},
-                 .init = {mask}, .no_grad = {1}, .atol = 1e-3f, .rtol = 1e-3f};
+    gc_spec s = {.n_in = 3,
+                 .ndim = {3, 2, 1},
+                 .shape = {{2, 1, 4}, {3, 1}, {1}},
+                 .init = {mask},
+                 .no_grad = {1},
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f};
     CHECK_GRAD("where", build_where, NULL, &s);
     /* And the same-shape case. */
     float mask2[12] = {1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0};
-    gc_spec s2 = {.n_in = 3, .ndim = {2, 2, 2}, .shape = {{3, 4}, {3, 4}, {3, 4}},
-                  .init = {mask2}, .no_grad = {1}, .atol = 1e-3f, .rtol = 1e-3f};
+    gc_spec s2 = {.n_in = 3,
+                  .ndim = {2, 2, 2},
+                  .shape = {{3, 4}, {3, 4}, {3, 4}},
+                  .init = {mask2},
+                  .no_grad = {1},
+                  .atol = 1e-3f,
+                  .rtol = 1e-3f};
     CHECK_GRAD("where same shape", build_where, NULL, &s2);
 }

@@ -2,8 +2,8 @@
  * convolution, gradients to x, w and b against finite differences, every chunking path of
  * the im2col + sgemm implementation, shape errors, and the same bits for 1 and 2 threads;
  * upsample_nearest2x and avg_pool2d by hand and by finite differences. */
-#include "test.h"
 #include "kernels/cpu/kernels.h"
+#include "test.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -220,8 +220,10 @@ TEST(linalg_linear_grad_only_where_required) {
         elbo_tensor_requires_grad(w, 1);
         int ok = elbo_backward_with(ctx, elbo_linear(ctx, x, w, NULL), NULL) == ELBO_OK;
         int same = 1;
-        if (pass == 0) memcpy(gw_full, w->grad, sizeof gw_full);
-        else same = x->grad == NULL && memcmp(gw_full, w->grad, sizeof gw_full) == 0;
+        if (pass == 0)
+            memcpy(gw_full, w->grad, sizeof gw_full);
+        else
+            same = x->grad == NULL && memcmp(gw_full, w->grad, sizeof gw_full) == 0;
         elbo_ctx_free(ctx);
         CHECK(ok && same);
     }
@@ -287,9 +289,12 @@ static int run_linear_bmm(int threads, lin_run *r, int which) {
     elbo_tensor_requires_grad(x, 1);
     elbo_tensor_requires_grad(w, 1);
     if (b) elbo_tensor_requires_grad(b, 1);
-    if (which == 0) y = elbo_linear(ctx, x, w, b);
-    else if (which == 1) y = elbo_bmm(ctx, x, w, 1, 0);
-    else y = elbo_bmm(ctx, x, w, 0, 1);
+    if (which == 0)
+        y = elbo_linear(ctx, x, w, b);
+    else if (which == 1)
+        y = elbo_bmm(ctx, x, w, 1, 0);
+    else
+        y = elbo_bmm(ctx, x, w, 0, 1);
     if (!y) return 0;
     float *gy = malloc((size_t)y->numel * sizeof(float));
     fill(gy, y->numel, 34);
@@ -350,8 +355,10 @@ static int check_sgemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, flo
                             float beta, int64_t pad, uint64_t seed, char *msg, size_t len) {
     int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     int64_t ra = ta ? K : M, rb = tb ? N : K;
-    float *a = malloc(sizeof(float) * (size_t)(ra * lda)), *b = malloc(sizeof(float) * (size_t)(rb * ldb));
-    float *c = malloc(sizeof(float) * (size_t)(M * ldc)), *c0 = malloc(sizeof(float) * (size_t)(M * ldc));
+    float *a = malloc(sizeof(float) * (size_t)(ra * lda)),
+          *b = malloc(sizeof(float) * (size_t)(rb * ldb));
+    float *c = malloc(sizeof(float) * (size_t)(M * ldc)),
+          *c0 = malloc(sizeof(float) * (size_t)(M * ldc));
     fill(a, ra * lda, seed);
     fill(b, rb * ldb, seed + 1);
     fill(c0, M * ldc, seed + 2);
@@ -363,7 +370,8 @@ static int check_sgemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, flo
             double got = c[i * ldc + j];
             if (j >= N) {
                 if (memcmp(&c[i * ldc + j], &c0[i * ldc + j], sizeof(float))) {
-                    snprintf(msg, len, "padding (%lld,%lld) overwritten", (long long)i, (long long)j);
+                    snprintf(msg, len, "padding (%lld,%lld) overwritten", (long long)i,
+                             (long long)j);
                     ok = 0;
                 }
                 continue;
@@ -383,8 +391,8 @@ static int check_sgemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, flo
                          "ta %d tb %d M %lld N %lld K %lld alpha %g beta %g pad %lld: (%lld,%lld) "
                          "%.9g vs %.9g, |diff| %.3g > %.3g",
                          ta, tb, (long long)M, (long long)N, (long long)K, alpha, beta,
-                         (long long)pad, (long long)i, (long long)j, got, want,
-                         fabs(got - want), tol);
+                         (long long)pad, (long long)i, (long long)j, got, want, fabs(got - want),
+                         tol);
                 ok = 0;
             }
         }
@@ -421,8 +429,8 @@ TEST(linalg_sgemm_kernel_all_cases) {
             for (int tb = 0; tb < 2 && ok; tb++)
                 for (int s = 0; s < 3 && ok; s++, idx++) {
                     const float *v = ab[idx % 4];
-                    ok = check_sgemm_case(ta, tb, big[s][0], big[s][1], big[s][2], v[0], v[1],
-                                          5, 200 + idx, msg, sizeof msg);
+                    ok = check_sgemm_case(ta, tb, big[s][0], big[s][1], big[s][2], v[0], v[1], 5,
+                                          200 + idx, msg, sizeof msg);
                 }
     }
     elbo__sgemm_small_mnk_override = saved;

@@ -40,11 +40,11 @@ static int check_reduced(const elbo_tensor *y, const double *ref, int64_t n, elb
     return 1;
 }
 
-#define CHECK_REDUCED(y, ref, n, r, rtol)                                             \
-    do {                                                                              \
-        char m_[160];                                                                 \
-        CHECK_MSG(y && check_reduced(y, ref, n, r, rtol, m_, sizeof m_), "reduction %d: %s", \
-                  (int)(r), y ? m_ : elbo_last_error());                             \
+#define CHECK_REDUCED(y, ref, n, r, rtol)                                                          \
+    do {                                                                                           \
+        char m_[160];                                                                              \
+        CHECK_MSG(y &&check_reduced(y, ref, n, r, rtol, m_, sizeof m_), "reduction %d: %s",        \
+                  (int)(r), y ? m_ : elbo_last_error());                                           \
     } while (0)
 
 /* ---- mse, bce ------------------------------------------------------------------------------ */
@@ -90,8 +90,12 @@ TEST(grad_loss_mse_bce) {
             loss_user u = {which, REDS[k]};
             /* Smooth O(1) functions; the sum of 12 float terms is the largest rounding
              * source (~1e-6 / eps = 1e-3 at worst relative to O(1) gradients). */
-            gc_spec s = {.n_in = 2, .ndim = {2, 2}, .shape = {{3, 4}, {3, 4}}, .init = {NULL, tgt},
-                         .atol = 2e-3f, .rtol = 2e-3f};
+            gc_spec s = {.n_in = 2,
+                         .ndim = {2, 2},
+                         .shape = {{3, 4}, {3, 4}},
+                         .init = {NULL, tgt},
+                         .atol = 2e-3f,
+                         .rtol = 2e-3f};
             CHECK_GRAD(which ? "bce_with_logits" : "mse_loss", build_loss2, &u, &s);
         }
 }
@@ -111,8 +115,7 @@ TEST(loss_shape_mismatch_names_op_and_shapes) {
           strstr(elbo_last_error(), "(3, 2)"));
     CHECK(elbo_discretized_logistic_log_likelihood(ctx, c, b, b, 256, ELBO_REDUCE_SUM) == NULL);
     CHECK(strstr(elbo_last_error(), "discretized_logistic") &&
-          strstr(elbo_last_error(), "(3, 2)") &&
-          strstr(elbo_last_error(), "(4)"));
+          strstr(elbo_last_error(), "(3, 2)") && strstr(elbo_last_error(), "(4)"));
     CHECK(elbo_mse_loss(ctx, b, b, (elbo_reduction)7) == NULL);
     CHECK(strstr(elbo_last_error(), "reduction"));
     CHECK(elbo_cross_entropy(ctx, b, (int32_t[]){0, 0, 0, 0}, ELBO_REDUCE_MEAN) == NULL);
@@ -217,9 +220,8 @@ static elbo_tensor *build_ll(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 TEST(grad_gaussian_log_likelihood) {
     /* x (2,3,4), mean (3,1), log_var (4); then all the same shape; then mean scalar. */
     static const int nds[3][3] = {{3, 2, 1}, {2, 2, 2}, {2, 0, 2}};
-    static const int64_t shs[3][3][3] = {{{2, 3, 4}, {3, 1}, {4}},
-                                         {{3, 4}, {3, 4}, {3, 4}},
-                                         {{3, 4}, {0}, {1, 4}}};
+    static const int64_t shs[3][3][3] = {
+        {{2, 3, 4}, {3, 1}, {4}}, {{3, 4}, {3, 4}, {3, 4}}, {{3, 4}, {0}, {1, 4}}};
     for (int c = 0; c < 3; c++)
         for (int k = 0; k < 3; k++) {
             ll_user u = {REDS[k], 0};
@@ -245,8 +247,8 @@ TEST(loss_discretized_logistic_bins_sum_to_one) {
     for (int c = 0; c < 4; c++) {
         elbo_tensor *m = elbo_tensor_full(ctx, 0, NULL, params[c][0]);
         elbo_tensor *ls = elbo_tensor_full(ctx, 1, (int64_t[]){1}, params[c][1]);
-        elbo_tensor *ll = elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256,
-                                                                   ELBO_REDUCE_NONE);
+        elbo_tensor *ll =
+            elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_NONE);
         CHECK(ll && ll->numel == 256);
         double total = 0;
         for (int k = 0; k < 256; k++) total += exp((double)ll->data[k]);
@@ -279,13 +281,14 @@ TEST(loss_discretized_logistic_branches) {
     for (int i = 0; i < 5; i++) {
         double is = exp(-(double)lv[i]), c = (double)xv[i] - mv[i];
         double sp = 1 / (1 + exp(-is * (c + d))), sm = 1 / (1 + exp(-is * (c - d)));
-        if (i == 0) ref[i] = log(sp);
-        else if (i == 1) ref[i] = log(1 - sm);
+        if (i == 0)
+            ref[i] = log(sp);
+        else if (i == 1)
+            ref[i] = log(1 - sm);
         else if (i == 2 || i == 4) {
             CHECK(sp - sm > 1e-5); /* really the bin branch */
             ref[i] = log(sp - sm);
-        }
-        else {
+        } else {
             /* logistic log-density at the centre, times the bin width 2/255 */
             double z = is * c;
             ref[i] = z - lv[i] - 2 * log1p(exp(z)) + log(2.0 / 255);
@@ -306,8 +309,13 @@ TEST(grad_discretized_logistic) {
         ll_user u = {REDS[k], 256};
         /* The log of a bin difference is smooth in (mean, log_scale) at these points;
          * gradients O(10), float output rounding ~1e-6 / eps. */
-        gc_spec s = {.n_in = 3, .ndim = {2, 2, 1}, .shape = {{2, 4}, {2, 1}, {4}},
-                     .init = {x, m, ls}, .no_grad = {1}, .eps = 1e-3f, .atol = 3e-3f,
+        gc_spec s = {.n_in = 3,
+                     .ndim = {2, 2, 1},
+                     .shape = {{2, 4}, {2, 1}, {4}},
+                     .init = {x, m, ls},
+                     .no_grad = {1},
+                     .eps = 1e-3f,
+                     .atol = 3e-3f,
                      .rtol = 3e-3f};
         CHECK_GRAD("discretized_logistic", build_ll, &u, &s);
     }
@@ -359,8 +367,10 @@ TEST(loss_deterministic_across_threads) {
         val[t] = y->data[0];
         gls[t] = malloc(3 * sizeof(float));
         memcpy(gls[t], ls->grad, 3 * sizeof(float));
-        if (t == 0) gm0 = m->grad[12345];
-        else gm1 = m->grad[12345];
+        if (t == 0)
+            gm0 = m->grad[12345];
+        else
+            gm1 = m->grad[12345];
         elbo_ctx_set_grad(ctx, 0);
         elbo_tensor *yn =
             elbo_discretized_logistic_log_likelihood(ctx, x, m, ls, 256, ELBO_REDUCE_NONE);

@@ -36,8 +36,8 @@ TEST(norm_group_norm_forward_vs_double) {
     int groups[3] = {1, 2, 4};
     for (int k = 0; k < 3; k++) {
         for (int affine = 0; affine < 2; affine++) {
-            elbo_tensor *y = elbo_group_norm(ctx, x, groups[k], affine ? gm : NULL,
-                                             affine ? bt : NULL, 1e-5f);
+            elbo_tensor *y =
+                elbo_group_norm(ctx, x, groups[k], affine ? gm : NULL, affine ? bt : NULL, 1e-5f);
             CHECK(y && elbo_same_shape(x, y));
             ref_group_norm(x->data, ref, 2, 4, 9, groups[k], affine ? gm->data : NULL,
                            affine ? bt->data : NULL, 1e-5);
@@ -55,7 +55,8 @@ TEST(norm_group_norm_group_stats) {
     enum { B = 4, C = 16, S = 64, G = 8 };
     elbo_tensor *x = elbo_tensor_new4(ctx, B, C, 8, 8);
     elbo_rng_normal(elbo_ctx_rng(ctx), x->data, (size_t)x->numel, 3.0f, 5.0f);
-    for (int64_t i = 0; i < x->numel; i++) x->data[i] += (float)(i / (S * 2 * 2)); /* per-group offsets */
+    for (int64_t i = 0; i < x->numel; i++)
+        x->data[i] += (float)(i / (S * 2 * 2)); /* per-group offsets */
     elbo_tensor *y = elbo_group_norm(ctx, x, G, NULL, NULL, 1e-5f);
     CHECK(y);
     int64_t N = (C / G) * S;
@@ -89,9 +90,11 @@ TEST(grad_norm_group_norm) {
     const int64_t shp[4] = {2, 4, 3, 3};
     gn_args cases[4] = {{2, 1}, {2, 0}, {1, 1}, {4, 1}};
     for (int k = 0; k < 4; k++) {
-        gc_spec s = {.n_in = cases[k].affine ? 3 : 1, .ndim = {4, 1, 1},
+        gc_spec s = {.n_in = cases[k].affine ? 3 : 1,
+                     .ndim = {4, 1, 1},
                      .shape = {{shp[0], shp[1], shp[2], shp[3]}, {4}, {4}},
-                     .atol = 2e-3f, .rtol = 2e-3f};
+                     .atol = 2e-3f,
+                     .rtol = 2e-3f};
         char name[64];
         snprintf(name, sizeof name, "group_norm G=%d affine=%d", cases[k].groups, cases[k].affine);
         CHECK_GRAD(name, build_group_norm, &cases[k], &s);
@@ -102,8 +105,8 @@ TEST(grad_norm_group_norm) {
     CHECK_GRAD("group_norm G=C", build_group_norm, &inst, &si);
     /* 3-D input (B, C, L). */
     gn_args a3 = {3, 1};
-    gc_spec s3 = {.n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 6, 5}, {6}, {6}},
-                  .atol = 2e-3f, .rtol = 2e-3f};
+    gc_spec s3 = {
+        .n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 6, 5}, {6}, {6}}, .atol = 2e-3f, .rtol = 2e-3f};
     CHECK_GRAD("group_norm 3-D", build_group_norm, &a3, &s3);
 }
 
@@ -211,16 +214,19 @@ static elbo_tensor *build_group_norm_silu(elbo_ctx *ctx, elbo_tensor **in, void 
 TEST(grad_norm_group_norm_silu) {
     gn_args cases[3] = {{2, 1}, {2, 0}, {4, 1}};
     for (int k = 0; k < 3; k++) {
-        gc_spec s = {.n_in = cases[k].affine ? 3 : 1, .ndim = {4, 1, 1},
-                     .shape = {{2, 4, 3, 3}, {4}, {4}}, .atol = 2e-3f, .rtol = 2e-3f};
+        gc_spec s = {.n_in = cases[k].affine ? 3 : 1,
+                     .ndim = {4, 1, 1},
+                     .shape = {{2, 4, 3, 3}, {4}, {4}},
+                     .atol = 2e-3f,
+                     .rtol = 2e-3f};
         char name[64];
         snprintf(name, sizeof name, "group_norm_silu G=%d affine=%d", cases[k].groups,
                  cases[k].affine);
         CHECK_GRAD(name, build_group_norm_silu, &cases[k], &s);
     }
     gn_args a3 = {3, 1};
-    gc_spec s3 = {.n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 6, 5}, {6}, {6}},
-                  .atol = 2e-3f, .rtol = 2e-3f};
+    gc_spec s3 = {
+        .n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 6, 5}, {6}, {6}}, .atol = 2e-3f, .rtol = 2e-3f};
     CHECK_GRAD("group_norm_silu 3-D", build_group_norm_silu, &a3, &s3);
 }
 
@@ -255,8 +261,10 @@ TEST(norm_group_norm_silu_deterministic_threads) {
         const float *got[4] = {y->data, x->grad, gm->grad, bt->grad};
         int64_t len[4] = {n, n, C, C};
         for (int k = 0, off = 0; k < 4; off += (int)len[k], k++) {
-            if (t == 1) memcpy(keep + off, got[k], len[k] * sizeof(float));
-            else if (t == 2) same = same && memcmp(keep + off, got[k], len[k] * sizeof(float)) == 0;
+            if (t == 1)
+                memcpy(keep + off, got[k], len[k] * sizeof(float));
+            else if (t == 2)
+                same = same && memcmp(keep + off, got[k], len[k] * sizeof(float)) == 0;
             else if (k == 1)
                 for (int64_t i = 0; i < len[k]; i++) {
                     double d = fabs((double)keep[off + i] - got[k][i]);
@@ -323,11 +331,11 @@ static elbo_tensor *build_layer_norm(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 TEST(grad_norm_layer_norm) {
     /* Same tolerance argument as group norm. */
     int aff = 1, noaff = 0;
-    gc_spec s2 = {.n_in = 3, .ndim = {2, 1, 1}, .shape = {{3, 5}, {5}, {5}},
-                  .atol = 2e-3f, .rtol = 2e-3f};
+    gc_spec s2 = {
+        .n_in = 3, .ndim = {2, 1, 1}, .shape = {{3, 5}, {5}, {5}}, .atol = 2e-3f, .rtol = 2e-3f};
     CHECK_GRAD("layer_norm (3,5)", build_layer_norm, &aff, &s2);
-    gc_spec s3 = {.n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 3, 4}, {4}, {4}},
-                  .atol = 2e-3f, .rtol = 2e-3f};
+    gc_spec s3 = {
+        .n_in = 3, .ndim = {3, 1, 1}, .shape = {{2, 3, 4}, {4}, {4}}, .atol = 2e-3f, .rtol = 2e-3f};
     CHECK_GRAD("layer_norm (2,3,4)", build_layer_norm, &aff, &s3);
     gc_spec s4 = {.n_in = 1, .ndim = {3}, .shape = {{2, 3, 4}}, .atol = 2e-3f, .rtol = 2e-3f};
     CHECK_GRAD("layer_norm no affine", build_layer_norm, &noaff, &s4);

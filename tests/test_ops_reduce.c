@@ -44,9 +44,9 @@ static elbo_tensor *build_axes(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 }
 
 static const ax_user AXES[] = {
-    {1, {0}, 0, 0},     {1, {1}, 1, 0},  {1, {2}, 0, 1},     {1, {-1}, 1, 1},
-    {2, {0, 2}, 0, 0},  {2, {2, 0}, 1, 1}, {2, {1, 2}, 0, 1}, {2, {0, 1}, 1, 0},
-    {3, {0, 1, 2}, 0, 0}, {3, {2, 1, 0}, 1, 1}, {1, {3}, 0, 0}, {2, {1, 3}, 1, 1},
+    {1, {0}, 0, 0},       {1, {1}, 1, 0},       {1, {2}, 0, 1},    {1, {-1}, 1, 1},
+    {2, {0, 2}, 0, 0},    {2, {2, 0}, 1, 1},    {2, {1, 2}, 0, 1}, {2, {0, 1}, 1, 0},
+    {3, {0, 1, 2}, 0, 0}, {3, {2, 1, 0}, 1, 1}, {1, {3}, 0, 0},    {2, {1, 3}, 1, 1},
 };
 #define NAXES ((int)(sizeof AXES / sizeof AXES[0]))
 
@@ -242,10 +242,14 @@ typedef struct {
 static elbo_tensor *build_sm(elbo_ctx *ctx, elbo_tensor **in, void *u) {
     const sm_user *s = u;
     switch (s->kind) {
-    case 0: return elbo_softmax(ctx, in[0], s->axis);
-    case 1: return elbo_log_softmax(ctx, in[0], s->axis);
-    case 2: return elbo_logsumexp(ctx, in[0], s->axis, 0);
-    default: return elbo_logsumexp(ctx, in[0], s->axis, 1);
+    case 0:
+        return elbo_softmax(ctx, in[0], s->axis);
+    case 1:
+        return elbo_log_softmax(ctx, in[0], s->axis);
+    case 2:
+        return elbo_logsumexp(ctx, in[0], s->axis, 0);
+    default:
+        return elbo_logsumexp(ctx, in[0], s->axis, 1);
     }
 }
 
@@ -254,7 +258,11 @@ TEST(grad_softmax_family) {
         for (int axis = -3; axis < 3; axis++) {
             sm_user u = {kind, axis};
             /* Smooth ops with values O(1); eps 1e-3 gives ~1e-5 truncation error. */
-            gc_spec s = {.n_in = 1, .ndim = {3}, .shape = {{2, 4, 3}}, .atol = 1e-3f, .rtol = 1e-3f,
+            gc_spec s = {.n_in = 1,
+                         .ndim = {3},
+                         .shape = {{2, 4, 3}},
+                         .atol = 1e-3f,
+                         .rtol = 1e-3f,
                          .seed = 11 + (uint64_t)axis};
             CHECK_GRAD("softmax family", build_sm, &u, &s);
         }

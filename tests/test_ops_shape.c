@@ -64,8 +64,10 @@ TEST(shape_embedding_backward_large_deterministic) {
         elbo_tensor_requires_grad(w, 1);
         elbo_tensor *y = elbo_embedding(ctx, w, ids, N);
         CHECK(y && elbo_backward_with(ctx, y, gy) == ELBO_OK);
-        if (t == 1) memcpy(g1, w->grad, (size_t)V * D * sizeof(float));
-        else same = memcmp(g1, w->grad, (size_t)V * D * sizeof(float)) == 0;
+        if (t == 1)
+            memcpy(g1, w->grad, (size_t)V * D * sizeof(float));
+        else
+            same = memcmp(g1, w->grad, (size_t)V * D * sizeof(float)) == 0;
         for (int i = 0; i < V * D; i++) {
             double e = fabs(w->grad[i] - ref[i]);
             if (e > worst) worst = e;
@@ -122,14 +124,23 @@ static elbo_tensor *build_concat3(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 TEST(grad_shape_concat_axes) {
     /* Concat is a copy: gradients are exact up to float rounding of x +- eps. */
     int ax0 = 0, ax1 = 1, axl = -1;
-    gc_spec s0 = {.n_in = 3, .ndim = {3, 3, 3}, .shape = {{1, 3, 2}, {2, 3, 2}, {3, 3, 2}},
-                  .atol = 1e-3f, .rtol = 1e-3f};
+    gc_spec s0 = {.n_in = 3,
+                  .ndim = {3, 3, 3},
+                  .shape = {{1, 3, 2}, {2, 3, 2}, {3, 3, 2}},
+                  .atol = 1e-3f,
+                  .rtol = 1e-3f};
     CHECK_GRAD("concat axis 0", build_concat3, &ax0, &s0);
-    gc_spec s1 = {.n_in = 3, .ndim = {3, 3, 3}, .shape = {{2, 3, 4}, {2, 1, 4}, {2, 2, 4}},
-                  .atol = 1e-3f, .rtol = 1e-3f};
+    gc_spec s1 = {.n_in = 3,
+                  .ndim = {3, 3, 3},
+                  .shape = {{2, 3, 4}, {2, 1, 4}, {2, 2, 4}},
+                  .atol = 1e-3f,
+                  .rtol = 1e-3f};
     CHECK_GRAD("concat axis 1", build_concat3, &ax1, &s1);
-    gc_spec s2 = {.n_in = 3, .ndim = {3, 3, 3}, .shape = {{2, 3, 1}, {2, 3, 4}, {2, 3, 2}},
-                  .atol = 1e-3f, .rtol = 1e-3f};
+    gc_spec s2 = {.n_in = 3,
+                  .ndim = {3, 3, 3},
+                  .shape = {{2, 3, 1}, {2, 3, 4}, {2, 3, 2}},
+                  .atol = 1e-3f,
+                  .rtol = 1e-3f};
     CHECK_GRAD("concat last axis", build_concat3, &axl, &s2);
 }
 
@@ -144,8 +155,8 @@ TEST(shape_concat_large_matches_reference) {
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 80; j++)
             for (int k = 0; k < 100; k++) {
-                float want = j < 50 ? a->data[(i * 50 + j) * 100 + k]
-                                    : b->data[(i * 30 + j - 50) * 100 + k];
+                float want =
+                    j < 50 ? a->data[(i * 50 + j) * 100 + k] : b->data[(i * 30 + j - 50) * 100 + k];
                 CHECK(y->data[(i * 80 + j) * 100 + k] == want);
             }
     elbo_tensor *z = elbo_cat2(ctx, a, a, 0);
@@ -243,7 +254,11 @@ static elbo_tensor *build_transpose(elbo_ctx *ctx, elbo_tensor **in, void *u) {
 TEST(grad_shape_permute_transpose) {
     /* Copies: gradients exact up to float rounding of x +- eps. */
     int perm[4] = {2, 0, 3, 1};
-    gc_spec s = {.n_in = 1, .ndim = {4}, .shape = {{2, 3, 4, 5}}, .atol = 1e-3f, .rtol = 1e-3f,
+    gc_spec s = {.n_in = 1,
+                 .ndim = {4},
+                 .shape = {{2, 3, 4, 5}},
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f,
                  .max_checks = 120};
     CHECK_GRAD("permute", build_permute, perm, &s);
     int ax[2] = {0, 2};

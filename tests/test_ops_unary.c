@@ -11,65 +11,123 @@ typedef struct {
     float lo, hi; /* input range for the checks (inside the domain, away from kinks) */
 } uop;
 
-enum { U_SCALE, U_ADDS, U_AFFINE, U_NEG, U_POW, U_POW2, U_EXP, U_LOG, U_SQRT, U_SQUARE, U_ABS,
-       U_CLAMP, U_RELU, U_SILU, U_GELU, U_SIGMOID, U_TANH, U_SOFTPLUS, U_ELU, U_COUNT };
+enum {
+    U_SCALE,
+    U_ADDS,
+    U_AFFINE,
+    U_NEG,
+    U_POW,
+    U_POW2,
+    U_EXP,
+    U_LOG,
+    U_SQRT,
+    U_SQUARE,
+    U_ABS,
+    U_CLAMP,
+    U_RELU,
+    U_SILU,
+    U_GELU,
+    U_SIGMOID,
+    U_TANH,
+    U_SOFTPLUS,
+    U_ELU,
+    U_COUNT
+};
 
 static const uop UOPS[U_COUNT] = {
-    {"scale", U_SCALE, -3, 3},     {"add_scalar", U_ADDS, -3, 3}, {"affine", U_AFFINE, -3, 3},
+    {"scale", U_SCALE, -3, 3},     {"add_scalar", U_ADDS, -3, 3},  {"affine", U_AFFINE, -3, 3},
     {"neg", U_NEG, -3, 3},         {"pow_scalar", U_POW, 0.2f, 3}, {"pow_scalar2", U_POW2, -3, 3},
-    {"exp", U_EXP, -3, 3},         {"log", U_LOG, 0.1f, 5},       {"sqrt", U_SQRT, 0.1f, 5},
-    {"square", U_SQUARE, -3, 3},   {"abs", U_ABS, -3, 3},         {"clamp", U_CLAMP, -3, 3},
-    {"relu", U_RELU, -3, 3},       {"silu", U_SILU, -5, 5},       {"gelu", U_GELU, -5, 5},
-    {"sigmoid", U_SIGMOID, -6, 6}, {"tanh", U_TANH, -3, 3},       {"softplus", U_SOFTPLUS, -6, 6},
+    {"exp", U_EXP, -3, 3},         {"log", U_LOG, 0.1f, 5},        {"sqrt", U_SQRT, 0.1f, 5},
+    {"square", U_SQUARE, -3, 3},   {"abs", U_ABS, -3, 3},          {"clamp", U_CLAMP, -3, 3},
+    {"relu", U_RELU, -3, 3},       {"silu", U_SILU, -5, 5},        {"gelu", U_GELU, -5, 5},
+    {"sigmoid", U_SIGMOID, -6, 6}, {"tanh", U_TANH, -3, 3},        {"softplus", U_SOFTPLUS, -6, 6},
     {"elu", U_ELU, -3, 3},
 };
 
 static elbo_tensor *apply(elbo_ctx *ctx, int id, elbo_tensor *x) {
     switch (id) {
-    case U_SCALE: return elbo_scale(ctx, x, -1.5f);
-    case U_ADDS: return elbo_add_scalar(ctx, x, 0.75f);
-    case U_AFFINE: return elbo_affine(ctx, x, 2.5f, -1.0f);
-    case U_NEG: return elbo_neg(ctx, x);
-    case U_POW: return elbo_pow_scalar(ctx, x, 1.7f);
-    case U_POW2: return elbo_pow_scalar(ctx, x, 2.0f);
-    case U_EXP: return elbo_exp(ctx, x);
-    case U_LOG: return elbo_log(ctx, x);
-    case U_SQRT: return elbo_sqrt(ctx, x);
-    case U_SQUARE: return elbo_square(ctx, x);
-    case U_ABS: return elbo_abs(ctx, x);
-    case U_CLAMP: return elbo_clamp(ctx, x, -1.0f, 1.5f);
-    case U_RELU: return elbo_relu(ctx, x);
-    case U_SILU: return elbo_silu(ctx, x);
-    case U_GELU: return elbo_gelu(ctx, x);
-    case U_SIGMOID: return elbo_sigmoid(ctx, x);
-    case U_TANH: return elbo_tanh(ctx, x);
-    case U_SOFTPLUS: return elbo_softplus(ctx, x);
-    default: return elbo_elu(ctx, x, 0.7f);
+    case U_SCALE:
+        return elbo_scale(ctx, x, -1.5f);
+    case U_ADDS:
+        return elbo_add_scalar(ctx, x, 0.75f);
+    case U_AFFINE:
+        return elbo_affine(ctx, x, 2.5f, -1.0f);
+    case U_NEG:
+        return elbo_neg(ctx, x);
+    case U_POW:
+        return elbo_pow_scalar(ctx, x, 1.7f);
+    case U_POW2:
+        return elbo_pow_scalar(ctx, x, 2.0f);
+    case U_EXP:
+        return elbo_exp(ctx, x);
+    case U_LOG:
+        return elbo_log(ctx, x);
+    case U_SQRT:
+        return elbo_sqrt(ctx, x);
+    case U_SQUARE:
+        return elbo_square(ctx, x);
+    case U_ABS:
+        return elbo_abs(ctx, x);
+    case U_CLAMP:
+        return elbo_clamp(ctx, x, -1.0f, 1.5f);
+    case U_RELU:
+        return elbo_relu(ctx, x);
+    case U_SILU:
+        return elbo_silu(ctx, x);
+    case U_GELU:
+        return elbo_gelu(ctx, x);
+    case U_SIGMOID:
+        return elbo_sigmoid(ctx, x);
+    case U_TANH:
+        return elbo_tanh(ctx, x);
+    case U_SOFTPLUS:
+        return elbo_softplus(ctx, x);
+    default:
+        return elbo_elu(ctx, x, 0.7f);
     }
 }
 
 /* The reference in double, written from the definitions. */
 static double ref(int id, double x) {
     switch (id) {
-    case U_SCALE: return -1.5 * x;
-    case U_ADDS: return x + 0.75;
-    case U_AFFINE: return 2.5 * x - 1.0;
-    case U_NEG: return -x;
-    case U_POW: return pow(x, 1.7);
-    case U_POW2: return x * x;
-    case U_EXP: return exp(x);
-    case U_LOG: return log(x);
-    case U_SQRT: return sqrt(x);
-    case U_SQUARE: return x * x;
-    case U_ABS: return fabs(x);
-    case U_CLAMP: return x < -1 ? -1 : (x > 1.5 ? 1.5 : x);
-    case U_RELU: return x > 0 ? x : 0;
-    case U_SILU: return x / (1 + exp(-x));
-    case U_GELU: return 0.5 * x * erfc(-x / sqrt(2.0)); /* no 1 + erf cancellation */
-    case U_SIGMOID: return 1 / (1 + exp(-x));
-    case U_TANH: return tanh(x);
-    case U_SOFTPLUS: return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); /* (threshold: < 1e-9) */
-    default: return x > 0 ? x : 0.7 * expm1(x);
+    case U_SCALE:
+        return -1.5 * x;
+    case U_ADDS:
+        return x + 0.75;
+    case U_AFFINE:
+        return 2.5 * x - 1.0;
+    case U_NEG:
+        return -x;
+    case U_POW:
+        return pow(x, 1.7);
+    case U_POW2:
+        return x * x;
+    case U_EXP:
+        return exp(x);
+    case U_LOG:
+        return log(x);
+    case U_SQRT:
+        return sqrt(x);
+    case U_SQUARE:
+        return x * x;
+    case U_ABS:
+        return fabs(x);
+    case U_CLAMP:
+        return x < -1 ? -1 : (x > 1.5 ? 1.5 : x);
+    case U_RELU:
+        return x > 0 ? x : 0;
+    case U_SILU:
+        return x / (1 + exp(-x));
+    case U_GELU:
+        return 0.5 * x * erfc(-x / sqrt(2.0)); /* no 1 + erf cancellation */
+    case U_SIGMOID:
+        return 1 / (1 + exp(-x));
+    case U_TANH:
+        return tanh(x);
+    case U_SOFTPLUS:
+        return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); /* (threshold: < 1e-9) */
+    default:
+        return x > 0 ? x : 0.7 * expm1(x);
     }
 }
 
@@ -114,8 +172,8 @@ TEST(grad_unary_all) {
         inputs(&UOPS[k], x, N);
         /* eps 1e-3 in float: truncation O(eps^2 f''') and rounding ~1e-7/eps stay below
          * 1e-3 relative for these smooth functions on the chosen ranges. */
-        gc_spec s = {.n_in = 1, .ndim = {2}, .shape = {{4, 6}}, .init = {x}, .atol = 2e-3f,
-                     .rtol = 2e-3f};
+        gc_spec s = {
+            .n_in = 1, .ndim = {2}, .shape = {{4, 6}}, .init = {x}, .atol = 2e-3f, .rtol = 2e-3f};
         CHECK_GRAD(UOPS[k].name, build_unary, (void *)&UOPS[k].id, &s);
     }
 }
@@ -163,7 +221,7 @@ TEST(unary_stable_at_large_inputs) {
     elbo_tensor *l = elbo_sum(ctx, elbo_add(ctx, elbo_add(ctx, sg, sp), si));
     CHECK(elbo_backward(ctx, l) == ELBO_OK);
     for (int i = 0; i < 6; i++) CHECK(isfinite(x->grad[i]));
-    CHECK_NEAR(x->grad[5], 2.0, 1e-6);  /* sigmoid' ~ 0, softplus' = 1, silu' = 1 */
+    CHECK_NEAR(x->grad[5], 2.0, 1e-6); /* sigmoid' ~ 0, softplus' = 1, silu' = 1 */
     CHECK_NEAR(x->grad[0], 0.0, 1e-30);
     elbo_ctx_free(ctx);
 }
@@ -222,9 +280,9 @@ typedef struct {
 TEST(unary_accuracy_dense_sweep) {
     enum { N = 200001 };
     static const sweep SW[] = {
-        {U_EXP, -103.0f, 88.7f, 2},   {U_LOG, 1e-30f, 1e30f, 2}, {U_SIGMOID, -80, 80, 3},
-        {U_TANH, -12, 12, 2},         {U_SOFTPLUS, -80, 80, 2},  {U_SILU, -80, 80, 3},
-        {U_ELU, -20, 5, 3},           {U_LOG, 0.5f, 2.0f, 2},    {U_TANH, -0.7f, 0.7f, 2},
+        {U_EXP, -103.0f, 88.7f, 2}, {U_LOG, 1e-30f, 1e30f, 2}, {U_SIGMOID, -80, 80, 3},
+        {U_TANH, -12, 12, 2},       {U_SOFTPLUS, -80, 80, 2},  {U_SILU, -80, 80, 3},
+        {U_ELU, -20, 5, 3},         {U_LOG, 0.5f, 2.0f, 2},    {U_TANH, -0.7f, 0.7f, 2},
         {U_GELU, -13, 13, 6},
     };
     elbo_ctx *ctx = elbo_ctx_new(1 << 22);

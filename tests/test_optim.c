@@ -23,7 +23,8 @@ static int64_t max_ulp(const float *a, const float *b, int64_t n, int64_t *where
         int32_t ia, ib;
         memcpy(&ia, &a[i], 4);
         memcpy(&ib, &b[i], 4);
-        int64_t ka = ia < 0 ? (int64_t)INT32_MIN - ia : ia, kb = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
+        int64_t ka = ia < 0 ? (int64_t)INT32_MIN - ia : ia,
+                kb = ib < 0 ? (int64_t)INT32_MIN - ib : ib;
         int64_t d = ka > kb ? ka - kb : kb - ka;
         if (d > worst || a[i] != a[i]) {
             worst = a[i] != a[i] ? INT64_MAX : d;
@@ -108,10 +109,10 @@ done:
     return ok;
 }
 
-#define REPLAY_TEST(tname, fixture)                                                   \
-    TEST(tname) {                                                                     \
-        char msg[512];                                                                \
-        CHECK_MSG(replay(fixture, msg, sizeof msg), "%s", msg);                       \
+#define REPLAY_TEST(tname, fixture)                                                                \
+    TEST(tname) {                                                                                  \
+        char msg[512];                                                                             \
+        CHECK_MSG(replay(fixture, msg, sizeof msg), "%s", msg);                                    \
     }
 
 REPLAY_TEST(optim_adam_matches_torch, "optim_adam")
@@ -267,7 +268,8 @@ TEST(optim_resume_from_state_is_exact) {
             memcpy(elbo_paramset_data(b), elbo_paramset_data(a), N * sizeof(float));
             for (int w = 0; w < 2; w++) {
                 int64_t n;
-                memcpy(elbo_optim_state(ob, w, &n), elbo_optim_state(oa, w, NULL), N * sizeof(float));
+                memcpy(elbo_optim_state(ob, w, &n), elbo_optim_state(oa, w, NULL),
+                       N * sizeof(float));
             }
             elbo_optim_set_steps(ob, elbo_optim_steps(oa));
         }
@@ -348,7 +350,8 @@ TEST(optim_ema_update_and_swap) {
 }
 
 TEST(optim_lr_schedule_values) {
-    elbo_lr_schedule s = {.base_lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 10, .total_steps = 110};
+    elbo_lr_schedule s = {
+        .base_lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 10, .total_steps = 110};
     /* warm-up: base (step + 1) / warmup */
     CHECK_NEAR(elbo_lr_at(&s, 0), 1e-4, 1e-10);
     CHECK_NEAR(elbo_lr_at(&s, 4), 5e-4, 1e-10);

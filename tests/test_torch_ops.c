@@ -116,8 +116,8 @@ static void fxc_check(fxc *c, elbo_tensor *y, tol ty, tol tg) {
         for (int i = 0; i < c->n_in; i++) found |= !strcmp(c->in_name[i], nm + 5);
         CHECK_MSG(found, "fixture has %s but the test gives no such input", nm);
     }
-    CHECK_MSG(elbo_backward_with(c->ctx, y, (const float *)eg->data) == ELBO_OK,
-              "backward: %s", elbo_last_error());
+    CHECK_MSG(elbo_backward_with(c->ctx, y, (const float *)eg->data) == ELBO_OK, "backward: %s",
+              elbo_last_error());
     for (int i = 0; i < c->n_in; i++) {
         char g[160];
         snprintf(g, sizeof g, "grad_%s", c->in_name[i]);
@@ -149,8 +149,8 @@ static void run_case(const char *name, fxc_build build, tol ty, tol tg) {
     fx_free(&c.f);
 }
 
-#define TORCH_CASE(name, ty, tg, expr)                                                \
-    static elbo_tensor *build_##name(fxc *c) { return (expr); }                       \
+#define TORCH_CASE(name, ty, tg, expr)                                                             \
+    static elbo_tensor *build_##name(fxc *c) { return (expr); }                                    \
     TEST(torch_##name) { run_case(#name, build_##name, ty, tg); }
 
 /* ---- linear algebra ------------------------------------------------------------------- */
@@ -190,11 +190,15 @@ TORCH_CASE(avg_pool_k3s1, T_ELEM, T_ELEM, POOL)
 TORCH_CASE(avg_pool_k2s2_odd, T_ELEM, T_ELEM, POOL)
 
 /* ---- normalisation -------------------------------------------------------------------- */
-#define GN elbo_group_norm(c->ctx, IN("x"), ARGS(c)[0], fxc_opt(c, "gamma"), fxc_opt(c, "beta"), FARGS(c)[0])
+#define GN                                                                                         \
+    elbo_group_norm(c->ctx, IN("x"), ARGS(c)[0], fxc_opt(c, "gamma"), fxc_opt(c, "beta"),          \
+                    FARGS(c)[0])
 TORCH_CASE(group_norm_g2, T_NORM, T_NORM, GN)
 TORCH_CASE(group_norm_g4, T_NORM, T_NORM, GN)
 TORCH_CASE(group_norm_3d_noaffine, T_NORM, T_NORM, GN)
-#define GN_SILU elbo_group_norm_silu(c->ctx, IN("x"), ARGS(c)[0], fxc_opt(c, "gamma"), fxc_opt(c, "beta"), FARGS(c)[0])
+#define GN_SILU                                                                                    \
+    elbo_group_norm_silu(c->ctx, IN("x"), ARGS(c)[0], fxc_opt(c, "gamma"), fxc_opt(c, "beta"),     \
+                         FARGS(c)[0])
 TORCH_CASE(group_norm_silu_g2, T_NORM, T_NORM, GN_SILU)
 TORCH_CASE(group_norm_silu_3d_noaffine, T_NORM, T_NORM, GN_SILU)
 #define LN elbo_layer_norm(c->ctx, IN("x"), fxc_opt(c, "gamma"), fxc_opt(c, "beta"), FARGS(c)[0])
@@ -239,8 +243,7 @@ static elbo_tensor *permute_op(fxc *c) {
 }
 TORCH_CASE(permute, T_EXACT, T_EXACT, permute_op(c))
 TORCH_CASE(transpose, T_EXACT, T_EXACT, elbo_transpose(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
-TORCH_CASE(transpose_neg, T_EXACT, T_EXACT,
-           elbo_transpose(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
+TORCH_CASE(transpose_neg, T_EXACT, T_EXACT, elbo_transpose(c->ctx, IN("x"), ARGS(c)[0], ARGS(c)[1]))
 
 /* ---- arithmetic (broadcasting) -------------------------------------------------------- */
 /* b1: (2,3,4)&(4)  b2: (2,3,4)&(3,1)  b3: (2,1,4)&(1,3,1)  same: (3,4)&(3,4)  rev: (4)&(2,3,4) */
@@ -341,8 +344,8 @@ TORCH_CASE(gaussian_ll_sum, T_LOSS, T_LOSS, GLL)
 TORCH_CASE(gaussian_ll_none, T_LOSS, T_LOSS, GLL)
 /* x (4,8) on the 256-level grid incl. -1 and 1 (no gradient), mean (4,8), log_scale (4,8)
  * or (1,8); the "none"/"sum" fixtures include two underflowing tail bins */
-#define DLL                                                                            \
-    elbo_discretized_logistic_log_likelihood(c->ctx, IN("x"), IN("mean"), IN("log_scale"), \
+#define DLL                                                                                        \
+    elbo_discretized_logistic_log_likelihood(c->ctx, IN("x"), IN("mean"), IN("log_scale"),         \
                                              ARGS(c)[1], RED(c))
 TORCH_CASE(dlogistic_ll_none, T_LOSS, T_LOSS, DLL)
 TORCH_CASE(dlogistic_ll_sum, T_LOSS, T_LOSS, DLL)

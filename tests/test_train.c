@@ -1,7 +1,7 @@
 /* Training loops of the benchmark models: the same bits for 1 and 2 threads, no heap
  * allocation in the steady-state step, and a short vae-mlp run that learns. */
-#include "test.h"
 #include "internal.h"
+#include "test.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,12 +48,15 @@ static int trainer_init(trainer *tr, int is_unet, int B, uint64_t seed) {
         tr->eps_shape[1] = 32;
     }
     int nd = is_unet ? 4 : 2;
-    size_t nx = (size_t)elbo_shape_numel(nd, tr->x_shape), ne = (size_t)elbo_shape_numel(nd, tr->eps_shape);
+    size_t nx = (size_t)elbo_shape_numel(nd, tr->x_shape),
+           ne = (size_t)elbo_shape_numel(nd, tr->eps_shape);
     tr->x = malloc(nx * sizeof(float));
     tr->eps = malloc(ne * sizeof(float));
     elbo_rng_init(&tr->rng, seed + 1);
-    if (is_unet) elbo_rng_uniform(&tr->rng, tr->x, nx, -1.0f, 1.0f);
-    else elbo_rng_uniform(&tr->rng, tr->x, nx, 0.0f, 1.0f);
+    if (is_unet)
+        elbo_rng_uniform(&tr->rng, tr->x, nx, -1.0f, 1.0f);
+    else
+        elbo_rng_uniform(&tr->rng, tr->x, nx, 0.0f, 1.0f);
     elbo_optim_params op;
     elbo_optim_params_init(&op, ELBO_OPT_ADAM);
     tr->opt = elbo_optim_new(tr->ps, &op);
@@ -134,8 +137,9 @@ static void check_deterministic(int is_unet, int B, const char *what) {
     free(w2);
     CHECK_MSG(ok_run, "%s: training failed: %s", what, elbo_last_error());
     CHECK_MSG(l1[0] != l1[STEPS - 1], "%s: the loss did not change over %d steps", what, STEPS);
-    CHECK_MSG(memcmp(l1, l2, sizeof l1) == 0, "%s: losses differ between 1 and 2 threads: %.9g vs %.9g",
-              what, l1[STEPS - 1], l2[STEPS - 1]);
+    CHECK_MSG(memcmp(l1, l2, sizeof l1) == 0,
+              "%s: losses differ between 1 and 2 threads: %.9g vs %.9g", what, l1[STEPS - 1],
+              l2[STEPS - 1]);
     CHECK_MSG(same_w, "%s: weights differ between 1 and 2 threads at %lld: %.9g vs %.9g", what,
               (long long)first, a, b);
 }
@@ -156,7 +160,8 @@ static void check_no_alloc(int is_unet, int B, const char *what) {
     trainer tr;
     int ok = trainer_init(&tr, is_unet, B, 3);
     for (int s = 0; ok && s < 3; s++) ok = trainer_step(&tr);
-    size_t cap = tr.ctx ? elbo_ctx_arena_capacity(tr.ctx) : 0, scratch = tr.ctx ? tr.ctx->scratch_size : 0;
+    size_t cap = tr.ctx ? elbo_ctx_arena_capacity(tr.ctx) : 0,
+           scratch = tr.ctx ? tr.ctx->scratch_size : 0;
     malloc_count_result r;
     memset(&r, 0, sizeof r);
     if (ok) {
@@ -164,18 +169,23 @@ static void check_no_alloc(int is_unet, int B, const char *what) {
         for (int s = 0; ok && s < 5; s++) ok = trainer_step(&tr);
         malloc_count_stop(&r);
     }
-    size_t cap2 = tr.ctx ? elbo_ctx_arena_capacity(tr.ctx) : 0, scratch2 = tr.ctx ? tr.ctx->scratch_size : 0;
+    size_t cap2 = tr.ctx ? elbo_ctx_arena_capacity(tr.ctx) : 0,
+           scratch2 = tr.ctx ? tr.ctx->scratch_size : 0;
     trainer_free(&tr);
     CHECK_MSG(ok, "%s: training failed: %s", what, elbo_last_error());
     if (!malloc_count_available())
         printf("    note: %s: allocator not interposed under the sanitizer; checking arena and "
-               "scratch growth only\n", what);
-    CHECK_MSG(r.calls[0] == 0, "%s: %ld allocator calls from elbo in 5 steady-state steps, the first %s",
-              what, r.calls[0], r.first[0]);
-    CHECK_MSG(r.calls[1] == 0, "%s: %ld allocator calls from shared libraries in 5 steady-state steps, the first %s",
+               "scratch growth only\n",
+               what);
+    CHECK_MSG(r.calls[0] == 0,
+              "%s: %ld allocator calls from elbo in 5 steady-state steps, the first %s", what,
+              r.calls[0], r.first[0]);
+    CHECK_MSG(r.calls[1] == 0,
+              "%s: %ld allocator calls from shared libraries in 5 steady-state steps, the first %s",
               what, r.calls[1], r.first[1]);
     CHECK_MSG(cap2 == cap, "%s: arena grew from %zu to %zu bytes", what, cap, cap2);
-    CHECK_MSG(scratch2 == scratch, "%s: scratch grew from %zu to %zu bytes", what, scratch, scratch2);
+    CHECK_MSG(scratch2 == scratch, "%s: scratch grew from %zu to %zu bytes", what, scratch,
+              scratch2);
 }
 
 TEST(train_vae_mlp_no_alloc_in_step) { check_no_alloc(0, 32, "vae-mlp"); }
@@ -215,8 +225,11 @@ TEST(train_vae_mlp_learns_synthetic_data) {
     trainer_free(&tr);
     CHECK_MSG(first > 450, "first loss %.1f: expected near 784 ln 2 = 543", first);
     const double entropy = log(8.0) - 784 * (0.05 * log(0.05) + 0.95 * log(0.95));
-    CHECK_MSG(last < entropy + 100, "mean loss of the last 20 steps %.1f nats, want < %.1f (start %.1f)",
-              last, entropy + 100, first);
-    CHECK_MSG(last > entropy - 5, "mean loss of the last 20 steps %.1f nats is below the data "
-              "entropy %.1f: not a bound", last, entropy);
+    CHECK_MSG(last < entropy + 100,
+              "mean loss of the last 20 steps %.1f nats, want < %.1f (start %.1f)", last,
+              entropy + 100, first);
+    CHECK_MSG(last > entropy - 5,
+              "mean loss of the last 20 steps %.1f nats is below the data "
+              "entropy %.1f: not a bound",
+              last, entropy);
 }

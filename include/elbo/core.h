@@ -84,9 +84,9 @@ typedef struct elbo_tensor {
     int64_t shape[ELBO_MAX_DIMS];
     int64_t numel;
     int requires_grad;
-    struct elbo_node *node;    /* the op that produced it; NULL for leaves */
-    struct elbo_tensor *base;  /* for views: the tensor whose memory this shares */
-    const char *name;          /* dotted parameter name, e.g. "down.1.conv1.weight" */
+    struct elbo_node *node;   /* the op that produced it; NULL for leaves */
+    struct elbo_tensor *base; /* for views: the tensor whose memory this shares */
+    const char *name;         /* dotted parameter name, e.g. "down.1.conv1.weight" */
 } elbo_tensor;
 
 /* Number of elements of a shape. */

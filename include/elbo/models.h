@@ -23,7 +23,8 @@ void elbo_vae_mlp_free(elbo_vae_mlp *m);
 /* Negative ELBO per batch (SGVB estimator B, one sample):
  *   [sum BCE-with-logits(dec(z), x) + 0.5 sum(mu^2 + exp(logvar) - 1 - logvar)] / B,
  *   z = mu + exp(0.5 logvar) eps.   x (B, 784) in [0,1], eps (B, z). */
-elbo_tensor *elbo_vae_mlp_loss(elbo_ctx *ctx, const elbo_vae_mlp *m, elbo_tensor *x, elbo_tensor *eps);
+elbo_tensor *elbo_vae_mlp_loss(elbo_ctx *ctx, const elbo_vae_mlp *m, elbo_tensor *x,
+                               elbo_tensor *eps);
 
 /* ---- UNet (DDPM style) ---------------------------------------------------------------- */
 #define ELBO_UNET_MAX_LEVELS 6
@@ -33,10 +34,10 @@ typedef struct {
     int n_levels;
     int channels[ELBO_UNET_MAX_LEVELS]; /* channels per level */
     int blocks_per_level;
-    int attn[ELBO_UNET_MAX_LEVELS];     /* 0: none; 1: attention after each block of that
-                                         * level's down path (unet-s); 2: of both paths */
-    int temb_dim;                       /* sinusoidal and MLP width */
-    int groups;                         /* GroupNorm groups */
+    int attn[ELBO_UNET_MAX_LEVELS]; /* 0: none; 1: attention after each block of that
+                                     * level's down path (unet-s); 2: of both paths */
+    int temb_dim;                   /* sinusoidal and MLP width */
+    int groups;                     /* GroupNorm groups */
     float dropout;
 } elbo_unet_params;
 /* unet-s of bench-models.md: 1 -> 1 channels, (32, 64, 64), 1 block per level, attention at

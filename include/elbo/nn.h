@@ -60,8 +60,14 @@ const char *elbo_name_index(char *buf, size_t len, const char *prefix, int i);
 
 /* ---- layers --------------------------------------------------------------------------- */
 typedef enum {
-    ELBO_ACT_NONE, ELBO_ACT_RELU, ELBO_ACT_SILU, ELBO_ACT_GELU, ELBO_ACT_TANH,
-    ELBO_ACT_SIGMOID, ELBO_ACT_SOFTPLUS, ELBO_ACT_ELU
+    ELBO_ACT_NONE,
+    ELBO_ACT_RELU,
+    ELBO_ACT_SILU,
+    ELBO_ACT_GELU,
+    ELBO_ACT_TANH,
+    ELBO_ACT_SIGMOID,
+    ELBO_ACT_SOFTPLUS,
+    ELBO_ACT_ELU
 } elbo_activation;
 elbo_tensor *elbo_activate(elbo_ctx *ctx, elbo_tensor *x, elbo_activation act);
 
@@ -99,7 +105,8 @@ typedef struct {
     int dim;
     float eps;
 } elbo_nn_layer_norm;
-elbo_status elbo_nn_layer_norm_init(elbo_nn_layer_norm *l, elbo_paramset *ps, const char *name, int dim);
+elbo_status elbo_nn_layer_norm_init(elbo_nn_layer_norm *l, elbo_paramset *ps, const char *name,
+                                    int dim);
 elbo_tensor *elbo_nn_layer_norm_forward(elbo_ctx *ctx, const elbo_nn_layer_norm *l, elbo_tensor *x);
 
 /* torch.nn.Embedding(num, dim): weight (num, dim) ~ N(0, 1). */
@@ -153,8 +160,8 @@ typedef struct {
     int in_channels, out_channels, has_skip, has_temb;
     float dropout;
 } elbo_nn_resblock;
-elbo_status elbo_nn_resblock_init(elbo_nn_resblock *r, elbo_paramset *ps, const char *name,
-                                  int in, int out, int temb_dim, int groups, float dropout);
+elbo_status elbo_nn_resblock_init(elbo_nn_resblock *r, elbo_paramset *ps, const char *name, int in,
+                                  int out, int temb_dim, int groups, float dropout);
 elbo_tensor *elbo_nn_resblock_forward(elbo_ctx *ctx, const elbo_nn_resblock *r, elbo_tensor *x,
                                       elbo_tensor *temb);
 

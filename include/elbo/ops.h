@@ -29,8 +29,8 @@ elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_ten
 /* ---- convolution and resampling ------------------------------------------------------- */
 /* x (B,C,H,W), w (OC,C,KH,KW), b (OC) or NULL -> (B,OC,OH,OW),
  * OH = (H + 2 pad - KH) / stride + 1 (cross-correlation, as torch.nn.functional.conv2d). */
-elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
-                         int stride, int pad);
+elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b, int stride,
+                         int pad);
 elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
                             int stride_h, int stride_w, int pad_h, int pad_w);
 /* Nearest-neighbour upsampling by 2: (B,C,H,W) -> (B,C,2H,2W). */
@@ -49,8 +49,8 @@ elbo_tensor *elbo_group_norm(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_ten
 elbo_tensor *elbo_group_norm_silu(elbo_ctx *ctx, elbo_tensor *x, int groups, elbo_tensor *gamma,
                                   elbo_tensor *beta, float eps);
 /* LayerNorm over the last axis D: gamma, beta (D) or NULL. */
-elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
-                             elbo_tensor *beta, float eps);
+elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma, elbo_tensor *beta,
+                             float eps);
 
 /* ---- indexing and shape --------------------------------------------------------------- */
 /* Rows of weight (V,D) picked by ids[0..n) -> (n,D); ids are copied. An id outside [0,V) is
@@ -104,11 +104,12 @@ elbo_tensor *elbo_clamp(elbo_ctx *ctx, elbo_tensor *x, float lo, float hi);
 
 /* ---- activations ---------------------------------------------------------------------- */
 elbo_tensor *elbo_relu(elbo_ctx *ctx, elbo_tensor *x);
-elbo_tensor *elbo_silu(elbo_ctx *ctx, elbo_tensor *x);     /* x sigmoid(x) */
-elbo_tensor *elbo_gelu(elbo_ctx *ctx, elbo_tensor *x);     /* x Phi(x), exact (erf) form */
+elbo_tensor *elbo_silu(elbo_ctx *ctx, elbo_tensor *x); /* x sigmoid(x) */
+elbo_tensor *elbo_gelu(elbo_ctx *ctx, elbo_tensor *x); /* x Phi(x), exact (erf) form */
 elbo_tensor *elbo_sigmoid(elbo_ctx *ctx, elbo_tensor *x);
 elbo_tensor *elbo_tanh(elbo_ctx *ctx, elbo_tensor *x);
-elbo_tensor *elbo_softplus(elbo_ctx *ctx, elbo_tensor *x); /* log(1 + e^x), as PyTorch (beta 1, threshold 20) */
+elbo_tensor *elbo_softplus(elbo_ctx *ctx,
+                           elbo_tensor *x); /* log(1 + e^x), as PyTorch (beta 1, threshold 20) */
 elbo_tensor *elbo_elu(elbo_ctx *ctx, elbo_tensor *x, float alpha);
 
 /* ---- reductions ----------------------------------------------------------------------- */
@@ -117,7 +118,8 @@ elbo_tensor *elbo_sum(elbo_ctx *ctx, elbo_tensor *x);
 elbo_tensor *elbo_mean(elbo_ctx *ctx, elbo_tensor *x);
 /* Over the listed axes (keepdim keeps them as size 1). */
 elbo_tensor *elbo_sum_axes(elbo_ctx *ctx, elbo_tensor *x, int n_axes, const int *axes, int keepdim);
-elbo_tensor *elbo_mean_axes(elbo_ctx *ctx, elbo_tensor *x, int n_axes, const int *axes, int keepdim);
+elbo_tensor *elbo_mean_axes(elbo_ctx *ctx, elbo_tensor *x, int n_axes, const int *axes,
+                            int keepdim);
 elbo_tensor *elbo_sum_axis(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim);
 elbo_tensor *elbo_mean_axis(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim);
 /* Along one axis, max-subtracted for stability. */

@@ -13,7 +13,8 @@ elbo_node *elbo__record_v(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_
         if (inputs[i] && inputs[i]->requires_grad) need = 1;
     if (!need) return NULL;
     elbo_node *n = elbo_ctx_alloc(ctx, sizeof *n);
-    elbo_tensor **in = n ? elbo_ctx_alloc(ctx, sizeof(elbo_tensor *) * (size_t)(n_in ? n_in : 1)) : NULL;
+    elbo_tensor **in =
+        n ? elbo_ctx_alloc(ctx, sizeof(elbo_tensor *) * (size_t)(n_in ? n_in : 1)) : NULL;
     if (!n || !in) {
         *ok = 0;
         return NULL;
@@ -67,8 +68,9 @@ float *elbo_tensor_grad(elbo_ctx *ctx, elbo_tensor *t) {
 }
 
 elbo_status elbo_backward_with(elbo_ctx *ctx, elbo_tensor *out, const float *grad_out) {
-    if (!out) return elbo_error(ELBO_ERR_ARG, "backward: NULL output (an earlier op failed: %s)",
-                                elbo_last_error());
+    if (!out)
+        return elbo_error(ELBO_ERR_ARG, "backward: NULL output (an earlier op failed: %s)",
+                          elbo_last_error());
     if (!out->requires_grad)
         return elbo_error(ELBO_ERR_STATE,
                           "backward: the output does not depend on anything that requires a "

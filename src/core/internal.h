@@ -18,24 +18,24 @@
  * one-thread region, which would put malloc calls in the training loop). The loop's
  * iterations must be independent, so the result does not depend on the path taken. */
 int elbo__parallel_ok(void);
-#define ELBO_PARALLEL_FOR(cond, ...)                                                     \
-    do {                                                                                 \
-        if ((cond) && elbo__parallel_ok()) {                                             \
-            _Pragma("omp parallel for schedule(static)") __VA_ARGS__                      \
-        } else {                                                                         \
-            __VA_ARGS__                                                                  \
-        }                                                                                \
+#define ELBO_PARALLEL_FOR(cond, ...)                                                               \
+    do {                                                                                           \
+        if ((cond) && elbo__parallel_ok()) {                                                       \
+            _Pragma("omp parallel for schedule(static)") __VA_ARGS__                               \
+        } else {                                                                                   \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* The same with a dynamic schedule, for tasks of uneven cost (each task's result must not
  * depend on the thread that runs it). */
-#define ELBO_PARALLEL_FOR_DYNAMIC(cond, ...)                                             \
-    do {                                                                                 \
-        if ((cond) && elbo__parallel_ok()) {                                             \
-            _Pragma("omp parallel for schedule(dynamic, 1)") __VA_ARGS__                  \
-        } else {                                                                         \
-            __VA_ARGS__                                                                  \
-        }                                                                                \
+#define ELBO_PARALLEL_FOR_DYNAMIC(cond, ...)                                                       \
+    do {                                                                                           \
+        if ((cond) && elbo__parallel_ok()) {                                                       \
+            _Pragma("omp parallel for schedule(dynamic, 1)") __VA_ARGS__                           \
+        } else {                                                                                   \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* ---- tape ----------------------------------------------------------------------------- */
@@ -48,9 +48,9 @@ typedef struct elbo_node {
     elbo_tensor *out;
     int n_in;
     elbo_tensor **in;
-    int64_t iarg[8];  /* op parameters (stride, axis, ...) */
-    float farg[4];    /* op parameters (eps, alpha, ...) */
-    void *saved;      /* op-specific data saved for backward, in the arena */
+    int64_t iarg[8]; /* op parameters (stride, axis, ...) */
+    float farg[4];   /* op parameters (eps, alpha, ...) */
+    void *saved;     /* op-specific data saved for backward, in the arena */
     struct elbo_node *prev;
 } elbo_node;
 
@@ -62,13 +62,13 @@ typedef struct elbo_chunk {
 } elbo_chunk;
 
 struct elbo_ctx {
-    elbo_chunk *chunks;    /* current chunk first */
-    size_t capacity;       /* sum of chunk sizes */
-    size_t used;           /* bytes handed out this step (all chunks) */
-    size_t peak;           /* high-water mark of used */
+    elbo_chunk *chunks; /* current chunk first */
+    size_t capacity;    /* sum of chunk sizes */
+    size_t used;        /* bytes handed out this step (all chunks) */
+    size_t peak;        /* high-water mark of used */
     void *scratch;
     size_t scratch_size;
-    elbo_node *tape;       /* last recorded node */
+    elbo_node *tape; /* last recorded node */
     int grad_enabled;
     int training;
     elbo_rng rng;

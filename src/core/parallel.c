@@ -58,11 +58,11 @@ static double block_sum(const float *x, int64_t n, int squares) {
         return s;
     }
     double parts[64];
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t b = 0; b < nb; b++) {
-        int64_t lo = b * SUM_BLOCK, hi = lo + SUM_BLOCK < n ? lo + SUM_BLOCK : n;
-        parts[b] = lane_sum(x + lo, hi - lo, squares);
-    });
+    ELBO_PARALLEL_FOR(
+        n > ELBO_PAR_MIN, for (int64_t b = 0; b < nb; b++) {
+            int64_t lo = b * SUM_BLOCK, hi = lo + SUM_BLOCK < n ? lo + SUM_BLOCK : n;
+            parts[b] = lane_sum(x + lo, hi - lo, squares);
+        });
     double s = 0;
     for (int64_t b = 0; b < nb; b++) s += parts[b];
     return s;
@@ -72,8 +72,7 @@ double elbo__sum_f32(const float *x, int64_t n) { return block_sum(x, n, 0); }
 double elbo__sumsq_f32(const float *x, int64_t n) { return block_sum(x, n, 1); }
 
 void elbo__acc(float *dst, const float *src, int64_t n) {
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++) dst[i] += src[i];);
+    ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) dst[i] += src[i];);
 }
 
 void elbo__zero(float *x, int64_t n) {
@@ -82,9 +81,9 @@ void elbo__zero(float *x, int64_t n) {
         return;
     }
     int64_t nb = (n + 65535) / 65536;
-ELBO_PARALLEL_FOR(1,
-for (int64_t b = 0; b < nb; b++) {
-        int64_t lo = b * 65536, hi = lo + 65536 < n ? lo + 65536 : n;
-        memset(x + lo, 0, (size_t)(hi - lo) * sizeof(float));
-    });
+    ELBO_PARALLEL_FOR(
+        1, for (int64_t b = 0; b < nb; b++) {
+            int64_t lo = b * 65536, hi = lo + 65536 < n ? lo + 65536 : n;
+            memset(x + lo, 0, (size_t)(hi - lo) * sizeof(float));
+        });
 }

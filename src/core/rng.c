@@ -25,7 +25,10 @@ void elbo_philox4x32(uint64_t key, uint64_t counter, uint32_t out[4]) {
         k0 += PHILOX_W0;
         k1 += PHILOX_W1;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
 }
 
 void elbo_rng_init(elbo_rng *rng, uint64_t seed) {
@@ -63,15 +66,15 @@ static inline void philox_values(uint64_t key, uint64_t c, fill_kind kind, float
 static void philox_fill(elbo_rng *rng, float *x, size_t n, fill_kind kind, float a, float b) {
     uint64_t base = rng->offset, key = rng->seed;
     int64_t nc = (int64_t)((n + 3) / 4);
-    ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-    for (int64_t c = 0; c < nc; c++) {
-        float z[4];
-        philox_values(key, base + (uint64_t)c, kind, a, b, z);
-        for (int l = 0; l < 4; l++) {
-            size_t i = (size_t)c * 4 + l;
-            if (i < n) x[i] = z[l];
-        }
-    });
+    ELBO_PARALLEL_FOR(
+        n > ELBO_PAR_MIN, for (int64_t c = 0; c < nc; c++) {
+            float z[4];
+            philox_values(key, base + (uint64_t)c, kind, a, b, z);
+            for (int l = 0; l < 4; l++) {
+                size_t i = (size_t)c * 4 + l;
+                if (i < n) x[i] = z[l];
+            }
+        });
     rng->offset += (uint64_t)nc;
 }
 

@@ -39,8 +39,8 @@ static elbo_tensor *header(elbo_ctx *ctx, int ndim, const int64_t *shape) {
     }
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0) {
-            elbo_error(ELBO_ERR_SHAPE, "tensor: negative size %lld in axis %d",
-                       (long long)shape[i], i);
+            elbo_error(ELBO_ERR_SHAPE, "tensor: negative size %lld in axis %d", (long long)shape[i],
+                       i);
             return NULL;
         }
     elbo_tensor *t = elbo_ctx_alloc(ctx, sizeof *t);

@@ -57,7 +57,8 @@ static double res_flops(int B, int ci, int co, int td, int64_t hw) {
     return f + (ci != co ? conv_flops(B, ci, co, 1, hw) : 0.0);
 }
 static double attn_flops(int B, int c, int64_t hw) {
-    return conv_flops(B, c, 3 * c, 1, hw) + conv_flops(B, c, c, 1, hw) + 4.0 * B * (double)hw * hw * c;
+    return conv_flops(B, c, 3 * c, 1, hw) + conv_flops(B, c, c, 1, hw) +
+           4.0 * B * (double)hw * hw * c;
 }
 static double unet_forward_flops(const elbo_unet_params *p, int B, int H, int W) {
     const int L = p->n_levels, nb = p->blocks_per_level, td = p->temb_dim;
@@ -127,7 +128,8 @@ static elbo_status train_step(bench *b) {
     }
     if (!loss) return failed();
     if (!isfinite(loss->data[0]))
-        return elbo_error(ELBO_ERR_STATE, "benchmark loss is not finite (%g)", (double)loss->data[0]);
+        return elbo_error(ELBO_ERR_STATE, "benchmark loss is not finite (%g)",
+                          (double)loss->data[0]);
     elbo_status st = elbo_backward(b->ctx, loss);
     if (st != ELBO_OK) return st;
     return elbo_optim_step(b->opt, 1e-3f);
@@ -167,7 +169,8 @@ static void bench_free(bench *b) {
 }
 
 elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
-    if (!p || !r || !p->model) return elbo_error(ELBO_ERR_ARG, "elbo_bench_run: NULL params, result or model");
+    if (!p || !r || !p->model)
+        return elbo_error(ELBO_ERR_ARG, "elbo_bench_run: NULL params, result or model");
     memset(r, 0, sizeof *r);
     bench b;
     memset(&b, 0, sizeof b);
@@ -183,7 +186,8 @@ elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
         steps = p->steps > 0 ? p->steps : 5;
         warmup = p->warmup >= 0 ? p->warmup : 2;
     } else {
-        return elbo_error(ELBO_ERR_ARG, "unknown benchmark model '%s' (vae-mlp | unet-s)", p->model);
+        return elbo_error(ELBO_ERR_ARG, "unknown benchmark model '%s' (vae-mlp | unet-s)",
+                          p->model);
     }
     if (p->threads > 0) elbo_set_threads(p->threads);
     r->threads = elbo_get_threads();
@@ -228,7 +232,8 @@ elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
         b.eps_shape[1] = z_dim;
         b.x = malloc((size_t)b.B * x_dim * sizeof(float));
         b.eps = malloc((size_t)b.B * z_dim * sizeof(float));
-        if (st == ELBO_OK && (!b.x || !b.eps)) st = elbo_error(ELBO_ERR_NOMEM, "benchmark: out of memory");
+        if (st == ELBO_OK && (!b.x || !b.eps))
+            st = elbo_error(ELBO_ERR_NOMEM, "benchmark: out of memory");
         if (st == ELBO_OK) elbo_rng_uniform(&b.rng, b.x, (size_t)b.B * x_dim, 0.0f, 1.0f);
         fwd_flops = vae_forward_flops(b.B, x_dim, hidden, z_dim);
     }

@@ -80,11 +80,12 @@ static elbo_status declare(elbo_unet *u, elbo_paramset *ps, const char *prefix) 
     const int *ch = p->channels;
     char a[256], b[256], c[256];
     elbo_status st;
-#define TRY(x)                                                                                  \
-    do {                                                                                        \
-        if ((st = (x)) != ELBO_OK) return st;                                                   \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        if ((st = (x)) != ELBO_OK) return st;                                                      \
     } while (0)
-    TRY(elbo_nn_time_embedding_init(&u->temb, ps, elbo_name_join(a, sizeof a, prefix, "temb"), td, td));
+    TRY(elbo_nn_time_embedding_init(&u->temb, ps, elbo_name_join(a, sizeof a, prefix, "temb"), td,
+                                    td));
     TRY(elbo_nn_conv2d_init(&u->conv_in, ps, elbo_name_join(a, sizeof a, prefix, "conv_in"),
                             p->in_channels, ch[0], 3, 1, 1, 1));
     const char *down = elbo_name_join(c, sizeof c, prefix, "down");
@@ -111,8 +112,8 @@ static elbo_status declare(elbo_unet *u, elbo_paramset *ps, const char *prefix) 
         }
         cur = ch[l];
     }
-    TRY(elbo_nn_resblock_init(&u->mid, ps, elbo_name_join(a, sizeof a, prefix, "mid.res"), cur,
-                              cur, td, g, p->dropout));
+    TRY(elbo_nn_resblock_init(&u->mid, ps, elbo_name_join(a, sizeof a, prefix, "mid.res"), cur, cur,
+                              td, g, p->dropout));
     /* Up levels: the input width of level l depends on the levels above it. */
     int in_ch[ELBO_UNET_MAX_LEVELS];
     for (int l = L - 1; l >= 0; l--) {

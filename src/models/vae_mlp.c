@@ -33,7 +33,8 @@ void elbo_vae_mlp_free(elbo_vae_mlp *m) {
 /* -ELBO / B = [sum BCE-with-logits(dec(z), x) + KL(N(mu, exp(logvar)) || N(0, I))] / B,
  * KL = 0.5 sum(mu^2 + exp(logvar) - 1 - logvar) (Kingma & Welling 2014, appendix B),
  * z = mu + exp(0.5 logvar) eps, (mu, logvar) = split(enc(x)). */
-elbo_tensor *elbo_vae_mlp_loss(elbo_ctx *ctx, const elbo_vae_mlp *m, elbo_tensor *x, elbo_tensor *eps) {
+elbo_tensor *elbo_vae_mlp_loss(elbo_ctx *ctx, const elbo_vae_mlp *m, elbo_tensor *x,
+                               elbo_tensor *eps) {
     if (!x || !eps) return NULL;
     if (!m || !m->ps) {
         elbo_error(ELBO_ERR_ARG, "vae_mlp_loss: model not initialised");
@@ -49,11 +50,13 @@ elbo_tensor *elbo_vae_mlp_loss(elbo_ctx *ctx, const elbo_vae_mlp *m, elbo_tensor
     const int64_t sizes[2] = {m->z_dim, m->z_dim};
     if (!h || elbo_split(ctx, h, 1, 2, sizes, mu_logvar) != ELBO_OK) return NULL;
     elbo_tensor *mu = mu_logvar[0], *logvar = mu_logvar[1];
-    elbo_tensor *z = elbo_add(ctx, mu, elbo_mul(ctx, elbo_exp(ctx, elbo_scale(ctx, logvar, 0.5f)), eps));
+    elbo_tensor *z =
+        elbo_add(ctx, mu, elbo_mul(ctx, elbo_exp(ctx, elbo_scale(ctx, logvar, 0.5f)), eps));
     elbo_tensor *logits = elbo_nn_mlp_forward(ctx, &m->dec, z);
     elbo_tensor *rec = elbo_bce_with_logits(ctx, logits, x, ELBO_REDUCE_SUM);
     elbo_tensor *kl_terms = elbo_add_scalar(
-        ctx, elbo_sub(ctx, elbo_add(ctx, elbo_square(ctx, mu), elbo_exp(ctx, logvar)), logvar), -1.0f);
+        ctx, elbo_sub(ctx, elbo_add(ctx, elbo_square(ctx, mu), elbo_exp(ctx, logvar)), logvar),
+        -1.0f);
     elbo_tensor *kl = elbo_scale(ctx, elbo_sum(ctx, kl_terms), 0.5f);
     return elbo_scale(ctx, elbo_add(ctx, rec, kl), 1.0f / (float)B);
 }

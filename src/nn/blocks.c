@@ -15,7 +15,8 @@
  * result is a new leaf, not on the tape. */
 elbo_tensor *elbo_timestep_embedding(elbo_ctx *ctx, const float *t, int64_t batch, int dim) {
     if (!t || batch < 0 || dim <= 0) {
-        elbo_error(ELBO_ERR_ARG, "timestep_embedding: need t, batch >= 0 and dim > 0 (got %s, %lld, %d)",
+        elbo_error(ELBO_ERR_ARG,
+                   "timestep_embedding: need t, batch >= 0 and dim > 0 (got %s, %lld, %d)",
                    t ? "t" : "NULL", (long long)batch, dim);
         return NULL;
     }
@@ -26,16 +27,16 @@ elbo_tensor *elbo_timestep_embedding(elbo_ctx *ctx, const float *t, int64_t batc
     if (!f) return NULL;
     for (int i = 0; i < half; i++) f[i] = (float)exp(-log(10000.0) * i / half);
     float *e = emb->data;
-ELBO_PARALLEL_FOR(batch * dim > ELBO_PAR_MIN,
-for (int64_t b = 0; b < batch; b++) {
-        float *row = e + b * dim;
-        for (int i = 0; i < half; i++) {
-            float arg = t[b] * f[i];
-            row[i] = (float)sin((double)arg);
-            row[half + i] = (float)cos((double)arg);
-        }
-        if (dim % 2) row[dim - 1] = 0.0f;
-    });
+    ELBO_PARALLEL_FOR(
+        batch * dim > ELBO_PAR_MIN, for (int64_t b = 0; b < batch; b++) {
+            float *row = e + b * dim;
+            for (int i = 0; i < half; i++) {
+                float arg = t[b] * f[i];
+                row[i] = (float)sin((double)arg);
+                row[half + i] = (float)cos((double)arg);
+            }
+            if (dim % 2) row[dim - 1] = 0.0f;
+        });
     return emb;
 }
 
@@ -70,8 +71,8 @@ static elbo_tensor *norm_silu(elbo_ctx *ctx, const elbo_nn_group_norm *g, elbo_t
                           g->weight);
 }
 
-elbo_status elbo_nn_resblock_init(elbo_nn_resblock *r, elbo_paramset *ps, const char *name,
-                                  int in, int out, int temb_dim, int groups, float dropout) {
+elbo_status elbo_nn_resblock_init(elbo_nn_resblock *r, elbo_paramset *ps, const char *name, int in,
+                                  int out, int temb_dim, int groups, float dropout) {
     if (!r || !ps) return elbo_error(ELBO_ERR_ARG, "resblock_init: NULL block or paramset");
     memset(r, 0, sizeof *r);
     if (temb_dim < 0 || !(dropout >= 0 && dropout < 1))
@@ -104,8 +105,9 @@ elbo_status elbo_nn_resblock_init(elbo_nn_resblock *r, elbo_paramset *ps, const 
 elbo_tensor *elbo_nn_resblock_forward(elbo_ctx *ctx, const elbo_nn_resblock *r, elbo_tensor *x,
                                       elbo_tensor *temb) {
     if (!x || (r->has_temb && !temb)) {
-        if (x) elbo_error(ELBO_ERR_ARG, "%s: the block takes a time embedding but temb is NULL",
-                          r->conv1.weight ? r->conv1.weight->name : "resblock");
+        if (x)
+            elbo_error(ELBO_ERR_ARG, "%s: the block takes a time embedding but temb is NULL",
+                       r->conv1.weight ? r->conv1.weight->name : "resblock");
         return NULL;
     }
     elbo_tensor *h = norm_silu(ctx, &r->norm1, x);
@@ -150,17 +152,19 @@ elbo_tensor *elbo_nn_attention_forward(elbo_ctx *ctx, const elbo_nn_attention *a
     if (x->ndim != 4 || x->shape[1] != a->channels) {
         char s[96];
         elbo_error(ELBO_ERR_SHAPE, "%s: input %s, expected (B, %d, H, W)",
-                   a->qkv.weight ? a->qkv.weight->name : "attention", elbo_shape_str(x, s, sizeof s),
-                   a->channels);
+                   a->qkv.weight ? a->qkv.weight->name : "attention",
+                   elbo_shape_str(x, s, sizeof s), a->channels);
         return NULL;
     }
     int64_t B = x->shape[0], C = a->channels, H = x->shape[2], W = x->shape[3], N = H * W;
-    elbo_tensor *qkv = elbo_nn_conv2d_forward(ctx, &a->qkv, elbo_nn_group_norm_forward(ctx, &a->norm, x));
+    elbo_tensor *qkv =
+        elbo_nn_conv2d_forward(ctx, &a->qkv, elbo_nn_group_norm_forward(ctx, &a->norm, x));
     qkv = elbo_reshape3(ctx, qkv, B, 3 * C, N);
     elbo_tensor *q = elbo_slice(ctx, qkv, 1, 0, C);
     elbo_tensor *k = elbo_slice(ctx, qkv, 1, C, C);
     elbo_tensor *v = elbo_slice(ctx, qkv, 1, 2 * C, C);
-    elbo_tensor *scores = elbo_scale(ctx, elbo_bmm(ctx, q, k, 1, 0), (float)(1.0 / sqrt((double)C)));
+    elbo_tensor *scores =
+        elbo_scale(ctx, elbo_bmm(ctx, q, k, 1, 0), (float)(1.0 / sqrt((double)C)));
     elbo_tensor *attn = elbo_softmax(ctx, scores, -1);
     elbo_tensor *o = elbo_bmm(ctx, v, attn, 0, 1); /* (B, C, N) */
     o = elbo_nn_conv2d_forward(ctx, &a->proj, elbo_reshape4(ctx, o, B, C, H, W));

@@ -37,14 +37,22 @@ static elbo_status bad_size(const char *layer, const char *name, const char *wha
 elbo_tensor *elbo_activate(elbo_ctx *ctx, elbo_tensor *x, elbo_activation act) {
     if (!x) return NULL;
     switch (act) {
-    case ELBO_ACT_NONE: return x;
-    case ELBO_ACT_RELU: return elbo_relu(ctx, x);
-    case ELBO_ACT_SILU: return elbo_silu(ctx, x);
-    case ELBO_ACT_GELU: return elbo_gelu(ctx, x);
-    case ELBO_ACT_TANH: return elbo_tanh(ctx, x);
-    case ELBO_ACT_SIGMOID: return elbo_sigmoid(ctx, x);
-    case ELBO_ACT_SOFTPLUS: return elbo_softplus(ctx, x);
-    case ELBO_ACT_ELU: return elbo_elu(ctx, x, 1.0f); /* torch.nn.ELU default alpha */
+    case ELBO_ACT_NONE:
+        return x;
+    case ELBO_ACT_RELU:
+        return elbo_relu(ctx, x);
+    case ELBO_ACT_SILU:
+        return elbo_silu(ctx, x);
+    case ELBO_ACT_GELU:
+        return elbo_gelu(ctx, x);
+    case ELBO_ACT_TANH:
+        return elbo_tanh(ctx, x);
+    case ELBO_ACT_SIGMOID:
+        return elbo_sigmoid(ctx, x);
+    case ELBO_ACT_SOFTPLUS:
+        return elbo_softplus(ctx, x);
+    case ELBO_ACT_ELU:
+        return elbo_elu(ctx, x, 1.0f); /* torch.nn.ELU default alpha */
     }
     elbo_error(ELBO_ERR_ARG, "activate: unknown activation %d", (int)act);
     return NULL;
@@ -60,7 +68,8 @@ elbo_status elbo_nn_linear_init(elbo_nn_linear *l, elbo_paramset *ps, const char
     elbo_init u = uniform_fan_in(in);
     int64_t ws[2] = {out, in}, bs[1] = {out};
     if (!(l->weight = elbo_paramset_add(ps, name, "weight", 2, ws, u))) return elbo_last_status();
-    if (bias && !(l->bias = elbo_paramset_add(ps, name, "bias", 1, bs, u))) return elbo_last_status();
+    if (bias && !(l->bias = elbo_paramset_add(ps, name, "bias", 1, bs, u)))
+        return elbo_last_status();
     l->in_features = in;
     l->out_features = out;
     return ELBO_OK;
@@ -85,7 +94,8 @@ elbo_status elbo_nn_conv2d_init(elbo_nn_conv2d *c, elbo_paramset *ps, const char
     elbo_init u = uniform_fan_in((int64_t)in * kernel * kernel);
     int64_t ws[4] = {out, in, kernel, kernel}, bs[1] = {out};
     if (!(c->weight = elbo_paramset_add(ps, name, "weight", 4, ws, u))) return elbo_last_status();
-    if (bias && !(c->bias = elbo_paramset_add(ps, name, "bias", 1, bs, u))) return elbo_last_status();
+    if (bias && !(c->bias = elbo_paramset_add(ps, name, "bias", 1, bs, u)))
+        return elbo_last_status();
     c->in_channels = in;
     c->out_channels = out;
     c->kernel = kernel;
@@ -126,12 +136,15 @@ elbo_status elbo_nn_group_norm_init(elbo_nn_group_norm *g, elbo_paramset *ps, co
 }
 
 /* x (B, C, ...) -> same shape */
-elbo_tensor *elbo_nn_group_norm_forward(elbo_ctx *ctx, const elbo_nn_group_norm *g, elbo_tensor *x) {
+elbo_tensor *elbo_nn_group_norm_forward(elbo_ctx *ctx, const elbo_nn_group_norm *g,
+                                        elbo_tensor *x) {
     if (!x) return NULL;
-    return elbo__in_layer(elbo_group_norm(ctx, x, g->groups, g->weight, g->bias, g->eps), g->weight);
+    return elbo__in_layer(elbo_group_norm(ctx, x, g->groups, g->weight, g->bias, g->eps),
+                          g->weight);
 }
 
-elbo_status elbo_nn_layer_norm_init(elbo_nn_layer_norm *l, elbo_paramset *ps, const char *name, int dim) {
+elbo_status elbo_nn_layer_norm_init(elbo_nn_layer_norm *l, elbo_paramset *ps, const char *name,
+                                    int dim) {
     if (!l || !ps) return elbo_error(ELBO_ERR_ARG, "layer_norm_init: NULL layer or paramset");
     memset(l, 0, sizeof *l);
     if (dim <= 0) return bad_size("layer_norm", name, "dim", dim);
@@ -143,7 +156,8 @@ elbo_status elbo_nn_layer_norm_init(elbo_nn_layer_norm *l, elbo_paramset *ps, co
 }
 
 /* x (..., D) -> same shape */
-elbo_tensor *elbo_nn_layer_norm_forward(elbo_ctx *ctx, const elbo_nn_layer_norm *l, elbo_tensor *x) {
+elbo_tensor *elbo_nn_layer_norm_forward(elbo_ctx *ctx, const elbo_nn_layer_norm *l,
+                                        elbo_tensor *x) {
     if (!x) return NULL;
     return elbo__in_layer(elbo_layer_norm(ctx, x, l->weight, l->bias, l->eps), l->weight);
 }
@@ -156,7 +170,8 @@ elbo_status elbo_nn_embedding_init(elbo_nn_embedding *e, elbo_paramset *ps, cons
     if (num <= 0) return bad_size("embedding", name, "num", num);
     if (dim <= 0) return bad_size("embedding", name, "dim", dim);
     int64_t ws[2] = {num, dim};
-    if (!(e->weight = elbo_paramset_add(ps, name, "weight", 2, ws, (elbo_init){ELBO_INIT_NORMAL, 1.0f})))
+    if (!(e->weight =
+              elbo_paramset_add(ps, name, "weight", 2, ws, (elbo_init){ELBO_INIT_NORMAL, 1.0f})))
         return elbo_last_status();
     e->num = num;
     e->dim = dim;
@@ -178,7 +193,8 @@ elbo_status elbo_nn_mlp_init(elbo_nn_mlp *m, elbo_paramset *ps, const char *name
         return elbo_error(ELBO_ERR_ARG, "mlp %s: %d layers (1 to %d)", name ? name : "", n_layers,
                           ELBO_MLP_MAX_LAYERS);
     if (act < ELBO_ACT_NONE || act > ELBO_ACT_ELU)
-        return elbo_error(ELBO_ERR_ARG, "mlp %s: unknown activation %d", name ? name : "", (int)act);
+        return elbo_error(ELBO_ERR_ARG, "mlp %s: unknown activation %d", name ? name : "",
+                          (int)act);
     for (int i = 0; i < n_layers; i++) {
         /* Sequential indices: the activations take the odd slots. */
         char buf[256];

@@ -27,9 +27,16 @@ void elbo_optim_params_init(elbo_optim_params *p, elbo_opt_kind kind) {
     p->beta2 = 0.999f;
     p->eps = 1e-8f;
     switch (kind) {
-    case ELBO_OPT_ADAM: p->lr = 1e-3f; break;
-    case ELBO_OPT_ADAMW: p->lr = 1e-3f; p->weight_decay = 1e-2f; break;
-    case ELBO_OPT_SGD: p->lr = 1e-2f; break;
+    case ELBO_OPT_ADAM:
+        p->lr = 1e-3f;
+        break;
+    case ELBO_OPT_ADAMW:
+        p->lr = 1e-3f;
+        p->weight_decay = 1e-2f;
+        break;
+    case ELBO_OPT_SGD:
+        p->lr = 1e-2f;
+        break;
     }
 }
 
@@ -73,9 +80,10 @@ elbo_optim *elbo_optim_new(elbo_paramset *ps, const elbo_optim_params *p) {
     }
     if (!(p->weight_decay >= 0) || !(p->momentum >= 0) || !(p->eps >= 0) ||
         !(p->beta1 >= 0 && p->beta1 < 1) || !(p->beta2 >= 0 && p->beta2 < 1)) {
-        elbo_error(ELBO_ERR_ARG, "optim_new: invalid hyper-parameter (weight_decay %g, momentum "
-                   "%g, eps %g, betas %g %g)", p->weight_decay, p->momentum, p->eps, p->beta1,
-                   p->beta2);
+        elbo_error(ELBO_ERR_ARG,
+                   "optim_new: invalid hyper-parameter (weight_decay %g, momentum "
+                   "%g, eps %g, betas %g %g)",
+                   p->weight_decay, p->momentum, p->eps, p->beta1, p->beta2);
         return NULL;
     }
     elbo_optim *o = calloc(1, sizeof *o);
@@ -122,17 +130,17 @@ static void adam_step(elbo_optim *o, float lr) {
     float *p = elbo_paramset_data(o->ps), *m = o->m, *v = o->v;
     const float *g = elbo_paramset_grad(o->ps);
     int64_t n = o->n;
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++) {
-        float gi = l2 != 0.0f ? fmaf(p[i], l2, g[i]) : g[i];
-        float pi = decay != 1.0f ? p[i] * decay : p[i];
-        float mi = fmaf(gi, one_m_beta1, m[i] * beta1);
-        float vi = fmaf(one_m_beta2 * gi, gi, v[i] * beta2);
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = pi + neg_step_size * mi / denom;
-    });
+    ELBO_PARALLEL_FOR(
+        n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) {
+            float gi = l2 != 0.0f ? fmaf(p[i], l2, g[i]) : g[i];
+            float pi = decay != 1.0f ? p[i] * decay : p[i];
+            float mi = fmaf(gi, one_m_beta1, m[i] * beta1);
+            float vi = fmaf(one_m_beta2 * gi, gi, v[i] * beta2);
+            float denom = sqrtf(vi) / bc2_sqrt + eps;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = pi + neg_step_size * mi / denom;
+        });
 }
 
 /* SGD as torch.optim.SGD 1.13:
@@ -146,23 +154,25 @@ static void sgd_step(elbo_optim *o, float lr) {
     float *p = elbo_paramset_data(o->ps), *b = o->m;
     const float *g = elbo_paramset_grad(o->ps);
     int64_t n = o->n;
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++) {
-        float d = wd != 0.0f ? fmaf(p[i], wd, g[i]) : g[i];
-        if (b) {
-            float bi = first ? d : fmaf(d, one_m_damp, b[i] * mu);
-            b[i] = bi;
-            d = nesterov ? fmaf(bi, mu, d) : bi;
-        }
-        p[i] = fmaf(d, neg_lr, p[i]);
-    });
+    ELBO_PARALLEL_FOR(
+        n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) {
+            float d = wd != 0.0f ? fmaf(p[i], wd, g[i]) : g[i];
+            if (b) {
+                float bi = first ? d : fmaf(d, one_m_damp, b[i] * mu);
+                b[i] = bi;
+                d = nesterov ? fmaf(bi, mu, d) : bi;
+            }
+            p[i] = fmaf(d, neg_lr, p[i]);
+        });
 }
 
 elbo_status elbo_optim_step(elbo_optim *opt, float lr) {
     if (!opt) return elbo_error(ELBO_ERR_ARG, "optim_step: NULL optimiser");
     opt->steps++;
-    if (opt->p.kind == ELBO_OPT_SGD) sgd_step(opt, lr);
-    else adam_step(opt, lr);
+    if (opt->p.kind == ELBO_OPT_SGD)
+        sgd_step(opt, lr);
+    else
+        adam_step(opt, lr);
     return ELBO_OK;
 }
 
@@ -186,8 +196,7 @@ float elbo_clip_grad_norm(elbo_paramset *ps, float max_norm) {
     float norm = (float)sqrt(elbo__sumsq_f32(g, n));
     float coef = max_norm / (norm + 1e-6f);
     if (coef < 1.0f) {
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++) g[i] *= coef;);
+        ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) g[i] *= coef;);
     }
     return norm;
 }
@@ -236,20 +245,20 @@ void elbo_ema_update(elbo_ema *e, const elbo_paramset *ps) {
     float d = e->decay, one_m_d = (float)(1.0 - e->decay);
     float *w = e->w;
     int64_t n = e->n;
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++) w[i] = d * w[i] + one_m_d * theta[i];);
+    ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
+                      for (int64_t i = 0; i < n; i++) w[i] = d * w[i] + one_m_d * theta[i];);
 }
 
 void elbo_ema_swap(elbo_ema *e, elbo_paramset *ps) {
     if (!e || !ps) return;
     float *theta = elbo_paramset_data(ps), *w = e->w;
     int64_t n = e->n;
-ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++) {
-        float t = theta[i];
-        theta[i] = w[i];
-        w[i] = t;
-    });
+    ELBO_PARALLEL_FOR(
+        n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) {
+            float t = theta[i];
+            theta[i] = w[i];
+            w[i] = t;
+        });
 }
 
 float *elbo_ema_data(elbo_ema *e, int64_t *n) {
@@ -266,5 +275,6 @@ float elbo_lr_at(const elbo_lr_schedule *s, int64_t step) {
     if (s->total_steps <= s->warmup_steps) return s->base_lr;
     if (step >= s->total_steps) return s->min_lr;
     double progress = (double)(step - s->warmup_steps) / (double)(s->total_steps - s->warmup_steps);
-    return (float)(s->min_lr + 0.5 * ((double)s->base_lr - s->min_lr) * (1.0 + cos(M_PI * progress)));
+    return (float)(s->min_lr +
+                   0.5 * ((double)s->base_lr - s->min_lr) * (1.0 + cos(M_PI * progress)));
 }

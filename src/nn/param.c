@@ -8,9 +8,9 @@
 #define PS_ALIGN 64
 
 struct elbo_paramset {
-    elbo_tensor **p;  /* parameters in declaration order (malloc'd, names owned) */
+    elbo_tensor **p; /* parameters in declaration order (malloc'd, names owned) */
     elbo_init *init;
-    int64_t *offset;  /* start of parameter i in the flat blocks */
+    int64_t *offset; /* start of parameter i in the flat blocks */
     int n, cap;
     int64_t numel;
     float *data, *grad;
@@ -73,8 +73,10 @@ elbo_tensor *elbo_paramset_add(elbo_paramset *ps, const char *prefix, const char
         elbo_error(ELBO_ERR_NOMEM, "paramset_add: out of memory");
         return NULL;
     }
-    if (prefix && *prefix) snprintf(full, len, "%s.%s", prefix, name);
-    else snprintf(full, len, "%s", name);
+    if (prefix && *prefix)
+        snprintf(full, len, "%s.%s", prefix, name);
+    else
+        snprintf(full, len, "%s", name);
     if (ps->finalized) {
         elbo_error(ELBO_ERR_STATE, "paramset_add: '%s' declared after finalize", full);
         free(full);
@@ -86,15 +88,15 @@ elbo_tensor *elbo_paramset_add(elbo_paramset *ps, const char *prefix, const char
         return NULL;
     }
     if (ndim < 0 || ndim > ELBO_MAX_DIMS) {
-        elbo_error(ELBO_ERR_SHAPE, "paramset_add: '%s' has %d dimensions (at most %d)", full,
-                   ndim, ELBO_MAX_DIMS);
+        elbo_error(ELBO_ERR_SHAPE, "paramset_add: '%s' has %d dimensions (at most %d)", full, ndim,
+                   ELBO_MAX_DIMS);
         free(full);
         return NULL;
     }
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0) {
-            elbo_error(ELBO_ERR_SHAPE, "paramset_add: '%s' has negative size %lld in axis %d",
-                       full, (long long)shape[i], i);
+            elbo_error(ELBO_ERR_SHAPE, "paramset_add: '%s' has negative size %lld in axis %d", full,
+                       (long long)shape[i], i);
             free(full);
             return NULL;
         }

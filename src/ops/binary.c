@@ -6,10 +6,10 @@
 ELBO_BC_KERNEL1(k_copy, v0)
 ELBO_BC_KERNEL2(k_add, v0 + v1)
 ELBO_BC_KERNEL2(k_sub, v0 - v1)
-ELBO_BC_KERNEL2(k_mul, v0 * v1)
+ELBO_BC_KERNEL2(k_mul, v0 *v1)
 ELBO_BC_KERNEL2(k_div, v0 / v1)
 /* d(a/b)/db = -a / b^2, times gy: (gy, a, b). */
-ELBO_BC_KERNEL3(k_div_db, -v0 * v1 / (v2 * v2))
+ELBO_BC_KERNEL3(k_div_db, -v0 *v1 / (v2 * v2))
 
 /* y = f(a, b) over the broadcast shape of a and b. */
 static elbo_tensor *binary(elbo_ctx *ctx, const char *op, elbo_tensor *a, elbo_tensor *b,
@@ -37,8 +37,8 @@ static void grad2(elbo_ctx *ctx, elbo_node *n, elbo_tensor *x, float scale, elbo
     const elbo_tensor *y = n->out;
     const elbo_tensor *sh[3] = {y, e1, e2};
     const float *pt[3] = {y->grad, e1 ? e1->data : NULL, e2 ? e2->data : NULL};
-    elbo__bc_grad(ctx, x, y->ndim, y->shape, scale, 1 + (e1 != NULL) + (e2 != NULL), sh, pt,
-                  fn, NULL);
+    elbo__bc_grad(ctx, x, y->ndim, y->shape, scale, 1 + (e1 != NULL) + (e2 != NULL), sh, pt, fn,
+                  NULL);
 }
 
 /* ---- a + b, a - b: da += gy, db += +-gy ------------------------------------------------ */

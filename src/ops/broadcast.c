@@ -2,8 +2,8 @@
  * reduces kernel values over fixed slices of the iteration space. */
 #include "broadcast.h"
 
-#define BC_CH 2048  /* elements per slice (map and total modes, reduce mode B) */
-#define BC_CHA 512  /* slice of the kept inner axis (reduce mode A) */
+#define BC_CH 2048    /* elements per slice (map and total modes, reduce mode B) */
+#define BC_CHA 512    /* slice of the kept inner axis (reduce mode A) */
 #define BC_GROUP 1024 /* slices whose partial sums are combined per pass (total mode) */
 
 int elbo__bc_shape(const char *op, int n, elbo_tensor *const *ts, int *ndim, int64_t *shape) {
@@ -191,8 +191,7 @@ static double run_task(const elbo__bc *p, const slicing *s, int64_t t, float *ds
 /* Reduce mode A: the last axis is kept. A task is (kept outer index, chunk of the last axis);
  * it sums the chunk over every reduced index combination in row-major order. */
 static void reduce_last_kept(const elbo__bc *p, float *dst, int accumulate, float scale,
-                             const float *const *in, const int *inc, elbo__bc_fn fn,
-                             void *user) {
+                             const float *const *in, const int *inc, elbo__bc_fn fn, void *user) {
     int kept[ELBO_MAX_DIMS], red[ELBO_MAX_DIMS], nk = 0, nr = 0;
     int64_t Mo = 1, R = 1, L = p->dim[p->nd - 1];
     for (int ax = 0; ax < p->nd - 1; ax++) {
@@ -210,29 +209,29 @@ static void reduce_last_kept(const elbo__bc *p, float *dst, int accumulate, floa
     while (ch > 64 && Mo * ((L + ch - 1) / ch) < 16) ch /= 2;
     int64_t cpr = (L + ch - 1) / ch, ntask = Mo * cpr;
     int nin = p->nops - 1;
-ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
-for (int64_t t = 0; t < ntask; t++) {
-        float buf[BC_CHA];
-        double acc[BC_CHA];
-        int64_t r = t / cpr, j0 = (t % cpr) * ch;
-        int64_t len = L - j0 < ch ? L - j0 : ch;
-        odo base, o;
-        odo_init(&base, p, kept, nk, r, NULL);
-        odo_init(&o, p, red, nr, 0, base.off);
-        for (int64_t j = 0; j < len; j++) acc[j] = 0;
-        for (int64_t c = 0; c < R; c++) {
-            const float *ptr[ELBO_BC_MAX_OPS];
-            for (int k = 0; k < nin; k++) ptr[k] = in[k] + o.off[k + 1] + j0 * inc[k];
-            fn(len, ptr, inc, buf, user);
-            for (int64_t j = 0; j < len; j++) acc[j] += buf[j];
-            odo_next(&o, p);
-        }
-        float *d = dst + base.off[0] + j0;
-        if (accumulate)
-            for (int64_t j = 0; j < len; j++) d[j] += (float)(scale * acc[j]);
-        else
-            for (int64_t j = 0; j < len; j++) d[j] = (float)(scale * acc[j]);
-    });
+    ELBO_PARALLEL_FOR(
+        p->numel > ELBO_PAR_MIN, for (int64_t t = 0; t < ntask; t++) {
+            float buf[BC_CHA];
+            double acc[BC_CHA];
+            int64_t r = t / cpr, j0 = (t % cpr) * ch;
+            int64_t len = L - j0 < ch ? L - j0 : ch;
+            odo base, o;
+            odo_init(&base, p, kept, nk, r, NULL);
+            odo_init(&o, p, red, nr, 0, base.off);
+            for (int64_t j = 0; j < len; j++) acc[j] = 0;
+            for (int64_t c = 0; c < R; c++) {
+                const float *ptr[ELBO_BC_MAX_OPS];
+                for (int k = 0; k < nin; k++) ptr[k] = in[k] + o.off[k + 1] + j0 * inc[k];
+                fn(len, ptr, inc, buf, user);
+                for (int64_t j = 0; j < len; j++) acc[j] += buf[j];
+                odo_next(&o, p);
+            }
+            float *d = dst + base.off[0] + j0;
+            if (accumulate)
+                for (int64_t j = 0; j < len; j++) d[j] += (float)(scale * acc[j]);
+            else
+                for (int64_t j = 0; j < len; j++) d[j] = (float)(scale * acc[j]);
+        });
 }
 
 /* Reduce mode B: the last axis is reduced. A task is one destination element; it sums the
@@ -252,27 +251,29 @@ static void reduce_last_reduced(const elbo__bc *p, float *dst, int accumulate, f
         }
     }
     int nin = p->nops - 1;
-ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
-for (int64_t t = 0; t < M; t++) {
-        float buf[BC_CH];
-        odo base, o;
-        odo_init(&base, p, kept, nk, t, NULL);
-        odo_init(&o, p, red, nr, 0, base.off);
-        double s = 0;
-        for (int64_t c = 0; c < R; c++) {
-            for (int64_t j0 = 0; j0 < L; j0 += BC_CH) {
-                int64_t len = L - j0 < BC_CH ? L - j0 : BC_CH;
-                const float *ptr[ELBO_BC_MAX_OPS];
-                for (int k = 0; k < nin; k++) ptr[k] = in[k] + o.off[k + 1] + j0 * inc[k];
-                fn(len, ptr, inc, buf, user);
-                s += elbo__dsum(buf, len);
+    ELBO_PARALLEL_FOR(
+        p->numel > ELBO_PAR_MIN, for (int64_t t = 0; t < M; t++) {
+            float buf[BC_CH];
+            odo base, o;
+            odo_init(&base, p, kept, nk, t, NULL);
+            odo_init(&o, p, red, nr, 0, base.off);
+            double s = 0;
+            for (int64_t c = 0; c < R; c++) {
+                for (int64_t j0 = 0; j0 < L; j0 += BC_CH) {
+                    int64_t len = L - j0 < BC_CH ? L - j0 : BC_CH;
+                    const float *ptr[ELBO_BC_MAX_OPS];
+                    for (int k = 0; k < nin; k++) ptr[k] = in[k] + o.off[k + 1] + j0 * inc[k];
+                    fn(len, ptr, inc, buf, user);
+                    s += elbo__dsum(buf, len);
+                }
+                odo_next(&o, p);
             }
-            odo_next(&o, p);
-        }
-        float *d = dst + base.off[0];
-        if (accumulate) *d += (float)(scale * s);
-        else *d = (float)(scale * s);
-    });
+            float *d = dst + base.off[0];
+            if (accumulate)
+                *d += (float)(scale * s);
+            else
+                *d = (float)(scale * s);
+        });
 }
 
 void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
@@ -289,21 +290,23 @@ void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
     slicing s;
     slicing_init(&s, p);
     if (n_red == 0) { /* dst has the full shape */
-ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
-for (int64_t t = 0; t < s.ntask; t++)
-            run_task(p, &s, t, dst, 0, accumulate, scale, in, inc, fn, user););
+        ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
+                          for (int64_t t = 0; t < s.ntask; t++)
+                              run_task(p, &s, t, dst, 0, accumulate, scale, in, inc, fn, user););
     } else if (n_red == nd) { /* dst is one element: fixed slices, partials in slice order */
         double total = 0;
         for (int64_t g0 = 0; g0 < s.ntask; g0 += BC_GROUP) {
             int64_t gn = s.ntask - g0 < BC_GROUP ? s.ntask - g0 : BC_GROUP;
             double part[BC_GROUP];
-ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
-for (int64_t t = 0; t < gn; t++)
-                part[t] = run_task(p, &s, g0 + t, NULL, 1, 0, 1.0f, in, inc, fn, user););
+            ELBO_PARALLEL_FOR(p->numel > ELBO_PAR_MIN,
+                              for (int64_t t = 0; t < gn; t++) part[t] =
+                                  run_task(p, &s, g0 + t, NULL, 1, 0, 1.0f, in, inc, fn, user););
             for (int64_t t = 0; t < gn; t++) total += part[t];
         }
-        if (accumulate) dst[0] += (float)(scale * total);
-        else dst[0] = (float)(scale * total);
+        if (accumulate)
+            dst[0] += (float)(scale * total);
+        else
+            dst[0] = (float)(scale * total);
     } else if (p->st[0][nd - 1]) {
         reduce_last_kept(p, dst, accumulate, scale, in, inc, fn, user);
     } else {

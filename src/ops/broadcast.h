@@ -24,8 +24,8 @@
 #define ELBO_BC_MAX_OPS 6
 
 typedef struct {
-    int nd;      /* rank after dropping size-1 axes and merging (>= 1) */
-    int nops;    /* destination + inputs */
+    int nd;            /* rank after dropping size-1 axes and merging (>= 1) */
+    int nops;          /* destination + inputs */
     int64_t numel;     /* of the full shape */
     int64_t dst_numel; /* of operand 0 */
     int64_t dim[ELBO_MAX_DIMS];
@@ -68,92 +68,93 @@ double elbo__dsum(const float *x, int64_t n);
 /* Kernel generators. EXPR uses v0, v1, ... (the input values at i) and may use `user`.
  * Every combination of broadcast inputs gets its own loop, with broadcast values hoisted,
  * so the inner loops carry no index arithmetic. */
-#define ELBO_BC_KERNEL1(NAME, EXPR)                                                       \
-    static void NAME(int64_t n, const float *const *in, const int *inc,                   \
-                     float *restrict out, void *user) {                                   \
-        (void)user;                                                                       \
-        const float *restrict p0 = in[0];                                                 \
-        if (inc[0]) {                                                                     \
-            for (int64_t i = 0; i < n; i++) {                                             \
-                float v0 = p0[i];                                                         \
-                out[i] = (EXPR);                                                          \
-            }                                                                             \
-        } else {                                                                          \
-            float v0 = p0[0];                                                             \
-            float r_ = (EXPR);                                                            \
-            for (int64_t i = 0; i < n; i++) out[i] = r_;                                  \
-        }                                                                                 \
+#define ELBO_BC_KERNEL1(NAME, EXPR)                                                                \
+    static void NAME(int64_t n, const float *const *in, const int *inc, float *restrict out,       \
+                     void *user) {                                                                 \
+        (void)user;                                                                                \
+        const float *restrict p0 = in[0];                                                          \
+        if (inc[0]) {                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v0 = p0[i];                                                                  \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+        } else {                                                                                   \
+            float v0 = p0[0];                                                                      \
+            float r_ = (EXPR);                                                                     \
+            for (int64_t i = 0; i < n; i++) out[i] = r_;                                           \
+        }                                                                                          \
     }
 
-#define ELBO_BC_KERNEL2(NAME, EXPR)                                                       \
-    static void NAME(int64_t n, const float *const *in, const int *inc,                   \
-                     float *restrict out, void *user) {                                   \
-        (void)user;                                                                       \
-        const float *restrict p0 = in[0], *restrict p1 = in[1];                           \
-        switch (inc[0] | inc[1] << 1) {                                                   \
-        case 3:                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                             \
-                float v0 = p0[i], v1 = p1[i];                                             \
-                out[i] = (EXPR);                                                          \
-            }                                                                             \
-            break;                                                                        \
-        case 1: {                                                                         \
-            float v1 = p1[0];                                                             \
-            for (int64_t i = 0; i < n; i++) {                                             \
-                float v0 = p0[i];                                                         \
-                out[i] = (EXPR);                                                          \
-            }                                                                             \
-        } break;                                                                          \
-        case 2: {                                                                         \
-            float v0 = p0[0];                                                             \
-            for (int64_t i = 0; i < n; i++) {                                             \
-                float v1 = p1[i];                                                         \
-                out[i] = (EXPR);                                                          \
-            }                                                                             \
-        } break;                                                                          \
-        default: {                                                                        \
-            float v0 = p0[0], v1 = p1[0];                                                 \
-            float r_ = (EXPR);                                                            \
-            for (int64_t i = 0; i < n; i++) out[i] = r_;                                  \
-        }                                                                                 \
-        }                                                                                 \
+#define ELBO_BC_KERNEL2(NAME, EXPR)                                                                \
+    static void NAME(int64_t n, const float *const *in, const int *inc, float *restrict out,       \
+                     void *user) {                                                                 \
+        (void)user;                                                                                \
+        const float *restrict p0 = in[0], *restrict p1 = in[1];                                    \
+        switch (inc[0] | inc[1] << 1) {                                                            \
+        case 3:                                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v0 = p0[i], v1 = p1[i];                                                      \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+            break;                                                                                 \
+        case 1: {                                                                                  \
+            float v1 = p1[0];                                                                      \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v0 = p0[i];                                                                  \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+        } break;                                                                                   \
+        case 2: {                                                                                  \
+            float v0 = p0[0];                                                                      \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v1 = p1[i];                                                                  \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+        } break;                                                                                   \
+        default: {                                                                                 \
+            float v0 = p0[0], v1 = p1[0];                                                          \
+            float r_ = (EXPR);                                                                     \
+            for (int64_t i = 0; i < n; i++) out[i] = r_;                                           \
+        }                                                                                          \
+        }                                                                                          \
     }
 
 /* Three inputs: the all-contiguous case is specialised; otherwise broadcast inputs are read
  * through a 0/1 increment (still no division or carry in the loop). */
-#define ELBO_BC_KERNEL3(NAME, EXPR)                                                       \
-    static void NAME(int64_t n, const float *const *in, const int *inc,                   \
-                     float *restrict out, void *user) {                                   \
-        (void)user;                                                                       \
-        const float *restrict p0 = in[0], *restrict p1 = in[1], *restrict p2 = in[2];     \
-        if (inc[0] && inc[1] && inc[2]) {                                                 \
-            for (int64_t i = 0; i < n; i++) {                                             \
-                float v0 = p0[i], v1 = p1[i], v2 = p2[i];                                 \
-                (void)v2;                                                                 \
-                out[i] = (EXPR);                                                          \
-            }                                                                             \
-        } else {                                                                          \
-            const int64_t i0 = inc[0], i1 = inc[1], i2 = inc[2];                          \
-            for (int64_t i = 0; i < n; i++) {                                             \
-                float v0 = p0[i * i0], v1 = p1[i * i1], v2 = p2[i * i2];                  \
-                (void)v2;                                                                 \
-                out[i] = (EXPR);                                                          \
-            }                                                                             \
-        }                                                                                 \
+#define ELBO_BC_KERNEL3(NAME, EXPR)                                                                \
+    static void NAME(int64_t n, const float *const *in, const int *inc, float *restrict out,       \
+                     void *user) {                                                                 \
+        (void)user;                                                                                \
+        const float *restrict p0 = in[0], *restrict p1 = in[1], *restrict p2 = in[2];              \
+        if (inc[0] && inc[1] && inc[2]) {                                                          \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v0 = p0[i], v1 = p1[i], v2 = p2[i];                                          \
+                (void)v2;                                                                          \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+        } else {                                                                                   \
+            const int64_t i0 = inc[0], i1 = inc[1], i2 = inc[2];                                   \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v0 = p0[i * i0], v1 = p1[i * i1], v2 = p2[i * i2];                           \
+                (void)v2;                                                                          \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+        }                                                                                          \
     }
 
-#define ELBO_BC_KERNEL4(NAME, EXPR)                                                       \
-    static void NAME(int64_t n, const float *const *in, const int *inc,                   \
-                     float *restrict out, void *user) {                                   \
-        (void)user;                                                                       \
-        const float *restrict p0 = in[0], *restrict p1 = in[1], *restrict p2 = in[2],     \
-                              *restrict p3 = in[3];                                       \
-        const int64_t i0 = inc[0], i1 = inc[1], i2 = inc[2], i3 = inc[3];                 \
-        for (int64_t i = 0; i < n; i++) {                                                 \
-            float v0 = p0[i * i0], v1 = p1[i * i1], v2 = p2[i * i2], v3 = p3[i * i3];     \
-            (void)v2; (void)v3;                                                           \
-            out[i] = (EXPR);                                                              \
-        }                                                                                 \
+#define ELBO_BC_KERNEL4(NAME, EXPR)                                                                \
+    static void NAME(int64_t n, const float *const *in, const int *inc, float *restrict out,       \
+                     void *user) {                                                                 \
+        (void)user;                                                                                \
+        const float *restrict p0 = in[0], *restrict p1 = in[1], *restrict p2 = in[2],              \
+                              *restrict p3 = in[3];                                                \
+        const int64_t i0 = inc[0], i1 = inc[1], i2 = inc[2], i3 = inc[3];                          \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            float v0 = p0[i * i0], v1 = p1[i * i1], v2 = p2[i * i2], v3 = p3[i * i3];              \
+            (void)v2;                                                                              \
+            (void)v3;                                                                              \
+            out[i] = (EXPR);                                                                       \
+        }                                                                                          \
     }
 
 #endif

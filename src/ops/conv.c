@@ -164,13 +164,15 @@ static void plan_conv(conv_plan *p, const elbo_conv_geom *g, int64_t B) {
 static void offset_kernels(const conv_plan *p, const float *w, int flip, float *wk) {
     const elbo_conv_geom *g = &p->g;
     int64_t KK = g->KH * g->KW, C = g->C, OC = g->OC;
-ELBO_PARALLEL_FOR(C * OC * KK > ELBO_PAR_MIN,
-for (int64_t k = 0; k < KK; k++)
-        for (int64_t oc = 0; oc < OC; oc++)
-            for (int64_t c = 0; c < C; c++) {
-                if (flip) wk[(k * C + c) * OC + oc] = w[(oc * C + c) * KK + (KK - 1 - k)];
-                else wk[(k * OC + oc) * C + c] = w[(oc * C + c) * KK + k];
-            });
+    ELBO_PARALLEL_FOR(
+        C * OC * KK > ELBO_PAR_MIN,
+        for (int64_t k = 0; k < KK; k++) for (int64_t oc = 0; oc < OC; oc++) for (int64_t c = 0;
+                                                                                  c < C; c++) {
+            if (flip)
+                wk[(k * C + c) * OC + oc] = w[(oc * C + c) * KK + (KK - 1 - k)];
+            else
+                wk[(k * OC + oc) * C + c] = w[(oc * C + c) * KK + k];
+        });
 }
 
 typedef void (*gemm_fn)(int, int, int64_t, int64_t, int64_t, float, const float *, int64_t,
@@ -228,11 +230,10 @@ static void shift_backward(const conv_plan *p, const float *x, const float *wkf,
 static void flip_kernel(const conv_plan *p, const float *w, float *wt) {
     const elbo_conv_geom *g = &p->g;
     int64_t KK = g->KH * g->KW;
-ELBO_PARALLEL_FOR(g->C * g->OC * KK > ELBO_PAR_MIN,
-for (int64_t c = 0; c < g->C; c++)
-        for (int64_t oc = 0; oc < g->OC; oc++)
-            for (int64_t k = 0; k < KK; k++)
-                wt[(c * g->OC + oc) * KK + k] = w[(oc * g->C + c) * KK + (KK - 1 - k)];);
+    ELBO_PARALLEL_FOR(g->C * g->OC * KK > ELBO_PAR_MIN,
+                      for (int64_t c = 0; c < g->C; c++) for (int64_t oc = 0; oc < g->OC;
+                                                              oc++) for (int64_t k = 0; k < KK; k++)
+                          wt[(c * g->OC + oc) * KK + k] = w[(oc * g->C + c) * KK + (KK - 1 - k)];);
 }
 
 static int64_t chunk_start(const conv_plan *p, int64_t t) { return t * p->B / p->T; }
@@ -252,12 +253,14 @@ static void chunk_forward(const conv_plan *p, const float *x, const float *w, co
         elbo__set_channel_bias(yb, bias, 1, g->OC, p->P);
         if (serial)
             elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
-        else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
+        else
+            elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 1.0f, yb, n);
     } else {
         float *out = buf + p->CKK * n;
         if (serial)
             elbo__sgemm_serial(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
-        else elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
+        else
+            elbo__sgemm(0, 0, g->OC, n, p->CKK, 1.0f, w, p->CKK, cols, n, 0.0f, out, n);
         elbo__cm_to_nchw(out, bias, m, g->OC, p->P, yb);
     }
 }
@@ -326,8 +329,10 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
     float *buf = elbo_ctx_scratch(ctx, (part + wt_size + (size_t)nthr * p.per) * sizeof(float));
     if (!buf) return;
     float *partial = buf, *wt = buf + part, *task_buf = wt + wt_size;
-    if (wt_size && p.shift) offset_kernels(&p, w->data, 1, wt);
-    else if (wt_size) flip_kernel(&p, w->data, wt);
+    if (wt_size && p.shift)
+        offset_kernels(&p, w->data, 1, wt);
+    else if (wt_size)
+        flip_kernel(&p, w->data, wt);
     if (p.T == 1) {
         if (p.shift)
             shift_backward(&p, x->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, task_buf,
@@ -337,32 +342,34 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
                            task_buf, 0);
     } else {
         elbo__blas_single_thread();
-ELBO_PARALLEL_FOR_DYNAMIC(1,
-for (int64_t grp = 0; grp < G; grp++) {
-            float *tb = task_buf + (size_t)omp_get_thread_num() * p.per;
-            int64_t t0 = grp * p.T / G, t1 = (grp + 1) * p.T / G;
-            for (int64_t t = t0; t < t1; t++) {
-                int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
-                float *dw_t = gw ? partial + grp * wsize : NULL, beta_w = t == t0 ? 0.0f : 1.0f;
-                if (p.shift)
-                    shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, b0, tb,
-                                   elbo__sgemm_serial);
-                else chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb, 1);
-            }
-        });
+        ELBO_PARALLEL_FOR_DYNAMIC(
+            1, for (int64_t grp = 0; grp < G; grp++) {
+                float *tb = task_buf + (size_t)omp_get_thread_num() * p.per;
+                int64_t t0 = grp * p.T / G, t1 = (grp + 1) * p.T / G;
+                for (int64_t t = t0; t < t1; t++) {
+                    int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
+                    float *dw_t = gw ? partial + grp * wsize : NULL, beta_w = t == t0 ? 0.0f : 1.0f;
+                    if (p.shift)
+                        shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, b0, tb,
+                                       elbo__sgemm_serial);
+                    else
+                        chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb,
+                                       1);
+                }
+            });
     }
     if (gw) { /* gw[oc, c, k] += sum over groups, in order, of the partials: (C KK, OC) for
                * im2col, (KK, C, OC) for per-offset products */
         int64_t OC = g.OC, C = g.C, KK = g.KH * g.KW;
-ELBO_PARALLEL_FOR(G * wsize > ELBO_PAR_MIN,
-for (int64_t oc = 0; oc < OC; oc++)
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t k = 0; k < KK; k++) {
-                    int64_t at = p.shift_dw ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
-                    float s = gw[(oc * C + c) * KK + k];
-                    for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + at];
-                    gw[(oc * C + c) * KK + k] = s;
-                });
+        ELBO_PARALLEL_FOR(
+            G * wsize > ELBO_PAR_MIN,
+            for (int64_t oc = 0; oc < OC; oc++) for (int64_t c = 0; c < C; c++) for (int64_t k = 0;
+                                                                                     k < KK; k++) {
+                int64_t at = p.shift_dw ? (k * C + c) * OC + oc : (c * KK + k) * OC + oc;
+                float s = gw[(oc * C + c) * KK + k];
+                for (int64_t grp = 0; grp < G; grp++) s += partial[grp * wsize + at];
+                gw[(oc * C + c) * KK + k] = s;
+            });
     }
 }
 
@@ -406,18 +413,22 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     float *wk = buf, *task_buf = buf ? buf + wk_size : NULL;
     if (p.shift) offset_kernels(&p, w->data, 0, wk);
     if (p.T == 1) {
-        if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, 0, task_buf, elbo__sgemm);
-        else chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, task_buf, 0);
+        if (p.shift)
+            shift_forward(&p, x->data, wk, bias, y->data, 0, task_buf, elbo__sgemm);
+        else
+            chunk_forward(&p, x->data, w->data, bias, y->data, 0, p.B, task_buf, 0);
     } else if (p.T > 1) {
         elbo__blas_single_thread();
         /* dynamic: a task's result does not depend on which thread runs it */
-ELBO_PARALLEL_FOR_DYNAMIC(1,
-for (int64_t t = 0; t < p.T; t++) {
-            float *tb = task_buf ? task_buf + (size_t)omp_get_thread_num() * p.per : NULL;
-            int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
-            if (p.shift) shift_forward(&p, x->data, wk, bias, y->data, b0, tb, elbo__sgemm_serial);
-            else chunk_forward(&p, x->data, w->data, bias, y->data, b0, m, tb, 1);
-        });
+        ELBO_PARALLEL_FOR_DYNAMIC(
+            1, for (int64_t t = 0; t < p.T; t++) {
+                float *tb = task_buf ? task_buf + (size_t)omp_get_thread_num() * p.per : NULL;
+                int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
+                if (p.shift)
+                    shift_forward(&p, x->data, wk, bias, y->data, b0, tb, elbo__sgemm_serial);
+                else
+                    chunk_forward(&p, x->data, w->data, bias, y->data, b0, m, tb, 1);
+            });
     }
     int ok;
     elbo_node *n = elbo__record(ctx, "conv2d", y, conv2d_backward, &ok, 3, x, w, b);

@@ -77,11 +77,10 @@ static void bmm_backward(elbo_ctx *ctx, elbo_node *n) {
     if (!ga && !gb) return;
     int par = (double)M * N * K <= SMALL_GEMM_MNK;
     elbo__blas_single_thread();
-ELBO_PARALLEL_FOR(par && B > 1,
-for (int64_t i = 0; i < B; i++)
-        elbo__sgemm_backward(ta, tb, M, N, K, a->data + i * M * K, b->data + i * K * N,
-                             c->grad + i * M * N, ga ? ga + i * M * K : NULL,
-                             gb ? gb + i * K * N : NULL););
+    ELBO_PARALLEL_FOR(par && B > 1, for (int64_t i = 0; i < B; i++) elbo__sgemm_backward(
+                                        ta, tb, M, N, K, a->data + i * M * K, b->data + i * K * N,
+                                        c->grad + i * M * N, ga ? ga + i * M * K : NULL,
+                                        gb ? gb + i * K * N : NULL););
 }
 
 elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int tb) {
@@ -101,10 +100,9 @@ elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int
     int64_t lda = a->shape[2], ldb = b->shape[2];
     int par = (double)M * N * K <= SMALL_GEMM_MNK;
     elbo__blas_single_thread();
-ELBO_PARALLEL_FOR(par && B > 1,
-for (int64_t i = 0; i < B; i++)
-        elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda, b->data + i * K * N, ldb, 0.0f,
-                    c->data + i * M * N, N););
+    ELBO_PARALLEL_FOR(par && B > 1, for (int64_t i = 0; i < B; i++) elbo__sgemm(
+                                        ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda,
+                                        b->data + i * K * N, ldb, 0.0f, c->data + i * M * N, N););
     int ok;
     elbo_node *n = elbo__record(ctx, "bmm", c, bmm_backward, &ok, 2, a, b);
     if (!ok) return NULL;

@@ -68,8 +68,8 @@ static elbo_tensor *ew_loss(elbo_ctx *ctx, const ew_loss_def *def, elbo_tensor *
             }
     }
     if (elbo__bc_shape(def->op, def->n_in, in, &nd, shape)) return NULL;
-    elbo_tensor *y = r == ELBO_REDUCE_NONE ? elbo_tensor_new(ctx, nd, shape)
-                                           : elbo_tensor_new(ctx, 0, NULL);
+    elbo_tensor *y =
+        r == ELBO_REDUCE_NONE ? elbo_tensor_new(ctx, nd, shape) : elbo_tensor_new(ctx, 0, NULL);
     if (!y) return NULL;
     float farg[4] = {0, 0, 0, 0};
     for (int k = 0; k < 4 && par; k++) farg[k] = par[k];
@@ -83,10 +83,10 @@ static elbo_tensor *ew_loss(elbo_ctx *ctx, const ew_loss_def *def, elbo_tensor *
     elbo__bc_plan_t(&p, nd, shape, def->n_in + 1, ops);
     elbo__bc_apply(&p, y->data, 0, reduction_scale(r, p.numel), pt, def->value, farg);
     int ok;
-    elbo_node *n = def->n_in == 2
-                       ? elbo__record(ctx, def->op, y, ew_loss_backward, &ok, 2, in[0], in[1])
-                       : elbo__record(ctx, def->op, y, ew_loss_backward, &ok, 3, in[0], in[1],
-                                      in[2]);
+    elbo_node *n =
+        def->n_in == 2
+            ? elbo__record(ctx, def->op, y, ew_loss_backward, &ok, 2, in[0], in[1])
+            : elbo__record(ctx, def->op, y, ew_loss_backward, &ok, 3, in[0], in[1], in[2]);
     if (!ok) return NULL;
     if (n) {
         n->saved = (void *)def;
@@ -110,10 +110,10 @@ elbo_tensor *elbo_mse_loss(elbo_ctx *ctx, elbo_tensor *pred, elbo_tensor *target
 
 /* ---- bce with logits l, target y: max(l,0) - l y + log1p(e^-|l|) (never overflows);
  * dl = sigmoid(l) - y, dy = -l. ---------------------------------------------------------- */
-ELBO_BC_KERNEL2(k_bce, elbo__selectf(v0 > 0.0f, v0, 0.0f) - v0 * v1 +
-                           elbo__log1pf(elbo__expf(-fabsf(v0))))
-ELBO_BC_KERNEL3(k_bce_dl, v0 * (elbo__sigmoidf(v1) - v2))
-ELBO_BC_KERNEL3(k_bce_dy, -v0 * v1)
+ELBO_BC_KERNEL2(k_bce,
+                elbo__selectf(v0 > 0.0f, v0, 0.0f) - v0 * v1 + elbo__log1pf(elbo__expf(-fabsf(v0))))
+ELBO_BC_KERNEL3(k_bce_dl, v0 *(elbo__sigmoidf(v1) - v2))
+ELBO_BC_KERNEL3(k_bce_dy, -v0 *v1)
 static const ew_loss_def bce_def = {"bce_with_logits", 2, 1, k_bce, {k_bce_dl, k_bce_dy, NULL}};
 
 elbo_tensor *elbo_bce_with_logits(elbo_ctx *ctx, elbo_tensor *logits, elbo_tensor *target,
@@ -125,11 +125,11 @@ elbo_tensor *elbo_bce_with_logits(elbo_ctx *ctx, elbo_tensor *logits, elbo_tenso
 /* ---- Gaussian log-likelihood: -0.5 [log 2 pi + lv + (x - m)^2 e^-lv];
  * dx = -(x - m) e^-lv, dm = (x - m) e^-lv, dlv = -0.5 [1 - (x - m)^2 e^-lv]. ---------------- */
 ELBO_BC_KERNEL3(k_gll, -0.5f * ((float)LOG_2PI + v2 + (v0 - v1) * (v0 - v1) * elbo__expf(-v2)))
-ELBO_BC_KERNEL4(k_gll_dx, -v0 * (v1 - v2) * elbo__expf(-v3))
-ELBO_BC_KERNEL4(k_gll_dm, v0 * (v1 - v2) * elbo__expf(-v3))
+ELBO_BC_KERNEL4(k_gll_dx, -v0 *(v1 - v2) * elbo__expf(-v3))
+ELBO_BC_KERNEL4(k_gll_dm, v0 *(v1 - v2) * elbo__expf(-v3))
 ELBO_BC_KERNEL4(k_gll_dlv, -0.5f * v0 * (1.0f - (v1 - v2) * (v1 - v2) * elbo__expf(-v3)))
-static const ew_loss_def gll_def = {"gaussian_log_likelihood", 3, 0, k_gll,
-                                    {k_gll_dx, k_gll_dm, k_gll_dlv}};
+static const ew_loss_def gll_def = {
+    "gaussian_log_likelihood", 3, 0, k_gll, {k_gll_dx, k_gll_dm, k_gll_dlv}};
 
 elbo_tensor *elbo_gaussian_log_likelihood(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *mean,
                                           elbo_tensor *log_var, elbo_reduction r) {
@@ -174,7 +174,7 @@ static inline float dlogistic(float x, float mu, float ls, const float *par, dl_
     softplus_sigmoid(mid, &sp_mid, &sig_mid);
     float em1 = elbo__expm1f(-u); /* in (-1, 0) */
     float log_delta = elbo__logf(-em1) - sp_np - sp_q;
-    int left = x < -0.999f, right = x > 0.999f, bin = log_delta > DL_LOG_1EM5;
+    int left = x<-0.999f, right = x> 0.999f, bin = log_delta > DL_LOG_1EM5;
     float v_left, v_right, v_bin, v_mid;
     if (what == DL_VALUE) {
         v_left = -sp_np;
@@ -203,11 +203,11 @@ static inline float dlogistic(float x, float mu, float ls, const float *par, dl_
 }
 
 ELBO_BC_KERNEL3(k_dl, dlogistic(v0, v1, v2, (const float *)user, DL_VALUE))
-ELBO_BC_KERNEL4(k_dl_dm, v0 * dlogistic(v1, v2, v3, (const float *)user, DL_DMU))
-ELBO_BC_KERNEL4(k_dl_dls, v0 * dlogistic(v1, v2, v3, (const float *)user, DL_DLS))
+ELBO_BC_KERNEL4(k_dl_dm, v0 *dlogistic(v1, v2, v3, (const float *)user, DL_DMU))
+ELBO_BC_KERNEL4(k_dl_dls, v0 *dlogistic(v1, v2, v3, (const float *)user, DL_DLS))
 /* x is data: its gradient is zero. */
-static const ew_loss_def dl_def = {"discretized_logistic_log_likelihood", 3, 0, k_dl,
-                                   {NULL, k_dl_dm, k_dl_dls}};
+static const ew_loss_def dl_def = {
+    "discretized_logistic_log_likelihood", 3, 0, k_dl, {NULL, k_dl_dm, k_dl_dls}};
 
 elbo_tensor *elbo_discretized_logistic_log_likelihood(elbo_ctx *ctx, elbo_tensor *x,
                                                       elbo_tensor *mean, elbo_tensor *log_scale,
@@ -238,14 +238,14 @@ static void ce_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t N = l->shape[0], K = l->shape[1];
     elbo_reduction r = (elbo_reduction)n->iarg[0];
     float scale = reduction_scale(r, N);
-ELBO_PARALLEL_FOR(l->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < N; i++) {
-        float g = r == ELBO_REDUCE_NONE ? y->grad[i] : y->grad[0] * scale, lse = s->lse[i];
-        const float *li = l->data + i * K;
-        float *gi = gl + i * K;
-        for (int64_t j = 0; j < K; j++) gi[j] += g * elbo__expf(li[j] - lse);
-        gi[s->labels[i]] -= g;
-    });
+    ELBO_PARALLEL_FOR(
+        l->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < N; i++) {
+            float g = r == ELBO_REDUCE_NONE ? y->grad[i] : y->grad[0] * scale, lse = s->lse[i];
+            const float *li = l->data + i * K;
+            float *gi = gl + i * K;
+            for (int64_t j = 0; j < K; j++) gi[j] += g * elbo__expf(li[j] - lse);
+            gi[s->labels[i]] -= g;
+        });
 }
 
 elbo_tensor *elbo_cross_entropy(elbo_ctx *ctx, elbo_tensor *logits, const int32_t *labels,
@@ -269,18 +269,18 @@ elbo_tensor *elbo_cross_entropy(elbo_ctx *ctx, elbo_tensor *logits, const int32_
                        (int)labels[i], (long long)i, (long long)K);
             return NULL;
         }
-    elbo_tensor *y = r == ELBO_REDUCE_NONE ? elbo_tensor_new(ctx, 1, &N)
-                                           : elbo_tensor_new(ctx, 0, NULL);
+    elbo_tensor *y =
+        r == ELBO_REDUCE_NONE ? elbo_tensor_new(ctx, 1, &N) : elbo_tensor_new(ctx, 0, NULL);
     float *lse = elbo_ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof(float));
     float *loss = r == ELBO_REDUCE_NONE ? (y ? y->data : NULL)
                                         : elbo_ctx_alloc(ctx, (size_t)(N ? N : 1) * sizeof(float));
     if (!y || !lse || !loss) return NULL;
-ELBO_PARALLEL_FOR(logits->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < N; i++) {
-        const float *li = logits->data + i * K;
-        lse[i] = elbo__row_logsumexp(li, K);
-        loss[i] = lse[i] - li[labels[i]];
-    });
+    ELBO_PARALLEL_FOR(
+        logits->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < N; i++) {
+            const float *li = logits->data + i * K;
+            lse[i] = elbo__row_logsumexp(li, K);
+            loss[i] = lse[i] - li[labels[i]];
+        });
     if (r != ELBO_REDUCE_NONE) {
         double total = elbo__sum_f32(loss, N);
         y->data[0] = (float)(r == ELBO_REDUCE_MEAN ? total / (double)N : total);

@@ -92,8 +92,7 @@ typedef struct {
 } gn_saved;
 
 /* du[0..S) = dy silu'(u), u = x a + b: d/du u sigmoid(u) = s (1 + u (1 - s)). */
-static void silu_grad_row(const float *dy, const float *x, float a, float b, int64_t S,
-                          float *du) {
+static void silu_grad_row(const float *dy, const float *x, float a, float b, int64_t S, float *du) {
     for (int64_t s = 0; s < S; s++) {
         float u = x[s] * a + b, sg = elbo__sigmoidf(u);
         du[s] = dy[s] * (sg * (1.0f + u * (1.0f - sg)));
@@ -121,54 +120,54 @@ static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
         du_buf = elbo_ctx_scratch(ctx, (size_t)nthr * (size_t)(N ? N : 1) * sizeof(float));
         if (!du_buf) return;
     }
-ELBO_PARALLEL_FOR(par,
-for (int64_t bg = 0; bg < B * G; bg++) {
-        int64_t b = bg / G, g = bg % G, c0 = g * Cg;
-        double mu = sv->mu[bg], rstd = sv->rstd[bg], sg = 0, sgx = 0;
-        int64_t base = (b * C + c0) * S;
-        /* dy of the group (du for silu), indexed from the group's first element */
-        const float *dy = dy_out + base;
-        if (silu) {
-            float *du = du_buf + (size_t)(nthr > 1 ? omp_get_thread_num() : 0) * (size_t)N;
+    ELBO_PARALLEL_FOR(
+        par, for (int64_t bg = 0; bg < B * G; bg++) {
+            int64_t b = bg / G, g = bg % G, c0 = g * Cg;
+            double mu = sv->mu[bg], rstd = sv->rstd[bg], sg = 0, sgx = 0;
+            int64_t base = (b * C + c0) * S;
+            /* dy of the group (du for silu), indexed from the group's first element */
+            const float *dy = dy_out + base;
+            if (silu) {
+                float *du = du_buf + (size_t)(nthr > 1 ? omp_get_thread_num() : 0) * (size_t)N;
+                for (int64_t c = c0; c < c0 + Cg; c++) {
+                    double a = rstd * (gm ? gm[c] : 1.0);
+                    float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
+                    int64_t off = (b * C + c) * S;
+                    silu_grad_row(dy_out + off, xd + off, af, bf, S, du + (off - base));
+                }
+                dy = du;
+            }
             for (int64_t c = c0; c < c0 + Cg; c++) {
-                double a = rstd * (gm ? gm[c] : 1.0);
-                float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
                 int64_t off = (b * C + c) * S;
-                silu_grad_row(dy_out + off, xd + off, af, bf, S, du + (off - base));
+                sum_dy_dyx(dy + (off - base), xd + off, S, &s1[b * C + c], &s2[b * C + c]);
+                double gc = gm ? gm[c] : 1.0;
+                sg += gc * s1[b * C + c];
+                sgx += gc * (s2[b * C + c] - mu * s1[b * C + c]);
             }
-            dy = du;
-        }
-        for (int64_t c = c0; c < c0 + Cg; c++) {
-            int64_t off = (b * C + c) * S;
-            sum_dy_dyx(dy + (off - base), xd + off, S, &s1[b * C + c], &s2[b * C + c]);
-            double gc = gm ? gm[c] : 1.0;
-            sg += gc * s1[b * C + c];
-            sgx += gc * (s2[b * C + c] - mu * s1[b * C + c]);
-        }
-        if (!gx) continue;
-        /* mean(g) and mean(g xhat) over the group; dx = A_c dy + Bx x + C0. */
-        double m1 = sg / (double)N, m2 = sgx * rstd / (double)N;
-        float Bx = (float)(-rstd * rstd * m2), C0 = (float)(rstd * (mu * rstd * m2 - m1));
-        for (int64_t c = c0; c < c0 + Cg; c++) {
-            int64_t off = (b * C + c) * S;
-            float A = (float)(rstd * (gm ? gm[c] : 1.0));
-            const float *dyc = dy + (off - base), *xc = xd + off;
-            float *gxc = gx + off;
-            for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
-        }
-    });
-    if (ggamma || gbeta) {
-ELBO_PARALLEL_FOR(B * C > ELBO_PAR_MIN,
-for (int64_t c = 0; c < C; c++) {
-            double dg = 0, db = 0;
-            for (int64_t b = 0; b < B; b++) {
-                int64_t bg = b * G + c / Cg;
-                dg += sv->rstd[bg] * (s2[b * C + c] - sv->mu[bg] * s1[b * C + c]);
-                db += s1[b * C + c];
+            if (!gx) continue;
+            /* mean(g) and mean(g xhat) over the group; dx = A_c dy + Bx x + C0. */
+            double m1 = sg / (double)N, m2 = sgx * rstd / (double)N;
+            float Bx = (float)(-rstd * rstd * m2), C0 = (float)(rstd * (mu * rstd * m2 - m1));
+            for (int64_t c = c0; c < c0 + Cg; c++) {
+                int64_t off = (b * C + c) * S;
+                float A = (float)(rstd * (gm ? gm[c] : 1.0));
+                const float *dyc = dy + (off - base), *xc = xd + off;
+                float *gxc = gx + off;
+                for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
             }
-            if (ggamma) ggamma[c] += (float)dg;
-            if (gbeta) gbeta[c] += (float)db;
         });
+    if (ggamma || gbeta) {
+        ELBO_PARALLEL_FOR(
+            B * C > ELBO_PAR_MIN, for (int64_t c = 0; c < C; c++) {
+                double dg = 0, db = 0;
+                for (int64_t b = 0; b < B; b++) {
+                    int64_t bg = b * G + c / Cg;
+                    dg += sv->rstd[bg] * (s2[b * C + c] - sv->mu[bg] * s1[b * C + c]);
+                    db += s1[b * C + c];
+                }
+                if (ggamma) ggamma[c] += (float)dg;
+                if (gbeta) gbeta[c] += (float)db;
+            });
     }
 }
 
@@ -184,9 +183,8 @@ static elbo_tensor *group_norm_op(elbo_ctx *ctx, const char *op, elbo_tensor *x,
     }
     int64_t B = x->shape[0], C = x->shape[1];
     if (groups < 1 || C % groups != 0) {
-        elbo_error(ELBO_ERR_SHAPE,
-                   "%s: %lld channels of input %s are not divisible into %d groups", op,
-                   (long long)C, elbo_shape_str(x, s, sizeof s), groups);
+        elbo_error(ELBO_ERR_SHAPE, "%s: %lld channels of input %s are not divisible into %d groups",
+                   op, (long long)C, elbo_shape_str(x, s, sizeof s), groups);
         return NULL;
     }
     if (!check_affine(op, x, gamma, C, "gamma") || !check_affine(op, x, beta, C, "beta"))
@@ -204,30 +202,30 @@ static elbo_tensor *group_norm_op(elbo_ctx *ctx, const char *op, elbo_tensor *x,
     sv->rstd = st + B * G;
     const float *xd = x->data, *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     float *yd = y->data;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t bg = 0; bg < B * G; bg++) {
-        int64_t b = bg / G, g = bg % G;
-        const float *xg = xd + (b * C + g * Cg) * S;
-        double sum, sumsq, mu, rstd;
-        sum_sumsq(xg, N, &sum, &sumsq);
-        moments(sum, sumsq, N, eps, &mu, &rstd);
-        sv->mu[bg] = mu;
-        sv->rstd[bg] = rstd;
-        /* u = x a_c + b_c, a_c = rstd gamma_c, b_c = beta_c - mu a_c; y = u or u sigmoid(u) */
-        for (int64_t c = g * Cg; c < (g + 1) * Cg; c++) {
-            double a = rstd * (gm ? gm[c] : 1.0);
-            float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
-            const float *xc = xd + (b * C + c) * S;
-            float *yc = yd + (b * C + c) * S;
-            if (silu)
-                for (int64_t i = 0; i < S; i++) {
-                    float u = xc[i] * af + bf;
-                    yc[i] = u * elbo__sigmoidf(u);
-                }
-            else
-                for (int64_t i = 0; i < S; i++) yc[i] = xc[i] * af + bf;
-        }
-    });
+    ELBO_PARALLEL_FOR(
+        x->numel > ELBO_PAR_MIN, for (int64_t bg = 0; bg < B * G; bg++) {
+            int64_t b = bg / G, g = bg % G;
+            const float *xg = xd + (b * C + g * Cg) * S;
+            double sum, sumsq, mu, rstd;
+            sum_sumsq(xg, N, &sum, &sumsq);
+            moments(sum, sumsq, N, eps, &mu, &rstd);
+            sv->mu[bg] = mu;
+            sv->rstd[bg] = rstd;
+            /* u = x a_c + b_c, a_c = rstd gamma_c, b_c = beta_c - mu a_c; y = u or u sigmoid(u) */
+            for (int64_t c = g * Cg; c < (g + 1) * Cg; c++) {
+                double a = rstd * (gm ? gm[c] : 1.0);
+                float af = (float)a, bf = (float)((bt ? bt[c] : 0.0) - mu * a);
+                const float *xc = xd + (b * C + c) * S;
+                float *yc = yd + (b * C + c) * S;
+                if (silu)
+                    for (int64_t i = 0; i < S; i++) {
+                        float u = xc[i] * af + bf;
+                        yc[i] = u * elbo__sigmoidf(u);
+                    }
+                else
+                    for (int64_t i = 0; i < S; i++) yc[i] = xc[i] * af + bf;
+            }
+        });
     int ok;
     elbo_node *node = elbo__record(ctx, op, y, group_norm_backward, &ok, 3, x, gamma, beta);
     if (!ok) return NULL;
@@ -272,48 +270,48 @@ static void layer_norm_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t D = x->shape[x->ndim - 1], R = D ? x->numel / D : 0;
     const float *xd = x->data, *dy = y->grad, *gm = gamma ? gamma->data : NULL;
     if (gx) {
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t r = 0; r < R; r++) {
-            const float *xr = xd + r * D, *dyr = dy + r * D;
-            double mu = sv->mu[r], rstd = sv->rstd[r], sg = 0, sgx = 0;
-            for (int64_t d = 0; d < D; d++) {
-                double g = (double)dyr[d] * (gm ? gm[d] : 1.0);
-                sg += g;
-                sgx += g * ((double)xr[d] - mu);
-            }
-            double m1 = sg / (double)D, m2 = sgx * rstd / (double)D;
-            float Bx = (float)(-rstd * rstd * m2), C0 = (float)(rstd * (mu * rstd * m2 - m1));
-            float rs = (float)rstd;
-            float *gxr = gx + r * D;
-            for (int64_t d = 0; d < D; d++)
-                gxr[d] += rs * (gm ? gm[d] : 1.0f) * dyr[d] + Bx * xr[d] + C0;
-        });
+        ELBO_PARALLEL_FOR(
+            x->numel > ELBO_PAR_MIN, for (int64_t r = 0; r < R; r++) {
+                const float *xr = xd + r * D, *dyr = dy + r * D;
+                double mu = sv->mu[r], rstd = sv->rstd[r], sg = 0, sgx = 0;
+                for (int64_t d = 0; d < D; d++) {
+                    double g = (double)dyr[d] * (gm ? gm[d] : 1.0);
+                    sg += g;
+                    sgx += g * ((double)xr[d] - mu);
+                }
+                double m1 = sg / (double)D, m2 = sgx * rstd / (double)D;
+                float Bx = (float)(-rstd * rstd * m2), C0 = (float)(rstd * (mu * rstd * m2 - m1));
+                float rs = (float)rstd;
+                float *gxr = gx + r * D;
+                for (int64_t d = 0; d < D; d++)
+                    gxr[d] += rs * (gm ? gm[d] : 1.0f) * dyr[d] + Bx * xr[d] + C0;
+            });
     }
     if (ggamma || gbeta) {
         /* Column blocks, rows summed in order. */
         int64_t nb = (D + LN_COLS - 1) / LN_COLS;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t blk = 0; blk < nb; blk++) {
-            int64_t d0 = blk * LN_COLS, d1 = d0 + LN_COLS < D ? d0 + LN_COLS : D;
-            double dg[LN_COLS] = {0}, db[LN_COLS] = {0};
-            for (int64_t r = 0; r < R; r++) {
-                const float *xr = xd + r * D, *dyr = dy + r * D;
-                double mu = sv->mu[r], rstd = sv->rstd[r];
-                for (int64_t d = d0; d < d1; d++) {
-                    dg[d - d0] += (double)dyr[d] * ((xr[d] - mu) * rstd);
-                    db[d - d0] += dyr[d];
+        ELBO_PARALLEL_FOR(
+            x->numel > ELBO_PAR_MIN, for (int64_t blk = 0; blk < nb; blk++) {
+                int64_t d0 = blk * LN_COLS, d1 = d0 + LN_COLS < D ? d0 + LN_COLS : D;
+                double dg[LN_COLS] = {0}, db[LN_COLS] = {0};
+                for (int64_t r = 0; r < R; r++) {
+                    const float *xr = xd + r * D, *dyr = dy + r * D;
+                    double mu = sv->mu[r], rstd = sv->rstd[r];
+                    for (int64_t d = d0; d < d1; d++) {
+                        dg[d - d0] += (double)dyr[d] * ((xr[d] - mu) * rstd);
+                        db[d - d0] += dyr[d];
+                    }
                 }
-            }
-            for (int64_t d = d0; d < d1; d++) {
-                if (ggamma) ggamma[d] += (float)dg[d - d0];
-                if (gbeta) gbeta[d] += (float)db[d - d0];
-            }
-        });
+                for (int64_t d = d0; d < d1; d++) {
+                    if (ggamma) ggamma[d] += (float)dg[d - d0];
+                    if (gbeta) gbeta[d] += (float)db[d - d0];
+                }
+            });
     }
 }
 
-elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
-                             elbo_tensor *beta, float eps) {
+elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma, elbo_tensor *beta,
+                             float eps) {
     if (!x) return NULL;
     if (x->ndim < 1) {
         elbo_error(ELBO_ERR_SHAPE, "layer_norm: input is a scalar, expected (..., D)");
@@ -335,22 +333,22 @@ elbo_tensor *elbo_layer_norm(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *gamma,
     sv->rstd = st + R;
     const float *xd = x->data, *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     float *yd = y->data;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t r = 0; r < R; r++) {
-        const float *xr = xd + r * D;
-        float *yr = yd + r * D;
-        double sum, sumsq, mu, rstd;
-        sum_sumsq(xr, D, &sum, &sumsq);
-        moments(sum, sumsq, D, eps, &mu, &rstd);
-        sv->mu[r] = mu;
-        sv->rstd[r] = rstd;
-        float rs = (float)rstd, m = (float)mu;
-        if (gm || bt)
-            for (int64_t d = 0; d < D; d++)
-                yr[d] = (xr[d] - m) * rs * (gm ? gm[d] : 1.0f) + (bt ? bt[d] : 0.0f);
-        else
-            for (int64_t d = 0; d < D; d++) yr[d] = (xr[d] - m) * rs;
-    });
+    ELBO_PARALLEL_FOR(
+        x->numel > ELBO_PAR_MIN, for (int64_t r = 0; r < R; r++) {
+            const float *xr = xd + r * D;
+            float *yr = yd + r * D;
+            double sum, sumsq, mu, rstd;
+            sum_sumsq(xr, D, &sum, &sumsq);
+            moments(sum, sumsq, D, eps, &mu, &rstd);
+            sv->mu[r] = mu;
+            sv->rstd[r] = rstd;
+            float rs = (float)rstd, m = (float)mu;
+            if (gm || bt)
+                for (int64_t d = 0; d < D; d++)
+                    yr[d] = (xr[d] - m) * rs * (gm ? gm[d] : 1.0f) + (bt ? bt[d] : 0.0f);
+            else
+                for (int64_t d = 0; d < D; d++) yr[d] = (xr[d] - m) * rs;
+        });
     int ok;
     elbo_node *node =
         elbo__record(ctx, "layer_norm", y, layer_norm_backward, &ok, 3, x, gamma, beta);

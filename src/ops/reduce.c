@@ -14,8 +14,7 @@ static void sum_all_backward(elbo_ctx *ctx, elbo_node *n) {
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
     const float g = n->out->grad[0] * n->farg[0];
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < x->numel; i++) gx[i] += g;);
+    ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < x->numel; i++) gx[i] += g;);
 }
 
 static elbo_tensor *sum_all(elbo_ctx *ctx, elbo_tensor *x, int mean, const char *op) {
@@ -175,8 +174,8 @@ static void sm_forward_task(const float *x, float *y, int64_t n, int64_t inner, 
 /* Backward for one task, adding into gx:
  * softmax: gx = y (gy - sum_k gy_k y_k); log_softmax: gx = gy - e^y sum_k gy_k;
  * logsumexp (y, gy per (outer, inner)): gx = gy e^(x - y). */
-static void sm_backward_task(const float *x, const float *y, const float *gy, float *gx,
-                             int64_t n, int64_t inner, int64_t j0, int64_t len, sm_kind kind) {
+static void sm_backward_task(const float *x, const float *y, const float *gy, float *gx, int64_t n,
+                             int64_t inner, int64_t j0, int64_t len, sm_kind kind) {
     if (kind == SM_LOGSUMEXP) {
         for (int64_t k = 0; k < n; k++) {
             const float *xk = x + k * inner + j0;
@@ -250,8 +249,8 @@ static void sm_forward_row(const float *x, float *y, int64_t n, sm_kind kind) {
 
 /* Row backward (inner = 1): softmax gx += y (gy - <gy, y>); log_softmax gx += gy - e^y sum gy;
  * logsumexp gx += gy e^(x - y). */
-static void sm_backward_row(const float *x, const float *y, const float *gy, float *gx,
-                            int64_t n, sm_kind kind) {
+static void sm_backward_row(const float *x, const float *y, const float *gy, float *gx, int64_t n,
+                            sm_kind kind) {
     if (kind == SM_LOGSUMEXP) {
         float g = gy[0], lse = y[0];
         for (int64_t k = 0; k < n; k++) gx[k] += g * elbo__expf(x[k] - lse);
@@ -285,19 +284,20 @@ static void sm_backward(elbo_ctx *ctx, elbo_node *nd) {
     int64_t ntask = g->outer * cpo;
     int64_t ystride = g->kind == SM_LOGSUMEXP ? inner : n * inner;
     if (inner == 1) {
-ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,
-for (int64_t o = 0; o < g->outer; o++)
-            sm_backward_row(xt->data + o * n, yt->data + o * ystride, yt->grad + o * ystride,
-                            gx + o * n, n, g->kind););
+        ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,
+                          for (int64_t o = 0; o < g->outer; o++)
+                              sm_backward_row(xt->data + o * n, yt->data + o * ystride,
+                                              yt->grad + o * ystride, gx + o * n, n, g->kind););
         return;
     }
-ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,
-for (int64_t t = 0; t < ntask; t++) {
-        int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;
-        int64_t len = inner - j0 < SM_CH ? inner - j0 : SM_CH;
-        sm_backward_task(xt->data + o * n * inner, yt->data + o * ystride,
-                         yt->grad + o * ystride, gx + o * n * inner, n, inner, j0, len, g->kind);
-    });
+    ELBO_PARALLEL_FOR(
+        xt->numel > ELBO_PAR_MIN, for (int64_t t = 0; t < ntask; t++) {
+            int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;
+            int64_t len = inner - j0 < SM_CH ? inner - j0 : SM_CH;
+            sm_backward_task(xt->data + o * n * inner, yt->data + o * ystride,
+                             yt->grad + o * ystride, gx + o * n * inner, n, inner, j0, len,
+                             g->kind);
+        });
 }
 
 static elbo_tensor *sm_op(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim, sm_kind kind,
@@ -312,8 +312,10 @@ static elbo_tensor *sm_op(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim, 
         int64_t s[ELBO_MAX_DIMS];
         int nd = 0;
         for (int i = 0; i < x->ndim; i++)
-            if (i != a) s[nd++] = x->shape[i];
-            else if (keepdim) s[nd++] = 1;
+            if (i != a)
+                s[nd++] = x->shape[i];
+            else if (keepdim)
+                s[nd++] = 1;
         y = elbo_tensor_new(ctx, nd, s);
     } else {
         y = elbo__new_like(ctx, x);
@@ -324,19 +326,19 @@ static elbo_tensor *sm_op(elbo_ctx *ctx, elbo_tensor *x, int axis, int keepdim, 
         for (int64_t i = 0; i < y->numel; i++) y->data[i] = -INFINITY;
     } else if (inner == 1) {
         int64_t ystride = kind == SM_LOGSUMEXP ? 1 : n;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t o = 0; o < outer; o++)
-            sm_forward_row(x->data + o * n, y->data + o * ystride, n, kind););
+        ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+                          for (int64_t o = 0; o < outer; o++)
+                              sm_forward_row(x->data + o * n, y->data + o * ystride, n, kind););
     } else {
         int64_t cpo = (inner + SM_CH - 1) / SM_CH, ntask = outer * cpo;
         int64_t ystride = kind == SM_LOGSUMEXP ? inner : n * inner;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t t = 0; t < ntask; t++) {
-            int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;
-            int64_t len = inner - j0 < SM_CH ? inner - j0 : SM_CH;
-            sm_forward_task(x->data + o * n * inner, y->data + o * ystride, n, inner, j0, len,
-                            kind);
-        });
+        ELBO_PARALLEL_FOR(
+            x->numel > ELBO_PAR_MIN, for (int64_t t = 0; t < ntask; t++) {
+                int64_t o = t / cpo, j0 = (t % cpo) * SM_CH;
+                int64_t len = inner - j0 < SM_CH ? inner - j0 : SM_CH;
+                sm_forward_task(x->data + o * n * inner, y->data + o * ystride, n, inner, j0, len,
+                                kind);
+            });
     }
     int ok;
     elbo_node *node = elbo__record(ctx, op, y, sm_backward, &ok, 1, x);

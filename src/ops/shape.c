@@ -17,23 +17,25 @@ static void copy_rows(float *dst, int64_t ds, const float *src, int64_t ss, int6
     if (total == 0) return;
     if (rows == 1) {
         int64_t nc = (len + COPY_CHUNK - 1) / COPY_CHUNK;
-ELBO_PARALLEL_FOR(total > ELBO_PAR_MIN,
-for (int64_t c = 0; c < nc; c++) {
-            int64_t lo = c * COPY_CHUNK, hi = lo + COPY_CHUNK < len ? lo + COPY_CHUNK : len;
-            if (acc)
-                for (int64_t i = lo; i < hi; i++) dst[i] += src[i];
-            else memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-        });
+        ELBO_PARALLEL_FOR(
+            total > ELBO_PAR_MIN, for (int64_t c = 0; c < nc; c++) {
+                int64_t lo = c * COPY_CHUNK, hi = lo + COPY_CHUNK < len ? lo + COPY_CHUNK : len;
+                if (acc)
+                    for (int64_t i = lo; i < hi; i++) dst[i] += src[i];
+                else
+                    memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+            });
         return;
     }
-ELBO_PARALLEL_FOR(total > ELBO_PAR_MIN,
-for (int64_t r = 0; r < rows; r++) {
-        float *d = dst + r * ds;
-        const float *s = src + r * ss;
-        if (acc)
-            for (int64_t i = 0; i < len; i++) d[i] += s[i];
-        else memcpy(d, s, (size_t)len * sizeof(float));
-    });
+    ELBO_PARALLEL_FOR(
+        total > ELBO_PAR_MIN, for (int64_t r = 0; r < rows; r++) {
+            float *d = dst + r * ds;
+            const float *s = src + r * ss;
+            if (acc)
+                for (int64_t i = 0; i < len; i++) d[i] += s[i];
+            else
+                memcpy(d, s, (size_t)len * sizeof(float));
+        });
 }
 
 /* x viewed as (outer, shape[axis], inner). */
@@ -74,14 +76,14 @@ static void embedding_backward(elbo_ctx *ctx, elbo_node *n) {
     for (int64_t i = 0; i < nid; i++) order[start[ids[i]]++] = i;
     for (int64_t v = V; v > 0; v--) start[v] = start[v - 1];
     start[0] = 0;
-ELBO_PARALLEL_FOR(1,
-for (int64_t v = 0; v < V; v++) {
-        float *dst = gw + v * D;
-        for (int64_t k = start[v]; k < start[v + 1]; k++) {
-            const float *src = gy + order[k] * D;
-            for (int64_t d = 0; d < D; d++) dst[d] += src[d];
-        }
-    });
+    ELBO_PARALLEL_FOR(
+        1, for (int64_t v = 0; v < V; v++) {
+            float *dst = gw + v * D;
+            for (int64_t k = start[v]; k < start[v + 1]; k++) {
+                const float *src = gy + order[k] * D;
+                for (int64_t d = 0; d < D; d++) dst[d] += src[d];
+            }
+        });
 }
 
 elbo_tensor *elbo_embedding(elbo_ctx *ctx, elbo_tensor *weight, const int32_t *ids, int64_t n) {
@@ -107,9 +109,9 @@ elbo_tensor *elbo_embedding(elbo_ctx *ctx, elbo_tensor *weight, const int32_t *i
     if (!y) return NULL;
     const float *wd = weight->data;
     float *yd = y->data;
-ELBO_PARALLEL_FOR(n * D > ELBO_PAR_MIN,
-for (int64_t i = 0; i < n; i++)
-        memcpy(yd + i * D, wd + (int64_t)ids[i] * D, (size_t)D * sizeof(float)););
+    ELBO_PARALLEL_FOR(n * D > ELBO_PAR_MIN,
+                      for (int64_t i = 0; i < n; i++)
+                          memcpy(yd + i * D, wd + (int64_t)ids[i] * D, (size_t)D * sizeof(float)););
     int ok;
     elbo_node *node = elbo__record(ctx, "embedding", y, embedding_backward, &ok, 1, weight);
     if (!ok) return NULL;
@@ -206,10 +208,10 @@ elbo_tensor *elbo_cat2(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int axis) 
 #define TILE 32
 
 typedef struct {
-    int k;                       /* essential rank */
-    int64_t n[ELBO_MAX_DIMS];    /* output sizes */
-    int64_t sst[ELBO_MAX_DIMS];  /* source stride of each output axis */
-    int64_t dst[ELBO_MAX_DIMS];  /* output (contiguous) stride of each output axis */
+    int k;                      /* essential rank */
+    int64_t n[ELBO_MAX_DIMS];   /* output sizes */
+    int64_t sst[ELBO_MAX_DIMS]; /* source stride of each output axis */
+    int64_t dst[ELBO_MAX_DIMS]; /* output (contiguous) stride of each output axis */
 } perm_plan;
 
 static void perm_plan_make(perm_plan *pl, int ndim, const int64_t *shape, const int *perm) {
@@ -264,19 +266,20 @@ static void permute_kernel(float *dst, const float *src, int ndim, const int64_t
     if (pl.sst[k - 1] == 1) {
         /* Innermost axis contiguous in both: copy rows of n[k-1]. */
         int64_t len = pl.n[k - 1], rows = numel / len;
-ELBO_PARALLEL_FOR(numel > ELBO_PAR_MIN,
-for (int64_t r = 0; r < rows; r++) {
-            int64_t rem = r, so = 0;
-            for (int i = k - 2; i >= 0; i--) {
-                so += (rem % pl.n[i]) * pl.sst[i];
-                rem /= pl.n[i];
-            }
-            float *d = dst + r * len;
-            const float *s = src + so;
-            if (acc)
-                for (int64_t t = 0; t < len; t++) d[t] += s[t];
-            else memcpy(d, s, (size_t)len * sizeof(float));
-        });
+        ELBO_PARALLEL_FOR(
+            numel > ELBO_PAR_MIN, for (int64_t r = 0; r < rows; r++) {
+                int64_t rem = r, so = 0;
+                for (int i = k - 2; i >= 0; i--) {
+                    so += (rem % pl.n[i]) * pl.sst[i];
+                    rem /= pl.n[i];
+                }
+                float *d = dst + r * len;
+                const float *s = src + so;
+                if (acc)
+                    for (int64_t t = 0; t < len; t++) d[t] += s[t];
+                else
+                    memcpy(d, s, (size_t)len * sizeof(float));
+            });
         return;
     }
     /* j: the output axis that is contiguous in the source. */
@@ -293,29 +296,29 @@ for (int64_t r = 0; r < rows; r++) {
     int64_t ta = (A + TILE - 1) / TILE, tb = (Bn + TILE - 1) / TILE;
     int64_t dsa = pl.dst[j], ssb = pl.sst[k - 1];
     int64_t items = n_outer * ta * tb;
-ELBO_PARALLEL_FOR(numel > ELBO_PAR_MIN,
-for (int64_t it = 0; it < items; it++) {
-        int64_t o = it / (ta * tb), t = it % (ta * tb);
-        int64_t a0 = (t / tb) * TILE, b0 = (t % tb) * TILE;
-        int64_t a1 = a0 + TILE < A ? a0 + TILE : A, b1 = b0 + TILE < Bn ? b0 + TILE : Bn;
-        int64_t so = 0, dof = 0, rem = o;
-        for (int q = no - 1; q >= 0; q--) {
-            int i = oax[q];
-            int64_t c = rem % pl.n[i];
-            rem /= pl.n[i];
-            so += c * pl.sst[i];
-            dof += c * pl.dst[i];
-        }
-        /* y[a, b] = x[a + b ssb] over the tile; b is innermost in the output. */
-        for (int64_t a = a0; a < a1; a++) {
-            float *d = dst + dof + a * dsa;
-            const float *s = src + so + a;
-            if (acc)
-                for (int64_t b = b0; b < b1; b++) d[b] += s[b * ssb];
-            else
-                for (int64_t b = b0; b < b1; b++) d[b] = s[b * ssb];
-        }
-    });
+    ELBO_PARALLEL_FOR(
+        numel > ELBO_PAR_MIN, for (int64_t it = 0; it < items; it++) {
+            int64_t o = it / (ta * tb), t = it % (ta * tb);
+            int64_t a0 = (t / tb) * TILE, b0 = (t % tb) * TILE;
+            int64_t a1 = a0 + TILE < A ? a0 + TILE : A, b1 = b0 + TILE < Bn ? b0 + TILE : Bn;
+            int64_t so = 0, dof = 0, rem = o;
+            for (int q = no - 1; q >= 0; q--) {
+                int i = oax[q];
+                int64_t c = rem % pl.n[i];
+                rem /= pl.n[i];
+                so += c * pl.sst[i];
+                dof += c * pl.dst[i];
+            }
+            /* y[a, b] = x[a + b ssb] over the tile; b is innermost in the output. */
+            for (int64_t a = a0; a < a1; a++) {
+                float *d = dst + dof + a * dsa;
+                const float *s = src + so + a;
+                if (acc)
+                    for (int64_t b = b0; b < b1; b++) d[b] += s[b * ssb];
+                else
+                    for (int64_t b = b0; b < b1; b++) d[b] = s[b * ssb];
+            }
+        });
 }
 
 /* dx += permute(dy, perm^-1). */
@@ -333,7 +336,8 @@ static int check_perm(const char *op, const elbo_tensor *x, const int *perm, int
     int seen[ELBO_MAX_DIMS] = {0}, bad = !perm;
     for (int i = 0; i < x->ndim && !bad; i++) {
         int a = perm[i] < 0 ? perm[i] + x->ndim : perm[i];
-        if (a < 0 || a >= x->ndim || seen[a]) bad = 1;
+        if (a < 0 || a >= x->ndim || seen[a])
+            bad = 1;
         else {
             seen[a] = 1;
             p[i] = a;
@@ -376,7 +380,8 @@ elbo_tensor *elbo_permute(elbo_ctx *ctx, elbo_tensor *x, const int *perm) {
 
 elbo_tensor *elbo_transpose(elbo_ctx *ctx, elbo_tensor *x, int axis0, int axis1) {
     if (!x) return NULL;
-    int a0 = elbo__axis("transpose", x, axis0), a1 = a0 < 0 ? -1 : elbo__axis("transpose", x, axis1);
+    int a0 = elbo__axis("transpose", x, axis0),
+        a1 = a0 < 0 ? -1 : elbo__axis("transpose", x, axis1);
     if (a0 < 0 || a1 < 0) return NULL;
     int p[ELBO_MAX_DIMS];
     for (int i = 0; i < x->ndim; i++) p[i] = i;
@@ -392,8 +397,8 @@ static void dropout_backward(elbo_ctx *ctx, elbo_node *n) {
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
     const float *m = n->saved, *gy = y->grad;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < x->numel; i++) gx[i] += gy[i] * m[i];);
+    ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+                      for (int64_t i = 0; i < x->numel; i++) gx[i] += gy[i] * m[i];);
 }
 
 elbo_tensor *elbo_dropout(elbo_ctx *ctx, elbo_tensor *x, float p) {
@@ -410,11 +415,11 @@ elbo_tensor *elbo_dropout(elbo_ctx *ctx, elbo_tensor *x, float p) {
     float scale = 1.0f / (1.0f - p);
     const float *xd = x->data;
     float *yd = y->data;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < x->numel; i++) {
-        m[i] = m[i] >= p ? scale : 0.0f;
-        yd[i] = xd[i] * m[i];
-    });
+    ELBO_PARALLEL_FOR(
+        x->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < x->numel; i++) {
+            m[i] = m[i] >= p ? scale : 0.0f;
+            yd[i] = xd[i] * m[i];
+        });
     int ok;
     elbo_node *node = elbo__record(ctx, "dropout", y, dropout_backward, &ok, 1, x);
     if (!ok) return NULL;

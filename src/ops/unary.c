@@ -10,8 +10,8 @@ static void relu_backward(elbo_ctx *ctx, elbo_node *n) {
     float *gx = elbo__grad(ctx, x);
     if (!gx) return;
     const float *gy = y->grad, *xd = x->data;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < x->numel; i++) gx[i] += xd[i] > 0 ? gy[i] : 0.0f;);
+    ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+                      for (int64_t i = 0; i < x->numel; i++) gx[i] += xd[i] > 0 ? gy[i] : 0.0f;);
 }
 
 elbo_tensor *elbo_relu(elbo_ctx *ctx, elbo_tensor *x) {
@@ -20,8 +20,8 @@ elbo_tensor *elbo_relu(elbo_ctx *ctx, elbo_tensor *x) {
     if (!y) return NULL;
     const float *xd = x->data;
     float *yd = y->data;
-ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
-for (int64_t i = 0; i < x->numel; i++) yd[i] = xd[i] > 0 ? xd[i] : 0.0f;);
+    ELBO_PARALLEL_FOR(x->numel > ELBO_PAR_MIN,
+                      for (int64_t i = 0; i < x->numel; i++) yd[i] = xd[i] > 0 ? xd[i] : 0.0f;);
     int ok;
     elbo__record(ctx, "relu", y, relu_backward, &ok, 1, x);
     return ok ? y : NULL;
@@ -29,44 +29,44 @@ for (int64_t i = 0; i < x->numel; i++) yd[i] = xd[i] > 0 ? xd[i] : 0.0f;);
 
 /* ---- the pattern for the rest: y = FWD(x), dx += BWD(x, y, g) with g = dy ---------------
  * a0, a1 are the op's scalar parameters (n->farg[0..1]). */
-#define UNARY_OP(NAME, OPNAME, FWD, BWD)                                                   \
-    static void NAME##_backward(elbo_ctx *ctx, elbo_node *n) {                             \
-        elbo_tensor *xt = n->in[0], *yt = n->out;                                          \
-        float *gx = elbo__grad(ctx, xt);                                                   \
-        if (!gx) return;                                                                   \
-        const float *gy = yt->grad, *xd = xt->data, *yd = yt->data;                        \
-        const float a0 = n->farg[0], a1 = n->farg[1];                                      \
-        (void)a0;                                                                          \
-        (void)a1;                                                                          \
-        ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,                                        \
-        for (int64_t i = 0; i < xt->numel; i++) {                                          \
-            const float x = xd[i], y = yd[i], g = gy[i];                                   \
-            (void)x;                                                                       \
-            (void)y;                                                                       \
-            gx[i] += (BWD);                                                                \
-        });                                                                                \
-    }                                                                                      \
-    static elbo_tensor *NAME##_op(elbo_ctx *ctx, elbo_tensor *xt, float a0, float a1) {    \
-        (void)a0;                                                                          \
-        (void)a1;                                                                          \
-        if (!xt) return NULL;                                                              \
-        elbo_tensor *yt = elbo__new_like(ctx, xt);                                         \
-        if (!yt) return NULL;                                                              \
-        const float *xd = xt->data;                                                        \
-        float *yd = yt->data;                                                              \
-        ELBO_PARALLEL_FOR(xt->numel > ELBO_PAR_MIN,                                        \
-        for (int64_t i = 0; i < xt->numel; i++) {                                          \
-            const float x = xd[i];                                                         \
-            yd[i] = (FWD);                                                                 \
-        });                                                                                \
-        int ok;                                                                            \
-        elbo_node *n = elbo__record(ctx, OPNAME, yt, NAME##_backward, &ok, 1, xt);         \
-        if (!ok) return NULL;                                                              \
-        if (n) {                                                                           \
-            n->farg[0] = a0;                                                               \
-            n->farg[1] = a1;                                                               \
-        }                                                                                  \
-        return yt;                                                                         \
+#define UNARY_OP(NAME, OPNAME, FWD, BWD)                                                           \
+    static void NAME##_backward(elbo_ctx *ctx, elbo_node *n) {                                     \
+        elbo_tensor *xt = n->in[0], *yt = n->out;                                                  \
+        float *gx = elbo__grad(ctx, xt);                                                           \
+        if (!gx) return;                                                                           \
+        const float *gy = yt->grad, *xd = xt->data, *yd = yt->data;                                \
+        const float a0 = n->farg[0], a1 = n->farg[1];                                              \
+        (void)a0;                                                                                  \
+        (void)a1;                                                                                  \
+        ELBO_PARALLEL_FOR(                                                                         \
+            xt->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < xt->numel; i++) {                    \
+                const float x = xd[i], y = yd[i], g = gy[i];                                       \
+                (void)x;                                                                           \
+                (void)y;                                                                           \
+                gx[i] += (BWD);                                                                    \
+            });                                                                                    \
+    }                                                                                              \
+    static elbo_tensor *NAME##_op(elbo_ctx *ctx, elbo_tensor *xt, float a0, float a1) {            \
+        (void)a0;                                                                                  \
+        (void)a1;                                                                                  \
+        if (!xt) return NULL;                                                                      \
+        elbo_tensor *yt = elbo__new_like(ctx, xt);                                                 \
+        if (!yt) return NULL;                                                                      \
+        const float *xd = xt->data;                                                                \
+        float *yd = yt->data;                                                                      \
+        ELBO_PARALLEL_FOR(                                                                         \
+            xt->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < xt->numel; i++) {                    \
+                const float x = xd[i];                                                             \
+                yd[i] = (FWD);                                                                     \
+            });                                                                                    \
+        int ok;                                                                                    \
+        elbo_node *n = elbo__record(ctx, OPNAME, yt, NAME##_backward, &ok, 1, xt);                 \
+        if (!ok) return NULL;                                                                      \
+        if (n) {                                                                                   \
+            n->farg[0] = a0;                                                                       \
+            n->farg[1] = a1;                                                                       \
+        }                                                                                          \
+        return yt;                                                                                 \
     }
 
 /* softplus as torch.nn.functional.softplus (beta 1, threshold 20):
@@ -91,33 +91,32 @@ static inline float pow_f(float x, float p) {
 }
 
 /* Scalar ops. */
-UNARY_OP(scale, "scale", a0 * x, a0 * g)
+UNARY_OP(scale, "scale", a0 *x, a0 *g)
 UNARY_OP(add_scalar, "add_scalar", x + a0, g)
-UNARY_OP(affine, "affine", a0 * x + a1, a0 * g)
+UNARY_OP(affine, "affine", a0 *x + a1, a0 *g)
 UNARY_OP(neg, "neg", -x, -g)
 /* d x^p = p x^(p-1) (0 for p = 0, as torch). */
 UNARY_OP(pow_scalar, "pow_scalar", pow_f(x, a0), a0 == 0.0f ? 0.0f : g * a0 * pow_f(x, a0 - 1.0f))
 /* Unary. */
-UNARY_OP(exp, "exp", elbo__expf(x), g * y)
+UNARY_OP(exp, "exp", elbo__expf(x), g *y)
 UNARY_OP(log, "log", elbo__logf(x), g / x)
 UNARY_OP(sqrt, "sqrt", sqrtf(x), g * 0.5f / y)
-UNARY_OP(square, "square", x * x, 2.0f * x * g)
+UNARY_OP(square, "square", x *x, 2.0f * x * g)
 /* d|x| = sign(x), 0 at 0 (as torch). */
 UNARY_OP(abs, "abs", fabsf(x), x > 0 ? g : (x < 0 ? -g : 0.0f))
 /* max(lo, min(hi, x)); gradient 1 on [lo, hi] (edges included, as torch). */
 UNARY_OP(clamp, "clamp", fmaxf(a0, fminf(a1, x)), (x >= a0 && x <= a1) ? g : 0.0f)
 /* Activations. silu: x s(x), d = s (1 + x (1 - s)). */
-UNARY_OP(silu, "silu", x * elbo__sigmoidf(x),
-         g * elbo__sigmoidf(x) * (1.0f + x * (1.0f - elbo__sigmoidf(x))))
-UNARY_OP(gelu, "gelu", x * elbo__normcdff(x), g * gelu_grad_f(x))
-UNARY_OP(sigmoid, "sigmoid", elbo__sigmoidf(x), g * y * (1.0f - y))
-UNARY_OP(tanh, "tanh", elbo__tanhf(x), g * (1.0f - y * y))
+UNARY_OP(silu, "silu", x *elbo__sigmoidf(x),
+         g *elbo__sigmoidf(x) * (1.0f + x * (1.0f - elbo__sigmoidf(x))))
+UNARY_OP(gelu, "gelu", x *elbo__normcdff(x), g *gelu_grad_f(x))
+UNARY_OP(sigmoid, "sigmoid", elbo__sigmoidf(x), g *y *(1.0f - y))
+UNARY_OP(tanh, "tanh", elbo__tanhf(x), g *(1.0f - y * y))
 /* d softplus = sigmoid(x) (1 above the threshold). */
-UNARY_OP(softplus, "softplus", softplus_f(x),
-         elbo__selectf(x > 20.0f, g, g * elbo__sigmoidf(x)))
+UNARY_OP(softplus, "softplus", softplus_f(x), elbo__selectf(x > 20.0f, g, g *elbo__sigmoidf(x)))
 /* elu (Clevert et al. 2016): x for x > 0, alpha (e^x - 1) otherwise; d = alpha e^x below 0. */
-UNARY_OP(elu, "elu", elbo__selectf(x > 0, x, a0 * elbo__expm1f(x)),
-         elbo__selectf(x > 0, g, g * a0 * elbo__expf(x)))
+UNARY_OP(elu, "elu", elbo__selectf(x > 0, x, a0 *elbo__expm1f(x)),
+         elbo__selectf(x > 0, g, g *a0 *elbo__expf(x)))
 
 elbo_tensor *elbo_scale(elbo_ctx *ctx, elbo_tensor *x, float s) { return scale_op(ctx, x, s, 0); }
 elbo_tensor *elbo_add_scalar(elbo_ctx *ctx, elbo_tensor *x, float c) {

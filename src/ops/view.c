@@ -25,11 +25,13 @@ elbo_tensor *elbo_reshape(elbo_ctx *ctx, elbo_tensor *x, int ndim, const int64_t
     int infer = -1;
     for (int i = 0; i < ndim; i++) {
         s[i] = shape[i];
-        if (s[i] == -1 && infer < 0) infer = i;
+        if (s[i] == -1 && infer < 0)
+            infer = i;
         else if (s[i] < 0) {
             elbo_error(ELBO_ERR_SHAPE, "reshape: bad size %lld in axis %d", (long long)s[i], i);
             return NULL;
-        } else known *= s[i];
+        } else
+            known *= s[i];
     }
     if (infer >= 0) s[infer] = known ? x->numel / known : 0;
     if (elbo_shape_numel(ndim, s) != x->numel) {
@@ -81,12 +83,12 @@ static void slice_backward(elbo_ctx *ctx, elbo_node *n) {
     int64_t start = n->iarg[1], len = y->shape[axis], outer, inner;
     axis_split(x, axis, &outer, &inner);
     int64_t L = x->shape[axis];
-ELBO_PARALLEL_FOR(y->numel > ELBO_PAR_MIN,
-for (int64_t o = 0; o < outer; o++) {
-        float *dst = gx + (o * L + start) * inner;
-        const float *src = y->grad + o * len * inner;
-        for (int64_t i = 0; i < len * inner; i++) dst[i] += src[i];
-    });
+    ELBO_PARALLEL_FOR(
+        y->numel > ELBO_PAR_MIN, for (int64_t o = 0; o < outer; o++) {
+            float *dst = gx + (o * L + start) * inner;
+            const float *src = y->grad + o * len * inner;
+            for (int64_t i = 0; i < len * inner; i++) dst[i] += src[i];
+        });
 }
 
 elbo_tensor *elbo_slice(elbo_ctx *ctx, elbo_tensor *x, int axis, int64_t start, int64_t len) {
@@ -96,7 +98,8 @@ elbo_tensor *elbo_slice(elbo_ctx *ctx, elbo_tensor *x, int axis, int64_t start, 
     if (start < 0 || len < 0 || start + len > x->shape[a]) {
         char s[96];
         elbo_error(ELBO_ERR_SHAPE, "slice: range [%lld, %lld) outside axis %d of shape %s",
-                   (long long)start, (long long)(start + len), axis, elbo_shape_str(x, s, sizeof s));
+                   (long long)start, (long long)(start + len), axis,
+                   elbo_shape_str(x, s, sizeof s));
         return NULL;
     }
     int64_t outer, inner, shape[ELBO_MAX_DIMS];
@@ -112,10 +115,10 @@ elbo_tensor *elbo_slice(elbo_ctx *ctx, elbo_tensor *x, int axis, int64_t start, 
         y = elbo_tensor_new(ctx, x->ndim, shape);
         if (!y) return NULL;
         int64_t L = x->shape[a];
-ELBO_PARALLEL_FOR(y->numel > ELBO_PAR_MIN,
-for (int64_t o = 0; o < outer; o++)
-            memcpy(y->data + o * len * inner, x->data + (o * L + start) * inner,
-                   (size_t)(len * inner) * sizeof(float)););
+        ELBO_PARALLEL_FOR(y->numel > ELBO_PAR_MIN,
+                          for (int64_t o = 0; o < outer; o++)
+                              memcpy(y->data + o * len * inner, x->data + (o * L + start) * inner,
+                                     (size_t)(len * inner) * sizeof(float)););
     }
     int ok;
     elbo_node *n = elbo__record(ctx, "slice", y, slice_backward, &ok, 1, x);

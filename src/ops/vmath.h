@@ -88,7 +88,7 @@ static inline float elbo__expm1f(float x) {
 static inline float elbo__logf(float x) {
     /* Integer arithmetic on the bits instead of conditionals: gcc does not if-convert
      * (and so does not vectorise) a loop with float work under a condition. */
-    uint32_t sub = (elbo__f32_bits(x) & 0x7fffffffu) < 0x00800000u; /* zero or subnormal */
+    uint32_t sub = (elbo__f32_bits(x) & 0x7fffffffu) < 0x00800000u;      /* zero or subnormal */
     float xs = x * elbo__f32_from_bits(0x3f800000u + sub * (23u << 23)); /* x 2^23 */
     uint32_t u = elbo__f32_bits(xs);
     uint32_t big = (u & 0x007fffffu) > 0x003504f3u; /* mantissa above that of sqrt 2 */
@@ -113,8 +113,8 @@ static inline float elbo__logf(float x) {
      * log(inf) = inf, nan -> nan. */
     uint32_t xb = elbo__f32_bits(x), ab = xb & 0x7fffffffu;
     uint32_t is_zero = ab == 0, is_neg = xb > 0x80000000u, is_big = ab >= 0x7f800000u;
-    uint32_t special = is_zero * 0xff800000u + (1 - is_zero) * (is_neg * 0x7fc00000u +
-                                                                (1 - is_neg) * xb);
+    uint32_t special =
+        is_zero * 0xff800000u + (1 - is_zero) * (is_neg * 0x7fc00000u + (1 - is_neg) * xb);
     uint32_t mask = 0u - (is_zero | is_neg | is_big);
     return elbo__f32_from_bits((elbo__f32_bits(r) & ~mask) | (special & mask));
 }

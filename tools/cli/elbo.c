@@ -25,7 +25,8 @@ static const char *BENCH_USAGE =
     " \"gflops\":..., \"peak_rss_mb\":...}. Times are medians over the timed steps.\n"
     "\n"
     "flags:\n"
-    "  --threads N    threads for elbo's kernels and OpenBLAS (default: OMP_NUM_THREADS or all cores)\n"
+    "  --threads N    threads for elbo's kernels and OpenBLAS (default: OMP_NUM_THREADS or all "
+    "cores)\n"
     "  --batch N      batch size (default: 128 for vae-mlp, 64 for unet-s)\n"
     "  --steps N      timed training steps (default: 20 for vae-mlp, 5 for unet-s)\n"
     "  --warmup N     untimed steps before timing (default: 3 for vae-mlp, 2 for unet-s)\n"
@@ -68,11 +69,16 @@ static int cmd_bench(int argc, char **argv) {
             !strcmp(a, "--warmup") || !strcmp(a, "--seed")) {
             if ((v = parse_int(a, i + 1 < argc ? argv[i + 1] : NULL)) < 0) return 2;
             i++;
-            if (!strcmp(a, "--threads")) p.threads = (int)v;
-            else if (!strcmp(a, "--batch")) p.batch = (int)v;
-            else if (!strcmp(a, "--steps")) p.steps = (int)v;
-            else if (!strcmp(a, "--warmup")) p.warmup = (int)v;
-            else p.seed = (uint64_t)v;
+            if (!strcmp(a, "--threads"))
+                p.threads = (int)v;
+            else if (!strcmp(a, "--batch"))
+                p.batch = (int)v;
+            else if (!strcmp(a, "--steps"))
+                p.steps = (int)v;
+            else if (!strcmp(a, "--warmup"))
+                p.warmup = (int)v;
+            else
+                p.seed = (uint64_t)v;
         } else if (a[0] == '-') {
             return die("bench: unknown flag %s (see elbo bench --help)", a);
         } else if (!p.model) {
@@ -87,14 +93,16 @@ static int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "elbo: bench: %s\n", elbo_last_error());
         return 1;
     }
-    printf("{\"model\":\"%s\", \"batch\":%d, \"threads\":%d, \"step_ms\":%.2f, \"forward_ms\":%.2f, "
-           "\"gflops\":%.1f, \"peak_rss_mb\":%.1f}\n",
-           p.model, r.batch, r.threads, r.step_ms, r.forward_ms, r.gflops, r.peak_rss_mb);
+    printf(
+        "{\"model\":\"%s\", \"batch\":%d, \"threads\":%d, \"step_ms\":%.2f, \"forward_ms\":%.2f, "
+        "\"gflops\":%.1f, \"peak_rss_mb\":%.1f}\n",
+        p.model, r.batch, r.threads, r.step_ms, r.forward_ms, r.gflops, r.peak_rss_mb);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

@@ -26,7 +26,7 @@ static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k,
  * so the result is the same. */
 #define FOR_T(n, work, ...)                                                                        \
     do {                                                                                           \
-        if ((work) > ELBO_PAR_MIN && elbo__parallel_ok()) {                                         \
+        if ((work) > ELBO_PAR_MIN && elbo__parallel_ok()) {                                        \
             _Pragma("omp parallel for schedule(static)") for (int64_t t = 0; t < (n); t++)         \
                 __VA_ARGS__                                                                        \
         } else {                                                                                   \
@@ -88,7 +88,8 @@ INLINE_LOOPS static void im2col_plane(const elbo_conv_geom *g, const conv_ranges
         int64_t a = rlo * OW, e = rhi * OW;
         if (a + shift < 0) a = -shift;
         if (e + shift > H * W) e = H * W - shift;
-        if (e - a >= 256) memcpy(dst + a, xp + a + shift, (size_t)(e - a) * sizeof(float));
+        if (e - a >= 256)
+            memcpy(dst + a, xp + a + shift, (size_t)(e - a) * sizeof(float));
         else
             for (int64_t i = a; i < e; i++) dst[i] = xp[i + shift];
         for (int64_t oh = rlo; oh < rhi; oh++) {
@@ -232,61 +233,61 @@ void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, i
  * and the planes combined in double, all in a fixed order. */
 void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P) {
     enum { L = 16 };
-ELBO_PARALLEL_FOR(B * N * P > ELBO_PAR_MIN,
-for (int64_t c = 0; c < N; c++) {
-        double s = 0;
-        for (int64_t b = 0; b < B; b++) {
-            const float *d = dy + (b * N + c) * P;
-            float lane[L] = {0};
-            int64_t p = 0;
-            for (; p + L <= P; p += L)
-                for (int k = 0; k < L; k++) lane[k] += d[p + k];
-            for (; p < P; p++) lane[p % L] += d[p];
-            for (int k = 0; k < L; k++) s += lane[k];
-        }
-        db[c] += (float)s;
-    });
+    ELBO_PARALLEL_FOR(
+        B * N * P > ELBO_PAR_MIN, for (int64_t c = 0; c < N; c++) {
+            double s = 0;
+            for (int64_t b = 0; b < B; b++) {
+                const float *d = dy + (b * N + c) * P;
+                float lane[L] = {0};
+                int64_t p = 0;
+                for (; p + L <= P; p += L)
+                    for (int k = 0; k < L; k++) lane[k] += d[p + k];
+                for (; p < P; p++) lane[p % L] += d[p];
+                for (int k = 0; k < L; k++) s += lane[k];
+            }
+            db[c] += (float)s;
+        });
 }
 
 void elbo__upsample2x(const float *x, int64_t BC, int64_t H, int64_t W, float *y) {
     int64_t W2 = 2 * W;
     /* One task per output row pair (plane, input row). */
-ELBO_PARALLEL_FOR(BC * H * W * 4 > ELBO_PAR_MIN,
-for (int64_t t = 0; t < BC * H; t++) {
-        const float *src = x + t * W;
-        float *d = y + t * 2 * W2;
-        for (int64_t j = 0; j < W; j++) d[2 * j] = d[2 * j + 1] = src[j];
-        memcpy(d + W2, d, (size_t)W2 * sizeof(float));
-    });
+    ELBO_PARALLEL_FOR(
+        BC * H * W * 4 > ELBO_PAR_MIN, for (int64_t t = 0; t < BC * H; t++) {
+            const float *src = x + t * W;
+            float *d = y + t * 2 * W2;
+            for (int64_t j = 0; j < W; j++) d[2 * j] = d[2 * j + 1] = src[j];
+            memcpy(d + W2, d, (size_t)W2 * sizeof(float));
+        });
 }
 
 void elbo__upsample2x_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, float *dx) {
     int64_t W2 = 2 * W;
-ELBO_PARALLEL_FOR(BC * H * W * 4 > ELBO_PAR_MIN,
-for (int64_t t = 0; t < BC * H; t++) {
-        const float *r0 = dy + t * 2 * W2, *r1 = r0 + W2;
-        float *d = dx + t * W;
-        for (int64_t j = 0; j < W; j++)
-            d[j] += (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
-    });
+    ELBO_PARALLEL_FOR(
+        BC * H * W * 4 > ELBO_PAR_MIN, for (int64_t t = 0; t < BC * H; t++) {
+            const float *r0 = dy + t * 2 * W2, *r1 = r0 + W2;
+            float *d = dx + t * W;
+            for (int64_t j = 0; j < W; j++)
+                d[j] += (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+        });
 }
 
 void elbo__avg_pool2d(const float *x, int64_t BC, int64_t H, int64_t W, int64_t k, int64_t s,
                       float *y) {
     int64_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
     float inv = 1.0f / (float)(k * k);
-ELBO_PARALLEL_FOR(BC * OH * OW * k * k > ELBO_PAR_MIN,
-for (int64_t t = 0; t < BC * OH; t++) {
-        int64_t q = t / OH, i = t % OH;
-        const float *xp = x + q * H * W + i * s * W;
-        float *d = y + t * OW;
-        for (int64_t j = 0; j < OW; j++) {
-            float acc = 0;
-            for (int64_t a = 0; a < k; a++)
-                for (int64_t b = 0; b < k; b++) acc += xp[a * W + j * s + b];
-            d[j] = acc * inv;
-        }
-    });
+    ELBO_PARALLEL_FOR(
+        BC * OH * OW * k * k > ELBO_PAR_MIN, for (int64_t t = 0; t < BC * OH; t++) {
+            int64_t q = t / OH, i = t % OH;
+            const float *xp = x + q * H * W + i * s * W;
+            float *d = y + t * OW;
+            for (int64_t j = 0; j < OW; j++) {
+                float acc = 0;
+                for (int64_t a = 0; a < k; a++)
+                    for (int64_t b = 0; b < k; b++) acc += xp[a * W + j * s + b];
+                d[j] = acc * inv;
+            }
+        });
 }
 
 void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
@@ -294,15 +295,15 @@ void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64
     int64_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
     float inv = 1.0f / (float)(k * k);
     /* One task per plane: overlapping windows (s < k) add into the same inputs in order. */
-ELBO_PARALLEL_FOR(BC * OH * OW * k * k > ELBO_PAR_MIN,
-for (int64_t q = 0; q < BC; q++) {
-        const float *g = dy + q * OH * OW;
-        float *xp = dx + q * H * W;
-        for (int64_t i = 0; i < OH; i++)
-            for (int64_t j = 0; j < OW; j++) {
-                float v = g[i * OW + j] * inv;
-                for (int64_t a = 0; a < k; a++)
-                    for (int64_t b = 0; b < k; b++) xp[(i * s + a) * W + j * s + b] += v;
-            }
-    });
+    ELBO_PARALLEL_FOR(
+        BC * OH * OW * k * k > ELBO_PAR_MIN, for (int64_t q = 0; q < BC; q++) {
+            const float *g = dy + q * OH * OW;
+            float *xp = dx + q * H * W;
+            for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++) {
+                    float v = g[i * OW + j] * inv;
+                    for (int64_t a = 0; a < k; a++)
+                        for (int64_t b = 0; b < k; b++) xp[(i * s + a) * W + j * s + b] += v;
+                }
+        });
 }

@@ -66,9 +66,10 @@ static __mmask16 lane_mask(int64_t n) {
 
 /* c (mr, cols in m0|m1) = [first: beta c +] alpha sum_{k<kc} a[r*a_rs + k*a_ks] b[k*ldb, :].
  * Each element is one accumulator lane summed over k in order. */
-static inline __attribute__((always_inline)) void bcast_kernel(
-    int mr, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b, int64_t ldb,
-    __mmask16 m0, __mmask16 m1, float *c, int64_t ldc, float alpha, float beta, int first) {
+static inline __attribute__((always_inline)) void
+bcast_kernel(int mr, int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
+             int64_t ldb, __mmask16 m0, __mmask16 m1, float *c, int64_t ldc, float alpha,
+             float beta, int first) {
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
@@ -110,14 +111,15 @@ static void bcast_rows(int64_t m, int64_t kc, const float *a, int64_t a_rs, int6
         bcast_kernel(MR, kc, a + i * a_rs, a_rs, a_ks, b, ldb, m0, m1, c + i * ldc, ldc, alpha,
                      beta, first);
     switch (m - i) {
-#define TAIL(R)                                                                                  \
-    case R:                                                                                      \
-        bcast_kernel(R, kc, a + i * a_rs, a_rs, a_ks, b, ldb, m0, m1, c + i * ldc, ldc, alpha,  \
-                     beta, first);                                                               \
+#define TAIL(R)                                                                                    \
+    case R:                                                                                        \
+        bcast_kernel(R, kc, a + i * a_rs, a_rs, a_ks, b, ldb, m0, m1, c + i * ldc, ldc, alpha,     \
+                     beta, first);                                                                 \
         break;
-        TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
+        TAIL(1)
+        TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
-    default: break;
+            default : break;
     }
 }
 
@@ -155,7 +157,8 @@ static void dot_kernel(int mr, int nr, int64_t K, const float *a, int64_t lda, c
         for (int r = 0; r < 4; r++) av[r] = _mm512_maskz_loadu_ps(mk, ar[r] + k);
         for (int j = 0; j < 4; j++) bv[j] = _mm512_maskz_loadu_ps(mk, br[j] + k);
         for (int j = 0; j < 4; j++)
-            for (int r = 0; r < 4; r++) acc[4 * j + r] = _mm512_fmadd_ps(av[r], bv[j], acc[4 * j + r]);
+            for (int r = 0; r < 4; r++)
+                acc[4 * j + r] = _mm512_fmadd_ps(av[r], bv[j], acc[4 * j + r]);
     }
     /* acc[4 j + r] is element (r, j): its sum lands in lane 4 r + j */
     __m512 s = _mm512_mul_ps(_mm512_set1_ps(alpha), hsum16(acc));
@@ -165,8 +168,10 @@ static void dot_kernel(int mr, int nr, int64_t K, const float *a, int64_t lda, c
     for (int r = 0; r < mr; r++) {
         __m128 x = rows[r];
         float *cr = c + r * ldc;
-        if (beta == 1.0f) x = _mm_add_ps(_mm_maskz_loadu_ps(mj, cr), x);
-        else if (beta != 0.0f) x = _mm_fmadd_ps(_mm_set1_ps(beta), _mm_maskz_loadu_ps(mj, cr), x);
+        if (beta == 1.0f)
+            x = _mm_add_ps(_mm_maskz_loadu_ps(mj, cr), x);
+        else if (beta != 0.0f)
+            x = _mm_fmadd_ps(_mm_set1_ps(beta), _mm_maskz_loadu_ps(mj, cr), x);
         _mm_mask_storeu_ps(cr, mj, x);
     }
 }
@@ -176,8 +181,8 @@ static void dot_kernel(int mr, int nr, int64_t K, const float *a, int64_t lda, c
  * (columns past n masked off in the kernel). With tb and ta = 0 and K large enough, dot
  * products on the rows of A and B need no packing. */
 static void sgemm_small_avx512(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
-                               const float *A, int64_t lda, const float *B, int64_t ldb,
-                               float beta, float *C, int64_t ldc) {
+                               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                               float *C, int64_t ldc) {
     if (!ta && tb && K >= DOT_MIN_K) {
         for (int64_t i = 0; i < m; i += 4)
             for (int64_t j = 0; j < n; j += 4)
@@ -275,8 +280,10 @@ void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) scale_c(M, N, beta, C, ldc);
-    else sgemm_block(ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (K <= 0)
+        scale_c(M, N, beta, C, ldc);
+    else
+        sgemm_block(ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
@@ -295,20 +302,23 @@ void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     while (tm * tn < MAX_TILES && flops / (double)(2 * tm * tn) >= TILE_FLOPS) {
         int64_t em = (M + tm - 1) / tm, en = (N + tn - 1) / tn;
         int can_m = em / 2 >= TILE_MIN_EDGE, can_n = en / 2 >= TILE_MIN_EDGE;
-        if (can_n && (en >= em || !can_m)) tn *= 2;
-        else if (can_m) tm *= 2;
-        else break;
+        if (can_n && (en >= em || !can_m))
+            tn *= 2;
+        else if (can_m)
+            tm *= 2;
+        else
+            break;
     }
     int64_t mb = tm > 1 ? round_up((M + tm - 1) / tm, TILE_ALIGN) : M;
     int64_t nb = tn > 1 ? round_up((N + tn - 1) / tn, TILE_ALIGN) : N;
     int64_t gm = (M + mb - 1) / mb, gn = (N + nb - 1) / nb;
     /* Inside a parallel region (a batch of products) the same tiles run in order. */
-ELBO_PARALLEL_FOR(gm * gn > 1 && !nested,
-for (int64_t t = 0; t < gm * gn; t++) {
-        int64_t i0 = (t / gn) * mb, j0 = (t % gn) * nb;
-        int64_t m = M - i0 < mb ? M - i0 : mb, n = N - j0 < nb ? N - j0 : nb;
-        sgemm_block(ta, tb, i0, m, j0, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    });
+    ELBO_PARALLEL_FOR(
+        gm * gn > 1 && !nested, for (int64_t t = 0; t < gm * gn; t++) {
+            int64_t i0 = (t / gn) * mb, j0 = (t % gn) * nb;
+            int64_t m = M - i0 < mb ? M - i0 : mb, n = N - j0 < nb ? N - j0 : nb;
+            sgemm_block(ta, tb, i0, m, j0, n, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        });
 }
 
 /* C = op(A) op(B):
@@ -319,32 +329,36 @@ void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const
                           const float *B, const float *dC, float *dA, float *dB) {
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
     if (dA) {
-        if (!ta) elbo__sgemm(0, !tb, M, K, N, 1.0f, dC, N, B, ldb, 1.0f, dA, K);
-        else elbo__sgemm(tb, 1, K, M, N, 1.0f, B, ldb, dC, N, 1.0f, dA, M);
+        if (!ta)
+            elbo__sgemm(0, !tb, M, K, N, 1.0f, dC, N, B, ldb, 1.0f, dA, K);
+        else
+            elbo__sgemm(tb, 1, K, M, N, 1.0f, B, ldb, dC, N, 1.0f, dA, M);
     }
     if (dB) {
-        if (!tb) elbo__sgemm(!ta, 0, K, N, M, 1.0f, A, lda, dC, N, 1.0f, dB, N);
-        else elbo__sgemm(1, ta, N, K, M, 1.0f, dC, N, A, lda, 1.0f, dB, K);
+        if (!tb)
+            elbo__sgemm(!ta, 0, K, N, M, 1.0f, A, lda, dC, N, 1.0f, dB, N);
+        else
+            elbo__sgemm(1, ta, N, K, M, 1.0f, dC, N, A, lda, 1.0f, dB, K);
     }
 }
 
 void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N) {
-ELBO_PARALLEL_FOR(R * N > ELBO_PAR_MIN,
-for (int64_t r = 0; r < R; r++) memcpy(y + r * N, b, (size_t)N * sizeof(float)););
+    ELBO_PARALLEL_FOR(R * N > ELBO_PAR_MIN, for (int64_t r = 0; r < R; r++)
+                                                memcpy(y + r * N, b, (size_t)N * sizeof(float)););
 }
 
 /* Columns in blocks of 64: each block is one thread's, summed over rows in order. */
 void elbo__colsum_acc(float *db, const float *dy, int64_t R, int64_t N) {
     enum { CB = 64 };
     int64_t nblk = (N + CB - 1) / CB;
-ELBO_PARALLEL_FOR(R * N > ELBO_PAR_MIN,
-for (int64_t blk = 0; blk < nblk; blk++) {
-        int64_t j0 = blk * CB, n = N - j0 < CB ? N - j0 : CB;
-        double s[CB] = {0};
-        for (int64_t r = 0; r < R; r++) {
-            const float *row = dy + r * N + j0;
-            for (int64_t j = 0; j < n; j++) s[j] += row[j];
-        }
-        for (int64_t j = 0; j < n; j++) db[j0 + j] += (float)s[j];
-    });
+    ELBO_PARALLEL_FOR(
+        R * N > ELBO_PAR_MIN, for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t j0 = blk * CB, n = N - j0 < CB ? N - j0 : CB;
+            double s[CB] = {0};
+            for (int64_t r = 0; r < R; r++) {
+                const float *row = dy + r * N + j0;
+                for (int64_t j = 0; j < n; j++) s[j] += row[j];
+            }
+            for (int64_t j = 0; j < n; j++) db[j0 + j] += (float)s[j];
+        });
 }
