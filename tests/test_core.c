@@ -117,3 +117,43 @@ TEST(errors_propagate_through_null_inputs) {
     CHECK(elbo_backward(ctx, NULL) != ELBO_OK);
     elbo_ctx_free(ctx);
 }
+
+/* No-grad mode (sampling): nothing is recorded, outputs do not require gradients, and
+ * backward reports that there is nothing to differentiate. */
+TEST(no_grad_mode_records_nothing) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_full(ctx, 1, (int64_t[]){4}, 0.5f);
+    elbo_tensor_requires_grad(x, 1);
+    int prev = elbo_ctx_set_grad(ctx, 0);
+    CHECK(prev == 1);
+    elbo_tensor *y = elbo_relu(ctx, elbo_reshape2(ctx, x, 2, 2));
+    CHECK(y && !y->requires_grad && y->node == NULL && y->data[3] == 0.5f);
+    CHECK(elbo_backward(ctx, elbo_sum(ctx, y)) == ELBO_ERR_STATE);
+    elbo_ctx_set_grad(ctx, 1);
+    elbo_tensor *z = elbo_sum(ctx, elbo_relu(ctx, x));
+    CHECK(z && z->requires_grad && elbo_backward(ctx, z) == ELBO_OK);
+    CHECK(x->grad && x->grad[0] == 1.0f && x->grad[3] == 1.0f);
+    elbo_ctx_free(ctx);
+}
+
+/* A reshape adopts the gradient buffer of its output when its base has none yet; a second
+ * consumer of the base then still accumulates correctly (d/dx [sum(relu(x)) + sum(3 x)]). */
+TEST(grad_accumulates_over_several_consumers) {
+    for (int order = 0; order < 2; order++) { /* reshape consumer last (adopts) or first */
+        elbo_ctx *ctx = elbo_ctx_new(0);
+        elbo_tensor *x = elbo_tensor_new2(ctx, 2, 3);
+        for (int i = 0; i < 6; i++) x->data[i] = (float)i - 2.5f;
+        elbo_tensor_requires_grad(x, 1);
+        elbo_tensor *a, *b;
+        if (order == 0) {
+            b = elbo_sum(ctx, elbo_scale(ctx, x, 3.0f));
+            a = elbo_sum(ctx, elbo_relu(ctx, elbo_reshape2(ctx, x, 3, 2)));
+        } else {
+            a = elbo_sum(ctx, elbo_relu(ctx, elbo_reshape2(ctx, x, 3, 2)));
+            b = elbo_sum(ctx, elbo_scale(ctx, x, 3.0f));
+        }
+        CHECK(elbo_backward(ctx, elbo_add(ctx, a, b)) == ELBO_OK);
+        for (int i = 0; i < 6; i++) CHECK_NEAR(x->grad[i], (x->data[i] > 0 ? 1.0 : 0.0) + 3.0, 0);
+        elbo_ctx_free(ctx);
+    }
+}
