@@ -58,6 +58,20 @@ float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t) {
     return t->grad;
 }
 
+float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh) {
+    *fresh = 0;
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) {
+        t->grad = elbo_ctx_alloc(ctx, (size_t)t->numel * sizeof(float));
+        if (!t->grad) {
+            backward_oom = 1;
+            return NULL;
+        }
+        *fresh = 1;
+    }
+    return t->grad;
+}
+
 float *elbo_tensor_grad(elbo_ctx *ctx, elbo_tensor *t) {
     if (!t) return NULL;
     int rg = t->requires_grad;

@@ -88,6 +88,10 @@ elbo_node *elbo__record_v(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_
 /* Gradient buffer of an op input, allocated zeroed on first use; NULL when the input does
  * not require a gradient (or when allocation failed: see elbo__backward_failed). */
 float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t);
+/* The same for an op that writes every element of the gradient: on first use the buffer is
+ * allocated without zero-filling and *fresh is set to 1, and the op must then store (=)
+ * rather than accumulate (+=); this saves a zero-fill pass and a read per element. */
+float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh);
 /* Normalises a possibly negative axis; -1 (with an error naming op) if out of range. */
 int elbo__axis(const char *op, const elbo_tensor *x, int axis);
 /* Error for two mismatched shapes: "op: shapes (2, 3) and (4, 3) do not match: why". */

@@ -317,12 +317,13 @@ void elbo__bc_apply(const elbo__bc *p, float *dst, int accumulate, float scale,
 void elbo__bc_grad(elbo_ctx *ctx, elbo_tensor *x, int ndim, const int64_t *shape, float scale,
                    int nin, const elbo_tensor *const *shapes, const float *const *ptrs,
                    elbo__bc_fn fn, void *user) {
-    float *gx = elbo__grad(ctx, x);
+    int fresh;
+    float *gx = elbo__grad_fresh(ctx, x, &fresh);
     if (!gx) return;
     const elbo_tensor *ops[ELBO_BC_MAX_OPS];
     ops[0] = x;
     for (int k = 0; k < nin; k++) ops[k + 1] = shapes[k];
     elbo__bc p;
     elbo__bc_plan_t(&p, ndim, shape, nin + 1, ops);
-    elbo__bc_apply(&p, gx, 1, scale, ptrs, fn, user);
+    elbo__bc_apply(&p, gx, !fresh, scale, ptrs, fn, user);
 }

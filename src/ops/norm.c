@@ -101,7 +101,8 @@ static void silu_grad_row(const float *dy, const float *x, float a, float b, int
 
 static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *y = n->out;
-    float *gx = elbo__grad(ctx, x);
+    int fresh;
+    float *gx = elbo__grad_fresh(ctx, x, &fresh);
     float *ggamma = gamma ? elbo__grad(ctx, gamma) : NULL;
     float *gbeta = beta ? elbo__grad(ctx, beta) : NULL;
     if (!gx && !ggamma && !gbeta) return;
@@ -153,7 +154,10 @@ static void group_norm_backward(elbo_ctx *ctx, elbo_node *n) {
                 float A = (float)(rstd * (gm ? gm[c] : 1.0));
                 const float *dyc = dy + (off - base), *xc = xd + off;
                 float *gxc = gx + off;
-                for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
+                if (fresh)
+                    for (int64_t s = 0; s < S; s++) gxc[s] = A * dyc[s] + Bx * xc[s] + C0;
+                else
+                    for (int64_t s = 0; s < S; s++) gxc[s] += A * dyc[s] + Bx * xc[s] + C0;
             }
         });
     if (ggamma || gbeta) {

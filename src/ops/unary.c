@@ -29,22 +29,30 @@ elbo_tensor *elbo_relu(elbo_ctx *ctx, elbo_tensor *x) {
 
 /* ---- the pattern for the rest: y = FWD(x), dx += BWD(x, y, g) with g = dy ---------------
  * a0, a1 are the op's scalar parameters (n->farg[0..1]). */
+/* gx[i] (= or +=) BWD over every element; x, y, g are x[i], y[i], dy[i]. */
+#define UNARY_GRAD_LOOP(ASSIGN, BWD)                                                               \
+    ELBO_PARALLEL_FOR(                                                                             \
+        xt->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < xt->numel; i++) {                        \
+            const float x = xd[i], y = yd[i], g = gy[i];                                           \
+            (void)x;                                                                               \
+            (void)y;                                                                               \
+            gx[i] ASSIGN(BWD);                                                                     \
+        })
+
 #define UNARY_OP(NAME, OPNAME, FWD, BWD)                                                           \
     static void NAME##_backward(elbo_ctx *ctx, elbo_node *n) {                                     \
         elbo_tensor *xt = n->in[0], *yt = n->out;                                                  \
-        float *gx = elbo__grad(ctx, xt);                                                           \
+        int fresh;                                                                                 \
+        float *gx = elbo__grad_fresh(ctx, xt, &fresh);                                             \
         if (!gx) return;                                                                           \
         const float *gy = yt->grad, *xd = xt->data, *yd = yt->data;                                \
         const float a0 = n->farg[0], a1 = n->farg[1];                                              \
         (void)a0;                                                                                  \
         (void)a1;                                                                                  \
-        ELBO_PARALLEL_FOR(                                                                         \
-            xt->numel > ELBO_PAR_MIN, for (int64_t i = 0; i < xt->numel; i++) {                    \
-                const float x = xd[i], y = yd[i], g = gy[i];                                       \
-                (void)x;                                                                           \
-                (void)y;                                                                           \
-                gx[i] += (BWD);                                                                    \
-            });                                                                                    \
+        if (fresh)                                                                                 \
+            UNARY_GRAD_LOOP(=, BWD);                                                               \
+        else                                                                                       \
+            UNARY_GRAD_LOOP(+=, BWD);                                                              \
     }                                                                                              \
     static elbo_tensor *NAME##_op(elbo_ctx *ctx, elbo_tensor *xt, float a0, float a1) {            \
         (void)a0;                                                                                  \
