@@ -135,8 +135,10 @@ static void concat_backward(elbo_ctx *ctx, elbo_node *n) {
     for (int i = 0; i < n->n_in; i++) {
         elbo_tensor *x = n->in[i];
         int64_t Li = x->shape[axis];
-        float *gx = elbo__grad(ctx, x);
-        if (gx) copy_rows(gx, Li * inner, y->grad + off * inner, L * inner, outer, Li * inner, 1);
+        int fresh;
+        float *gx = elbo__grad_fresh(ctx, x, &fresh);
+        if (gx)
+            copy_rows(gx, Li * inner, y->grad + off * inner, L * inner, outer, Li * inner, !fresh);
         off += Li;
     }
 }
