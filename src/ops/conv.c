@@ -66,15 +66,17 @@ static int shift_dw_by_offsets(void) {
 /* Winograd F(2x2, 3x3) (wino_conv) for 3x3 stride-1 pad-1 convolutions with min(C, OC) of
  * at least elbo__conv_wino_min_c (forward) or elbo__conv_wino_dx_min_c (dX) on images of at
  * least elbo__conv_wino_min_hw pixels. Measured on the unet-s layers (bench/conv_micro.c,
- * batch 64, 2 threads, forward / forward + backward ms): 28x28 32->32 4.2 / 15.1 against
- * 3.5 / 14.0, 64->32 9.5 / 32 against 6.1 / 26; 14x14 64->64 4.1 / 15.5 against 3.4 / 14.3,
- * 128->32 4.1 / 15.3 against 3.7 / 14.0, 32->32 even; 7x7 64->64 1.33 / 4.4 against
- * 1.45 / 4.8 (a 7x7 image takes 16 tiles, 64 outputs for 49). Chunks of images keep their
- * transformed tiles within elbo__conv_wino_bytes (L2). Tunable for tests and benchmarks;
- * not part of the API. */
+ * batch 64, 2 threads, forward / forward + backward ms, im2col or shifted GEMMs against
+ * Winograd): 28x28 32->32 4.2 / 15.1 against 2.4 / 11.3, 64->32 9.5 / 32 against 4.8 / 23;
+ * 14x14 64->64 4.1 / 15.5 against 2.6 / 12.5, 128->32 4.1 / 15.3 against 2.9 / 12.8,
+ * 32->32 1.15 / 4.2 against 0.83 / 3.55; 7x7 64->64 1.33 / 4.4 against 0.95 / 3.55 (a 7x7
+ * image takes 16 tiles, 64 outputs for 49), 128->64 2.6 / 8.1 against 1.75 / 6.9. Smaller
+ * images and fewer channels were not measured. Chunks of images keep their transformed
+ * tiles within elbo__conv_wino_bytes (L2). Tunable for tests and benchmarks; not part of
+ * the API. */
 int64_t elbo__conv_wino_min_c = 32;
 int64_t elbo__conv_wino_dx_min_c = 32;
-int64_t elbo__conv_wino_min_hw = 100;
+int64_t elbo__conv_wino_min_hw = 49;
 size_t elbo__conv_wino_bytes = (size_t)1 << 20;
 #define WINO_MIN_COLS 128
 
@@ -350,8 +352,12 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     if (T > 1) T = (T + CHUNK_MULTIPLE - 1) / CHUNK_MULTIPLE * CHUNK_MULTIPLE;
     if (T > B) T = B;
     if (T == 0) return 1;
+    /* xi strides of V and M: whole 4 KiB pages plus one cache line, so that the 16 streams
+     * of a transform fall in different L1 sets (a page multiple puts them all in one) */
     int64_t nb_max = (B + T - 1) / T, cols = nb_max * P4;
-    size_t usize = (size_t)(16 * Ci * Co), per = (size_t)(16 * (Ci + Co) * cols);
+    int64_t xs_v = (Ci * cols + 1023) / 1024 * 1024 + 16,
+            xs_m = (Co * cols + 1023) / 1024 * 1024 + 16;
+    size_t usize = (size_t)(16 * Ci * Co), per = (size_t)(16 * (xs_v + xs_m));
     int nthr = T > 1 ? omp_get_max_threads() : 1;
     float *buf = elbo_ctx_scratch(ctx, (usize + (size_t)nthr * per) * sizeof(float));
     if (!buf) return 0;
@@ -360,13 +366,13 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     elbo__blas_single_thread();
     ELBO_PARALLEL_FOR_DYNAMIC(
         T > 1, for (int64_t t = 0; t < T; t++) {
-            float *V = task_buf + (size_t)omp_get_thread_num() * per, *M = V + 16 * Ci * cols;
+            float *V = task_buf + (size_t)omp_get_thread_num() * per, *M = V + 16 * xs_v;
             int64_t b0 = t * B / T, m = (t + 1) * B / T - b0, n = m * P4;
-            elbo__wino_input(in + b0 * Ci * H * W, m, Ci, H, W, V, n);
+            elbo__wino_input(in + b0 * Ci * H * W, m, Ci, H, W, V, n, xs_v);
             for (int64_t xi = 0; xi < 16; xi++)
-                elbo__sgemm_serial(0, 0, Co, n, Ci, 1.0f, U + xi * Co * Ci, Ci, V + xi * Ci * n, n,
-                                   0.0f, M + xi * Co * n, n);
-            elbo__wino_output(M, m, Co, H, W, n, bias, flip, out + b0 * Co * H * W);
+                elbo__sgemm_serial(0, 0, Co, n, Ci, 1.0f, U + xi * Co * Ci, Ci, V + xi * xs_v, n,
+                                   0.0f, M + xi * xs_m, n);
+            elbo__wino_output(M, m, Co, H, W, n, xs_m, bias, flip, out + b0 * Co * H * W);
         });
     return 1;
 }

@@ -86,14 +86,15 @@ void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int
 /* U (16, R, S) = G g G^T per (r, s): g = w[r, s] (flip = 0; R = OC, S = C), or the kernel of
  * dX, g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1; R = C, S = OC); w (OC, C, 3, 3). */
 void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U);
-/* V (16, C, ldv) = B^T d B for the ceil(H/2) ceil(W/2) 4x4 tiles (stride 2, padding 1) of
- * each of nb images x (nb, C, H, W), columns image-major then row-major; W <= 1024. */
+/* V (16, C, ldv) (xi stride xs >= C ldv) = B^T d B for the ceil(H/2) ceil(W/2) 4x4 tiles (stride 2,
+ * padding 1) of each of nb images x (nb, C, H, W), columns image-major then row-major; W <= 1024.
+ */
 void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
-                      int64_t ldv);
+                      int64_t ldv, int64_t xs);
 /* y (nb, N, H, W) = A^T m A cropped to (H, W), plus bias (N) if given, or with acc y += it;
- * m from M (16, N, ldm) in the column order of elbo__wino_input. */
+ * m from M (16, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
 void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
-                       const float *bias, int acc, float *y);
+                       int64_t xs, const float *bias, int acc, float *y);
 
 /* ---- resampling (conv.c) -------------------------------------------------------------- */
 /* x (BC,H,W) -> y (BC,2H,2W), y[., i, j] = x[., i/2, j/2]. */
