@@ -310,8 +310,8 @@ TEST(grad_conv2d_x_w_b_all_configs_and_chunkings) {
 
 /* A conv whose input needs no gradient (the first layer of a UNet) leaves x->grad
  * unallocated, and its weight and bias gradients equal those of the full backward; one whose
- * parameters need none still gives dx. */
-TEST(conv_grads_only_where_required) {
+ * parameters need none still gives dx (every mode: dX by Winograd runs apart from dW). */
+static int grads_only_where_required(int mode) {
     const conv_cfg *c = &configs[0];
     int64_t nx = (int64_t)c->B * c->C * c->H * c->W, nw = (int64_t)c->OC * c->C * c->KH * c->KW;
     float *xv = malloc((size_t)nx * 4), *wv = malloc((size_t)nw * 4), bv[8];
@@ -320,6 +320,8 @@ TEST(conv_grads_only_where_required) {
     fill(wv, nw, 2);
     fill(bv, c->OC, 3);
     int ok = 1;
+    conv_tuning saved = tuning_get();
+    tuning_set(tuning_for(c, mode));
     for (int pass = 0; pass < 3 && ok; pass++) {
         elbo_ctx *ctx = elbo_ctx_new(0);
         elbo_tensor *x = elbo_tensor_wrap(ctx, xv, 4, (int64_t[]){c->B, c->C, c->H, c->W});
@@ -345,7 +347,13 @@ TEST(conv_grads_only_where_required) {
     free(wv);
     free(gx);
     free(gw);
-    CHECK(ok);
+    tuning_set(saved);
+    return ok;
+}
+
+TEST(conv_grads_only_where_required) {
+    for (int mode = 0; mode < N_MODES; mode++)
+        CHECK_MSG(grads_only_where_required(mode), "mode %d", mode);
 }
 
 /* ---- determinism ---------------------------------------------------------------------- */

@@ -25,6 +25,13 @@
  * in the discarded columns) and dX_wide = sum W'[kh, kw] (C, OC) @ dY_pad[:, kh Wq + kw :].
  * No im2col at all: the GEMMs read the padded planes in place (one image per task).
  *
+ * Winograd F(2x2, 3x3) (Lavin & Gray 2016; kernels/cpu/winograd.c): a 3x3 stride-1 pad-1
+ * convolution, forward and dX (the correlation of dY with the flipped, transposed kernel,
+ * pad 1), is 16 products M_xi (OC, T) = U_xi (OC, C) @ V_xi (C, T) over the T 4x4 tiles of a
+ * chunk of images, U = G g G^T, V = B^T d B, y = A^T M A: 2.25 times fewer multiply-adds
+ * (see wino_conv, and the thresholds above it for where it is used). dW stays on the paths
+ * above, before dX.
+ *
  * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
  * run whole by one thread in its own scratch, so the columns stay in that core's cache
  * (scheduled dynamically: what a task computes does not depend on the thread running it).
