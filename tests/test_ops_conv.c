@@ -23,25 +23,38 @@ typedef struct {
  * threads), one image per chunk (one task per image, direct NCHW GEMMs; cols = x for 1x1),
  * two images per chunk for a batch of five (four chunk tasks of 1, 1, 1 and 2 images), and
  * shifted GEMMs on padded planes wherever they apply (stride 1), with dW by per-offset
- * products (mode 3) or by im2col (mode 4). */
-#define N_MODES 5
+ * products (mode 3) or by im2col (mode 4), all without Winograd; and Winograd F(2x2, 3x3)
+ * for the forward pass and dX of every 3x3 stride-1 pad-1 convolution, with the whole batch
+ * in one chunk where it fits (mode 5) or one image per chunk task (mode 6). */
+#define N_MODES 7
+#define WINO_MODE(mode) ((mode) >= 5)
 typedef struct {
-    size_t chunk_bytes;
-    int64_t shift_min_ow, shift_min_c;
+    size_t chunk_bytes, wino_bytes;
+    int64_t shift_min_ow, shift_min_c, wino_min_c, wino_dx_min_c, wino_min_hw;
     int shift_dw;
 } conv_tuning;
 
 static conv_tuning tuning_get(void) {
-    conv_tuning t = {elbo__conv_chunk_bytes, elbo__conv_shift_min_ow, elbo__conv_shift_min_c,
-                     elbo__conv_shift_dw};
+    conv_tuning t = {elbo__conv_chunk_bytes, elbo__conv_wino_bytes, elbo__conv_shift_min_ow,
+                     elbo__conv_shift_min_c, elbo__conv_wino_min_c, elbo__conv_wino_dx_min_c,
+                     elbo__conv_wino_min_hw, elbo__conv_shift_dw};
     return t;
 }
 
 static void tuning_set(conv_tuning t) {
     elbo__conv_chunk_bytes = t.chunk_bytes;
+    elbo__conv_wino_bytes = t.wino_bytes;
     elbo__conv_shift_min_ow = t.shift_min_ow;
     elbo__conv_shift_min_c = t.shift_min_c;
+    elbo__conv_wino_min_c = t.wino_min_c;
+    elbo__conv_wino_dx_min_c = t.wino_dx_min_c;
+    elbo__conv_wino_min_hw = t.wino_min_hw;
     elbo__conv_shift_dw = t.shift_dw;
+}
+
+/* A 3x3 stride-1 pad-1 convolution (the Winograd path's). */
+static int wino_shape(const conv_cfg *c) {
+    return c->KH == 3 && c->KW == 3 && c->sh == 1 && c->sw == 1 && c->ph == 1 && c->pw == 1;
 }
 
 static conv_tuning tuning_for(const conv_cfg *c, int mode) {
@@ -51,8 +64,10 @@ static conv_tuning tuning_for(const conv_cfg *c, int mode) {
     size_t per = (size_t)(c->C * c->KH * c->KW + c->OC) * (size_t)(OH * OW) * sizeof(float);
     if (mode == 1) t.chunk_bytes = 1;
     if (mode == 2) t.chunk_bytes = 2 * per;
-    if (mode >= 3) t.shift_min_ow = t.shift_min_c = 1;
-    if (mode >= 3) t.shift_dw = mode == 3; /* dW by per-offset products, or by im2col */
+    if (mode == 3 || mode == 4) t.shift_min_ow = t.shift_min_c = 1;
+    if (mode == 3 || mode == 4) t.shift_dw = mode == 3; /* dW by per-offset products, or im2col */
+    t.wino_min_c = t.wino_dx_min_c = t.wino_min_hw = WINO_MODE(mode) ? 1 : INT64_MAX;
+    if (mode == 6) t.wino_bytes = 1;
     return t;
 }
 
@@ -79,6 +94,65 @@ static void ref_conv(const conv_cfg *c, const float *x, const float *w, const fl
                     int64_t k = ((int64_t)(n * c->OC + o) * OH + i) * OW + j;
                     y[k] = s;
                     abs[k] = a;
+                }
+}
+
+/* The error bound of Winograd F(2x2, 3x3) for a 3x3 stride-1 pad-1 convolution. Each output
+ * is y = A^T (sum_c U_c . V_c) A + bias with U_c = G g_c G^T, V_c = B^T d_c B (entries of
+ * G, B, A: 0, +-1, +-1/2; the 1/2 scalings are exact). In float32, U takes two rounded
+ * additions per factor (|fl(U) - U| <= gamma_4 |G||g||G^T|), V one per factor (gamma_2
+ * |B^T||d||B|), the product one rounding, the sum over C channels gamma_C, the output
+ * transform two additions per factor (gamma_4) and the bias one: by Higham's lemma 3.3,
+ *   |fl(y) - y| <= gamma_{C+12} ( |A^T| [sum_c (|G||g_c||G^T|) . (|B^T||d_c||B|)] |A| + |bias| ).
+ * abs gets the right-hand side's bracket for every output (double). */
+static void ref_wino_abs(const conv_cfg *c, const float *x, const float *w, const float *b,
+                         double *abs) {
+    static const double Ga[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, .5, .5}, {0, 0, 1}};
+    static const double Ba[4][4] = {{1, 0, 1, 0}, {0, 1, 1, 0}, {0, 1, 1, 0}, {0, 1, 0, 1}};
+    static const double Aa[2][4] = {{1, 1, 1, 0}, {0, 1, 1, 1}};
+    int H = c->H, W = c->W;
+    for (int n = 0; n < c->B; n++)
+        for (int o = 0; o < c->OC; o++)
+            for (int ty = 0; ty < (H + 1) / 2; ty++)
+                for (int tx = 0; tx < (W + 1) / 2; tx++) {
+                    double P[4][4] = {{0}};
+                    for (int ci = 0; ci < c->C; ci++) {
+                        double g[3][3], d[4][4], Gg[4][3], U[4][4], Bd[4][4], V[4][4];
+                        for (int i = 0; i < 9; i++)
+                            g[i / 3][i % 3] = fabs(w[(o * c->C + ci) * 9 + i]);
+                        for (int i = 0; i < 16; i++) {
+                            int ih = 2 * ty - 1 + i / 4, iw = 2 * tx - 1 + i % 4;
+                            d[i / 4][i % 4] = ih < 0 || ih >= H || iw < 0 || iw >= W
+                                                  ? 0
+                                                  : fabs(x[((n * c->C + ci) * H + ih) * W + iw]);
+                        }
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 3; j++)
+                                Gg[i][j] =
+                                    Ga[i][0] * g[0][j] + Ga[i][1] * g[1][j] + Ga[i][2] * g[2][j];
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                U[i][j] =
+                                    Gg[i][0] * Ga[j][0] + Gg[i][1] * Ga[j][1] + Gg[i][2] * Ga[j][2];
+                                Bd[i][j] = 0;
+                                for (int k = 0; k < 4; k++) Bd[i][j] += Ba[i][k] * d[k][j];
+                            }
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                V[i][j] = 0;
+                                for (int k = 0; k < 4; k++) V[i][j] += Bd[i][k] * Ba[j][k];
+                                P[i][j] += U[i][j] * V[i][j];
+                            }
+                    }
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) {
+                            int oh = 2 * ty + i, ow = 2 * tx + j;
+                            if (oh >= H || ow >= W) continue;
+                            double s = b ? fabs(b[o]) : 0;
+                            for (int k = 0; k < 4; k++)
+                                for (int l = 0; l < 4; l++) s += Aa[i][k] * P[k][l] * Aa[j][l];
+                            abs[((int64_t)(n * c->OC + o) * H + oh) * W + ow] = s;
+                        }
                 }
 }
 
@@ -134,8 +208,13 @@ TEST(conv_forward_matches_direct_double) {
             double *ref = malloc((size_t)y->numel * 2 * sizeof(double)), *abs = ref + y->numel;
             ref_conv(c, x->data, w->data, b ? b->data : NULL, ref, abs);
             /* Rounding bound of a float32 sum of n = C KH KW + 1 terms: gamma_n sum |terms|
-             * (Higham eq. 3.5, u = 2^-24). */
+             * (Higham eq. 3.5, u = 2^-24); for Winograd, gamma_{C+12} times the sum of the
+             * absolute values through the transforms (see ref_wino_abs). */
             double u = 1.0 / 16777216.0, nu = (c->C * c->KH * c->KW + 2) * u;
+            if (WINO_MODE(mode) && wino_shape(c)) {
+                ref_wino_abs(c, x->data, w->data, b ? b->data : NULL, abs);
+                nu = (c->C + 12) * u;
+            }
             int64_t bad = -1;
             for (int64_t i = 0; i < y->numel && bad < 0; i++)
                 if (!(fabs(y->data[i] - ref[i]) <= nu / (1 - nu) * abs[i] + 1e-30)) bad = i;
@@ -144,6 +223,54 @@ TEST(conv_forward_matches_direct_double) {
             elbo_ctx_free(ctx);
             CHECK_MSG(bad < 0, "config %d mode %d: element %lld is %.9g, direct sum %.9g", ci, mode,
                       (long long)bad, got, want);
+        }
+}
+
+/* The Winograd path (modes 5 and 6, forced) against PyTorch's float64 conv2d on the 3x3
+ * stride-1 pad-1 fixtures of tests/test_torch_ops.c, with that file's convolution tolerance
+ * (atol 1e-5, rtol 1e-4): forward, dX by the transposed Winograd convolution, dW and db. */
+TEST(conv_winograd_matches_torch_fixtures) {
+    static const char *names[] = {"op_conv2d_k3s1p1", "op_conv2d_k16c16", "op_conv2d_chunks",
+                                  "op_conv2d_chunks_tdx"};
+    static const char *ins[] = {"x", "w", "b"};
+    conv_tuning saved = tuning_get();
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        for (int mode = 5; mode < N_MODES; mode++) {
+            fx_file f;
+            CHECK_MSG(fx_load(&f, names[i]) == 0, "%s: %s", names[i], elbo_last_error());
+            elbo_ctx *ctx = elbo_ctx_new(0);
+            elbo_tensor *t[3] = {NULL, NULL, NULL};
+            for (int k = 0; k < 3; k++) {
+                char g[32];
+                snprintf(g, sizeof g, "grad_%s", ins[k]);
+                t[k] = fx_get(&f, ins[k]) ? fx_tensor(ctx, &f, ins[k]) : NULL;
+                if (t[k]) elbo_tensor_requires_grad(t[k], fx_get(&f, g) != NULL);
+            }
+            const fx_entry *ey = fx_get(&f, "y"), *eg = fx_get(&f, "gy");
+            tuning_set(tuning_for(&configs[0], mode));
+            elbo_tensor *y = elbo_conv2d(ctx, t[0], t[1], t[2], 1, 1);
+            int ok = y && ey && eg && ey->numel == y->numel &&
+                     elbo_backward_with(ctx, y, (const float *)eg->data) == ELBO_OK;
+            tuning_set(saved);
+            char msg[256] = "", what[64] = "run";
+            if (ok) {
+                strcpy(what, "y");
+                ok = fx_close(y->data, (const float *)ey->data, y->numel, 1e-5f, 1e-4f, msg,
+                              sizeof msg);
+            }
+            for (int k = 0; k < 3 && ok; k++) {
+                char g[32];
+                snprintf(g, sizeof g, "grad_%s", ins[k]);
+                const fx_entry *e = fx_get(&f, g);
+                if (!e) continue;
+                snprintf(what, sizeof what, "%s", g);
+                ok = t[k] && t[k]->grad && e->numel == t[k]->numel &&
+                     fx_close(t[k]->grad, (const float *)e->data, e->numel, 1e-5f, 1e-4f, msg,
+                              sizeof msg);
+            }
+            elbo_ctx_free(ctx);
+            fx_free(&f);
+            CHECK_MSG(ok, "%s mode %d: %s %s", names[i], mode, what, msg);
         }
 }
 
@@ -183,8 +310,8 @@ TEST(grad_conv2d_x_w_b_all_configs_and_chunkings) {
 
 /* A conv whose input needs no gradient (the first layer of a UNet) leaves x->grad
  * unallocated, and its weight and bias gradients equal those of the full backward; one whose
- * parameters need none still gives dx. */
-TEST(conv_grads_only_where_required) {
+ * parameters need none still gives dx (every mode: dX by Winograd runs apart from dW). */
+static int grads_only_where_required(int mode) {
     const conv_cfg *c = &configs[0];
     int64_t nx = (int64_t)c->B * c->C * c->H * c->W, nw = (int64_t)c->OC * c->C * c->KH * c->KW;
     float *xv = malloc((size_t)nx * 4), *wv = malloc((size_t)nw * 4), bv[8];
@@ -193,6 +320,8 @@ TEST(conv_grads_only_where_required) {
     fill(wv, nw, 2);
     fill(bv, c->OC, 3);
     int ok = 1;
+    conv_tuning saved = tuning_get();
+    tuning_set(tuning_for(c, mode));
     for (int pass = 0; pass < 3 && ok; pass++) {
         elbo_ctx *ctx = elbo_ctx_new(0);
         elbo_tensor *x = elbo_tensor_wrap(ctx, xv, 4, (int64_t[]){c->B, c->C, c->H, c->W});
@@ -218,7 +347,13 @@ TEST(conv_grads_only_where_required) {
     free(wv);
     free(gx);
     free(gw);
-    CHECK(ok);
+    tuning_set(saved);
+    return ok;
+}
+
+TEST(conv_grads_only_where_required) {
+    for (int mode = 0; mode < N_MODES; mode++)
+        CHECK_MSG(grads_only_where_required(mode), "mode %d", mode);
 }
 
 /* ---- determinism ---------------------------------------------------------------------- */
@@ -276,6 +411,7 @@ TEST(conv_same_bits_1_and_2_threads) {
         {40, 4, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1},    /* 40 chunks in 16 dW groups (mode 1) */
         {8, 32, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1}, /* OC < C: dX by transposed convolution */
         {6, 32, 28, 28, 1, 3, 3, 1, 1, 1, 1, 1},  /* one output channel (the UNet's last) */
+        {9, 32, 14, 13, 48, 3, 3, 1, 1, 1, 1, 1}, /* Winograd by default, odd width */
     };
     int saved = elbo_get_threads();
     conv_tuning saved_t = tuning_get();

@@ -48,6 +48,11 @@ typedef struct {
 extern size_t elbo__conv_chunk_bytes;
 extern int64_t elbo__conv_shift_min_ow, elbo__conv_shift_min_c;
 extern int elbo__conv_shift_dw; /* -1 auto, 0 dW by im2col, 1 by per-offset products */
+/* 3x3 stride-1 pad-1 convolutions use Winograd F(2x2, 3x3) for the forward pass and for dX
+ * from this many input and output channels on (min(C, OC)) and images of this many pixels
+ * (H W), in chunks of images whose transformed tiles fit in elbo__conv_wino_bytes. */
+extern int64_t elbo__conv_wino_min_c, elbo__conv_wino_dx_min_c, elbo__conv_wino_min_hw;
+extern size_t elbo__conv_wino_bytes;
 
 /* Columns of nb images x (nb,C,H,W) -> cols (C*KH*KW, nb*OH*OW):
  *   cols[(c*KH + kh)*KW + kw, b*OH*OW + oh*OW + ow] = x[b, c, oh*sh - ph + kh, ow*sw - pw + kw]
@@ -76,6 +81,20 @@ void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_
 void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
 /* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
 void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P);
+
+/* ---- Winograd F(2x2, 3x3) (winograd.c), 3x3 stride-1 pad-1 only ---------------------- */
+/* U (16, R, S) = G g G^T per (r, s): g = w[r, s] (flip = 0; R = OC, S = C), or the kernel of
+ * dX, g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1; R = C, S = OC); w (OC, C, 3, 3). */
+void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U);
+/* V (16, C, ldv) (xi stride xs >= C ldv) = B^T d B for the ceil(H/2) ceil(W/2) 4x4 tiles (stride 2,
+ * padding 1) of each of nb images x (nb, C, H, W), columns image-major then row-major; W <= 1024.
+ */
+void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
+                      int64_t ldv, int64_t xs);
+/* y (nb, N, H, W) = A^T m A cropped to (H, W), plus bias (N) if given, or with acc y += it;
+ * m from M (16, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
+void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
+                       int64_t xs, const float *bias, int acc, float *y);
 
 /* ---- resampling (conv.c) -------------------------------------------------------------- */
 /* x (BC,H,W) -> y (BC,2H,2W), y[., i, j] = x[., i/2, j/2]. */

@@ -1,0 +1,204 @@
+/* Winograd minimal filtering F(2x2, 3x3) for 3x3 stride-1 pad-1 convolutions (Lavin & Gray,
+ * "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): a 2x2 output tile is
+ *   Y = A^T [ sum_c (G g_c G^T) . (B^T d_c B) ] A
+ * for the 4x4 input tile d_c (stride 2 over the padded image) and the 3x3 kernel g_c, with
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * The sum over channels of the 16 elementwise products is 16 GEMMs (done by the caller). These
+ * kernels are serial: the caller runs them per chunk of images, one chunk per task. */
+#include "kernels/cpu/kernels.h"
+
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+/* Lanes: even elements 0, 2, .., 30 and odd 1, 3, .., 31 of a 32-float pair (a, b). */
+static inline __m512 even16(__m512 a, __m512 b) {
+    return _mm512_permutex2var_ps(
+        a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
+}
+static inline __m512 odd16(__m512 a, __m512 b) {
+    return _mm512_permutex2var_ps(
+        a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
+}
+/* Elements 2 .. 17 of the pair (a, b). */
+static inline __m512 shift2(__m512 a, __m512 b) {
+    return _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(b), _mm512_castps_si512(a), 2));
+}
+static inline __mmask16 first_lanes(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+}
+#endif
+
+/* U (16, R, S): U[xi, r, s] = (G g G^T)[xi] with g = w[r, s] (flip = 0, R = OC, S = C), or
+ * g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1, R = C, S = OC: the kernel of dX). */
+void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U) {
+    int64_t R = flip ? C : OC, S = flip ? OC : C;
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++) {
+            const float *src = flip ? w + (s * C + r) * 9 : w + (r * C + s) * 9;
+            float g[3][3], u[4][3];
+            for (int k = 0; k < 9; k++) g[k / 3][k % 3] = flip ? src[8 - k] : src[k];
+            for (int j = 0; j < 3; j++) { /* u = G g */
+                u[0][j] = g[0][j];
+                u[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
+                u[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
+                u[3][j] = g[2][j];
+            }
+            for (int i = 0; i < 4; i++) { /* U = u G^T */
+                float *o = U + (i * 4 * R + r) * S + s;
+                int64_t st = R * S;
+                o[0] = u[i][0];
+                o[st] = 0.5f * (u[i][0] + u[i][1] + u[i][2]);
+                o[2 * st] = 0.5f * (u[i][0] - u[i][1] + u[i][2]);
+                o[3 * st] = u[i][2];
+            }
+        }
+}
+
+/* Tiles per row and column of an (H, W) image: ceil(H / 2), ceil(W / 2). */
+#define TILES(n) (((n) + 1) / 2)
+
+/* V (16, C, ldv) with xi stride xs, columns [0, nb th tw): V[xi xs + c ldv + (b th + ty) tw + tx]
+ * = (B^T d B)[xi], d the
+ * 4x4 tile of x_b[c] at rows 2 ty - 1 .., columns 2 tx - 1 .. (zero outside the image). */
+void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
+                      int64_t ldv, int64_t xs) {
+    int64_t th = TILES(H), tw = TILES(W);
+    static const float zeros[1024];
+    float t[4][2 * 512 + 64]; /* 2 tw + 2 columns, zeros after them (read by masked lanes) */
+    if (tw > 512) return;     /* images this wide do not take this path */
+    memset(t, 0, sizeof t);
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *xc = x + (b * C + c) * H * W;
+            float *vc = V + c * ldv + b * th * tw;
+            for (int64_t ty = 0; ty < th; ty++) {
+                const float *r[4]; /* padded rows 2 ty - 1 + i (zeros outside the image) */
+                for (int i = 0; i < 4; i++) {
+                    int64_t ih = 2 * ty - 1 + i;
+                    r[i] = ih >= 0 && ih < H ? xc + ih * W : zeros;
+                }
+                /* t = B^T d into padded columns 1 .. W (column 0 and those after W stay 0) */
+                int64_t j = 0;
+#ifdef __AVX512F__
+                for (; j < W; j += 16) {
+                    __mmask16 k = first_lanes(W - j);
+                    __m512 d0 = _mm512_maskz_loadu_ps(k, r[0] + j),
+                           d1 = _mm512_maskz_loadu_ps(k, r[1] + j),
+                           d2 = _mm512_maskz_loadu_ps(k, r[2] + j),
+                           d3 = _mm512_maskz_loadu_ps(k, r[3] + j);
+                    _mm512_mask_storeu_ps(t[0] + j + 1, k, _mm512_sub_ps(d0, d2));
+                    _mm512_mask_storeu_ps(t[1] + j + 1, k, _mm512_add_ps(d1, d2));
+                    _mm512_mask_storeu_ps(t[2] + j + 1, k, _mm512_sub_ps(d2, d1));
+                    _mm512_mask_storeu_ps(t[3] + j + 1, k, _mm512_sub_ps(d1, d3));
+                }
+#endif
+                for (; j < W; j++) {
+                    t[0][j + 1] = r[0][j] - r[2][j];
+                    t[1][j + 1] = r[1][j] + r[2][j];
+                    t[2][j + 1] = r[2][j] - r[1][j];
+                    t[3][j + 1] = r[1][j] - r[3][j];
+                }
+                float *v = vc + ty * tw;
+                for (int i = 0; i < 4; i++) { /* V = t B */
+                    float *v0 = v + (int64_t)(4 * i) * xs, *v1 = v0 + xs, *v2 = v1 + xs,
+                          *v3 = v2 + xs;
+                    const float *ti = t[i];
+                    int64_t tx = 0;
+#ifdef __AVX512F__
+                    for (; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 33 */
+                        __mmask16 k = first_lanes(tw - tx);
+                        __m512 lo = _mm512_loadu_ps(ti + 2 * tx),
+                               hi = _mm512_loadu_ps(ti + 2 * tx + 16),
+                               h2 = _mm512_loadu_ps(ti + 2 * tx + 32);
+                        __m512 a0 = even16(lo, hi), a1 = odd16(lo, hi);
+                        __m512 s_lo = shift2(lo, hi), s_hi = shift2(hi, h2);
+                        __m512 a2 = even16(s_lo, s_hi), a3 = odd16(s_lo, s_hi);
+                        _mm512_mask_storeu_ps(v0 + tx, k, _mm512_sub_ps(a0, a2));
+                        _mm512_mask_storeu_ps(v1 + tx, k, _mm512_add_ps(a1, a2));
+                        _mm512_mask_storeu_ps(v2 + tx, k, _mm512_sub_ps(a2, a1));
+                        _mm512_mask_storeu_ps(v3 + tx, k, _mm512_sub_ps(a1, a3));
+                    }
+#endif
+                    for (; tx < tw; tx++) {
+                        float a0 = ti[2 * tx], a1 = ti[2 * tx + 1], a2 = ti[2 * tx + 2],
+                              a3 = ti[2 * tx + 3];
+                        v0[tx] = a0 - a2;
+                        v1[tx] = a1 + a2;
+                        v2[tx] = a2 - a1;
+                        v3[tx] = a1 - a3;
+                    }
+                }
+            }
+        }
+}
+
+/* y (nb, N, H, W) = crop(A^T m A) + bias (or, with acc, y += crop(A^T m A)), m the 4x4 of
+ * M (16, N, ldm) (xi stride xs) at column (b th + ty) tw + tx. */
+void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
+                       int64_t xs, const float *bias, int acc, float *y) {
+    int64_t th = TILES(H), tw = TILES(W);
+    float o[2][2 * 512 + 32]; /* the 2 rows of a tile row, 2 tw columns (and spare) */
+    if (tw > 512) return;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t n = 0; n < N; n++) {
+            const float *mn = M + n * ldm + b * th * tw;
+            float *yn = y + (b * N + n) * H * W, bn = bias && !acc ? bias[n] : 0.0f;
+            for (int64_t ty = 0; ty < th; ty++) {
+                const float *m = mn + ty * tw;
+                int64_t tx = 0;
+#ifdef __AVX512F__
+                for (; tx < tw; tx += 16) { /* 16 tiles */
+                    __mmask16 k = first_lanes(tw - tx);
+                    __m512 sv[2][4];
+                    for (int j = 0; j < 4; j++) { /* s = A^T m, column j */
+                        const float *m0 = m + j * xs + tx, *m1 = m0 + 4 * xs, *m2 = m1 + 4 * xs,
+                                    *m3 = m2 + 4 * xs;
+                        __m512 x0 = _mm512_maskz_loadu_ps(k, m0), x1 = _mm512_maskz_loadu_ps(k, m1),
+                               x2 = _mm512_maskz_loadu_ps(k, m2), x3 = _mm512_maskz_loadu_ps(k, m3);
+                        sv[0][j] = _mm512_add_ps(_mm512_add_ps(x0, x1), x2);
+                        sv[1][j] = _mm512_sub_ps(_mm512_sub_ps(x1, x2), x3);
+                    }
+                    for (int i = 0; i < 2; i++) { /* Y = s A, interleaved into columns */
+                        __m512 ye = _mm512_add_ps(_mm512_add_ps(sv[i][0], sv[i][1]), sv[i][2]);
+                        __m512 yo = _mm512_sub_ps(_mm512_sub_ps(sv[i][1], sv[i][2]), sv[i][3]);
+                        __m512 lo =
+                            _mm512_permutex2var_ps(ye,
+                                                   _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4,
+                                                                     20, 5, 21, 6, 22, 7, 23),
+                                                   yo);
+                        __m512 hi = _mm512_permutex2var_ps(ye,
+                                                           _mm512_setr_epi32(8, 24, 9, 25, 10, 26,
+                                                                             11, 27, 12, 28, 13, 29,
+                                                                             14, 30, 15, 31),
+                                                           yo);
+                        _mm512_storeu_ps(o[i] + 2 * tx, lo);
+                        _mm512_storeu_ps(o[i] + 2 * tx + 16, hi);
+                    }
+                }
+#endif
+                for (; tx < tw; tx++) {
+                    float sv[2][4];
+                    for (int j = 0; j < 4; j++) { /* s = A^T m, column j */
+                        const float *m0 = m + j * xs + tx, *m1 = m0 + 4 * xs, *m2 = m1 + 4 * xs,
+                                    *m3 = m2 + 4 * xs;
+                        sv[0][j] = *m0 + *m1 + *m2;
+                        sv[1][j] = *m1 - *m2 - *m3;
+                    }
+                    for (int i = 0; i < 2; i++) { /* Y = s A */
+                        o[i][2 * tx] = sv[i][0] + sv[i][1] + sv[i][2];
+                        o[i][2 * tx + 1] = sv[i][1] - sv[i][2] - sv[i][3];
+                    }
+                }
+                for (int i = 0; i < 2 && 2 * ty + i < H; i++) {
+                    float *yr = yn + (2 * ty + i) * W;
+                    if (acc)
+                        for (int64_t j = 0; j < W; j++) yr[j] += o[i][j];
+                    else
+                        for (int64_t j = 0; j < W; j++) yr[j] = o[i][j] + bn;
+                }
+            }
+        }
+}
