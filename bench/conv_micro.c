@@ -4,10 +4,11 @@
  *   gcc -O3 -march=native -fopenmp -Iinclude -Isrc -Isrc/core bench/conv_micro.c \
  *       build/libelbo.a -lopenblas -lm -o build/conv_micro
  *   build/conv_micro [threads] [chunk_kib] [reps] [sgemm_reps] [layer index or -1]
- *       [shift_min_ow] [wino_kib] [wino_min_c] [wino_min_hw]
+ *       [shift_min_ow] [wino_kib] [wino_min_c] [wino_min_hw] [wino_dw_min_c] [wino_dw_kib]
  * (wino_kib: scratch budget of a Winograd chunk; wino_min_c: channels from which 3x3
  * stride-1 pad-1 convolutions use Winograd, forward and dX, a large value turns it off;
- * wino_min_hw: from how many pixels H W)
+ * wino_min_hw: from how many pixels H W; wino_dw_min_c, wino_dw_kib: the same for dW by
+ * Winograd)
  * GFLOP/s counts 2 MAC per multiply-add: forward 2 B OC C KH KW OH OW, the same again for
  * dW and for dX (dX only where the input requires a gradient). */
 #include "elbo.h"
@@ -60,6 +61,8 @@ int main(int argc, char **argv) {
     if (argc > 7 && atoi(argv[7]) > 0) elbo__conv_wino_bytes = (size_t)atoi(argv[7]) << 10;
     if (argc > 8) elbo__conv_wino_min_c = elbo__conv_wino_dx_min_c = atoi(argv[8]);
     if (argc > 9) elbo__conv_wino_min_hw = atoi(argv[9]);
+    if (argc > 10) elbo__conv_wino_dw_min_c = atoi(argv[10]);
+    if (argc > 11 && atoi(argv[11]) > 0) elbo__conv_wino_dw_bytes = (size_t)atoi(argv[11]) << 10;
     const int B = 64;
     elbo_rng rng;
     elbo_rng_init(&rng, 1);

@@ -24,26 +24,30 @@ typedef struct {
  * two images per chunk for a batch of five (four chunk tasks of 1, 1, 1 and 2 images), and
  * shifted GEMMs on padded planes wherever they apply (stride 1), with dW by per-offset
  * products (mode 3) or by im2col (mode 4), all without Winograd; and Winograd F(2x2, 3x3)
- * for the forward pass and dX of every 3x3 stride-1 pad-1 convolution, with the whole batch
- * in one chunk where it fits (mode 5) or one image per chunk task (mode 6). */
+ * for the forward pass, dX and dW of every 3x3 stride-1 pad-1 convolution, with the whole
+ * batch in one chunk where it fits (mode 5) or one image per chunk task (mode 6; dW summed
+ * over 16 groups of chunks for batches of 16 and more). */
 #define N_MODES 7
 #define WINO_MODE(mode) ((mode) >= 5)
 typedef struct {
-    size_t chunk_bytes, wino_bytes;
-    int64_t shift_min_ow, shift_min_c, wino_min_c, wino_dx_min_c, wino_min_hw;
+    size_t chunk_bytes, wino_bytes, wino_dw_bytes;
+    int64_t shift_min_ow, shift_min_c, wino_min_c, wino_dx_min_c, wino_dw_min_c, wino_min_hw;
     int shift_dw;
 } conv_tuning;
 
 static conv_tuning tuning_get(void) {
-    conv_tuning t = {elbo__conv_chunk_bytes, elbo__conv_wino_bytes, elbo__conv_shift_min_ow,
-                     elbo__conv_shift_min_c, elbo__conv_wino_min_c, elbo__conv_wino_dx_min_c,
-                     elbo__conv_wino_min_hw, elbo__conv_shift_dw};
+    conv_tuning t = {elbo__conv_chunk_bytes,   elbo__conv_wino_bytes,    elbo__conv_wino_dw_bytes,
+                     elbo__conv_shift_min_ow,  elbo__conv_shift_min_c,   elbo__conv_wino_min_c,
+                     elbo__conv_wino_dx_min_c, elbo__conv_wino_dw_min_c, elbo__conv_wino_min_hw,
+                     elbo__conv_shift_dw};
     return t;
 }
 
 static void tuning_set(conv_tuning t) {
     elbo__conv_chunk_bytes = t.chunk_bytes;
     elbo__conv_wino_bytes = t.wino_bytes;
+    elbo__conv_wino_dw_bytes = t.wino_dw_bytes;
+    elbo__conv_wino_dw_min_c = t.wino_dw_min_c;
     elbo__conv_shift_min_ow = t.shift_min_ow;
     elbo__conv_shift_min_c = t.shift_min_c;
     elbo__conv_wino_min_c = t.wino_min_c;
@@ -66,8 +70,9 @@ static conv_tuning tuning_for(const conv_cfg *c, int mode) {
     if (mode == 2) t.chunk_bytes = 2 * per;
     if (mode == 3 || mode == 4) t.shift_min_ow = t.shift_min_c = 1;
     if (mode == 3 || mode == 4) t.shift_dw = mode == 3; /* dW by per-offset products, or im2col */
-    t.wino_min_c = t.wino_dx_min_c = t.wino_min_hw = WINO_MODE(mode) ? 1 : INT64_MAX;
-    if (mode == 6) t.wino_bytes = 1;
+    t.wino_min_c = t.wino_dx_min_c = t.wino_dw_min_c = t.wino_min_hw =
+        WINO_MODE(mode) ? 1 : INT64_MAX;
+    if (mode == 6) t.wino_bytes = t.wino_dw_bytes = 1;
     return t;
 }
 
@@ -271,6 +276,104 @@ TEST(conv_winograd_matches_torch_fixtures) {
             elbo_ctx_free(ctx);
             fx_free(&f);
             CHECK_MSG(ok, "%s mode %d: %s %s", names[i], mode, what, msg);
+        }
+}
+
+/* dW of a 3x3 stride-1 pad-1 convolution in double, dW[o,c,kh,kw] = sum_{b,i,j} dY[b,o,i,j]
+ * x[b,c,i+kh-1,j+kw-1], and the error bound of the Winograd dW (wino_dw): per tile dM =
+ * A dY A^T (two rounded additions per entry, gamma_2 |A||dY||A^T|), V = B^T d B (gamma_2),
+ * their product (one rounding), the sum over all n_t tiles of the batch in any order
+ * (gamma_{n_t}), then G^T dU G (two additions per factor, gamma_4; the halvings are exact)
+ * and the accumulation into gw (one): by Higham's lemma 3.3
+ *   |fl(dW) - dW| <= gamma_{n_t+10} |G^T| [sum_tiles (|A||dY||A^T|) . (|B^T||d||B|)] |G|.
+ * abs gets that bracket. */
+static void ref_wino_dw(const conv_cfg *c, const float *x, const float *dy, double *dw,
+                        double *abs) {
+    static const double Ga[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, .5, .5}, {0, 0, 1}};
+    static const double Ba[4][4] = {{1, 0, 1, 0}, {0, 1, 1, 0}, {0, 1, 1, 0}, {0, 1, 0, 1}};
+    static const double Aa[4][2] = {{1, 0}, {1, 1}, {1, 1}, {0, 1}};
+    int H = c->H, W = c->W, C = c->C;
+    for (int o = 0; o < c->OC; o++)
+        for (int ci = 0; ci < C; ci++) {
+            double P[4][4] = {{0}}, s[9] = {0};
+            for (int n = 0; n < c->B; n++) {
+                const float *xc = x + (n * C + ci) * H * W, *dc = dy + (n * c->OC + o) * H * W;
+                for (int k = 0; k < 9; k++)
+                    for (int i = 0; i < H; i++)
+                        for (int j = 0; j < W; j++) {
+                            int ih = i + k / 3 - 1, iw = j + k % 3 - 1;
+                            if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                s[k] += (double)dc[i * W + j] * xc[ih * W + iw];
+                        }
+                for (int ty = 0; ty < (H + 1) / 2; ty++)
+                    for (int tx = 0; tx < (W + 1) / 2; tx++) {
+                        double d[4][4], e[2][2], V[4][4], M[4][4];
+                        for (int i = 0; i < 16; i++) {
+                            int ih = 2 * ty - 1 + i / 4, iw = 2 * tx - 1 + i % 4;
+                            d[i / 4][i % 4] =
+                                ih < 0 || ih >= H || iw < 0 || iw >= W ? 0 : fabs(xc[ih * W + iw]);
+                        }
+                        for (int i = 0; i < 4; i++) {
+                            int ih = 2 * ty + i / 2, iw = 2 * tx + i % 2;
+                            e[i / 2][i % 2] = ih >= H || iw >= W ? 0 : fabs(dc[ih * W + iw]);
+                        }
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++) {
+                                V[i][j] = M[i][j] = 0;
+                                for (int k = 0; k < 4; k++)
+                                    for (int l = 0; l < 4; l++)
+                                        V[i][j] += Ba[i][k] * d[k][l] * Ba[j][l];
+                                for (int k = 0; k < 2; k++)
+                                    for (int l = 0; l < 2; l++)
+                                        M[i][j] += Aa[i][k] * e[k][l] * Aa[j][l];
+                                P[i][j] += M[i][j] * V[i][j];
+                            }
+                    }
+            }
+            for (int k = 0; k < 9; k++) {
+                double a = 0;
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) a += Ga[i][k / 3] * P[i][j] * Ga[j][k % 3];
+                dw[(o * C + ci) * 9 + k] = s[k];
+                abs[(o * C + ci) * 9 + k] = a;
+            }
+        }
+}
+
+/* dW by Winograd (modes 5 and 6, forced) against the double-precision sum, within the bound
+ * of ref_wino_dw, on the 3x3 stride-1 pad-1 configurations (odd and even sizes, one input or
+ * output channel, 20 images in 16 dW groups in mode 6). */
+TEST(conv_winograd_dw_within_error_bound) {
+    conv_tuning saved = tuning_get();
+    for (int ci = 0; ci < N_CONFIGS; ci++)
+        for (int mode = 5; mode < N_MODES; mode++) {
+            const conv_cfg *c = &configs[ci];
+            if (!wino_shape(c)) continue;
+            elbo_ctx *ctx = elbo_ctx_new(0);
+            elbo_tensor *x = elbo_tensor_new4(ctx, c->B, c->C, c->H, c->W);
+            elbo_tensor *w = elbo_tensor_new4(ctx, c->OC, c->C, 3, 3);
+            fill(x->data, x->numel, 500 + ci);
+            fill(w->data, w->numel, 600 + ci);
+            elbo_tensor_requires_grad(w, 1);
+            int64_t ny = (int64_t)c->B * c->OC * c->H * c->W,
+                    nt = c->B * ((c->H + 1) / 2) * ((c->W + 1) / 2);
+            float *gy = malloc((size_t)ny * 4);
+            fill(gy, ny, 700 + ci);
+            tuning_set(tuning_for(c, mode));
+            int ok = elbo_backward_with(ctx, elbo_conv2d(ctx, x, w, NULL, 1, 1), gy) == ELBO_OK;
+            tuning_set(saved);
+            double *ref = malloc((size_t)w->numel * 2 * sizeof(double)), *abs = ref + w->numel;
+            ref_wino_dw(c, x->data, gy, ref, abs);
+            double u = 1.0 / 16777216.0, nu = (double)(nt + 10) * u;
+            int64_t bad = ok ? -1 : 0;
+            for (int64_t i = 0; i < w->numel && bad < 0; i++)
+                if (!(fabs(w->grad[i] - ref[i]) <= nu / (1 - nu) * abs[i] + 1e-30)) bad = i;
+            double got = ok ? w->grad[bad >= 0 ? bad : 0] : 0, want = ref[bad >= 0 ? bad : 0];
+            free(ref);
+            free(gy);
+            elbo_ctx_free(ctx);
+            CHECK_MSG(bad < 0, "config %d mode %d: dW element %lld is %.9g, direct sum %.9g", ci,
+                      mode, (long long)bad, got, want);
         }
 }
 
@@ -530,4 +633,43 @@ TEST(grad_conv_upsample_and_avg_pool) {
                  .rtol = 1e-3f};
     int ks[3][2] = {{2, 2}, {3, 1}, {3, 2}}; /* tiled, overlapping, overlapping strided */
     for (int i = 0; i < 3; i++) CHECK_GRAD("avg_pool2d", build_avg_pool, ks[i], &p);
+}
+
+/* x feeds four ops whose gradients to x add up: a 3x3 same convolution, a 1x1 one, a 3x3
+ * stride-2 one (upsampled back) and a 2x2 average pool (upsampled back), recorded in the
+ * order rotated by *rot. The op run last in the forward runs first in backward and stores
+ * a fresh gradient (no zero fill), the others add to it: each op takes each role. */
+static elbo_tensor *build_shared_input(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    int rot = *(int *)u;
+    elbo_tensor *t[4] = {NULL, NULL, NULL, NULL};
+    for (int k = 0; k < 4; k++) {
+        int op = (k + rot) % 4;
+        if (op == 0) t[op] = elbo_conv2d(ctx, in[0], in[1], NULL, 1, 1);
+        if (op == 1) t[op] = elbo_conv2d(ctx, in[0], in[2], NULL, 1, 0);
+        if (op == 2)
+            t[op] = elbo_upsample_nearest2x(ctx, elbo_conv2d(ctx, in[0], in[3], NULL, 2, 1));
+        if (op == 3) t[op] = elbo_upsample_nearest2x(ctx, elbo_avg_pool2d(ctx, in[0], 2, 2));
+    }
+    return elbo_add(ctx, elbo_add(ctx, t[0], t[1]), elbo_add(ctx, t[2], t[3]));
+}
+
+TEST(grad_conv_shared_input_fresh_and_accumulated) {
+    /* All ops are linear in x: eps 0.05, atol = rtol = 1e-3 as in the conv gradient check. */
+    gc_spec s = {.n_in = 4,
+                 .ndim = {4, 4, 4, 4},
+                 .shape = {{3, 4, 6, 6}, {4, 4, 3, 3}, {4, 4, 1, 1}, {4, 4, 3, 3}},
+                 .eps = 0.05f,
+                 .atol = 1e-3f,
+                 .rtol = 1e-3f,
+                 .max_checks = 60};
+    conv_tuning saved = tuning_get();
+    const conv_cfg shape = {3, 4, 6, 6, 4, 3, 3, 1, 1, 1, 1, 0};
+    for (int mode = 0; mode < N_MODES; mode++)
+        for (int rot = 0; rot < 4; rot++) {
+            char msg[512];
+            tuning_set(tuning_for(&shape, mode));
+            int rc = gradcheck("shared input", build_shared_input, &rot, &s, msg, sizeof msg);
+            tuning_set(saved);
+            CHECK_MSG(rc == 0, "mode %d rotation %d: %s", mode, rot, msg);
+        }
 }

@@ -29,8 +29,9 @@
  * convolution, forward and dX (the correlation of dY with the flipped, transposed kernel,
  * pad 1), is 16 products M_xi (OC, T) = U_xi (OC, C) @ V_xi (C, T) over the T 4x4 tiles of a
  * chunk of images, U = G g G^T, V = B^T d B, y = A^T M A: 2.25 times fewer multiply-adds
- * (see wino_conv, and the thresholds above it for where it is used). dW stays on the paths
- * above, before dX.
+ * (see wino_conv, and the thresholds above it for where it is used). dW of the same layers
+ * is the adjoint (wino_dw): dU_xi (OC, C) = sum over tiles dM_xi (OC, T) @ V_xi^T with
+ * dM = A dY A^T, then dW = G^T dU G.
  *
  * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
  * run whole by one thread in its own scratch, so the columns stay in that core's cache
@@ -86,6 +87,16 @@ int64_t elbo__conv_wino_dx_min_c = 32;
 int64_t elbo__conv_wino_min_hw = 49;
 size_t elbo__conv_wino_bytes = (size_t)1 << 20;
 #define WINO_MIN_COLS 128
+/* dW by Winograd (wino_dw) on the same layers from this min(C, OC) on, in chunks within
+ * elbo__conv_wino_dw_bytes. Measured as above (forward + backward ms, dW by im2col or
+ * shifted GEMMs against Winograd, OpenBLAS core auto / Haswell): 28x28 32->32 12.3 / 9.5
+ * against 10.2 / 9.9, 64->32 23 / 24 against 18 / 18.4; 14x14 64->64 12.5 / 12.4 against
+ * 9.1 / 9.5, 128->32 12.8 / 13.6 against 10.4 / 10.7, 32->32 3.5 / 3.7 against 3.2 / 3.3;
+ * 7x7 64->64 3.79 / 4.07 against 3.73 / 3.58, 128->64 7.2 / 7.8 against 6.8 / 7.0. Chunk
+ * budgets of 0.5 to 4 MiB measured the same. Tunable for tests and benchmarks; not part of
+ * the API. */
+int64_t elbo__conv_wino_dw_min_c = 32;
+size_t elbo__conv_wino_dw_bytes = (size_t)1 << 20;
 
 static int wino_applies(const elbo_conv_geom *g, int64_t min_c) {
     int64_t c = g->C < g->OC ? g->C : g->OC;
@@ -224,9 +235,9 @@ static void shift_forward(const conv_plan *p, const float *x, const float *wk, c
 
 /* Shifted-GEMM backward of image b: dw_t[k] (C, OC) = beta_w dw_t[k] + shift_k(x_pad) @
  * dY_wide^T, or without p->shift_dw dw_t (CKK, OC) = beta_w dw_t + cols @ dY_b^T (if dw_t);
- * gx_b += crop(sum_k wkf[k] @ shift_k(dY_pad)) (if gx). */
+ * gx_b += crop(sum_k wkf[k] @ shift_k(dY_pad)) (if gx; without acc_x, gx_b = crop(..)). */
 static void shift_backward(const conv_plan *p, const float *x, const float *wkf, const float *dy,
-                           float *dw_t, float beta_w, float *gx, int64_t b, float *buf,
+                           float *dw_t, float beta_w, float *gx, int acc_x, int64_t b, float *buf,
                            gemm_fn gemm) {
     const elbo_conv_geom *g = &p->g;
     int64_t C = g->C, OC = g->OC, Wp = p->Wp, Wq = p->Wq, KK = g->KH * g->KW;
@@ -252,7 +263,7 @@ static void shift_backward(const conv_plan *p, const float *x, const float *wkf,
         for (int64_t k = 0; k < KK; k++)
             gemm(0, 0, C, N, OC, 1.0f, wkf + k * C * OC, OC, dypad + (k / g->KW) * Wq + k % g->KW,
                  qplane, k ? 1.0f : 0.0f, dxwide, g->H * Wq);
-        elbo__crop_planes(dxwide, C, g->H, g->W, Wq, g->H * Wq, NULL, 1, gx + b * C * p->HW);
+        elbo__crop_planes(dxwide, C, g->H, g->W, Wq, g->H * Wq, NULL, acc_x, gx + b * C * p->HW);
     }
 }
 
@@ -296,12 +307,13 @@ static void chunk_forward(const conv_plan *p, const float *x, const float *w, co
 }
 
 /* For images [b0, b0+m): dw_t (CKK, OC) = beta_w dw_t + cols @ dY_cm^T (if dw_t), and
- * gx += col2im(W^T @ dY_cm), or with p->tdx gx += W' @ im2col'(dY) (wt = W'), (if gx).
+ * gx += col2im(W^T @ dY_cm), or with p->tdx gx += W' @ im2col'(dY) (wt = W'), (if gx;
+ * without acc_x the images' gx is stored, not added to: it need not be initialised).
  * dW is computed transposed because OpenBLAS runs (CKK, OC) outputs with a long K faster
  * than (OC, CKK) ones (114 against 90 GFLOP/s per core at OC 32). */
 static void chunk_backward(const conv_plan *p, const float *x, const float *w, const float *wt,
-                           const float *dy, float *dw_t, float beta_w, float *gx, int64_t b0,
-                           int64_t m, float *buf, int serial) {
+                           const float *dy, float *dw_t, float beta_w, float *gx, int acc_x,
+                           int64_t b0, int64_t m, float *buf, int serial) {
     const elbo_conv_geom *g = &p->g;
     int64_t n = m * p->P, CKK = p->CKK;
     const float *xb = x + b0 * g->C * p->HW, *dyb = dy + b0 * g->OC * p->P, *dyc = dyb;
@@ -322,42 +334,57 @@ static void chunk_backward(const conv_plan *p, const float *x, const float *w, c
         gemm(0, 1, CKK, g->OC, n, 1.0f, c, n, dyc, n, beta_w, dw_t, g->OC);
     }
     if (!gx) return;
-    float *gxb = gx + b0 * g->C * p->HW;
+    float *gxb = gx + b0 * g->C * p->HW, beta_x = acc_x ? 1.0f : 0.0f;
     if (p->direct) {
-        gemm(1, 0, CKK, n, g->OC, 1.0f, w, CKK, dyc, n, 1.0f, gxb, n);
+        gemm(1, 0, CKK, n, g->OC, 1.0f, w, CKK, dyc, n, beta_x, gxb, n);
     } else if (p->tdx) {
         int64_t nx = m * p->HW, OCKK = g->OC * g->KH * g->KW;
         elbo__im2col(&p->gt, dyb, m, cols);
         if (m == 1) {
-            gemm(0, 0, g->C, nx, OCKK, 1.0f, wt, OCKK, cols, nx, 1.0f, gxb, nx);
+            gemm(0, 0, g->C, nx, OCKK, 1.0f, wt, OCKK, cols, nx, beta_x, gxb, nx);
         } else {
             float *t = cols + OCKK * nx;
             gemm(0, 0, g->C, nx, OCKK, 1.0f, wt, OCKK, cols, nx, 0.0f, t, nx);
-            elbo__cm_acc_nchw(t, m, g->C, p->HW, gxb);
+            if (acc_x)
+                elbo__cm_acc_nchw(t, m, g->C, p->HW, gxb);
+            else
+                elbo__cm_to_nchw(t, NULL, m, g->C, p->HW, gxb);
         }
     } else {
         gemm(1, 0, CKK, n, g->OC, 1.0f, w, CKK, dyc, n, 0.0f, cols, n);
+        if (!acc_x) { /* col2im adds overlapping windows: zero the images' planes first */
+            if (serial)
+                memset(gxb, 0, (size_t)(m * g->C * p->HW) * sizeof(float));
+            else
+                elbo__zero(gxb, m * g->C * p->HW);
+        }
         elbo__col2im_acc(g, cols, m, gxb);
     }
 }
 
-/* out (B, Co, H, W) = conv3x3(in (B, Ci, H, W)) + bias, or with flip out += the transposed
- * convolution (dX from dY: Ci = OC, Co = C), by Winograd F(2x2, 3x3): U (16, Co, Ci) once,
- * then per chunk of nb images (T = nb th tw tiles) V (16, Ci, T) = B^T d B, the 16 products
- * M_xi (Co, T) = U_xi @ V_xi and out = A^T M A. A chunk is one task run whole by one thread
- * (serial sgemm) in its own scratch, sized for the L2 cache; chunks depend only on the shapes. */
-static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *in,
-                     const float *w, int flip, const float *bias, float *out) {
-    int64_t Ci = flip ? g->OC : g->C, Co = flip ? g->C : g->OC, H = g->H, W = g->W;
-    int64_t P4 = ((H + 1) / 2) * ((W + 1) / 2);
-    size_t per_image = (size_t)(16 * (Ci + Co) * P4) * sizeof(float);
+/* Chunks of B images for a Winograd pass whose chunk scratch is per_image bytes an image
+ * (rounded up to a multiple of CHUNK_MULTIPLE, at most B). */
+static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budget) {
     int64_t nb = (WINO_MIN_COLS + P4 - 1) / P4;
-    if ((size_t)nb * per_image > elbo__conv_wino_bytes)
-        nb = (int64_t)(elbo__conv_wino_bytes / per_image);
+    if ((size_t)nb * per_image > budget) nb = (int64_t)(budget / per_image);
     if (nb < 1) nb = 1;
     int64_t T = (B + nb - 1) / nb;
     if (T > 1) T = (T + CHUNK_MULTIPLE - 1) / CHUNK_MULTIPLE * CHUNK_MULTIPLE;
-    if (T > B) T = B;
+    return T > B ? B : T;
+}
+
+/* out (B, Co, H, W) = conv3x3(in (B, Ci, H, W)) + bias, or with flip the transposed
+ * convolution (dX from dY: Ci = OC, Co = C), added to out with acc, by Winograd F(2x2, 3x3): U (16,
+ * Co, Ci) once, then per chunk of nb images (T = nb th tw tiles) V (16, Ci, T) = B^T d B, the 16
+ * products M_xi (Co, T) = U_xi @ V_xi and out = A^T M A. A chunk is one task run whole by one
+ * thread (serial sgemm) in its own scratch, sized for the L2 cache; chunks depend only on the
+ * shapes. */
+static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *in,
+                     const float *w, int flip, const float *bias, int acc, float *out) {
+    int64_t Ci = flip ? g->OC : g->C, Co = flip ? g->C : g->OC, H = g->H, W = g->W;
+    int64_t P4 = ((H + 1) / 2) * ((W + 1) / 2);
+    int64_t T =
+        wino_chunks(B, P4, (size_t)(16 * (Ci + Co) * P4) * sizeof(float), elbo__conv_wino_bytes);
     if (T == 0) return 1;
     /* xi strides of V and M: whole 4 KiB pages plus one cache line, so that the 16 streams
      * of a transform fall in different L1 sets (a page multiple puts them all in one) */
@@ -379,14 +406,57 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
             for (int64_t xi = 0; xi < 16; xi++)
                 elbo__sgemm_serial(0, 0, Co, n, Ci, 1.0f, U + xi * Co * Ci, Ci, V + xi * xs_v, n,
                                    0.0f, M + xi * xs_m, n);
-            elbo__wino_output(M, m, Co, H, W, n, xs_m, bias, flip, out + b0 * Co * H * W);
+            elbo__wino_output(M, m, Co, H, W, n, xs_m, bias, acc, out + b0 * Co * H * W);
         });
     return 1;
 }
 
-/* dW (if gw) and dX (if gx) by the im2col or shifted-GEMM paths. */
-static void conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor *x, elbo_tensor *w,
-                                 const float *dy, float *gx, float *gw) {
+/* gw (OC, C, 3, 3) += dW of a 3x3 stride-1 pad-1 convolution by Winograd F(2x2, 3x3), the
+ * adjoint of wino_conv: per chunk of nb images (n = nb th tw tiles) V (16, C, n) = B^T d B of
+ * x and dM (16, OC, n) = A dY A^T of dY's 2x2 tiles, then dU_xi (OC, C) += dM_xi @ V_xi^T
+ * (16 serial GEMMs), summed over the chunks of each fixed group in its own partial; finally
+ * gw += G^T dU G with the group partials added in group order. 0 when out of memory. */
+static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *x,
+                   const float *dy, float *gw) {
+    int64_t C = g->C, OC = g->OC, H = g->H, W = g->W;
+    int64_t P4 = ((H + 1) / 2) * ((W + 1) / 2);
+    int64_t T =
+        wino_chunks(B, P4, (size_t)(16 * (C + OC) * P4) * sizeof(float), elbo__conv_wino_dw_bytes);
+    if (T == 0) return 1;
+    int64_t G = T < MAX_GROUPS ? T : MAX_GROUPS;
+    int64_t nb_max = (B + T - 1) / T, cols = nb_max * P4;
+    int64_t xs_v = (C * cols + 1023) / 1024 * 1024 + 16,
+            xs_m = (OC * cols + 1023) / 1024 * 1024 + 16;
+    size_t usize = (size_t)(16 * OC * C), per = (size_t)(16 * (xs_v + xs_m));
+    int nthr = G > 1 ? omp_get_max_threads() : 1;
+    float *buf = elbo_ctx_scratch(ctx, ((size_t)G * usize + (size_t)nthr * per) * sizeof(float));
+    if (!buf) return 0;
+    float *task_buf = buf + (size_t)G * usize;
+    elbo__blas_single_thread();
+    ELBO_PARALLEL_FOR_DYNAMIC(
+        G > 1, for (int64_t grp = 0; grp < G; grp++) {
+            float *V = task_buf + (size_t)omp_get_thread_num() * per, *dM = V + 16 * xs_v;
+            float *dU = buf + (size_t)grp * usize;
+            int64_t t0 = grp * T / G, t1 = (grp + 1) * T / G;
+            for (int64_t t = t0; t < t1; t++) {
+                int64_t b0 = t * B / T, m = (t + 1) * B / T - b0, n = m * P4;
+                elbo__wino_input(x + b0 * C * H * W, m, C, H, W, V, n, xs_v);
+                elbo__wino_grad_output(dy + b0 * OC * H * W, m, OC, H, W, dM, n, xs_m);
+                for (int64_t xi = 0; xi < 16; xi++)
+                    elbo__sgemm_serial(0, 1, OC, C, n, 1.0f, dM + xi * xs_m, n, V + xi * xs_v, n,
+                                       t == t0 ? 0.0f : 1.0f, dU + xi * OC * C, C);
+            }
+        });
+    ELBO_PARALLEL_FOR(OC * C * G * 16 > ELBO_PAR_MIN,
+                      for (int64_t oc = 0; oc < OC; oc++) elbo__wino_kernel_grad(
+                          buf + oc * C, G, (int64_t)usize, OC * C, C, gw + oc * C * 9););
+    return 1;
+}
+
+/* dW (if gw) and dX (if gx; stored without acc_x, else added) by the im2col or shifted-GEMM
+ * paths. 0 when out of scratch memory. */
+static int conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor *x, elbo_tensor *w,
+                                const float *dy, float *gx, int acc_x, float *gw) {
     conv_plan p = *pp;
     elbo_conv_geom g = p.g;
     /* Groups of chunks, each with its own transposed dW partial (CKK, OC); a single chunk
@@ -396,7 +466,7 @@ static void conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor
     size_t part = gw ? (size_t)(G * wsize) : 0;
     size_t wt_size = gx && (p.tdx || p.shift) ? (size_t)wsize : 0;
     float *buf = elbo_ctx_scratch(ctx, (part + wt_size + (size_t)nthr * p.per) * sizeof(float));
-    if (!buf) return;
+    if (!buf) return 0;
     float *partial = buf, *wt = buf + part, *task_buf = wt + wt_size;
     if (wt_size && p.shift)
         offset_kernels(&p, w->data, 1, wt);
@@ -404,11 +474,11 @@ static void conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor
         flip_kernel(&p, w->data, wt);
     if (p.T == 1) {
         if (p.shift)
-            shift_backward(&p, x->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, task_buf,
+            shift_backward(&p, x->data, wt, dy, gw ? partial : NULL, 0.0f, gx, acc_x, 0, task_buf,
                            elbo__sgemm);
         else
-            chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, 0, p.B,
-                           task_buf, 0);
+            chunk_backward(&p, x->data, w->data, wt, dy, gw ? partial : NULL, 0.0f, gx, acc_x, 0,
+                           p.B, task_buf, 0);
     } else {
         elbo__blas_single_thread();
         ELBO_PARALLEL_FOR_DYNAMIC(
@@ -419,11 +489,11 @@ static void conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor
                     int64_t b0 = chunk_start(&p, t), m = chunk_start(&p, t + 1) - b0;
                     float *dw_t = gw ? partial + grp * wsize : NULL, beta_w = t == t0 ? 0.0f : 1.0f;
                     if (p.shift)
-                        shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, b0, tb,
+                        shift_backward(&p, x->data, wt, dy, dw_t, beta_w, gx, acc_x, b0, tb,
                                        elbo__sgemm_serial);
                     else
-                        chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, b0, m, tb,
-                                       1);
+                        chunk_backward(&p, x->data, w->data, wt, dy, dw_t, beta_w, gx, acc_x, b0, m,
+                                       tb, 1);
                 }
             });
     }
@@ -440,6 +510,7 @@ static void conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor
                 gw[(oc * C + c) * KK + k] = s;
             });
     }
+    return 1;
 }
 
 static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
@@ -447,17 +518,27 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_conv_geom g = conv_geom(x, w, n->iarg[0], n->iarg[1], n->iarg[2], n->iarg[3]);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
-    float *gx = elbo__grad(ctx, x), *gw = elbo__grad(ctx, w), *gb = elbo__grad(ctx, bias);
+    int fresh_x; /* x's gradient not yet initialised: dX is stored, not added */
+    float *gx = elbo__grad_fresh(ctx, x, &fresh_x), *gw = elbo__grad(ctx, w),
+          *gb = elbo__grad(ctx, bias);
     const float *dy = y->grad;
     if (gb) elbo__channel_sum_acc(gb, dy, p.B, g.OC, p.P);
     if ((!gx && !gw) || p.T == 0) return;
-    float *gx_wino = NULL; /* dX by Winograd after dW (its own scratch) */
+    float *gx_wino = NULL, *gw_wino = NULL; /* by Winograd after the rest (own scratch) */
     if (gx && wino_applies(&g, elbo__conv_wino_dx_min_c)) {
         gx_wino = gx;
         gx = NULL;
     }
-    if (gw || gx) conv2d_backward_rest(ctx, &p, x, w, dy, gx, gw);
-    if (gx_wino) wino_conv(ctx, &g, p.B, dy, w->data, 1, NULL, gx_wino);
+    if (gw && wino_applies(&g, elbo__conv_wino_dw_min_c)) {
+        gw_wino = gw;
+        gw = NULL;
+    }
+    int ok = 1;
+    if (gw || gx) ok = conv2d_backward_rest(ctx, &p, x, w, dy, gx, !fresh_x, gw);
+    if (gw_wino && ok) ok = wino_dw(ctx, &g, p.B, x->data, dy, gw_wino);
+    if (gx_wino && ok) ok = wino_conv(ctx, &g, p.B, dy, w->data, 1, NULL, !fresh_x, gx_wino);
+    if (!ok && fresh_x && (gx || gx_wino)) /* out of memory: leave a defined (zero) gradient */
+        elbo__zero(gx ? gx : gx_wino, x->numel);
 }
 
 /* y = conv(x) + bias by the im2col or shifted-GEMM paths; 0 when out of scratch memory. */
@@ -526,7 +607,7 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     if (!y) return NULL;
     const float *bias = b ? b->data : NULL;
     if (wino_applies(&g, elbo__conv_wino_min_c)) {
-        if (!wino_conv(ctx, &g, p.B, x->data, w->data, 0, bias, y->data)) return NULL;
+        if (!wino_conv(ctx, &g, p.B, x->data, w->data, 0, bias, 0, y->data)) return NULL;
     } else if (!conv_forward_rest(ctx, &p, x, w, bias, y))
         return NULL;
     int ok;
@@ -549,10 +630,11 @@ elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_ten
 /* ---- nearest upsampling by 2: (B,C,H,W) -> (B,C,2H,2W) --------------------------------- */
 static void upsample_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0];
-    float *gx = elbo__grad(ctx, x);
+    int fresh;
+    float *gx = elbo__grad_fresh(ctx, x, &fresh);
     if (!gx) return;
-    elbo__upsample2x_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
-                                  gx);
+    elbo__upsample2x_backward(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                              !fresh, gx);
 }
 
 elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x) {
@@ -575,10 +657,11 @@ elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x) {
 /* ---- average pooling, k x k window, stride s, no padding ------------------------------ */
 static void avg_pool_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0];
-    float *gx = elbo__grad(ctx, x);
+    int fresh;
+    float *gx = elbo__grad_fresh(ctx, x, &fresh);
     if (!gx) return;
-    elbo__avg_pool2d_backward_acc(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
-                                  n->iarg[0], n->iarg[1], gx);
+    elbo__avg_pool2d_backward(n->out->grad, x->shape[0] * x->shape[1], x->shape[2], x->shape[3],
+                              n->iarg[0], n->iarg[1], !fresh, gx);
 }
 
 elbo_tensor *elbo_avg_pool2d(elbo_ctx *ctx, elbo_tensor *x, int k, int stride) {

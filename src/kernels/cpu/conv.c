@@ -261,14 +261,17 @@ void elbo__upsample2x(const float *x, int64_t BC, int64_t H, int64_t W, float *y
         });
 }
 
-void elbo__upsample2x_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, float *dx) {
+void elbo__upsample2x_backward(const float *dy, int64_t BC, int64_t H, int64_t W, int acc,
+                               float *dx) {
     int64_t W2 = 2 * W;
     ELBO_PARALLEL_FOR(
         BC * H * W * 4 > ELBO_PAR_MIN, for (int64_t t = 0; t < BC * H; t++) {
             const float *r0 = dy + t * 2 * W2, *r1 = r0 + W2;
             float *d = dx + t * W;
-            for (int64_t j = 0; j < W; j++)
-                d[j] += (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+            for (int64_t j = 0; j < W; j++) {
+                float s = (r0[2 * j] + r0[2 * j + 1]) + (r1[2 * j] + r1[2 * j + 1]);
+                d[j] = acc ? d[j] + s : s;
+            }
         });
 }
 
@@ -290,8 +293,8 @@ void elbo__avg_pool2d(const float *x, int64_t BC, int64_t H, int64_t W, int64_t 
         });
 }
 
-void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
-                                   int64_t s, float *dx) {
+void elbo__avg_pool2d_backward(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
+                               int64_t s, int acc, float *dx) {
     int64_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
     float inv = 1.0f / (float)(k * k);
     /* One task per plane: overlapping windows (s < k) add into the same inputs in order. */
@@ -299,6 +302,7 @@ void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64
         BC * OH * OW * k * k > ELBO_PAR_MIN, for (int64_t q = 0; q < BC; q++) {
             const float *g = dy + q * OH * OW;
             float *xp = dx + q * H * W;
+            if (!acc) memset(xp, 0, (size_t)(H * W) * sizeof(float));
             for (int64_t i = 0; i < OH; i++)
                 for (int64_t j = 0; j < OW; j++) {
                     float v = g[i * OW + j] * inv;

@@ -53,6 +53,10 @@ extern int elbo__conv_shift_dw; /* -1 auto, 0 dW by im2col, 1 by per-offset prod
  * (H W), in chunks of images whose transformed tiles fit in elbo__conv_wino_bytes. */
 extern int64_t elbo__conv_wino_min_c, elbo__conv_wino_dx_min_c, elbo__conv_wino_min_hw;
 extern size_t elbo__conv_wino_bytes;
+/* dW by Winograd from this min(C, OC) on (same layers otherwise), chunks within
+ * elbo__conv_wino_dw_bytes. */
+extern int64_t elbo__conv_wino_dw_min_c;
+extern size_t elbo__conv_wino_dw_bytes;
 
 /* Columns of nb images x (nb,C,H,W) -> cols (C*KH*KW, nb*OH*OW):
  *   cols[(c*KH + kh)*KW + kw, b*OH*OW + oh*OW + ow] = x[b, c, oh*sh - ph + kh, ow*sw - pw + kw]
@@ -95,17 +99,29 @@ void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t 
  * m from M (16, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
 void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
                        int64_t xs, const float *bias, int acc, float *y);
+/* dM (16, N, ldm) (xi stride xs) = A dY A^T for the 2x2 tiles of each of nb images dy
+ * (nb, N, H, W) (zeros outside the image), columns as in elbo__wino_input: the adjoint of
+ * the output transform, for dW. */
+void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
+                            int64_t ldm, int64_t xs);
+/* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] of kernel i = sum over p < np (in order) of
+ * dU[p ps + xi st + i]: the adjoint of the kernel transform, for dW. */
+void elbo__wino_kernel_grad(const float *dU, int64_t np, int64_t ps, int64_t st, int64_t n,
+                            float *gw);
 
 /* ---- resampling (conv.c) -------------------------------------------------------------- */
 /* x (BC,H,W) -> y (BC,2H,2W), y[., i, j] = x[., i/2, j/2]. */
 void elbo__upsample2x(const float *x, int64_t BC, int64_t H, int64_t W, float *y);
-/* dx (BC,H,W) += sum of the 2x2 block of dy (BC,2H,2W) above each input pixel. */
-void elbo__upsample2x_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, float *dx);
+/* dx (BC,H,W) += sum of the 2x2 block of dy (BC,2H,2W) above each input pixel (acc), or
+ * dx = that sum (!acc: dx need not be initialised). */
+void elbo__upsample2x_backward(const float *dy, int64_t BC, int64_t H, int64_t W, int acc,
+                               float *dx);
 /* x (BC,H,W) -> y (BC,OH,OW), y[., i, j] = mean of the k x k window at (i s, j s). */
 void elbo__avg_pool2d(const float *x, int64_t BC, int64_t H, int64_t W, int64_t k, int64_t s,
                       float *y);
-/* dx (BC,H,W) += dy / k^2 spread over each window (per plane, fixed window order). */
-void elbo__avg_pool2d_backward_acc(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
-                                   int64_t s, float *dx);
+/* dx (BC,H,W) += dy / k^2 spread over each window (per plane, fixed window order); without
+ * acc each plane is zeroed first (dx need not be initialised). */
+void elbo__avg_pool2d_backward(const float *dy, int64_t BC, int64_t H, int64_t W, int64_t k,
+                               int64_t s, int acc, float *dx);
 
 #endif

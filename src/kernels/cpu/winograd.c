@@ -202,3 +202,100 @@ void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t
             }
         }
 }
+
+/* dM (16, N, ldm) (xi stride xs), columns as in elbo__wino_input: dM[xi] = (A dY A^T)[xi] for
+ * the 2x2 tile of dy_b[n] at rows 2 ty .., columns 2 tx .. (zero outside the image), with
+ * A = [1 0; 1 1; 1 -1; 0 -1]: the adjoint of the output transform y = A^T M A. */
+void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
+                            int64_t ldm, int64_t xs) {
+    int64_t th = TILES(H), tw = TILES(W);
+    float r[2][2 * 512 + 32]; /* the tile row's 2 rows, zeros after column W */
+    if (tw > 512) return;
+    memset(r, 0, sizeof r);
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t n = 0; n < N; n++) {
+            const float *dn = dy + (b * N + n) * H * W;
+            float *mn = M + n * ldm + b * th * tw;
+            for (int64_t ty = 0; ty < th; ty++) {
+                memcpy(r[0], dn + 2 * ty * W, (size_t)W * sizeof(float));
+                if (2 * ty + 1 < H)
+                    memcpy(r[1], dn + (2 * ty + 1) * W, (size_t)W * sizeof(float));
+                else
+                    memset(r[1], 0, (size_t)W * sizeof(float));
+                float *m = mn + ty * tw;
+                int64_t tx = 0;
+#ifdef __AVX512F__
+                for (; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 31 */
+                    __mmask16 k = first_lanes(tw - tx);
+                    __m512 z = _mm512_setzero_ps(), s[4][2];
+                    for (int i = 0; i < 2; i++) {
+                        __m512 lo = _mm512_loadu_ps(r[i] + 2 * tx),
+                               hi = _mm512_loadu_ps(r[i] + 2 * tx + 16);
+                        s[i][0] = even16(lo, hi);
+                        s[i][1] = odd16(lo, hi);
+                    }
+                    for (int j = 0; j < 2; j++) { /* rows of A dY: d0, d0 + d1, d0 - d1, -d1 */
+                        __m512 d0 = s[0][j], d1 = s[1][j];
+                        s[0][j] = d0;
+                        s[1][j] = _mm512_add_ps(d0, d1);
+                        s[2][j] = _mm512_sub_ps(d0, d1);
+                        s[3][j] = _mm512_sub_ps(z, d1);
+                    }
+                    for (int i = 0; i < 4; i++) { /* (A dY) A^T: a, a + b, a - b, -b */
+                        float *m0 = m + (int64_t)(4 * i) * xs + tx;
+                        __m512 a = s[i][0], c = s[i][1];
+                        _mm512_mask_storeu_ps(m0, k, a);
+                        _mm512_mask_storeu_ps(m0 + xs, k, _mm512_add_ps(a, c));
+                        _mm512_mask_storeu_ps(m0 + 2 * xs, k, _mm512_sub_ps(a, c));
+                        _mm512_mask_storeu_ps(m0 + 3 * xs, k, _mm512_sub_ps(z, c));
+                    }
+                }
+#endif
+                for (; tx < tw; tx++) {
+                    float d[2][2] = {{r[0][2 * tx], r[0][2 * tx + 1]},
+                                     {r[1][2 * tx], r[1][2 * tx + 1]}};
+                    float s[4][2];
+                    for (int j = 0; j < 2; j++) {
+                        s[0][j] = d[0][j];
+                        s[1][j] = d[0][j] + d[1][j];
+                        s[2][j] = d[0][j] - d[1][j];
+                        s[3][j] = 0.0f - d[1][j];
+                    }
+                    for (int i = 0; i < 4; i++) {
+                        float *m0 = m + (int64_t)(4 * i) * xs + tx;
+                        m0[0] = s[i][0];
+                        m0[xs] = s[i][0] + s[i][1];
+                        m0[2 * xs] = s[i][0] - s[i][1];
+                        m0[3 * xs] = 0.0f - s[i][1];
+                    }
+                }
+            }
+        }
+}
+
+/* gw (n, 3, 3) += G^T dU G for each of n kernels i, dU[xi] = sum over parts p < np, in order,
+ * of dU[p ps + xi st + i]: the adjoint of U = G g G^T (elbo__wino_kernel). */
+void elbo__wino_kernel_grad(const float *dU, int64_t np, int64_t ps, int64_t st, int64_t n,
+                            float *gw) {
+    for (int64_t i = 0; i < n; i++) {
+        float u[16], t[3][4];
+        for (int xi = 0; xi < 16; xi++) {
+            float s = dU[xi * st + i];
+            for (int64_t p = 1; p < np; p++) s += dU[p * ps + xi * st + i];
+            u[xi] = s;
+        }
+        for (int j = 0; j < 4; j++) { /* t = G^T dU */
+            float a = u[j], b = u[4 + j], c = u[8 + j], d = u[12 + j];
+            t[0][j] = a + 0.5f * (b + c);
+            t[1][j] = 0.5f * (b - c);
+            t[2][j] = 0.5f * (b + c) + d;
+        }
+        float *g = gw + i * 9;
+        for (int k = 0; k < 3; k++) { /* G^T dU G = t G */
+            float a = t[k][0], b = t[k][1], c = t[k][2], d = t[k][3];
+            g[3 * k] += a + 0.5f * (b + c);
+            g[3 * k + 1] += 0.5f * (b - c);
+            g[3 * k + 2] += 0.5f * (b + c) + d;
+        }
+    }
+}
