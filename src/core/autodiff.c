@@ -45,19 +45,6 @@ elbo_node *elbo__record(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_ba
 
 static _Thread_local int backward_oom;
 
-float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t) {
-    if (!t || !t->requires_grad) return NULL;
-    if (!t->grad) {
-        t->grad = elbo_ctx_alloc(ctx, (size_t)t->numel * sizeof(float));
-        if (!t->grad) {
-            backward_oom = 1;
-            return NULL;
-        }
-        elbo__zero(t->grad, t->numel);
-    }
-    return t->grad;
-}
-
 float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh) {
     *fresh = 0;
     if (!t || !t->requires_grad) return NULL;
@@ -70,6 +57,13 @@ float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh) {
         *fresh = 1;
     }
     return t->grad;
+}
+
+float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t) {
+    int fresh;
+    float *g = elbo__grad_fresh(ctx, t, &fresh);
+    if (fresh) elbo__zero(g, t->numel);
+    return g;
 }
 
 float *elbo_tensor_grad(elbo_ctx *ctx, elbo_tensor *t) {
