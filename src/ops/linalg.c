@@ -27,6 +27,21 @@ static int product_dims(const char *op, const elbo_tensor *a, const elbo_tensor 
     return 1;
 }
 
+/* Records c = op(a) op(b) (matmul or bmm) with its transposes and inner size K. */
+static elbo_tensor *record_product(elbo_ctx *ctx, const char *op, elbo_tensor *c,
+                                   elbo_backward_fn bw, elbo_tensor *a, elbo_tensor *b, int ta,
+                                   int tb, int64_t K) {
+    int ok;
+    elbo_node *n = elbo__record(ctx, op, c, bw, &ok, 2, a, b);
+    if (!ok) return NULL;
+    if (n) {
+        n->iarg[0] = ta != 0;
+        n->iarg[1] = tb != 0;
+        n->iarg[2] = K;
+    }
+    return c;
+}
+
 /* ---- matmul: a (M,K) @ b (K,N) -> (M,N), with ta / tb ---------------------------------- */
 static void matmul_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *a = n->in[0], *b = n->in[1], *c = n->out;
@@ -49,15 +64,7 @@ static elbo_tensor *matmul_op(elbo_ctx *ctx, const char *op, elbo_tensor *a, elb
     if (!c) return NULL;
     elbo__sgemm(ta, tb, M, N, K, 1.0f, a->data, a->shape[1], b->data, b->shape[1], 0.0f, c->data,
                 N);
-    int ok;
-    elbo_node *n = elbo__record(ctx, op, c, matmul_backward, &ok, 2, a, b);
-    if (!ok) return NULL;
-    if (n) {
-        n->iarg[0] = ta != 0;
-        n->iarg[1] = tb != 0;
-        n->iarg[2] = K;
-    }
-    return c;
+    return record_product(ctx, op, c, matmul_backward, a, b, ta, tb, K);
 }
 
 elbo_tensor *elbo_matmul(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b) {
@@ -103,15 +110,7 @@ elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int
     ELBO_PARALLEL_FOR(par && B > 1, for (int64_t i = 0; i < B; i++) elbo__sgemm(
                                         ta, tb, M, N, K, 1.0f, a->data + i * M * K, lda,
                                         b->data + i * K * N, ldb, 0.0f, c->data + i * M * N, N););
-    int ok;
-    elbo_node *n = elbo__record(ctx, "bmm", c, bmm_backward, &ok, 2, a, b);
-    if (!ok) return NULL;
-    if (n) {
-        n->iarg[0] = ta != 0;
-        n->iarg[1] = tb != 0;
-        n->iarg[2] = K;
-    }
-    return c;
+    return record_product(ctx, "bmm", c, bmm_backward, a, b, ta, tb, K);
 }
 
 /* ---- linear: y (R,out) = x (R,in) W^T + b, R = product of x's leading axes -------------- */
