@@ -342,9 +342,11 @@ TEST(linalg_same_bits_1_and_2_threads) {
     }
 }
 
-/* The raw GEMM kernel elbo__sgemm, through its small-product path (our own loops, AVX-512
- * or portable) and through the default dispatch: every (ta, tb), alpha and beta variants,
- * odd sizes, K past the kernel's K block (256), leading dimensions wider than the rows. */
+/* The raw GEMM kernel elbo__sgemm, through its portable loops and through the default
+ * dispatch (the packed AVX-512 kernel in AVX-512 builds, else OpenBLAS above 32768
+ * multiply-adds): every (ta, tb), alpha and beta variants, odd sizes, K past the packed
+ * kernel's K block (192) and m past its row block (192), row and column tails of its 12 x 32
+ * register block, leading dimensions wider than the rows. */
 #include "kernels/cpu/kernels.h"
 extern double elbo__sgemm_small_mnk_override; /* internal test hook (gemm.c) */
 
@@ -409,8 +411,7 @@ TEST(linalg_sgemm_kernel_all_cases) {
     double saved = elbo__sgemm_small_mnk_override;
     char msg[320];
     int ok = 1;
-    /* pass 0: every product through the small path; pass 1: the default dispatch (below
-     * 32768 multiply-adds always the small path, on any OpenBLAS core) */
+    /* pass 0: every product through the portable loops; pass 1: the default dispatch */
     for (int pass = 0; pass < 2 && ok; pass++) {
         elbo__sgemm_small_mnk_override = pass == 0 ? 1e30 : saved;
         int idx = 0;
@@ -423,16 +424,66 @@ TEST(linalg_sgemm_kernel_all_cases) {
                             ok = check_sgemm_case(ta, tb, sizes[im], sizes[in], sizes[ik], v[0],
                                                   v[1], (idx % 3) * 3, 100 + idx, msg, sizeof msg);
                         }
-        /* K past one K block (256), the dot-product kernel's long rows, 4-row/col tails */
-        static const int64_t big[][3] = {{9, 35, 600}, {33, 18, 300}, {5, 70, 257}};
+        /* K past one and two K blocks, m past the row block, uneven micro-panels, 16-column
+         * and 32-column tails */
+        static const int64_t big[][3] = {{9, 35, 600}, {33, 18, 300}, {5, 70, 257},
+                                         {200, 49, 193}, {25, 16, 384}, {13, 64, 31}};
         for (int ta = 0; ta < 2 && ok; ta++)
             for (int tb = 0; tb < 2 && ok; tb++)
-                for (int s = 0; s < 3 && ok; s++, idx++) {
+                for (int s = 0; s < 6 && ok; s++, idx++) {
                     const float *v = ab[idx % 4];
                     ok = check_sgemm_case(ta, tb, big[s][0], big[s][1], big[s][2], v[0], v[1], 5,
                                           200 + idx, msg, sizeof msg);
                 }
     }
     elbo__sgemm_small_mnk_override = saved;
+    CHECK_MSG(ok, "%s", msg);
+}
+
+/* elbo__sgemm cuts C by the thread count where the packed kernel runs (gemm.c): the bits must
+ * still be those of one serial product (with OpenBLAS: of one thread), for 1, 2 and 3 threads, on shapes cut by rows and by
+ * columns, with K over several K blocks and every transpose. */
+TEST(linalg_sgemm_same_bits_any_thread_count) {
+    static const int64_t shapes[][3] = {{128, 512, 200}, {300, 70, 400}, {64, 64, 1000}};
+    int saved = elbo_get_threads(), ok = 1;
+    char msg[200] = "";
+    for (int s = 0; s < 3 && ok; s++)
+        for (int ta = 0; ta < 2 && ok; ta++)
+            for (int tb = 0; tb < 2 && ok; tb++) {
+                int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                float *a = malloc(sizeof(float) * (size_t)(M * K)),
+                      *b = malloc(sizeof(float) * (size_t)(K * N)),
+                      *ref = malloc(sizeof(float) * (size_t)(M * N)),
+                      *c = malloc(sizeof(float) * (size_t)(M * N));
+                fill(a, M * K, 7 + s);
+                fill(b, K * N, 9 + s);
+                fill(ref, M * N, 11 + s);
+                memcpy(c, ref, sizeof(float) * (size_t)(M * N));
+                /* the packed kernel: one serial product; OpenBLAS builds: one thread */
+#ifdef __AVX512F__
+                elbo__sgemm_serial(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 1.0f, ref,
+                                   N);
+#else
+                elbo_set_threads(1);
+                elbo__sgemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 1.0f, ref, N);
+#endif
+                for (int nth = 1; nth <= 3 && ok; nth++) {
+                    float *d = malloc(sizeof(float) * (size_t)(M * N));
+                    memcpy(d, c, sizeof(float) * (size_t)(M * N));
+                    elbo_set_threads(nth);
+                    elbo__sgemm(ta, tb, M, N, K, 0.5f, a, ta ? M : K, b, tb ? K : N, 1.0f, d, N);
+                    if (memcmp(d, ref, sizeof(float) * (size_t)(M * N))) {
+                        snprintf(msg, sizeof msg, "%lldx%lldx%lld ta %d tb %d: %d threads differ",
+                                 (long long)M, (long long)N, (long long)K, ta, tb, nth);
+                        ok = 0;
+                    }
+                    free(d);
+                }
+                free(a);
+                free(b);
+                free(ref);
+                free(c);
+            }
+    elbo_set_threads(saved);
     CHECK_MSG(ok, "%s", msg);
 }

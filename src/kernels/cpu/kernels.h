@@ -20,6 +20,12 @@ void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
 void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc);
+/* Our packed AVX-512 kernel for one serial product (sgemm_packed.c; AVX-512 builds only), the
+ * arguments as elbo__sgemm's with K > 0. elbo__sgemm and elbo__sgemm_serial run every block
+ * through it where it is built. */
+void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc);
 /* Sets OpenBLAS to one thread if it is not (elbo parallelises GEMMs itself). */
 void elbo__blas_single_thread(void);
 

@@ -1,0 +1,213 @@
+/* Packed AVX-512 SGEMM, the Goto/BLIS algorithm (Goto & van de Geijn, "Anatomy of
+ * High-Performance Matrix Multiplication", TOMS 2008; Van Zee & van de Geijn, BLIS, 2015):
+ *   C (m,n) = alpha op(A) (m,K) op(B) (K,n) + beta C,   row-major.
+ * Loops, outermost first:
+ *   pc over K in blocks of KC:    (a k-block: C is written with beta on the first, added after)
+ *     ic over m in blocks of MC:  pack op(A)[ic.., pc..] into micro-panels of at most MR rows
+ *                                 (kc x mr each, k-major; the rows split evenly among
+ *                                 ceil(mc / MR) panels), the block sized for the L2 cache
+ *       jr over n in panels of NR = 32 columns: pack op(B)[pc.., jr..] as kc x 32 (zero past n),
+ *                                 sized for the L1 cache
+ *         ir over the A micro-panels: the micro-kernel, an MR x 32 block of C in 2 MR zmm
+ *                                 accumulators, c[r, :] += a[k, r] b[k, :] for k in order.
+ * Each element of C is one accumulator lane summed over k in order within a k-block and over
+ * k-blocks in order: the bits depend on the shape alone (elbo__sgemm cuts tiles by shape).
+ * Pack buffers are per thread (_Thread_local, zero-initialised storage): no heap allocation.
+ * Measured against OpenBLAS 0.3.21 single-threaded (bench/gemm_micro.c): see gemm.c. */
+#include "kernels/cpu/kernels.h"
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#include <string.h>
+
+/* MR x NR register block (24 accumulators + 2 B vectors of the 32 zmm registers); KC: a B
+ * panel of KC x 32 floats (24 KiB) stays in the 48 KiB L1 (KC 128/192/256/384 measured
+ * 139/143/135/126 GFLOP/s on 128x512x784); MC x KC of A (144 KiB) in the L2. */
+enum { MR = 12, NR = 32, KC = 192, MC = 192 };
+
+static _Thread_local float pack_a[MC * KC] __attribute__((aligned(64)));
+static _Thread_local float pack_b[KC * NR] __attribute__((aligned(64)));
+
+static inline __mmask16 lanes(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*mr + r] b[k*32 + :] */
+static inline __attribute__((always_inline)) void
+micro_kernel(int mr, int64_t kc, const float *restrict a, const float *restrict b, float *c,
+             int64_t ldc, __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {
+    __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) {
+        acc0[r] = acc1[r] = _mm512_setzero_ps();
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(b + k * NR), b1 = _mm512_load_ps(b + k * NR + 16);
+        const float *ak = a + k * mr;
+#pragma GCC unroll 12
+        for (int r = 0; r < mr; r++) {
+            __m512 av = _mm512_set1_ps(ak[r]);
+            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + r * ldc;
+        __m512 x0 = acc0[r], x1 = acc1[r];
+        if (alpha != 1.0f) {
+            x0 = _mm512_mul_ps(va, x0);
+            x1 = _mm512_mul_ps(va, x1);
+        }
+        if (!first || beta == 1.0f) {
+            x0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), x0);
+            x1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        } else if (beta != 0.0f) {
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+    }
+}
+
+typedef void (*micro_fn)(int64_t, const float *, const float *, float *, int64_t, __mmask16,
+                         __mmask16, float, float, int);
+#define MICRO(R)                                                                                   \
+    static void micro_##R(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,      \
+                          __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {       \
+        micro_kernel(R, kc, a, b, c, ldc, m0, m1, alpha, beta, first);                            \
+    }
+MICRO(1)
+MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11)
+    MICRO(12)
+#undef MICRO
+        static const micro_fn micro[MR + 1] = {NULL,     micro_1,  micro_2, micro_3, micro_4,
+                                               micro_5,  micro_6,  micro_7, micro_8, micro_9,
+                                               micro_10, micro_11, micro_12};
+
+/* In-register transpose of a 16 x 16 block: r[i] lane j <- r[j] lane i (unpack within 128-bit
+ * lanes, then two rounds of 128-bit lane shuffles). */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
+        __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* r[4q + e] now holds, in 128-bit lane L, elements (4q + 0..3) x (4L + e) */
+    for (int q = 0; q < 16; q += 8)
+        for (int e = 0; e < 4; e++) {
+            t[q + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0x88);
+            t[q + 4 + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0xDD);
+        }
+    for (int e = 0; e < 8; e++) {
+        r[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);
+        r[8 + e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
+    }
+}
+
+/* dst[k * ld + j] = src[j * lds + k] for j < rows (<= 16), k < kc: 16 x 16 blocks through
+ * transpose16, rows past `rows` read as zero, `rows` lanes stored per k. */
+static void transpose_rows(const float *src, int64_t lds, int rows, int64_t kc, float *dst,
+                           int64_t ld) {
+    __mmask16 mrow = lanes(rows);
+    int64_t k0 = 0;
+    for (; k0 < kc; k0 += 16) {
+        __mmask16 mk = lanes(kc - k0);
+        __m512 r[16];
+        for (int j = 0; j < 16; j++)
+            r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, src + j * lds + k0) : _mm512_setzero_ps();
+        transpose16(r);
+        int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
+        for (int64_t k = 0; k < nk; k++) _mm512_mask_storeu_ps(dst + (k0 + k) * ld, mrow, r[k]);
+    }
+}
+
+/* pack_a <- op(A)[0:mc, 0:kc] as micro-panels of MR rows (the last one mc % MR rows):
+ * panel p, element (k, r) at p*MR*kc + k*mr_p + r. op(A)[i, k] = A[i*lda + k], or A[k*lda + i]
+ * with ta. */
+static void pack_a_block(int ta, const float *A, int64_t lda, int64_t mc, int64_t kc) {
+    int64_t np = (mc + MR - 1) / MR;
+    for (int64_t p = 0; p < np; p++) {
+        int64_t i0 = p * mc / np, mr = (p + 1) * mc / np - i0;
+        float *dst = pack_a + i0 * kc;
+        if (ta) {
+            __mmask16 m = lanes(mr);
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(dst + k * mr, m, _mm512_maskz_loadu_ps(m, A + k * lda + i0));
+        } else {
+            transpose_rows(A + i0 * lda, lda, (int)mr, kc, dst, mr);
+        }
+    }
+}
+
+/* pack_b <- op(B)[0:kc, 0:nc] (nc <= 32) as kc rows of 32, zero past nc. op(B)[k, j] =
+ * B[k*ldb + j], or B[j*ldb + k] with tb. */
+static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_t nc) {
+    if (!tb) {
+        __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16);
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = B + k * ldb;
+            _mm512_store_ps(pack_b + k * NR, _mm512_maskz_loadu_ps(m0, src));
+            _mm512_store_ps(pack_b + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+        }
+        return;
+    }
+    /* 16 full lanes per k, zero past nc: each half of the panel as one transpose */
+    for (int h = 0; h < 2; h++) {
+        int rows = nc - 16 * h < 0 ? 0 : nc - 16 * h > 16 ? 16 : (int)(nc - 16 * h);
+        if (rows == 0) {
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_store_ps(pack_b + k * NR + 16 * h, _mm512_setzero_ps());
+            continue;
+        }
+        int64_t k0 = 0;
+        for (; k0 < kc; k0 += 16) {
+            __mmask16 mk = lanes(kc - k0);
+            __m512 r[16];
+            for (int j = 0; j < 16; j++)
+                r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, B + (16 * h + j) * ldb + k0)
+                                : _mm512_setzero_ps();
+            transpose16(r);
+            int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
+            for (int64_t k = 0; k < nk; k++) _mm512_store_ps(pack_b + (k0 + k) * NR + 16 * h, r[k]);
+        }
+    }
+}
+
+void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    for (int64_t pc = 0; pc < K; pc += KC) {
+        int64_t kc = K - pc < KC ? K - pc : KC;
+        int first = pc == 0;
+        for (int64_t ic = 0; ic < m; ic += MC) {
+            int64_t mc = m - ic < MC ? m - ic : MC;
+            pack_a_block(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc);
+            int64_t np = (mc + MR - 1) / MR; /* micro-panels of mc / np rows, rounded */
+            for (int64_t jr = 0; jr < n; jr += NR) {
+                int64_t nc = n - jr < NR ? n - jr : NR;
+                pack_b_panel(tb, tb ? B + jr * ldb + pc : B + pc * ldb + jr, ldb, kc, nc);
+                __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16);
+                for (int64_t p = 0; p < np; p++) {
+                    int64_t ir = p * mc / np;
+                    int mr = (int)((p + 1) * mc / np - ir);
+                    micro[mr](kc, pack_a + ir * kc, pack_b, C + (ic + ir) * ldc + jr, ldc, m0, m1,
+                              alpha, beta, first);
+                }
+            }
+        }
+    }
+}
+#endif
