@@ -39,11 +39,20 @@ static int64_t max1(int64_t v) { return v > 1 ? v : 1; }
  * bench/gemm_micro.c: 130-140 GFLOP/s on vae-mlp's products against 87-93 for Haswell's
  * kernels and 113-123 for SkylakeX's; 105-125 against 72-108 on Winograd's). Other builds
  * use cblas_sgemm, and the portable loops below for products too small to be worth a library
- * call (at most small_mnk_limit() multiply-adds). */
+ * call, or (up to 100^3 multiply-adds) where OpenBLAS runs AVX-512 kernels on a machine that
+ * has them although this file was built without (small_mnk_limit()). */
 extern double elbo__sgemm_small_mnk_override; /* tests: send every product to the loops */
 double elbo__sgemm_small_mnk_override = 0;
+static double small_mnk = -1;
 static double small_mnk_limit(void) {
-    return elbo__sgemm_small_mnk_override > 0 ? elbo__sgemm_small_mnk_override : 32768.0;
+    if (elbo__sgemm_small_mnk_override > 0) return elbo__sgemm_small_mnk_override;
+    if (small_mnk < 0) { /* up to 100^3 where OpenBLAS would take its allocating AVX-512 path */
+        const char *core = openblas_get_corename();
+        int avx512 = core && (strstr(core, "SkylakeX") || strstr(core, "Cooperlake") ||
+                              strstr(core, "SapphireRapids"));
+        small_mnk = avx512 ? 1000000.0 : 32768.0;
+    }
+    return small_mnk;
 }
 
 /* Portable loops, row-major: C (m,n) = alpha op(A) (m,K) op(B) (K,n) + beta C. */
