@@ -1,6 +1,7 @@
-/* Micro-benchmark of elbo's own small-product GEMM loops (gemm.c, sgemm_small) against
- * cblas_sgemm (OpenBLAS, single thread, whatever core OPENBLAS_CORETYPE selects) on the
- * shapes the unet-s convolutions and attention issue. Not built by default:
+/* Micro-benchmark of elbo's serial GEMM (elbo__sgemm_serial: the packed AVX-512 kernel of
+ * sgemm_packed.c in AVX-512 builds, else gemm.c's dispatch) against cblas_sgemm (OpenBLAS,
+ * single thread, whatever core OPENBLAS_CORETYPE selects) on the product shapes of vae-mlp's
+ * Linear layers and of unet-s's convolutions and attention. Not built by default:
  *   gcc -O3 -march=native -fopenmp -Iinclude -Isrc -Isrc/core bench/gemm_micro.c \
  *       build/libelbo.a -lopenblas -lm -o build/gemm_micro
  *   build/gemm_micro [min_seconds per measurement]
@@ -29,6 +30,12 @@ typedef struct {
 } shape;
 
 static const shape shapes[] = {
+    {"vae fwd 128x512x784 nt", 0, 1, 128, 512, 784},
+    {"vae dX 128x784x512 nn", 0, 0, 128, 784, 512},
+    {"vae dW 512x784x128 tn", 1, 0, 512, 784, 128},
+    {"wino 32x800x32 nn", 0, 0, 32, 800, 32},
+    {"wino 64x400x128 nn", 0, 0, 64, 400, 128},
+    {"wino dU 64x64x800 nt", 0, 1, 64, 64, 800},
     {"shift fwd 32x840x32 nn", 0, 0, 32, 840, 32},
     {"shift dW 32x32x840 nt", 0, 1, 32, 32, 840},
     {"shift dX 32x840x32 nn", 0, 0, 32, 840, 32},
@@ -85,7 +92,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *s = &shapes[i];
         double f = 2.0 * s->M * s->N * s->K * 1e-9;
-        elbo__sgemm_small_mnk_override = 1e30;
+        elbo__sgemm_small_mnk_override = 0; /* the default dispatch */
         double t_ours = time_one(1, s, A, B, C, min_s);
         double t_blas = time_one(0, s, A, B, C, min_s);
         printf("%-26s %9.1f %9.1f %6.2f\n", s->what, f / t_ours, f / t_blas, t_blas / t_ours);
