@@ -4,12 +4,18 @@
  *   nn.h     named parameters, layers, initialisation
  *   optim.h  optimisers, gradient clipping, EMA, learning-rate schedules
  *   models.h the benchmark models (vae-mlp, unet-s) and their losses
+ *   data.h   IDX datasets (Fashion-MNIST), dataset specs, shuffling, pixel transforms, toy 2-D
+ *   io.h     .npy and PNG files, atomic writes
+ *   safetensors.h  safetensors files, saving and loading a paramset
  */
 #ifndef ELBO_H
 #define ELBO_H
 #include "elbo/core.h"
+#include "elbo/data.h"
+#include "elbo/io.h"
 #include "elbo/models.h"
 #include "elbo/nn.h"
 #include "elbo/ops.h"
 #include "elbo/optim.h"
+#include "elbo/safetensors.h"
 #endif
