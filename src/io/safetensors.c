@@ -2,13 +2,12 @@
  * huggingface/safetensors' README). The reader trusts nothing in the file: every number of
  * the header is checked against the file and the other entries before it is used. */
 #include "elbo/safetensors.h"
+#include "elbo/io.h"
 
 #include "io/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,34 +174,6 @@ static elbo_status check_args(const char *path, const elbo_st_tensor *t, int n,
     return ELBO_OK;
 }
 
-static int write_all(int fd, const void *p, uint64_t n) {
-    const char *c = p;
-    while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t k = write(fd, c, chunk);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            if (k == 0) errno = EIO;
-            return -1;
-        }
-        c += k;
-        n -= (uint64_t)k;
-    }
-    return 0;
-}
-
-/* fsync of the directory holding path, so that the rename itself is durable (best effort). */
-static void sync_dir(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
 elbo_status elbo_safetensors_write(const char *path, const elbo_st_tensor *t, int n,
                                    const elbo_st_meta *meta, int n_meta) {
     uint64_t *sizes = malloc((size_t)(n > 0 ? n : 1) * sizeof *sizes);
@@ -257,45 +228,23 @@ elbo_status elbo_safetensors_write(const char *path, const elbo_st_tensor *t, in
                           path, h.len);
     }
 
-    /* A fresh temporary file next to the target: O_EXCL, so never someone else's. */
-    static atomic_uint counter;
-    size_t tlen = strlen(path) + 64;
-    char *tmp = malloc(tlen);
-    int fd = -1;
-    if (!tmp) {
-        elbo__jbuf_free(&h);
-        free(sizes);
-        return elbo_error(ELBO_ERR_NOMEM, "%s: safetensors write: out of memory", path);
+    /* Atomic: a fresh temporary file next to the target, fsync, rename (io.h). */
+    elbo_atomic_file af;
+    st = elbo_atomic_open(&af, path);
+    if (st == ELBO_OK) {
+        unsigned char len8[8];
+        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+        int ok = fwrite(len8, 1, 8, af.fp) == 8 && fwrite(h.p, 1, h.len, af.fp) == h.len;
+        for (int i = 0; i < n && ok; i++)
+            ok = sizes[i] == 0 || fwrite(t[i].data, 1, (size_t)sizes[i], af.fp) == sizes[i];
+        if (ok) {
+            st = elbo_atomic_commit(&af);
+        } else {
+            int err = errno;
+            elbo_atomic_abort(&af);
+            st = elbo_error(ELBO_ERR_IO, "%s: write failed: %s", path, strerror(err));
+        }
     }
-    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        st = elbo_error(ELBO_ERR_IO, "%s: cannot create a temporary file: %s", path,
-                        strerror(errno));
-        free(tmp);
-        elbo__jbuf_free(&h);
-        free(sizes);
-        return st;
-    }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-    const char *what = "write";
-    int ok = write_all(fd, len8, 8) == 0 && write_all(fd, h.p, h.len) == 0;
-    for (int i = 0; i < n && ok; i++) ok = write_all(fd, t[i].data, sizes[i]) == 0;
-    if (ok && fsync(fd) != 0) ok = 0, what = "fsync";
-    int err = errno;
-    if (close(fd) != 0 && ok) ok = 0, what = "close", err = errno;
-    if (ok && rename(tmp, path) != 0) ok = 0, what = "rename", err = errno;
-    if (!ok) {
-        unlink(tmp);
-        st = elbo_error(ELBO_ERR_IO, "%s: cannot %s: %s", path, what, strerror(err));
-    } else {
-        sync_dir(path);
-    }
-    free(tmp);
     elbo__jbuf_free(&h);
     free(sizes);
     return st;
