@@ -7,6 +7,7 @@
  *   data.h   IDX datasets (Fashion-MNIST), dataset specs, shuffling, pixel transforms, toy 2-D
  *   io.h     .npy and PNG files, atomic writes
  *   safetensors.h  safetensors files, saving and loading a paramset
+ *   plot.h   scatter, density, vector-field and loss-curve plots to PNG (own rasteriser)
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -17,5 +18,6 @@
 #include "elbo/nn.h"
 #include "elbo/ops.h"
 #include "elbo/optim.h"
+#include "elbo/plot.h"
 #include "elbo/safetensors.h"
 #endif

@@ -1,5 +1,6 @@
-/* elbo data: IDX files (MNIST, Fashion-MNIST), image datasets, dataset specs, deterministic
- * shuffling, pixel transforms and toy 2-D distributions.
+/* elbo data: IDX files (MNIST, Fashion-MNIST), CIFAR-10 binary batches, folders of PNGs and
+ * uint8 .npy arrays as image datasets, dataset specs, deterministic shuffling, pixel
+ * transforms and toy 2-D distributions.
  *
  * Conventions
  * - Images are kept as uint8 (N, C, H, W) in memory, the form they have on disk; a batch is
@@ -44,11 +45,33 @@ void elbo_idx_free(elbo_idx *idx);
 typedef enum { ELBO_SPLIT_TRAIN = 0, ELBO_SPLIT_TEST = 1 } elbo_data_split;
 
 typedef struct {
-    int64_t n, c, h, w;
-    uint8_t *images; /* (n, c, h, w), malloc'd */
-    int32_t *labels; /* (n), each in [0, num_classes), malloc'd */
-    int num_classes;
+    int64_t n, c, h, w; /* c: 1 (gray) or 3 (RGB) */
+    uint8_t *images;    /* (n, c, h, w), malloc'd */
+    int32_t *labels;    /* (n), each in [0, num_classes), malloc'd; NULL for unlabelled data */
+    int num_classes;    /* 0 for unlabelled data */
 } elbo_dataset;
+
+/* Splits of sources that have none of their own (folder:, npy:): item i of the source, in
+ * its order (sorted file names, or rows of the array), belongs to the test split when
+ * i % ELBO_DATA_TEST_EVERY == ELBO_DATA_TEST_EVERY - 1 (items 9, 19, 29, ...) and to the
+ * train split otherwise: a fixed, deterministic 90/10 split that keeps the source's order
+ * and, being interleaved, does not put a sorted source's last class only in test. A source
+ * of fewer than ELBO_DATA_TEST_EVERY items has an empty test split, which is an error
+ * (ELBO_ERR_FORMAT). Both splits check every item of the source, so a bad file is an error
+ * whichever split is asked for. */
+#define ELBO_DATA_TEST_EVERY 10
+/* 1 if item i of a source of unsplit items is in `split`, else 0. */
+static inline int elbo_data_in_split(int64_t i, elbo_data_split split) {
+    int test = i % ELBO_DATA_TEST_EVERY == ELBO_DATA_TEST_EVERY - 1;
+    return split == ELBO_SPLIT_TEST ? test : !test;
+}
+/* The number of the first n items that are in `split`. */
+static inline int64_t elbo_data_split_count(int64_t n, elbo_data_split split) {
+    int64_t test = n / ELBO_DATA_TEST_EVERY;
+    return split == ELBO_SPLIT_TEST ? test : n - test;
+}
+/* Largest number of classes of a labelled .npy source. */
+#define ELBO_DATA_MAX_CLASSES 1000
 
 /* Images from an IDX file of shape (N, H, W) and labels from one of shape (N), both uint8,
  * as a dataset of (N, 1, H, W) with 10 classes. The counts must agree and every label
@@ -62,6 +85,40 @@ elbo_status elbo_dataset_load_idx_dir(const char *dir, elbo_data_split split, el
 void elbo_dataset_free(elbo_dataset *ds);
 /* "train" or "test" (ELBO_ERR_ARG otherwise). */
 elbo_status elbo_data_split_parse(const char *s, elbo_data_split *split);
+
+/* CIFAR-10, binary version (Krizhevsky 2009): data_batch_1.bin .. data_batch_5.bin (split
+ * train, read in that order) or test_batch.bin (split test) in dir, or in
+ * dir/cifar-10-batches-bin when dir/data_batch_1.bin does not exist (the tarball's layout).
+ * Each file is records of 3073 bytes: a label byte in 0..9, then the 32x32 image as 1024
+ * red, 1024 green and 1024 blue bytes, each plane row-major: (3, 32, 32), channel-major,
+ * already the dataset's layout. Every batch must be present (ELBO_ERR_IO naming the missing
+ * one) and hold at least one record; a size that is not a multiple of 3073 or a label >= 10
+ * is ELBO_ERR_FORMAT. 10 classes. */
+#define ELBO_CIFAR10_RECORD 3073
+elbo_status elbo_dataset_load_cifar10_dir(const char *dir, elbo_data_split split,
+                                          elbo_dataset *ds);
+
+/* A directory of PNG images (names ending in .png, any case; other entries, and entries
+ * that are not regular files, are ignored), read with elbo_png_read and taken in strcmp
+ * order of their names, split by ELBO_DATA_TEST_EVERY. Gray (and gray + alpha) images give
+ * c = 1, RGB (RGBA, palette) c = 3; every image must have the first one's height, width
+ * and channel count, else ELBO_ERR_FORMAT naming the first file that differs and how.
+ * A directory without PNGs is ELBO_ERR_FORMAT; a missing one ELBO_ERR_IO; a corrupt PNG
+ * keeps elbo_png_read's status. Unlabelled: labels NULL, num_classes 0. */
+elbo_status elbo_dataset_load_folder(const char *dir, elbo_data_split split, elbo_dataset *ds);
+
+/* A uint8 .npy array of images, split by ELBO_DATA_TEST_EVERY over its first axis. Layouts:
+ *   (N, H, W)                      gray, c = 1
+ *   (N, C, H, W) with C = 1 or 3   channel-major, taken as is
+ *   (N, H, W, C) with C = 1 or 3   channel-last (shape[1] not 1 or 3), transposed to
+ *                                  (N, C, H, W)
+ * (a 4-d shape whose axis 1 is 1 or 3 is read as (N, C, H, W)); every axis >= 1. labels_path
+ * (NULL or "": unlabelled, labels NULL, num_classes 0) is a 1-d .npy of int64 or uint8 with
+ * N entries in 0..ELBO_DATA_MAX_CLASSES-1; num_classes = 1 + the largest label of the whole
+ * file (so both splits agree). ELBO_ERR_FORMAT for another dtype, ndim or layout, a wrong
+ * label count or a label out of range; the .npy reader's errors otherwise. */
+elbo_status elbo_dataset_load_npy(const char *images_path, const char *labels_path,
+                                  elbo_data_split split, elbo_dataset *ds);
 
 /* ---- toy 2-D distributions ------------------------------------------------------------ */
 /* The 2-D densities of FFJORD's toy_data.py (Grathwohl et al. 2019); constants in toy.c. */
@@ -85,27 +142,41 @@ elbo_status elbo_toy_sample(elbo_toy_kind kind, elbo_rng *rng, float *x, int64_t
 
 /* ---- dataset specs -------------------------------------------------------------------- */
 /* The forms accepted by elbo_data_spec_parse:
- *   fashion-mnist         IDX files in ELBO_FASHION_MNIST_DIR (Debian's dataset-fashion-mnist)
- *   fashion-mnist:DIR     IDX files in DIR
- *   mnist:DIR             IDX files in DIR
- *   toy:NAME              a toy 2-D distribution (elbo_toy_name) */
+ *   fashion-mnist          IDX files in ELBO_FASHION_MNIST_DIR (Debian's dataset-fashion-mnist)
+ *   fashion-mnist:DIR      IDX files in DIR
+ *   mnist:DIR              IDX files in DIR
+ *   cifar10:DIR            CIFAR-10 binary batches in DIR (elbo_dataset_load_cifar10_dir)
+ *   folder:DIR             the PNG images of DIR (elbo_dataset_load_folder)
+ *   npy:FILE               a uint8 .npy array of images (elbo_dataset_load_npy)
+ *   npy:FILE,LABELS        the same with a .npy of labels (FILE must not contain a comma)
+ *   toy:NAME               a toy 2-D distribution (elbo_toy_name) */
 #define ELBO_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
-#define ELBO_DATA_SPEC_FORMS "fashion-mnist, fashion-mnist:DIR, mnist:DIR, toy:NAME"
+#define ELBO_DATA_SPEC_FORMS                                                                     \
+    "fashion-mnist, fashion-mnist:DIR, mnist:DIR, cifar10:DIR, folder:DIR, npy:FILE[,LABELS], "   \
+    "toy:NAME"
 
-typedef enum { ELBO_DATA_IDX = 0, ELBO_DATA_TOY = 1 } elbo_data_kind;
+typedef enum {
+    ELBO_DATA_IDX = 0,
+    ELBO_DATA_TOY = 1,
+    ELBO_DATA_CIFAR10 = 2,
+    ELBO_DATA_FOLDER = 3,
+    ELBO_DATA_NPY = 4
+} elbo_data_kind;
 
 typedef struct {
     elbo_data_kind kind;
-    char name[32];     /* "fashion-mnist", "mnist", or the toy's name */
-    char dir[1024];    /* ELBO_DATA_IDX: the directory of the IDX files */
+    char name[32];     /* "fashion-mnist", "mnist", "cifar10", "folder", "npy", or the toy's */
+    char dir[1024];    /* IDX, CIFAR10, FOLDER: the directory; NPY: the images .npy file */
+    char labels[1024]; /* NPY: the labels .npy file, "" for none */
     elbo_toy_kind toy; /* ELBO_DATA_TOY */
 } elbo_data_spec;
 
 /* Parses a spec; an unknown one is ELBO_ERR_ARG with a message naming it and listing the
- * valid forms. */
+ * valid forms, as is an empty DIR or FILE. Nothing is opened: missing files are found by
+ * elbo_dataset_load. */
 elbo_status elbo_data_spec_parse(const char *spec, elbo_data_spec *out);
-/* Loads the image dataset of an ELBO_DATA_IDX spec (ELBO_ERR_ARG for a toy spec: toys are
- * drawn with elbo_toy_sample). */
+/* Loads the image dataset of a spec (ELBO_ERR_ARG for a toy spec: toys are drawn with
+ * elbo_toy_sample). */
 elbo_status elbo_dataset_load(const elbo_data_spec *spec, elbo_data_split split, elbo_dataset *ds);
 
 /* ---- shuffling ------------------------------------------------------------------------ */

@@ -1,5 +1,6 @@
-/* IDX files (MNIST, Fashion-MNIST), image datasets from them, dataset specs, shuffling and
- * the pixel transforms that turn a uint8 batch into float32. */
+/* IDX files (MNIST, Fashion-MNIST), image datasets from them, dataset specs (all sources:
+ * the CIFAR-10, folder and .npy loaders are in cifar.c, folder.c and npy_data.c), shuffling
+ * and the pixel transforms that turn a uint8 batch into float32. */
 #include "elbo/data.h"
 #include "internal.h"
 
@@ -341,16 +342,44 @@ static elbo_status spec_unknown(const char *spec) {
                       ELBO_DATA_SPEC_FORMS);
 }
 
-static elbo_status spec_idx(const char *spec, const char *name, const char *dir,
-                            elbo_data_spec *out) {
+/* A spec of the form NAME:DIR (kind IDX, CIFAR10 or FOLDER). */
+static elbo_status spec_dir(const char *spec, elbo_data_kind kind, const char *name,
+                            const char *dir, elbo_data_spec *out) {
     if (!*dir)
         return elbo_error(ELBO_ERR_ARG, "dataset '%s': empty directory (expected %s:DIR)", spec,
                           name);
     if (strlen(dir) >= sizeof out->dir)
         return elbo_error(ELBO_ERR_ARG, "dataset '%s': directory name too long", spec);
-    out->kind = ELBO_DATA_IDX;
+    out->kind = kind;
     snprintf(out->name, sizeof out->name, "%s", name);
     snprintf(out->dir, sizeof out->dir, "%s", dir);
+    return ELBO_OK;
+}
+
+static elbo_status spec_idx(const char *spec, const char *name, const char *dir,
+                            elbo_data_spec *out) {
+    return spec_dir(spec, ELBO_DATA_IDX, name, dir, out);
+}
+
+/* npy:FILE or npy:FILE,LABELS */
+static elbo_status spec_npy(const char *spec, const char *rest, elbo_data_spec *out) {
+    const char *comma = strchr(rest, ',');
+    size_t flen = comma ? (size_t)(comma - rest) : strlen(rest);
+    if (flen == 0)
+        return elbo_error(ELBO_ERR_ARG,
+                          "dataset '%s': empty file name (expected npy:FILE or npy:FILE,LABELS)",
+                          spec);
+    if (comma && (!comma[1] || strchr(comma + 1, ',')))
+        return elbo_error(ELBO_ERR_ARG,
+                          "dataset '%s': %s (expected npy:FILE or npy:FILE,LABELS)", spec,
+                          comma[1] ? "more than one comma" : "empty labels file name");
+    if (flen >= sizeof out->dir || (comma && strlen(comma + 1) >= sizeof out->labels))
+        return elbo_error(ELBO_ERR_ARG, "dataset '%s': file name too long", spec);
+    out->kind = ELBO_DATA_NPY;
+    snprintf(out->name, sizeof out->name, "npy");
+    memcpy(out->dir, rest, flen);
+    out->dir[flen] = 0;
+    if (comma) snprintf(out->labels, sizeof out->labels, "%s", comma + 1);
     return ELBO_OK;
 }
 
@@ -367,6 +396,15 @@ elbo_status elbo_data_spec_parse(const char *spec, elbo_data_spec *out) {
         return elbo_error(ELBO_ERR_ARG,
                           "dataset 'mnist' needs a directory (mnist:DIR): Debian ships no MNIST");
     if (strncmp(spec, "mnist:", 6) == 0) return spec_idx(spec, "mnist", spec + 6, out);
+    if (strncmp(spec, "cifar10:", 8) == 0)
+        return spec_dir(spec, ELBO_DATA_CIFAR10, "cifar10", spec + 8, out);
+    if (strncmp(spec, "folder:", 7) == 0)
+        return spec_dir(spec, ELBO_DATA_FOLDER, "folder", spec + 7, out);
+    if (strncmp(spec, "npy:", 4) == 0) return spec_npy(spec, spec + 4, out);
+    if (strcmp(spec, "cifar10") == 0 || strcmp(spec, "folder") == 0 || strcmp(spec, "npy") == 0)
+        return elbo_error(ELBO_ERR_ARG, "dataset '%s' needs a %s (%s:%s): expected one of %s",
+                          spec, spec[0] == 'n' ? "file" : "directory", spec,
+                          spec[0] == 'n' ? "FILE" : "DIR", ELBO_DATA_SPEC_FORMS);
     if (strncmp(spec, "toy:", 4) == 0) {
         elbo_toy_kind k;
         if (elbo_toy_parse(spec + 4, &k) != ELBO_OK) {
@@ -392,10 +430,19 @@ elbo_status elbo_dataset_load(const elbo_data_spec *spec, elbo_data_split split,
         return elbo_error(ELBO_ERR_ARG,
                           "dataset 'toy:%s' is a 2-D distribution, not an image dataset",
                           spec->name);
-    if (spec->kind != ELBO_DATA_IDX)
+    switch (spec->kind) {
+    case ELBO_DATA_IDX:
+        return elbo_dataset_load_idx_dir(spec->dir, split, ds);
+    case ELBO_DATA_CIFAR10:
+        return elbo_dataset_load_cifar10_dir(spec->dir, split, ds);
+    case ELBO_DATA_FOLDER:
+        return elbo_dataset_load_folder(spec->dir, split, ds);
+    case ELBO_DATA_NPY:
+        return elbo_dataset_load_npy(spec->dir, spec->labels[0] ? spec->labels : NULL, split, ds);
+    default:
         return elbo_error(ELBO_ERR_ARG, "dataset '%s': unknown kind %d", spec->name,
                           (int)spec->kind);
-    return elbo_dataset_load_idx_dir(spec->dir, split, ds);
+    }
 }
 
 /* ---- shuffling ------------------------------------------------------------------------ */
