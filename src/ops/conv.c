@@ -393,10 +393,21 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
             xs_m = (Co * cols + 1023) / 1024 * 1024 + 16;
     size_t usize = (size_t)(16 * Ci * Co), per = (size_t)(16 * (xs_v + xs_m));
     int nthr = T > 1 ? omp_get_max_threads() : 1;
-    float *buf = elbo_ctx_scratch(ctx, (usize + (size_t)nthr * per) * sizeof(float));
+#ifdef __AVX512F__
+    size_t upsize = usize; /* the 16 U_xi packed once for the kernel, not once per chunk */
+#else
+    size_t upsize = 0;
+#endif
+    float *buf = elbo_ctx_scratch(ctx, (usize + upsize + (size_t)nthr * per) * sizeof(float));
     if (!buf) return 0;
-    float *U = buf, *task_buf = buf + usize;
+    float *U = buf, *Up = buf + usize, *task_buf = buf + usize + upsize;
     elbo__wino_kernel(w, g->OC, g->C, flip, U);
+#ifdef __AVX512F__
+    for (int64_t xi = 0; xi < 16; xi++)
+        elbo__sgemm_pack_a(0, Co, Ci, U + xi * Co * Ci, Ci, Up + xi * Co * Ci);
+#else
+    (void)Up;
+#endif
     elbo__blas_single_thread();
     ELBO_PARALLEL_FOR_DYNAMIC(
         T > 1, for (int64_t t = 0; t < T; t++) {
@@ -404,8 +415,13 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
             int64_t b0 = t * B / T, m = (t + 1) * B / T - b0, n = m * P4;
             elbo__wino_input(in + b0 * Ci * H * W, m, Ci, H, W, V, n, xs_v);
             for (int64_t xi = 0; xi < 16; xi++)
+#ifdef __AVX512F__
+                elbo__sgemm_packed_pa(Up + xi * Co * Ci, 0, Co, n, Ci, 1.0f, V + xi * xs_v, n, 0.0f,
+                                      M + xi * xs_m, n);
+#else
                 elbo__sgemm_serial(0, 0, Co, n, Ci, 1.0f, U + xi * Co * Ci, Ci, V + xi * xs_v, n,
                                    0.0f, M + xi * xs_m, n);
+#endif
             elbo__wino_output(M, m, Co, H, W, n, xs_m, bias, acc, out + b0 * Co * H * W);
         });
     return 1;

@@ -26,6 +26,12 @@ void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
 void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc);
+/* op(A) (m,K) packed once for many products with the same A (AVX-512 builds): Ap holds m K
+ * floats; elbo__sgemm_packed_pa then computes C = alpha op(A) op(B) + beta C from it, with the
+ * bits of elbo__sgemm_packed. */
+void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap);
+void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                           const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* Sets OpenBLAS to one thread if it is not (elbo parallelises GEMMs itself). */
 void elbo__blas_single_thread(void);
 

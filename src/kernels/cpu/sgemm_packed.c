@@ -134,14 +134,15 @@ static void transpose_rows(const float *src, int64_t lds, int rows, int64_t kc, 
     }
 }
 
-/* pack_a <- op(A)[0:mc, 0:kc] as micro-panels of MR rows (the last one mc % MR rows):
+/* dst_a <- op(A)[0:mc, 0:kc] as micro-panels of MR rows (the last one mc % MR rows):
  * panel p, element (k, r) at p*MR*kc + k*mr_p + r. op(A)[i, k] = A[i*lda + k], or A[k*lda + i]
  * with ta. */
-static void pack_a_block(int ta, const float *A, int64_t lda, int64_t mc, int64_t kc) {
+static void pack_a_block(int ta, const float *A, int64_t lda, int64_t mc, int64_t kc,
+                         float *dst_a) {
     int64_t np = (mc + MR - 1) / MR;
     for (int64_t p = 0; p < np; p++) {
         int64_t i0 = p * mc / np, mr = (p + 1) * mc / np - i0;
-        float *dst = pack_a + i0 * kc;
+        float *dst = dst_a + i0 * kc;
         if (ta) {
             __mmask16 m = lanes(mr);
             for (int64_t k = 0; k < kc; k++)
@@ -186,15 +187,21 @@ static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_
     }
 }
 
-void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
-                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                        float *C, int64_t ldc) {
+/* The loops of the file comment. With Ap, op(A) comes packed by elbo__sgemm_pack_a (block
+ * (pc, ic) at Ap + pc m + ic kc) instead of being packed here. */
+static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                       const float *A, int64_t lda, const float *Ap, const float *B, int64_t ldb,
+                       float beta, float *C, int64_t ldc) {
     for (int64_t pc = 0; pc < K; pc += KC) {
         int64_t kc = K - pc < KC ? K - pc : KC;
         int first = pc == 0;
         for (int64_t ic = 0; ic < m; ic += MC) {
             int64_t mc = m - ic < MC ? m - ic : MC;
-            pack_a_block(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc);
+            const float *pa = pack_a;
+            if (Ap)
+                pa = Ap + pc * m + ic * kc;
+            else
+                pack_a_block(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc, pack_a);
             int64_t np = (mc + MR - 1) / MR; /* micro-panels of mc / np rows, rounded */
             for (int64_t jr = 0; jr < n; jr += NR) {
                 int64_t nc = n - jr < NR ? n - jr : NR;
@@ -203,11 +210,33 @@ void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float a
                 for (int64_t p = 0; p < np; p++) {
                     int64_t ir = p * mc / np;
                     int mr = (int)((p + 1) * mc / np - ir);
-                    micro[mr](kc, pack_a + ir * kc, pack_b, C + (ic + ir) * ldc + jr, ldc, m0, m1,
+                    micro[mr](kc, pa + ir * kc, pack_b, C + (ic + ir) * ldc + jr, ldc, m0, m1,
                               alpha, beta, first);
                 }
             }
         }
     }
+}
+
+void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc) {
+    gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, beta, C, ldc);
+}
+
+void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap) {
+    for (int64_t pc = 0; pc < K; pc += KC) {
+        int64_t kc = K - pc < KC ? K - pc : KC;
+        for (int64_t ic = 0; ic < m; ic += MC) {
+            int64_t mc = m - ic < MC ? m - ic : MC;
+            pack_a_block(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc,
+                         Ap + pc * m + ic * kc);
+        }
+    }
+}
+
+void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                           const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gemm_loops(0, tb, m, n, K, alpha, NULL, 0, Ap, B, ldb, beta, C, ldc);
 }
 #endif
