@@ -110,9 +110,47 @@ elbo_tensor *elbo_mse_loss(elbo_ctx *ctx, elbo_tensor *pred, elbo_tensor *target
 
 /* ---- bce with logits l, target y: max(l,0) - l y + log1p(e^-|l|) (never overflows);
  * dl = sigmoid(l) - y, dy = -l. ---------------------------------------------------------- */
-ELBO_BC_KERNEL2(k_bce,
+ELBO_BC_KERNEL2(k_bce_scalar,
                 elbo__selectf(v0 > 0.0f, v0, 0.0f) - v0 * v1 + elbo__log1pf(elbo__expf(-fabsf(v0))))
-ELBO_BC_KERNEL3(k_bce_dl, v0 *(elbo__sigmoidf(v1) - v2))
+ELBO_BC_KERNEL3(k_bce_dl_scalar, v0 *(elbo__sigmoidf(v1) - v2))
+/* The same on 16 lanes where all operands are contiguous, with the scalar bits (vmath.h). */
+static void k_bce(int64_t n, const float *const *in, const int *inc, float *restrict out,
+                  void *user) {
+#ifdef __AVX512F__
+    if (inc[0] && inc[1]) {
+        const float *l = in[0], *y = in[1];
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+            __m512 v0 = _mm512_maskz_loadu_ps(m, l + i), v1 = _mm512_maskz_loadu_ps(m, y + i);
+            __m512 minus_abs = _mm512_castsi512_ps(
+                _mm512_or_si512(_mm512_castps_si512(v0), _mm512_set1_epi32((int)0x80000000u)));
+            __m512 pos = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v0, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                             v0);
+            __m512 a = _mm512_sub_ps(pos, _mm512_mul_ps(v0, v1));
+            _mm512_mask_storeu_ps(out + i, m,
+                                  _mm512_add_ps(a, elbo__log1pf16_0to1(elbo__expf16(minus_abs))));
+        }
+        return;
+    }
+#endif
+    k_bce_scalar(n, in, inc, out, user);
+}
+static void k_bce_dl(int64_t n, const float *const *in, const int *inc, float *restrict out,
+                     void *user) {
+#ifdef __AVX512F__
+    if (inc[0] && inc[1] && inc[2]) {
+        for (int64_t i = 0; i < n; i += 16) {
+            __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+            __m512 v0 = _mm512_maskz_loadu_ps(m, in[0] + i), v1 = _mm512_maskz_loadu_ps(m, in[1] + i),
+                   v2 = _mm512_maskz_loadu_ps(m, in[2] + i);
+            _mm512_mask_storeu_ps(out + i, m,
+                                  _mm512_mul_ps(v0, _mm512_sub_ps(elbo__sigmoidf16(v1), v2)));
+        }
+        return;
+    }
+#endif
+    k_bce_dl_scalar(n, in, inc, out, user);
+}
 ELBO_BC_KERNEL3(k_bce_dy, -v0 *v1)
 static const ew_loss_def bce_def = {"bce_with_logits", 2, 1, k_bce, {k_bce_dl, k_bce_dy, NULL}};
 

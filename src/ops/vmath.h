@@ -171,6 +171,45 @@ static inline __m512 elbo__expf16(__m512 x) {
     return _mm512_scalef_ps(p, kf);
 }
 
+/* elbo__logf for x in [1, 2] (and NaN, which gives some value: callers that pass NaN add a
+ * NaN term), lane for lane with the scalar bits: x is normal and positive, so the scalar
+ * code's subnormal scaling multiplies by 1 and none of its special cases applies. */
+static inline __m512 elbo__logf16_1to2(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i mant = _mm512_and_si512(u, _mm512_set1_epi32(0x007fffff));
+    __mmask16 big = _mm512_cmpgt_epi32_mask(mant, _mm512_set1_epi32(0x003504f3));
+    __m512i mb = _mm512_mask_blend_epi32(big, _mm512_set1_epi32(0x3f800000),
+                                         _mm512_set1_epi32(0x3f000000));
+    __m512 m = _mm512_castsi512_ps(_mm512_or_si512(mant, mb));
+    __m512i e = _mm512_sub_epi32(
+        _mm512_and_si512(_mm512_srli_epi32(u, 23), _mm512_set1_epi32(0xff)), _mm512_set1_epi32(127));
+    e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
+    __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f)), z = _mm512_mul_ps(f, f);
+    __m512 ef = _mm512_cvtepi32_ps(e);
+    __m512 p = _mm512_set1_ps(7.0376836292e-2f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.1514610310e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.1676998740e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.2420140846e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.4249322787e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.6668057665e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.0000714765e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-2.4999993993e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(3.3333331174e-1f));
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
+    y = _mm512_add_ps(y, _mm512_mul_ps(ef, _mm512_set1_ps(-2.12194440e-4f)));
+    y = _mm512_sub_ps(y, _mm512_mul_ps(_mm512_set1_ps(0.5f), z));
+    __m512 r = _mm512_add_ps(f, y);
+    return _mm512_add_ps(r, _mm512_mul_ps(ef, _mm512_set1_ps(0.693359375f)));
+}
+
+/* elbo__log1pf(t) for t in [0, 1] or NaN, with the scalar bits. */
+static inline __m512 elbo__log1pf16_0to1(__m512 t) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 u = _mm512_add_ps(one, t);
+    return _mm512_add_ps(elbo__logf16_1to2(u),
+                         _mm512_div_ps(_mm512_sub_ps(t, _mm512_sub_ps(u, one)), u));
+}
+
 static inline __m512 elbo__sigmoidf16(__m512 x) {
     __m512 minus_ax = _mm512_castsi512_ps( /* -fabsf(x): the sign bit set */
         _mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u)));
