@@ -19,7 +19,7 @@ TEST_SRC := $(wildcard tests/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
-HEADERS  := $(wildcard include/*.h include/elbo/*.h) $(shell find src -name '*.h')
+HEADERS  := $(wildcard include/*.h include/elbo/*.h tools/cli/*.h) $(shell find src -name '*.h')
 
 .PHONY: all test bench sanitize install clean fixtures
 
@@ -42,9 +42,10 @@ $(BUILD)/elbo: $(CLI_OBJ) $(BUILD)/libelbo.a
 $(BUILD)/elbo_tests: $(TEST_OBJ) $(BUILD)/libelbo.a
 	$(CC) -o $@ $(TEST_OBJ) $(BUILD)/libelbo.a $(LDFLAGS_ALL) $(LDLIBS)
 
-# Every test; the last line is "N passed, N failed". TESTS=substring runs a subset.
+# Every test (the C tests, then the command-line checks of tests/cli_test.sh); the last line
+# is the total "N passed, N failed". TESTS=substring runs a subset (TESTS=cli: the CLI checks).
 test: $(BUILD)/elbo_tests $(BUILD)/elbo
-	$(BUILD)/elbo_tests $(TESTS)
+	bash tests/run.sh $(BUILD) $(TESTS)
 
 # ASan + UBSan build of the same tests, in its own build directory.
 sanitize:

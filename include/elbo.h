@@ -8,9 +8,12 @@
  *   io.h     .npy and PNG files, atomic writes
  *   safetensors.h  safetensors files, saving and loading a paramset
  *   plot.h   scatter, density, vector-field and loss-curve plots to PNG (own rasteriser)
+ *   checkpoint.h   training checkpoints (weights, optimiser, EMA, step, RNG) in safetensors
+ *   progress.h     training progress: a terminal bar or log lines, and a CSV loss log
  */
 #ifndef ELBO_H
 #define ELBO_H
+#include "elbo/checkpoint.h"
 #include "elbo/core.h"
 #include "elbo/data.h"
 #include "elbo/io.h"
@@ -19,5 +22,6 @@
 #include "elbo/ops.h"
 #include "elbo/optim.h"
 #include "elbo/plot.h"
+#include "elbo/progress.h"
 #include "elbo/safetensors.h"
 #endif

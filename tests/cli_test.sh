@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `elbo` command: bash tests/cli_test.sh build/elbo
+# One line per check; the last line is "N passed, N failed"; exit status 1 if any failed.
+set -u
+ELBO=${1:-build/elbo}
+case $ELBO in /*) ;; *) ELBO=$PWD/$ELBO ;; esac
+[ -x "$ELBO" ] || { echo "cli_test: $ELBO is not an executable"; echo "0 passed, 1 failed"; exit 1; }
+T=$(mktemp -d /tmp/elbo_cli_test.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL $1: $2"; }
+
+# run ARGS...: runs elbo, sets RC, OUT (stdout), ERR (stderr)
+run() {
+    "$ELBO" "$@" >"$T/stdout" 2>"$T/stderr"
+    RC=$?
+    OUT=$(cat "$T/stdout")
+    ERR=$(cat "$T/stderr")
+}
+
+# expect_ok NAME ARGS...: exit 0 and a JSON last line
+expect_ok() {
+    local name=$1
+    shift
+    run "$@"
+    if [ $RC -ne 0 ]; then bad "$name" "exit $RC: $ERR"; return 1; fi
+    case $(printf '%s\n' "$OUT" | tail -n 1) in
+    \{*\}) ok "$name" ;;
+    *) bad "$name" "last line is not JSON: $(printf '%s\n' "$OUT" | tail -n 1)"; return 1 ;;
+    esac
+}
+
+# expect_fail NAME STATUS NEEDLE ARGS...: exit STATUS, one line on stderr that contains
+# NEEDLE (the file or flag), nothing on stdout, and no file left in the scratch dir
+# except the ones there before.
+expect_fail() {
+    local name=$1 want=$2 needle=$3
+    shift 3
+    local before
+    before=$(ls -A "$T/work" | sort)
+    run "$@"
+    local after
+    after=$(ls -A "$T/work" | sort)
+    local lines
+    lines=$(printf '%s\n' "$ERR" | grep -c .)
+    if [ "$RC" -ne "$want" ]; then bad "$name" "exit $RC, want $want ($ERR)"
+    elif [ "$lines" -ne 1 ]; then bad "$name" "$lines lines on stderr: $ERR"
+    elif [[ "$ERR" != *"$needle"* ]]; then bad "$name" "message does not name $needle: $ERR"
+    elif [[ "$ERR" != elbo:* ]]; then bad "$name" "message does not start with elbo: $ERR"
+    elif [ -n "$OUT" ]; then bad "$name" "output on stdout: $OUT"
+    elif [ "$before" != "$after" ]; then bad "$name" "files left behind: $after"
+    else ok "$name"; fi
+}
+
+mkdir -p "$T/work"
+W=$T/work
+
+# ---- help and version ----------------------------------------------------------------
+run --help
+if [ $RC -eq 0 ] && [[ $OUT == *"bench NAME"* && $OUT == *"info FILE"* && $OUT == *"data show"* ]]; then
+    ok "help lists the commands"
+else bad "help lists the commands" "exit $RC: $OUT"; fi
+run version
+[ $RC -eq 0 ] && [[ $OUT == "elbo "* ]] && ok "version" || bad "version" "exit $RC: $OUT"
+run data show --help
+missing=
+for f in --data --split --n --nrow --seed --shuffle --transform --out; do
+    printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
+done
+[ $RC -eq 0 ] && [ -z "$missing" ] && ok "data show --help lists every flag with its default" ||
+    bad "data show --help lists every flag with its default" "exit $RC, missing:$missing"
+run bench --help
+missing=
+for f in --threads --batch --steps --warmup --seed; do
+    printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
+done
+[ $RC -eq 0 ] && [ -z "$missing" ] && ok "bench --help lists every flag with its default" ||
+    bad "bench --help lists every flag with its default" "exit $RC, missing:$missing"
+run info --help
+[ $RC -eq 0 ] && [[ $OUT == *"usage: elbo info FILE"* ]] && ok "info --help" || bad "info --help" "exit $RC"
+
+# ---- data show: toy -------------------------------------------------------------------
+if expect_ok "data show toy:moons png" data show --data toy:moons --out "$W/moons.png"; then
+    if [ "$(head -c 8 "$W/moons.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then
+        ok "toy:moons writes a PNG"
+    else bad "toy:moons writes a PNG" "no PNG signature"; fi
+    [[ $OUT == *'"n":2000'* && $OUT == *'"data":"toy:moons"'* ]] && ok "toy default n 2000 in JSON" ||
+        bad "toy default n 2000 in JSON" "$OUT"
+fi
+if expect_ok "data show toy npy" data show --data toy:8gaussians --n 100 --seed 7 --out "$W/g.npy"; then
+    # 128-byte header (numpy's layout for a short header) + 100*2 float32
+    sz=$(stat -c %s "$W/g.npy")
+    [ "$sz" -eq $((128 + 800)) ] && ok "toy npy size" || bad "toy npy size" "$sz bytes"
+    run data show --data toy:8gaussians --n 100 --seed 7 --out "$W/g2.npy"
+    cmp -s "$W/g.npy" "$W/g2.npy" && ok "toy npy deterministic by seed" || bad "toy npy deterministic by seed" "files differ"
+    rm -f "$W/g.npy" "$W/g2.npy"
+fi
+
+# ---- data show: npy images written by python3 (no numpy needed) ------------------------
+if command -v python3 >/dev/null 2>&1; then
+    python3 - "$T" <<'PY'
+import struct, sys
+d = sys.argv[1]
+def npy(path, descr, shape, data):
+    sh = "(%s)" % (", ".join(map(str, shape)) + ("," if len(shape) == 1 else ""))
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, sh)
+    pad = 64 - (10 + len(h) + 1) % 64
+    h = h + " " * (pad % 64) + "\n"
+    open(path, "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + data)
+n, c, hh, w = 20, 1, 4, 5
+img = bytes((i * 7) % 256 for i in range(n * c * hh * w))
+npy(d + "/imgs.npy", "|u1", (n, c, hh, w), img)
+npy(d + "/labels.npy", "<i8", (n,), b"".join(struct.pack("<q", i % 3) for i in range(n)))
+# a safetensors file: metadata with a JSON config, two F32 tensors and an I64 scalar
+import json
+ts = [("decoder.weight", "F32", [3, 4]), ("decoder.bias", "F32", [3]), ("step", "I64", [])]
+hdr = {"__metadata__": {"format": "elbo", "config": json.dumps({"model": "vae", "z": 2})}}
+off, buf = 0, b""
+for name, dt, shape in ts:
+    k = 1
+    for s in shape: k *= s
+    nb = k * (8 if dt == "I64" else 4)
+    hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + nb]}
+    buf += bytes(nb); off += nb
+hj = json.dumps(hdr, separators=(",", ":")).encode()
+hj += b" " * ((8 - (8 + len(hj)) % 8) % 8)
+open(d + "/model.safetensors", "wb").write(struct.pack("<Q", len(hj)) + hj + buf)
+PY
+    if expect_ok "data show npy: png grid" data show --data "npy:$T/imgs.npy,$T/labels.npy" --n 6 --nrow 3 --out "$W/grid.png"; then
+        [[ $OUT == *'"n":6'* && $OUT == *'"shape":[1,4,5]'* && $OUT == *'"split":"train"'* ]] &&
+            ok "npy grid JSON" || bad "npy grid JSON" "$OUT"
+        # 3 x 2 tiles of 4x5 with 2 px padding: width 3*(5+2)+2 = 23, height 2*(4+2)+2 = 14
+        wh=$(head -c 24 "$W/grid.png" | tail -c 8 | od -An -tu1 | awk '{print $3*256+$4, $7*256+$8}')
+        [ "$wh" = "23 14" ] && ok "npy grid PNG size" || bad "npy grid PNG size" "$wh"
+    fi
+    if expect_ok "data show npy: npy export" data show --data "npy:$T/imgs.npy,$T/labels.npy" --split test --out "$W/x.npy"; then
+        [[ $OUT == *'"n":2'* && $OUT == *'"split":"test"'* ]] && ok "npy export: test split has 2" || bad "npy export: test split has 2" "$OUT"
+        [ -f "$W/x.labels.npy" ] && ok "npy export writes labels" || bad "npy export writes labels" "no $W/x.labels.npy"
+        # test split: items 9 and 19; bytes = 128 header + 2*20
+        sz=$(stat -c %s "$W/x.npy")
+        [ "$sz" -eq 168 ] && ok "npy export size" || bad "npy export size" "$sz"
+        cmp -s <(tail -c 40 "$W/x.npy") <(python3 -c "import sys; sys.stdout.buffer.write(bytes((i*7)%256 for i in list(range(180,200))+list(range(380,400))))") &&
+            ok "npy export bytes are items 9 and 19" || bad "npy export bytes are items 9 and 19" "differ"
+        rm -f "$W/x.npy" "$W/x.labels.npy"
+    fi
+    if expect_ok "info on a safetensors file" info "$T/model.safetensors"; then
+        last=$(printf '%s\n' "$OUT" | tail -n 1)
+        want="{\"file\":\"$T/model.safetensors\", \"tensors\":3, \"parameters\":16, \"bytes\":68}"
+        [ "$last" = "$want" ] && ok "info JSON line" || bad "info JSON line" "$last"
+        [[ $OUT == *'config: {"model": "vae", "z": 2}'* ]] && ok "info prints config as is" || bad "info prints config as is" "$OUT"
+        printf '%s\n' "$OUT" | grep -Eq '^decoder.weight +F32 +\[3, 4\] +12 +48$' && ok "info tensor row" ||
+            bad "info tensor row" "$OUT"
+        printf '%s\n' "$OUT" | grep -q '^total: 3 tensors, 16 elements, 68 bytes$' && ok "info totals line" || bad "info totals line" "$OUT"
+    fi
+else
+    echo "skip npy and safetensors cases (no python3)"
+fi
+
+# ---- bad input ------------------------------------------------------------------------
+expect_fail "missing dataset dir" 1 /nonexistent_elbo_dir data show --data mnist:/nonexistent_elbo_dir --out "$W/a.png"
+expect_fail "unknown spec" 2 bogus-spec data show --data bogus-spec --out "$W/a.png"
+expect_fail "unknown toy" 2 nosuchtoy data show --data toy:nosuchtoy --out "$W/a.png"
+expect_fail "unknown flag" 2 --frobnicate data show --data toy:moons --frobnicate --out "$W/a.png"
+expect_fail "bad number abc" 2 '--n: expected a positive integer, got "abc"' data show --data toy:moons --n abc --out "$W/a.png"
+expect_fail "bad number 12x" 2 '--n' data show --data toy:moons --n 12x --out "$W/a.png"
+expect_fail "negative number" 2 '--n' data show --data toy:moons --n -4 --out "$W/a.png"
+expect_fail "zero n" 2 '--n' data show --data toy:moons --n 0 --out "$W/a.png"
+expect_fail "overflow" 2 '--seed' data show --data toy:moons --seed 99999999999999999999999 --out "$W/a.png"
+expect_fail "missing value" 2 '--nrow' data show --data toy:moons --out "$W/a.png" --nrow
+expect_fail "bad transform" 2 '--transform' data show --data fashion-mnist --transform sharpen --out "$W/a.png"
+expect_fail "bad split" 2 '--split' data show --data fashion-mnist --split val --out "$W/a.png"
+expect_fail "bad out extension" 2 '--out' data show --data toy:moons --out "$W/a.jpg"
+expect_fail "missing --out" 2 '--out' data show --data toy:moons
+expect_fail "--out in a missing directory" 1 /nonexistent_elbo_dir/a.png data show --data toy:moons --out /nonexistent_elbo_dir/a.png
+expect_fail "info on a missing file" 1 "$W/missing.safetensors" info "$W/missing.safetensors"
+expect_fail "info on a non-safetensors file" 1 /etc/hostname info /etc/hostname
+expect_fail "info without a file" 2 info info
+expect_fail "unknown command" 2 frobnicate frobnicate
+expect_fail "bench bad number" 2 '--steps' bench vae-mlp --steps 5x
+expect_fail "bench unknown flag" 2 '--nope' bench vae-mlp --nope
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+    expect_fail "npy export to a missing directory" 1 /nonexistent_elbo_dir data show --data fashion-mnist --n 4 --out /nonexistent_elbo_dir/x.npy
+fi
+
+echo "$PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
