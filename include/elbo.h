@@ -10,6 +10,7 @@
  *   plot.h   scatter, density, vector-field and loss-curve plots to PNG (own rasteriser)
  *   checkpoint.h   training checkpoints (weights, optimiser, EMA, step, RNG) in safetensors
  *   progress.h     training progress: a terminal bar or log lines, and a CSV loss log
+ *   train.h  the model interface, the trainer (resumable, bit-exact), evaluation
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -23,5 +24,6 @@
 #include "elbo/optim.h"
 #include "elbo/plot.h"
 #include "elbo/progress.h"
+#include "elbo/train.h"
 #include "elbo/safetensors.h"
 #endif

@@ -155,6 +155,65 @@ PY
             bad "info tensor row" "$OUT"
         printf '%s\n' "$OUT" | grep -q '^total: 3 tensors, 16 elements, 68 bytes$' && ok "info totals line" || bad "info totals line" "$OUT"
     fi
+
+    # ---- train, sample, eval on 300 random 28x28 images -------------------------------
+    python3 - "$T" <<'PY'
+import struct, sys, random
+random.seed(3)
+n = 300
+h = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, 28, 28), }" % n
+h = h + " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
+open(sys.argv[1] + "/tiny28.npy", "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + bytes(random.randrange(256) for _ in range(n * 784)))
+PY
+    R=$T/run
+    if expect_ok "train vae-mlp 20 steps" train vae-mlp --data "npy:$T/tiny28.npy" --steps 20 --batch 32 --hidden 64 --z 8 --out "$R" --log-every 10; then
+        last=$(printf '%s\n' "$OUT" | tail -n 1)
+        [[ $last == *'"model":"vae-mlp"'* && $last == *'"steps":20'* && $last == *'"loss":'* && $last == *'"seconds":'* && $last == *"\"out\":\"$R\""* ]] &&
+            ok "train JSON keys" || bad "train JSON keys" "$last"
+        [ -f "$R/ckpt.safetensors" ] && [ -f "$R/loss.png" ] && ok "train writes ckpt and loss.png" || bad "train writes ckpt and loss.png" "$(ls "$R")"
+        [ "$(head -n 1 "$R/loss.csv")" = "step,loss,recon,kl" ] && [ "$(wc -l <"$R/loss.csv")" -eq 21 ] &&
+            ok "train loss.csv header and 20 rows" || bad "train loss.csv header and 20 rows" "$(wc -l <"$R/loss.csv") lines"
+        [[ $ERR == *"step 20/20 loss"* ]] && ok "train progress lines on stderr" || bad "train progress lines on stderr" "$ERR"
+        if expect_ok "sample png" sample "$R/ckpt.safetensors" --n 10 --out "$W/s.png"; then
+            # 8 per row: width 8*(28+2)+2 = 242, height 2*(28+2)+2 = 62
+            wh=$(head -c 24 "$W/s.png" | tail -c 8 | od -An -tu1 | awk '{print $3*256+$4, $7*256+$8}')
+            [ "$wh" = "242 62" ] && ok "sample PNG size" || bad "sample PNG size" "$wh"
+        fi
+        if expect_ok "sample npy" sample "$R/ckpt.safetensors" --n 10 --seed 4 --out "$W/s.npy"; then
+            sz=$(stat -c %s "$W/s.npy")
+            [ "$sz" -eq $((128 + 10 * 784)) ] && ok "sample npy size (uint8 10,1,28,28)" || bad "sample npy size (uint8 10,1,28,28)" "$sz"
+            [[ $OUT == *'"n":10'* && $OUT == *'"step":20'* ]] && ok "sample JSON" || bad "sample JSON" "$OUT"
+        fi
+        rm -f "$W/s.png" "$W/s.npy"
+        if expect_ok "eval" eval "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy"; then
+            last=$(printf '%s\n' "$OUT" | tail -n 1)
+            miss=
+            for k in neg_elbo_nats recon_nats kl_nats bits_per_dim '"n":30' '"split":"test"' '"step":20'; do
+                [[ $last == *"$k"* ]] || miss="$miss $k"
+            done
+            [ -z "$miss" ] && ok "eval JSON keys" || bad "eval JSON keys" "missing$miss: $last"
+        fi
+        if expect_ok "train resume to 30 steps" train vae-mlp --data "npy:$T/tiny28.npy" --steps 30 --batch 32 --hidden 64 --z 8 --out "$R" --resume "$R/ckpt.safetensors"; then
+            [[ $OUT == *'"steps":30'* ]] && [ "$(wc -l <"$R/loss.csv")" -eq 31 ] && ok "resume appends 10 rows" ||
+                bad "resume appends 10 rows" "$OUT; $(wc -l <"$R/loss.csv") lines"
+        fi
+        expect_fail "resume with another batch" 1 "$R/ckpt.safetensors" train vae-mlp --data "npy:$T/tiny28.npy" --steps 40 --batch 16 --hidden 64 --z 8 --out "$W/r2" --resume "$R/ckpt.safetensors"
+    fi
+    run train --help
+    missing=
+    for f in --data --steps --batch --lr --seed --threads --out --resume --ckpt-every --log-every --binarize --hidden --z; do
+        printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
+    done
+    [ $RC -eq 0 ] && [ -z "$missing" ] && ok "train --help lists every flag with its default" ||
+        bad "train --help lists every flag with its default" "exit $RC, missing:$missing"
+    expect_fail "train unknown model" 2 nosuchmodel train nosuchmodel --data "npy:$T/tiny28.npy" --out "$W/r3"
+    expect_fail "train missing dataset" 1 /nonexistent_elbo.npy train vae-mlp --data npy:/nonexistent_elbo.npy --out "$W/r3"
+    expect_fail "train bad --binarize" 2 --binarize train vae-mlp --data "npy:$T/tiny28.npy" --binarize maybe --out "$W/r3"
+    expect_fail "train batch larger than the data" 1 batch train vae-mlp --data "npy:$T/tiny28.npy" --batch 1000 --out "$W/r3"
+    expect_fail "sample on a non-checkpoint" 1 /etc/hostname sample /etc/hostname --out "$W/s.png"
+    expect_fail "sample bad --out" 2 --out sample "$R/ckpt.safetensors" --out "$W/s.jpg"
+    expect_fail "eval with a missing dataset" 1 /nonexistent_elbo.npy eval "$R/ckpt.safetensors" --data npy:/nonexistent_elbo.npy
+    expect_fail "eval on a missing checkpoint" 1 "$W/none.safetensors" eval "$W/none.safetensors" --data "npy:$T/tiny28.npy"
 else
     echo "skip npy and safetensors cases (no python3)"
 fi

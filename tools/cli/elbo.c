@@ -17,6 +17,9 @@ static const char *USAGE =
     "  data show      write a grid (PNG), scatter plot (toy data) or .npy of a dataset's\n"
     "                 first images\n"
     "  info FILE      print a safetensors file's metadata and tensors\n"
+    "  train MODEL    train a model (vae-mlp) on a dataset, with checkpoints and a loss log\n"
+    "  sample CKPT    draw samples of a checkpoint's model to a PNG grid or .npy\n"
+    "  eval CKPT      the negative ELBO (nats, bits/dim) of a checkpoint on a dataset split\n"
     "  version        print the version\n"
     "\n"
     "Run `elbo COMMAND --help` for a command's flags.\n"
@@ -74,5 +77,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(argv[1], "data")) return cmd_data(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     return args_fail(ARGS_USAGE, "unknown command \"%s\" (see elbo --help)", argv[1]);
 }

@@ -1,0 +1,300 @@
+/* `elbo train`, `elbo sample`, `elbo eval`: a model trained by the one trainer of
+ * include/elbo/train.h, sampled and evaluated from its checkpoint. */
+#include "elbo.h"
+#include "elbo/train.h"
+
+#include "args.h"
+#include "cli.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static arg_flag flag_double(const char *name, double *dst, const char *help, const char *deflt) {
+    arg_flag f = args_lr(dst, deflt); /* a non-negative double (min 0) under another name */
+    f.name = name;
+    f.help = help;
+    f.min = 0;
+    return f;
+}
+
+static arg_flag flag_i64(const char *name, int64_t *dst, long long min, const char *help,
+                         const char *deflt) {
+    arg_flag f = args_steps(dst, deflt);
+    f.name = name;
+    f.help = help;
+    f.min = min;
+    return f;
+}
+
+/* ---- train ------------------------------------------------------------------------------ */
+static const char *TRAIN_USAGE =
+    "usage: elbo train MODEL --data SPEC [flags]\n"
+    "\n"
+    "Trains MODEL (vae-mlp) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
+    "with Adam. Writes OUT/ckpt.safetensors (every --ckpt-every steps and at the end),\n"
+    "OUT/loss.csv (one row per step; appended to when resuming) and OUT/loss.png. Progress\n"
+    "goes to stderr (a bar on a terminal, a line every --log-every steps otherwise); the\n"
+    "last line on stdout is {\"model\", \"steps\", \"loss\", \"seconds\", \"out\"}.\n"
+    "Epoch e visits the data in a permutation drawn from (--seed, e); step s takes batch\n"
+    "s mod (N / B) of epoch s / (N / B), so --resume OUT/ckpt.safetensors with the same\n"
+    "flags and a larger --steps continues bit for bit (another seed, batch or model\n"
+    "configuration is refused). SIGINT or SIGTERM saves a checkpoint at the end of the\n"
+    "current step and exits with status 130 after the JSON line (\"interrupted\": true).\n";
+
+int cmd_train(int argc, char **argv) {
+    elbo_train_params tp;
+    elbo_train_params_init(&tp);
+    const char *data = NULL, *out = "runs/vae-mlp", *resume = NULL, *binarize_s = "dynamic";
+    int64_t steps = 1000, ckpt_every = 1000, log_every = 100, warmup = 0;
+    int batch = 128, threads = 0, hidden = 512, z = 32, cosine = 0;
+    double lr = 1e-3, clip = 0, ema = 0;
+    uint64_t seed = 0;
+    arg_flag flags[] = {
+        args_string("--data", &data, "SPEC", "the dataset (train split)", "required"),
+        args_steps(&steps, "1000"),
+        args_batch(&batch, "128"),
+        args_lr(&lr, "0.001"),
+        args_seed(&seed, "0"),
+        args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
+        args_out(&out, "output directory (created if missing)", "runs/vae-mlp"),
+        args_string("--resume", &resume, "CKPT", "continue from this checkpoint", "none"),
+        flag_i64("--ckpt-every", &ckpt_every, 0, "checkpoint every N steps (0: only at the end)",
+                 "1000"),
+        flag_i64("--log-every", &log_every, 1, "progress line every N steps (no terminal)", "100"),
+        args_string("--binarize", &binarize_s, "MODE",
+                    "pixels -> x: dynamic (Bernoulli(p/255) each step) | static (p >= 128) | "
+                    "none (p/255)",
+                    "dynamic"),
+        args_int("--hidden", &hidden, 1, 65536, "N", "vae-mlp: hidden width", "512"),
+        args_int("--z", &z, 1, 65536, "N", "vae-mlp: latent dimensions", "32"),
+        flag_double("--grad-clip", &clip, "clip the global gradient L2 norm (0: off)", "0"),
+        flag_double("--ema", &ema, "EMA decay of the weights, < 1 (0: off)", "0"),
+        flag_i64("--warmup", &warmup, 0, "linear learning-rate warm-up steps (0: off)", "0"),
+        args_bool("--cosine", &cosine, "cosine learning-rate decay to 0 at --steps"),
+    };
+    const char *pos[1];
+    int np = 0;
+    int r = args_parse("train", TRAIN_USAGE, flags, (int)(sizeof flags / sizeof flags[0]), argc,
+                       argv, pos, 1, &np);
+    if (r == ARGS_HELP) return 0;
+    if (r) return r;
+    if (np < 1) return args_fail(ARGS_USAGE, "train: which model? (%s)", elbo_model_names());
+    if (strcmp(pos[0], "vae-mlp"))
+        return args_fail(ARGS_USAGE, "train: unknown model \"%s\" (known: %s)", pos[0],
+                         elbo_model_names());
+    if (!data) return args_fail(ARGS_USAGE, "train: --data: required (see elbo train --help)");
+    if (!*out) return args_fail(ARGS_USAGE, "--out: empty");
+    if (!(ema < 1)) return args_fail(ARGS_USAGE, "--ema: expected a decay < 1, got %g", ema);
+    elbo_vae_mlp_config cfg;
+    elbo_vae_mlp_config_init(&cfg);
+    if (elbo_binarize_parse(binarize_s, &cfg.binarize) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--binarize: expected dynamic, static or none, got \"%s\"",
+                         binarize_s);
+    elbo_data_spec spec;
+    if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    if (spec.kind == ELBO_DATA_TOY)
+        return args_fail(ARGS_USAGE, "--data: %s: vae-mlp trains on images, not toy points", data);
+
+    elbo_dataset ds;
+    if (elbo_dataset_load(&spec, ELBO_SPLIT_TRAIN, &ds) != ELBO_OK)
+        return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+    cfg.c = ds.c;
+    cfg.h = ds.h;
+    cfg.w = ds.w;
+    cfg.hidden = hidden;
+    cfg.z = z;
+    elbo_model *m = NULL;
+    if (elbo_vae_mlp_model_new(&cfg, seed, &m) != ELBO_OK) {
+        elbo_dataset_free(&ds);
+        return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+    }
+    tp.steps = steps;
+    tp.batch = batch;
+    tp.lr = (float)lr;
+    tp.seed = seed;
+    tp.threads = threads;
+    tp.out_dir = out;
+    tp.resume = resume;
+    tp.ckpt_every = ckpt_every;
+    tp.log_every = log_every;
+    tp.grad_clip = (float)clip;
+    tp.ema_decay = (float)ema;
+    tp.warmup_steps = warmup;
+    tp.cosine = cosine;
+    elbo_train_result res;
+    elbo_status st = elbo_train(m, &ds, &tp, &res);
+    elbo_model_free(m);
+    elbo_dataset_free(&ds);
+    if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+    if (res.interrupted)
+        fprintf(stderr, "elbo: train: interrupted at step %lld; checkpoint %s (continue with "
+                "--resume %s)\n", (long long)res.step, res.ckpt_path, res.ckpt_path);
+    printf("{\"model\":\"vae-mlp\", \"steps\":%lld, \"loss\":%.6f, \"seconds\":%.3f, \"out\":",
+           (long long)res.step, res.loss, res.seconds);
+    args_json_string(stdout, out);
+    printf("%s}\n", res.interrupted ? ", \"interrupted\":true" : "");
+    return res.interrupted ? 130 : 0;
+}
+
+/* ---- sample ----------------------------------------------------------------------------- */
+static const char *SAMPLE_USAGE =
+    "usage: elbo sample CKPT --out FILE.png|FILE.npy [flags]\n"
+    "\n"
+    "Builds the model of checkpoint CKPT from its metadata (EMA weights when it has them)\n"
+    "and draws --n samples (vae-mlp: the decoder's Bernoulli means sigmoid(dec(z)),\n"
+    "z ~ N(0, I)). A .png is a grid of --nrow images per row (2 px padding); a .npy is\n"
+    "uint8 (N, C, H, W) = round(255 mean). Prints {\"ckpt\", \"model\", \"step\", \"n\", \"out\"}.\n";
+
+int cmd_sample(int argc, char **argv) {
+    const char *out = NULL;
+    int n = 64, nrow = 8, threads = 0;
+    uint64_t seed = 0;
+    arg_flag flags[] = {
+        args_int("--n", &n, 1, 1 << 20, "N", "samples to draw", "64"),
+        args_out(&out, "output file, .png or .npy", "required"),
+        args_seed(&seed, "0"),
+        args_int("--nrow", &nrow, 1, 65536, "K", "images per row of the PNG grid", "8"),
+        args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
+    };
+    const char *pos[1];
+    int np = 0;
+    int r = args_parse("sample", SAMPLE_USAGE, flags, (int)(sizeof flags / sizeof flags[0]), argc,
+                       argv, pos, 1, &np);
+    if (r == ARGS_HELP) return 0;
+    if (r) return r;
+    if (np < 1) return args_fail(ARGS_USAGE, "sample: which checkpoint? (see elbo sample --help)");
+    if (!out) return args_fail(ARGS_USAGE, "sample: --out: required (see elbo sample --help)");
+    int npy = ends_with(out, ".npy");
+    if (!npy && !ends_with(out, ".png"))
+        return args_fail(ARGS_USAGE, "--out: expected a path ending in .png or .npy, got \"%s\"",
+                         out);
+    if (threads > 0) elbo_set_threads(threads);
+    elbo_model *m = NULL;
+    int used_ema = 0;
+    int64_t step = 0;
+    if (elbo_model_load(pos[0], &m, &used_ema, &step) != ELBO_OK)
+        return args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
+    if (!m->sample) {
+        int rc = args_fail(ARGS_RUNTIME, "sample: %s: model %s cannot sample", pos[0], m->name);
+        elbo_model_free(m);
+        return rc;
+    }
+    const int64_t per = m->c * m->h * m->w;
+    float *x = malloc((size_t)(n * per) * sizeof *x);
+    uint8_t *u8 = npy ? malloc((size_t)(n * per)) : NULL;
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_status st = (!x || (npy && !u8) || !ctx)
+                         ? elbo_error(ELBO_ERR_NOMEM, "out of memory for %d samples", n)
+                         : ELBO_OK;
+    elbo_rng rng;
+    elbo_rng_init(&rng, seed);
+    if (st == ELBO_OK) st = m->sample(ctx, m, n, &rng, x);
+    if (st == ELBO_OK && !npy)
+        st = elbo_png_write_grid(out, x, n, m->c, m->h, m->w, 0.0f, 1.0f, nrow, 2, 0);
+    if (st == ELBO_OK && npy) {
+        for (int64_t i = 0; i < n * per; i++) {
+            float v = x[i] < 0 ? 0 : x[i] > 1 ? 1 : x[i];
+            u8[i] = (uint8_t)floorf(255.0f * v + 0.5f);
+        }
+        int64_t shape[4] = {n, m->c, m->h, m->w};
+        st = elbo_npy_write(out, ELBO_NPY_U8, 4, shape, u8);
+    }
+    const char *name = m->name;
+    int status = 0;
+    if (st != ELBO_OK) status = args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
+    else {
+        printf("{\"ckpt\":");
+        args_json_string(stdout, pos[0]);
+        printf(", \"model\":\"%s\", \"step\":%lld, \"ema\":%s, \"n\":%d, \"out\":", name,
+               (long long)step, used_ema ? "true" : "false", n);
+        args_json_string(stdout, out);
+        printf("}\n");
+    }
+    elbo_ctx_free(ctx);
+    free(x);
+    free(u8);
+    elbo_model_free(m);
+    return status;
+}
+
+/* ---- eval ------------------------------------------------------------------------------- */
+static const char *EVAL_USAGE =
+    "usage: elbo eval CKPT --data SPEC [flags]\n"
+    "\n"
+    "The negative ELBO of checkpoint CKPT's model on a split of SPEC, in nats per example:\n"
+    "the mean over every item of the split (one reparameterised sample of z each, drawn\n"
+    "from --seed, as are the dynamic binarization's pixels), its reconstruction term\n"
+    "E_q[-log p(x|z)] and KL(q(z|x) || p(z)), and bits/dim = nats / (D ln 2), D = C H W.\n"
+    "Prints {\"ckpt\", \"model\", \"step\", \"data\", \"split\", \"n\", \"neg_elbo_nats\",\n"
+    "\"recon_nats\", \"kl_nats\", \"bits_per_dim\"}.\n";
+
+int cmd_eval(int argc, char **argv) {
+    const char *data = NULL, *split_s = "test";
+    int batch = 128, threads = 0;
+    uint64_t seed = 0;
+    arg_flag flags[] = {
+        args_string("--data", &data, "SPEC", "the dataset (" ELBO_DATA_SPEC_FORMS ")",
+                    "required"),
+        args_string("--split", &split_s, "SPLIT", "train | test", "test"),
+        args_batch(&batch, "128"),
+        args_seed(&seed, "0"),
+        args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
+    };
+    const char *pos[1];
+    int np = 0;
+    int r = args_parse("eval", EVAL_USAGE, flags, (int)(sizeof flags / sizeof flags[0]), argc,
+                       argv, pos, 1, &np);
+    if (r == ARGS_HELP) return 0;
+    if (r) return r;
+    if (np < 1) return args_fail(ARGS_USAGE, "eval: which checkpoint? (see elbo eval --help)");
+    if (!data) return args_fail(ARGS_USAGE, "eval: --data: required (see elbo eval --help)");
+    elbo_data_split split;
+    if (elbo_data_split_parse(split_s, &split) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);
+    elbo_data_spec spec;
+    if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    if (spec.kind == ELBO_DATA_TOY)
+        return args_fail(ARGS_USAGE, "--data: %s: toy points are not images", data);
+    if (threads > 0) elbo_set_threads(threads);
+    elbo_model *m = NULL;
+    int64_t step = 0;
+    if (elbo_model_load(pos[0], &m, NULL, &step) != ELBO_OK)
+        return args_fail(ARGS_RUNTIME, "eval: %s", elbo_last_error());
+    if (!m->eval || m->n_eval < 3) {
+        int rc = args_fail(ARGS_RUNTIME, "eval: %s: model %s has no ELBO", pos[0], m->name);
+        elbo_model_free(m);
+        return rc;
+    }
+    elbo_dataset ds;
+    if (elbo_dataset_load(&spec, split, &ds) != ELBO_OK) {
+        elbo_model_free(m);
+        return args_fail(ARGS_RUNTIME, "eval: %s", elbo_last_error());
+    }
+    double means[ELBO_MODEL_MAX_FIGURES] = {0};
+    elbo_status st = elbo_evaluate(m, &ds, batch, seed, means);
+    int status = 0;
+    if (st != ELBO_OK) status = args_fail(ARGS_RUNTIME, "eval: %s: %s", pos[0], elbo_last_error());
+    else {
+        const double D = (double)(m->c * m->h * m->w);
+        printf("{\"ckpt\":");
+        args_json_string(stdout, pos[0]);
+        printf(", \"model\":\"%s\", \"step\":%lld, \"data\":", m->name, (long long)step);
+        args_json_string(stdout, data);
+        printf(", \"split\":\"%s\", \"n\":%lld, \"neg_elbo_nats\":%.6f, \"recon_nats\":%.6f, "
+               "\"kl_nats\":%.6f, \"bits_per_dim\":%.6f}\n",
+               split_s, (long long)ds.n, means[0], means[1], means[2], means[0] / (D * log(2.0)));
+    }
+    elbo_dataset_free(&ds);
+    elbo_model_free(m);
+    return status;
+}
