@@ -157,3 +157,32 @@ TEST(grad_accumulates_over_several_consumers) {
         elbo_ctx_free(ctx);
     }
 }
+
+/* elbo_set_flush_denormals: with it on, a product that underflows is 0 and a subnormal input
+ * reads as 0 on the calling thread and on the pool's other threads; off restores gradual
+ * underflow everywhere. */
+#include <omp.h>
+TEST(core_flush_denormals_on_every_thread) {
+#if defined(__SSE__) || defined(__x86_64__)
+    int saved = elbo_get_threads();
+    elbo_set_threads(2);
+    for (int on = 1; on >= 0; on--) {
+        CHECK(elbo_set_flush_denormals(on) == ELBO_OK);
+        int flushed[2] = {-1, -1};
+#pragma omp parallel num_threads(2)
+        {
+            volatile float tiny = 1e-30f, sub = 1e-40f; /* 1e-40 is subnormal */
+            float under = tiny * 1e-10f, in = sub * 1.0f;
+            int t = omp_get_thread_num();
+            if (t < 2) flushed[t] = under == 0.0f && in == 0.0f ? 1 : (under > 0 && in > 0 ? 0 : 2);
+        }
+        CHECK_MSG(flushed[0] == on && (omp_get_max_threads() < 2 || flushed[1] == on),
+                  "flush %d: thread results %d %d (1 flushed, 0 kept, 2 mixed)", on, flushed[0],
+                  flushed[1]);
+    }
+    elbo_set_threads(saved);
+#else
+    CHECK(elbo_set_flush_denormals(0) == ELBO_OK);
+    CHECK(elbo_set_flush_denormals(1) == ELBO_ERR_ARG);
+#endif
+}

@@ -56,6 +56,16 @@ elbo_status elbo_error(elbo_status st, const char *fmt, ...)
  * every kernel splits work into slices fixed by the problem size, not by the thread count. */
 void elbo_set_threads(int n);
 int elbo_get_threads(void);
+/* Flush subnormal floats to zero (on: the x86 FTZ and DAZ bits of MXCSR) or keep IEEE gradual
+ * underflow (off, the default), on the calling thread and on every thread of elbo's OpenMP
+ * pool (threads created later inherit the caller's setting). Results stay deterministic and
+ * independent of the thread count either way, but differ between the two settings wherever a
+ * subnormal occurs. Arithmetic on subnormals takes microcode assists: Adam's first moments of
+ * parameters whose gradient stays 0 (e.g. border pixels of Fashion-MNIST) decay into them
+ * after about 800 steps, and `elbo train vae-mlp` then runs 1.5x slower. `elbo train` turns
+ * flushing on (TensorFlow and oneDNN flush by default; PyTorch has set_flush_denormal).
+ * ELBO_ERR_ARG where the CPU has no such control (non-x86). */
+elbo_status elbo_set_flush_denormals(int on);
 
 /* ---- counter-based RNG (Philox-4x32-10, Salmon et al. 2011) --------------------------- */
 /* A value depends only on (seed, counter): element i of a fill uses counter offset + i/4,

@@ -23,6 +23,28 @@ void elbo_set_threads(int n) {
 #endif
 }
 
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define MXCSR_FTZ_DAZ 0x8040u /* flush to zero (bit 15), denormals are zero (bit 6) */
+static void set_mxcsr_flush(int on) {
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(on ? (csr | MXCSR_FTZ_DAZ) : (csr & ~MXCSR_FTZ_DAZ));
+}
+#endif
+
+elbo_status elbo_set_flush_denormals(int on) {
+#if defined(__SSE__) || defined(__x86_64__)
+    set_mxcsr_flush(on);
+    int n = elbo_get_threads();
+    /* one region over the whole pool: every thread sets its own register */
+#pragma omp parallel num_threads(n)
+    set_mxcsr_flush(on);
+    return ELBO_OK;
+#else
+    return on ? elbo_error(ELBO_ERR_ARG, "flush_denormals: not supported on this CPU") : ELBO_OK;
+#endif
+}
+
 int elbo__parallel_ok(void) { return elbo_get_threads() > 1 && !omp_in_parallel(); }
 
 int elbo_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }

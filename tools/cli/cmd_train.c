@@ -54,7 +54,7 @@ int cmd_train(int argc, char **argv) {
     elbo_train_params_init(&tp);
     const char *data = NULL, *out = "runs/vae-mlp", *resume = NULL, *binarize_s = "dynamic";
     int64_t steps = 1000, ckpt_every = 1000, log_every = 100, warmup = 0;
-    int batch = 128, threads = 0, hidden = 512, z = 32, cosine = 0;
+    int batch = 128, threads = 0, hidden = 512, z = 32, cosine = 0, keep_denormals = 0;
     double lr = 1e-3, clip = 0, ema = 0;
     uint64_t seed = 0;
     arg_flag flags[] = {
@@ -79,6 +79,9 @@ int cmd_train(int argc, char **argv) {
         flag_double("--ema", &ema, "EMA decay of the weights, < 1 (0: off)", "0"),
         flag_i64("--warmup", &warmup, 0, "linear learning-rate warm-up steps (0: off)", "0"),
         args_bool("--cosine", &cosine, "cosine learning-rate decay to 0 at --steps"),
+        args_bool("--keep-denormals", &keep_denormals,
+                  "keep subnormal floats (default: flushed to zero, FTZ/DAZ; see "
+                  "elbo_set_flush_denormals)"),
     };
     const char *pos[1];
     int np = 0;
@@ -117,6 +120,8 @@ int cmd_train(int argc, char **argv) {
         elbo_dataset_free(&ds);
         return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
     }
+    if (threads > 0) elbo_set_threads(threads);
+    if (!keep_denormals) (void)elbo_set_flush_denormals(1); /* no-op error off x86: ignored */
     tp.steps = steps;
     tp.batch = batch;
     tp.lr = (float)lr;
