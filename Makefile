@@ -1,6 +1,7 @@
 # elbo: `make` builds build/libelbo.a, build/libelbo.so and build/elbo;
 # `make test` runs every test; `make bench` compares with PyTorch; `make sanitize` runs the
-# tests under ASan+UBSan; `make install PREFIX=...` installs headers, libraries, elbo.pc.
+# tests under ASan+UBSan; `make install PREFIX=...` installs headers, libraries, elbo.pc;
+# `make fuzz` builds the libFuzzer targets of fuzz/ and `make fuzz-run` runs each briefly.
 CC      ?= gcc
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -21,7 +22,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 HEADERS  := $(wildcard include/*.h include/elbo/*.h tools/cli/*.h) $(shell find src -name '*.h')
 
-.PHONY: all test bench sanitize install clean fixtures
+.PHONY: all test bench sanitize install clean fixtures fuzz fuzz-run
 
 all: $(BUILD)/libelbo.a $(BUILD)/libelbo.so $(BUILD)/elbo
 
@@ -72,5 +73,36 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*ELBO_VERSION "\(.*\)"/\1/p' include/elbo/core.h)|' \
 	  elbo.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/elbo.pc
 
+# libFuzzer targets (fuzz/fuzz_<name>.c), one per parser: clang with libFuzzer + ASan +
+# UBSan, the library compiled again with the same flags into build-fuzz/ (not the normal
+# build). `make fuzz-run FUZZ_SECONDS=N` runs each for N seconds on a copy of its corpus
+# (fuzz/corpus/<name>/) and ends with "N passed, N failed". Needs install-deps.sh --fuzz.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := idx npy png cifar safetensors checkpoint json csv dataspec
+FUZZ_FLAGS   := -fsanitize=fuzzer,address,undefined -g -O1 -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -fopenmp -fno-math-errno $(WARN) $(ARCH) $(FUZZ_FLAGS)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(HEADERS) fuzz/fuzz_common.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS_ALL) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/libelbo.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libelbo.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fopenmp -o $@ $< $(FUZZ_BUILD)/libelbo.a $(LDLIBS)
+
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/obj/fuzz/fuzz_%.o)
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-run: $(FUZZ_BINS)
+	bash fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz

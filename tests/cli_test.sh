@@ -13,9 +13,14 @@ FAIL=0
 ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
 bad() { FAIL=$((FAIL + 1)); echo "FAIL $1: $2"; }
 
-# run ARGS...: runs elbo, sets RC, OUT (stdout), ERR (stderr)
+# run ARGS...: runs elbo, sets RC, OUT (stdout), ERR (stderr). With FSIZE_KB set (e.g.
+# FSIZE_KB=8 run ...) elbo runs in a subshell under `ulimit -f $FSIZE_KB`: a full disk.
 run() {
-    "$ELBO" "$@" >"$T/stdout" 2>"$T/stderr"
+    if [ -n "${FSIZE_KB:-}" ]; then
+        (ulimit -f "$FSIZE_KB" && exec "$ELBO" "$@") >"$T/stdout" 2>"$T/stderr"
+    else
+        "$ELBO" "$@" >"$T/stdout" 2>"$T/stderr"
+    fi
     RC=$?
     OUT=$(cat "$T/stdout")
     ERR=$(cat "$T/stderr")
@@ -198,6 +203,21 @@ PY
                 bad "resume appends 10 rows" "$OUT; $(wc -l <"$R/loss.csv") lines"
         fi
         expect_fail "resume with another batch" 1 "$R/ckpt.safetensors" train vae-mlp --data "npy:$T/tiny28.npy" --steps 40 --batch 16 --hidden 64 --z 8 --out "$W/r2" --resume "$R/ckpt.safetensors"
+        # a full disk when saving the checkpoint (1.3 MB, over a 256 KiB file-size limit):
+        # exit 1 (not SIGXFSZ), one error line naming it, no temporary file, and the earlier
+        # checkpoint (step 30, from $R) left byte for byte as it was
+        F=$W/full
+        mkdir -p "$F" && cp "$R/ckpt.safetensors" "$F/ckpt.safetensors"
+        FSIZE_KB=256 run train vae-mlp --data "npy:$T/tiny28.npy" --steps 5 --batch 32 --hidden 64 --z 8 --out "$F"
+        errs=$(printf '%s\n' "$ERR" | grep '^elbo:')
+        if [ "$RC" -ne 1 ]; then bad "train on a full disk" "exit $RC, want 1 ($ERR)"
+        elif [ "$(printf '%s\n' "$errs" | grep -c .)" -ne 1 ]; then bad "train on a full disk" "not one error line: $ERR"
+        elif [[ "$errs" != *"$F/ckpt.safetensors"* ]]; then bad "train on a full disk" "message does not name the checkpoint: $errs"
+        elif [ -n "$OUT" ]; then bad "train on a full disk" "output on stdout: $OUT"
+        elif ls -A "$F" | grep -q '\.tmp\.'; then bad "train on a full disk" "temporary file left: $(ls -A "$F")"
+        elif ! cmp -s "$R/ckpt.safetensors" "$F/ckpt.safetensors"; then bad "train on a full disk" "the earlier checkpoint changed"
+        else ok "train on a full disk"; fi
+        rm -rf "$F"
     fi
     run train --help
     missing=
@@ -234,6 +254,10 @@ expect_fail "bad split" 2 '--split' data show --data fashion-mnist --split val -
 expect_fail "bad out extension" 2 '--out' data show --data toy:moons --out "$W/a.jpg"
 expect_fail "missing --out" 2 '--out' data show --data toy:moons
 expect_fail "--out in a missing directory" 1 /nonexistent_elbo_dir/a.png data show --data toy:moons --out /nonexistent_elbo_dir/a.png
+# a full disk (ulimit -f 8: 8 KiB per file; the .npy is 16 KiB, the PNG about 57 KiB):
+# exit 1 (not 128 + SIGXFSZ), one line naming the file, no output or temporary file left
+FSIZE_KB=8 expect_fail "npy on a full disk" 1 "$W/x.npy" data show --data toy:moons --out "$W/x.npy"
+FSIZE_KB=8 expect_fail "png on a full disk" 1 "$W/a.png" data show --data toy:moons --out "$W/a.png"
 expect_fail "info on a missing file" 1 "$W/missing.safetensors" info "$W/missing.safetensors"
 expect_fail "info on a non-safetensors file" 1 /etc/hostname info /etc/hostname
 expect_fail "info without a file" 2 info info

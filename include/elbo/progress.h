@@ -71,7 +71,8 @@ elbo_status elbo_progress_create(const elbo_progress_opts *o, elbo_progress **ou
 /* Reports that `step` steps are done (steps increase strictly, step > start_step) with the
  * loss and the n_columns extra values (extra may be NULL when there are none). Writes the
  * bar or plain line and the CSV row as described above. Errors: ELBO_ERR_ARG (a step that
- * does not increase, or past a known total), ELBO_ERR_IO (a write to the CSV failed). */
+ * does not increase, or past a known total), ELBO_ERR_IO (a write to the CSV failed: the log
+ * is then cut back to its last whole row and closed, and later steps add no rows). */
 elbo_status elbo_progress_step(elbo_progress *p, int64_t step, double loss, const double *extra);
 
 /* Iterations per second since creation at time `now` for `step` steps done (0 when no

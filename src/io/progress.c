@@ -99,6 +99,11 @@ static elbo_status open_csv(elbo_progress *p) {
         int e = errno;
         fclose(p->csv);
         p->csv = NULL;
+        /* no half-written log: a fresh one is removed, an empty one to append to stays empty */
+        if (p->o.csv_append)
+            (void)truncate(path, 0);
+        else
+            (void)unlink(path);
         return elbo_error(ELBO_ERR_IO, "%s: cannot write: %s", path, strerror(e));
     }
     return ELBO_OK;
@@ -262,8 +267,16 @@ static elbo_status csv_row(elbo_progress *p, int64_t step, double loss, const do
     add(p, &k, "%lld,%.9g", (long long)step, loss);
     for (int i = 0; i < p->o.n_columns; i++) add(p, &k, ",%.9g", extra[i]);
     add(p, &k, "\n");
-    if (fwrite(p->line, 1, k, p->csv) != k || fflush(p->csv) != 0)
-        return elbo_error(ELBO_ERR_IO, "%s: cannot write: %s", p->csv_path, strerror(errno));
+    off_t start = ftello(p->csv); /* the end of the last whole row (flushed after each) */
+    if (fwrite(p->line, 1, k, p->csv) != k || fflush(p->csv) != 0) {
+        /* A full disk may have taken part of the row: close the log and cut it back to its
+         * last whole row; later steps write no more rows. */
+        int e = errno;
+        fclose(p->csv);
+        p->csv = NULL;
+        if (start >= 0) (void)truncate(p->csv_path, start);
+        return elbo_error(ELBO_ERR_IO, "%s: cannot write: %s", p->csv_path, strerror(e));
+    }
     return ELBO_OK;
 }
 
