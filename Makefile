@@ -20,7 +20,7 @@ TEST_SRC := $(wildcard tests/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
-HEADERS  := $(wildcard include/*.h include/elbo/*.h tools/cli/*.h) $(shell find src -name '*.h')
+HEADERS  := $(wildcard include/*.h include/elbo/*.h tools/cli/*.h tests/*.h) $(shell find src -name '*.h')
 
 .PHONY: all test bench sanitize install clean fixtures fuzz fuzz-run
 

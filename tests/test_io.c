@@ -13,49 +13,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* ---- helpers: a temporary directory under /tmp and raw files -------------------------- */
-typedef struct {
-    char dir[64];
-    char path[128]; /* scratch for td_file */
-} tmpdir;
-
-static int td_make(tmpdir *td) {
-    snprintf(td->dir, sizeof td->dir, "/tmp/elbo_test_io_XXXXXX");
-    return mkdtemp(td->dir) != NULL;
-}
-
-static const char *td_file(tmpdir *td, const char *name) {
-    snprintf(td->path, sizeof td->path, "%s/%s", td->dir, name);
-    return td->path;
-}
-
-/* Number of entries in the directory (temporary files included). */
-static int td_count(const tmpdir *td) {
-    DIR *d = opendir(td->dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-/* Removes the files (and empty subdirectories) in the directory, then the directory. */
-static void td_remove(const tmpdir *td) {
-    DIR *d = opendir(td->dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", td->dir, e->d_name);
-            if (unlink(p) != 0) rmdir(p);
-        }
-        closedir(d);
-    }
-    rmdir(td->dir);
-}
+#include "tmpdir.h"
+#define td_make(td) td_make_tag((td), "io")
 
 static int write_raw(const char *path, const void *buf, size_t n) {
     FILE *f = fopen(path, "wb");

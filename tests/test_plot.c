@@ -12,46 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct {
-    char dir[64];
-    char path[128];
-} tmpdir;
-
-static int td_make(tmpdir *td) {
-    snprintf(td->dir, sizeof td->dir, "/tmp/elbo_test_plot_XXXXXX");
-    return mkdtemp(td->dir) != NULL;
-}
-
-static const char *td_file(tmpdir *td, const char *name) {
-    snprintf(td->path, sizeof td->path, "%s/%s", td->dir, name);
-    return td->path;
-}
-
-static int td_count(const tmpdir *td) {
-    DIR *d = opendir(td->dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static void td_remove(const tmpdir *td) {
-    DIR *d = opendir(td->dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", td->dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(td->dir);
-}
+#include "tmpdir.h"
+#define td_make(td) td_make_tag((td), "plot")
 
 static int write_text(const char *path, const char *s) {
     FILE *f = fopen(path, "wb");

@@ -4,6 +4,7 @@
  * copies, so a failed load changes nothing. */
 #include "elbo/checkpoint.h"
 
+#include "io/io_internal.h"
 #include "io/json.h"
 
 #include <stdio.h>
@@ -32,15 +33,6 @@ static const char *dims_str(int ndim, const int64_t *shape, char *buf, size_t le
     return buf;
 }
 
-/* A name for a one-line message: at most 64 bytes, control characters as '?'. */
-static const char *shown(const char *s, char *buf, size_t len) {
-    size_t k = 0;
-    for (; s && *s && k + 4 < len; s++) buf[k++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
-    if (s && *s) buf[k++] = '.', buf[k++] = '.', buf[k++] = '.';
-    buf[k] = 0;
-    return buf;
-}
-#define SHOWN(s) shown((s), (char[68]){0}, 68)
 
 /* "prefix" + name into a malloc'd string (NULL when out of memory). */
 static char *prefixed(const char *prefix, const char *name) {

@@ -4,6 +4,7 @@
 #include "elbo/safetensors.h"
 #include "elbo/io.h"
 
+#include "io/io_internal.h"
 #include "io/json.h"
 
 #include <errno.h>
@@ -51,15 +52,6 @@ int elbo_dtype_from_name(const char *name, elbo_dtype *out) {
     return -1;
 }
 
-/* A name for a one-line message: at most 64 bytes, control characters as '?'. */
-static const char *shown(const char *s, char *buf, size_t len) {
-    size_t k = 0;
-    for (; s && *s && k + 4 < len; s++) buf[k++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
-    if (s && *s) buf[k++] = '.', buf[k++] = '.', buf[k++] = '.';
-    buf[k] = 0;
-    return buf;
-}
-#define SHOWN(s) shown((s), (char[68]){0}, 68)
 
 /* numel = prod(shape) and bytes = numel * size, or -1 when either overflows int64. */
 static int shape_bytes(int ndim, const uint64_t *shape, size_t size, int64_t *numel,
