@@ -168,6 +168,7 @@ TEST(core_flush_denormals_on_every_thread) {
     elbo_set_threads(2);
     for (int on = 1; on >= 0; on--) {
         CHECK(elbo_set_flush_denormals(on) == ELBO_OK);
+        CHECK(elbo_get_flush_denormals() == on);
         int flushed[2] = {-1, -1};
 #pragma omp parallel num_threads(2)
         {

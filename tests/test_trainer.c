@@ -86,7 +86,9 @@ static int run(const elbo_dataset *ds, const char *dir, int64_t steps, const cha
     elbo_status st = elbo_train(m, ds, &p, res);
     if (st == ELBO_OK) memcpy(w, elbo_paramset_data(m->ps), (size_t)n * sizeof *w);
     elbo_model_free(m);
-    return st == ELBO_OK;
+    /* the run flushed subnormals (flush_denormals defaults to 1) and must give the caller
+     * back its own setting: off */
+    return st == ELBO_OK && elbo_get_flush_denormals() == 0;
 }
 
 static int64_t small_numel(void) {

@@ -62,10 +62,13 @@ int elbo_get_threads(void);
  * independent of the thread count either way, but differ between the two settings wherever a
  * subnormal occurs. Arithmetic on subnormals takes microcode assists: Adam's first moments of
  * parameters whose gradient stays 0 (e.g. border pixels of Fashion-MNIST) decay into them
- * after about 800 steps, and `elbo train vae-mlp` then runs 1.5x slower. `elbo train` turns
- * flushing on (TensorFlow and oneDNN flush by default; PyTorch has set_flush_denormal).
+ * after about 800 steps, and `elbo train vae-mlp` then runs 1.5x slower. elbo_train turns
+ * flushing on for the run (elbo_train_params.flush_denormals; TensorFlow and oneDNN flush by
+ * default, PyTorch has set_flush_denormal).
  * ELBO_ERR_ARG where the CPU has no such control (non-x86). */
 elbo_status elbo_set_flush_denormals(int on);
+/* 1 when the calling thread flushes subnormals (FTZ and DAZ set), else 0. */
+int elbo_get_flush_denormals(void);
 
 /* ---- counter-based RNG (Philox-4x32-10, Salmon et al. 2011) --------------------------- */
 /* A value depends only on (seed, counter): element i of a fill uses counter offset + i/4,
@@ -103,6 +106,9 @@ typedef struct elbo_tensor {
 int64_t elbo_shape_numel(int ndim, const int64_t *shape);
 /* Writes "(2, 3, 4)" into buf; returns buf. */
 char *elbo_shape_str(const elbo_tensor *t, char *buf, size_t len);
+/* The same for a shape given as ndim sizes: "(2, 5)", "(5)", "()" (every message that names
+ * a shape uses this form: ops, checkpoints, datasets). */
+char *elbo_dims_str(int ndim, const int64_t *shape, char *buf, size_t len);
 int elbo_same_shape(const elbo_tensor *a, const elbo_tensor *b);
 
 /* ---- the step context: arena, tape, grad mode ----------------------------------------- */

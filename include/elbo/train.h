@@ -127,6 +127,8 @@ typedef struct {
     int tty;              /* -1: detect (bar on a terminal), 0: lines, 1: bar */
     int plot;             /* 1: write loss.png at the end */
     int handle_signals;   /* 1: SIGINT/SIGTERM stop the run with a checkpoint */
+    int flush_denormals;  /* 1: subnormals flushed to zero during the run, the caller's
+                           * setting restored after it (elbo_set_flush_denormals) */
     elbo_train_step_fn on_step; /* NULL */
     void *on_step_user;
 } elbo_train_params;

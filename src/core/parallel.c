@@ -45,6 +45,14 @@ elbo_status elbo_set_flush_denormals(int on) {
 #endif
 }
 
+int elbo_get_flush_denormals(void) {
+#if defined(__SSE__) || defined(__x86_64__)
+    return (_mm_getcsr() & MXCSR_FTZ_DAZ) == MXCSR_FTZ_DAZ;
+#else
+    return 0;
+#endif
+}
+
 int elbo__parallel_ok(void) { return elbo_get_threads() > 1 && !omp_in_parallel(); }
 
 int elbo_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }

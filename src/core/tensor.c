@@ -9,13 +9,16 @@ int64_t elbo_shape_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
-char *elbo_shape_str(const elbo_tensor *t, char *buf, size_t len) {
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, len - k, "(");
-    for (int i = 0; i < t->ndim && k < len; i++)
-        k += (size_t)snprintf(buf + k, len - k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+char *elbo_dims_str(int ndim, const int64_t *shape, char *buf, size_t len) {
+    size_t k = (size_t)snprintf(buf, len, "(");
+    for (int d = 0; d < ndim && k < len; d++)
+        k += (size_t)snprintf(buf + k, len - k, d ? ", %lld" : "%lld", (long long)shape[d]);
     if (k < len) snprintf(buf + k, len - k, ")");
     return buf;
+}
+
+char *elbo_shape_str(const elbo_tensor *t, char *buf, size_t len) {
+    return elbo_dims_str(t->ndim, t->shape, buf, len);
 }
 
 int elbo_same_shape(const elbo_tensor *a, const elbo_tensor *b) {

@@ -11,13 +11,6 @@ static const char *dtype_name(elbo_npy_dtype d) {
     return d == ELBO_NPY_U8 ? "uint8" : d == ELBO_NPY_F32 ? "float32" : "int64";
 }
 
-/* "(2, 3, 4)" */
-static void shape_str(const elbo_npy_array *a, char *buf, size_t len) {
-    size_t p = (size_t)snprintf(buf, len, "(");
-    for (int d = 0; d < a->ndim && p < len; d++)
-        p += (size_t)snprintf(buf + p, len - p, "%s%lld", d ? ", " : "", (long long)a->shape[d]);
-    if (p < len) snprintf(buf + p, len - p, "%s)", a->ndim == 1 ? "," : "");
-}
 
 /* Labels of the whole file into lab[0..n), checked; *num_classes = 1 + the largest. */
 static elbo_status read_labels(const char *path, int64_t n, int32_t *lab, int *num_classes) {
@@ -25,7 +18,7 @@ static elbo_status read_labels(const char *path, int64_t n, int32_t *lab, int *n
     elbo_status st = elbo_npy_read(path, &a);
     if (st != ELBO_OK) return st;
     char shp[256];
-    shape_str(&a, shp, sizeof shp);
+    elbo_dims_str(a.ndim, a.shape, shp, sizeof shp);
     if (a.dtype != ELBO_NPY_I64 && a.dtype != ELBO_NPY_U8)
         st = elbo_error(ELBO_ERR_FORMAT, "%s: labels must be int64 or uint8, not %s", path,
                         dtype_name(a.dtype));
@@ -63,7 +56,7 @@ elbo_status elbo_dataset_load_npy(const char *images_path, const char *labels_pa
     elbo_status st = elbo_npy_read(images_path, &a);
     if (st != ELBO_OK) return st;
     char shp[256];
-    shape_str(&a, shp, sizeof shp);
+    elbo_dims_str(a.ndim, a.shape, shp, sizeof shp);
     /* The layout: n, c, h, w and the strides (in bytes) of c, h, w in the file. */
     int64_t n = 0, c = 0, h = 0, w = 0, sc = 0, sh = 0, sw = 0;
     int64_t *s = a.shape;

@@ -24,14 +24,6 @@ static uint64_t get_u64(const unsigned char *b) {
     return v;
 }
 
-/* "(2, 5)", "(5,)" or "()", as Python prints a shape. */
-static const char *dims_str(int ndim, const int64_t *shape, char *buf, size_t len) {
-    size_t k = (size_t)snprintf(buf, len, "(");
-    for (int d = 0; d < ndim && k < len; d++)
-        k += (size_t)snprintf(buf + k, len - k, d ? ", %lld" : "%lld", (long long)shape[d]);
-    if (k < len) snprintf(buf + k, len - k, ndim == 1 ? ",)" : ")");
-    return buf;
-}
 
 
 /* "prefix" + name into a malloc'd string (NULL when out of memory). */
@@ -203,8 +195,8 @@ static elbo_status read_i64(const elbo_safetensors *st, const char *path, const 
         char a[160], b[32];
         const int64_t want[1] = {n};
         return elbo_error(ELBO_ERR_SHAPE, "%s: '%s' has shape %s in the file, expected %s", path,
-                          name, dims_str(t->ndim, t->shape, a, sizeof a),
-                          dims_str(ndim, want, b, sizeof b));
+                          name, elbo_dims_str(t->ndim, t->shape, a, sizeof a),
+                          elbo_dims_str(ndim, want, b, sizeof b));
     }
     for (int64_t i = 0; i < n; i++) out[i] = get_u64((const unsigned char *)t->data + 8 * i);
     return ELBO_OK;
@@ -229,8 +221,8 @@ static const elbo_st_tensor *find_like(const elbo_safetensors *st, const char *p
     if (!same) {
         char a[160], b[160];
         elbo_error(ELBO_ERR_SHAPE, "%s: '%s' has shape %s in the file, expected %s", path,
-                   SHOWN(name), dims_str(t->ndim, t->shape, a, sizeof a),
-                   dims_str(p->ndim, p->shape, b, sizeof b));
+                   SHOWN(name), elbo_dims_str(t->ndim, t->shape, a, sizeof a),
+                   elbo_dims_str(p->ndim, p->shape, b, sizeof b));
         return NULL;
     }
     return t;

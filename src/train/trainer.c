@@ -47,6 +47,7 @@ void elbo_train_params_init(elbo_train_params *p) {
     p->tty = -1;
     p->plot = 1;
     p->handle_signals = 1;
+    p->flush_denormals = 1;
 }
 
 static double now_s(void) {
@@ -178,6 +179,9 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
         return elbo_error(ELBO_ERR_ARG, "train: batch %d is larger than the dataset (%lld items)",
                           p->batch, (long long)ds->n);
     if (p->threads > 0) elbo_set_threads(p->threads);
+    /* after the thread count, so that the whole pool flushes; restored at the end */
+    int flushed_before = elbo_get_flush_denormals();
+    if (p->flush_denormals) (void)elbo_set_flush_denormals(1); /* ignored off x86 */
 
     char ckpt_path[4096], csv_path[4096], png_path[4096];
     if (snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.safetensors", p->out_dir) >= (int)sizeof ckpt_path ||
@@ -304,6 +308,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
         st = elbo_plot_loss_csv(csv_path, png_path, "loss", NULL);
 
 done:
+    if (p->flush_denormals) (void)elbo_set_flush_denormals(flushed_before);
     if (signals_set) {
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);

@@ -120,8 +120,7 @@ int cmd_train(int argc, char **argv) {
         elbo_dataset_free(&ds);
         return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
     }
-    if (threads > 0) elbo_set_threads(threads);
-    if (!keep_denormals) (void)elbo_set_flush_denormals(1); /* no-op error off x86: ignored */
+    tp.flush_denormals = !keep_denormals;
     tp.steps = steps;
     tp.batch = batch;
     tp.lr = (float)lr;

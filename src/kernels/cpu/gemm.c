@@ -1,4 +1,6 @@
-/* GEMM through OpenBLAS's cblas_sgemm, and the small row/column kernels of a linear layer.
+/* GEMM: the dispatch between our packed AVX-512 kernel (sgemm_packed.c), OpenBLAS's
+ * cblas_sgemm and portable loops (see "Which kernel runs a block" below), the tiling across
+ * threads, and the small row/column kernels of a linear layer.
  *
  * Determinism: OpenBLAS's own threading does NOT give the same bits for 1 and 2 threads. Its
  * threaded driver splits K into blocks by a different rule from the serial one (level3.c
@@ -7,7 +9,8 @@
  * partition puts its tile. So OpenBLAS is kept single-threaded here and the product is cut
  * into a grid of tiles fixed by the shape alone; each tile is one serial cblas_sgemm call,
  * the tiles are shared among OpenMP threads. Same tiles, same calls, same bits for any
- * thread count. */
+ * thread count. (The packed kernel's bits do not depend on the cut at all, so with it the
+ * tiles simply follow the thread count: elbo__sgemm.) */
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 

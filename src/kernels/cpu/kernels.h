@@ -14,7 +14,7 @@
 void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
-/* The same product as one serial cblas_sgemm call (no tiling), for callers that run many
+/* The same product as one serial call of the block kernel (no tiling), for callers that run many
  * products in parallel themselves (one per thread). Only valid while OpenBLAS is
  * single-threaded: call elbo__blas_single_thread() first, outside the parallel region. */
 void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
