@@ -31,8 +31,47 @@ TEST(nn_paramset_names_order_and_blocks) {
     CHECK(elbo_paramset_find(ps, "enc.0.weight") == a && elbo_paramset_find(ps, "scale") == b);
     CHECK(elbo_paramset_find(ps, "enc.0") == NULL);
     grad[3] = 2;
-    elbo_paramset_zero_grad(ps);
-    CHECK(grad[3] == 0);
+    elbo_paramset_zero_grad(ps); /* set to none, as PyTorch's zero_grad(set_to_none=True) */
+    CHECK(a->grad == NULL && b->grad == NULL && d->grad == NULL);
+    CHECK(elbo_paramset_grad(ps) == grad); /* reading the block defines every gradient: zero */
+    CHECK(a->grad == grad && d->grad == grad + 17 && grad[3] == 0);
+    elbo_paramset_free(ps);
+}
+
+/* After zero_grad, backward stores each parameter's first gradient and adds the later ones;
+ * a parameter it does not reach reads as zero through elbo_paramset_grad, not as the stale
+ * gradient of the step before; without zero_grad, gradients accumulate. */
+TEST(nn_zero_grad_set_to_none) {
+    elbo_paramset *ps = elbo_paramset_new();
+    int64_t sw[2] = {2, 3}, sb[1] = {2};
+    elbo_init c = {ELBO_INIT_CONST, 0.5f};
+    elbo_tensor *w = elbo_paramset_add(ps, NULL, "w", 2, sw, c);
+    elbo_tensor *b = elbo_paramset_add(ps, NULL, "b", 1, sb, c);
+    elbo_tensor *unused = elbo_paramset_add(ps, NULL, "unused", 1, sb, c);
+    CHECK(elbo_paramset_finalize(ps, 1) == ELBO_OK);
+    elbo_ctx *ctx = elbo_ctx_new(1 << 20);
+    float xv[6] = {1, 2, 3, -1, 0, 4};
+    float want_w[6], want_b[2] = {2, 2}; /* d sum(x w^T + b) / dw[o,i] = sum_r x[r,i] */
+    for (int i = 0; i < 3; i++) want_w[i] = want_w[3 + i] = xv[i] + xv[3 + i];
+    for (int round = 0; round < 3; round++) {
+        if (round < 2) elbo_paramset_zero_grad(ps); /* round 2 accumulates onto round 1 */
+        elbo_ctx_reset(ctx);
+        int64_t sx[2] = {2, 3};
+        elbo_tensor *x = elbo_tensor_new(ctx, 2, sx);
+        memcpy(x->data, xv, sizeof xv);
+        elbo_tensor *y = elbo_sum(ctx, elbo_linear(ctx, x, w, b));
+        CHECK(y && elbo_backward(ctx, y) == ELBO_OK);
+        CHECK((unused->grad == NULL) == (round < 2)); /* round 2: still defined from round 1 */
+        if (round == 0) unused->grad_slot[0] = 7; /* stale: must not survive zero_grad */
+        float *g = elbo_paramset_grad(ps);
+        CHECK(g && unused->grad == unused->grad_slot);
+        float k = round == 2 ? 2.0f : 1.0f;
+        for (int i = 0; i < 6; i++) CHECK(w->grad[i] == k * want_w[i]);
+        for (int i = 0; i < 2; i++) CHECK(b->grad[i] == k * want_b[i]);
+        CHECK(unused->grad[0] == 0 && unused->grad[1] == 0);
+        if (round == 1) elbo_paramset_grad(ps); /* a second read changes nothing */
+    }
+    elbo_ctx_free(ctx);
     elbo_paramset_free(ps);
 }
 

@@ -92,7 +92,9 @@ uint32_t elbo_rng_below(elbo_rng *rng, uint32_t n);
 struct elbo_node;
 typedef struct elbo_tensor {
     float *data;
-    float *grad; /* d loss / d this; NULL until backward reaches it (parameters: allocated) */
+    float *grad; /* d loss / d this; NULL until backward reaches it (parameters: also after
+                  * elbo_paramset_zero_grad, as PyTorch's zero_grad(set_to_none=True)) */
+    float *grad_slot; /* parameters: where grad lives, in the paramset's gradient block */
     int ndim;
     int64_t shape[ELBO_MAX_DIMS];
     int64_t numel;

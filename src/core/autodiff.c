@@ -48,7 +48,10 @@ static _Thread_local int backward_oom;
 float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh) {
     *fresh = 0;
     if (!t || !t->requires_grad) return NULL;
-    if (!t->grad) {
+    if (!t->grad && t->grad_slot) { /* a parameter after zero_grad: its slot, to be stored */
+        t->grad = t->grad_slot;
+        *fresh = 1;
+    } else if (!t->grad) {
         t->grad = elbo_ctx_alloc(ctx, (size_t)t->numel * sizeof(float));
         if (!t->grad) {
             backward_oom = 1;

@@ -117,10 +117,12 @@ elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int
 static void linear_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
     int64_t out = w->shape[0], in = w->shape[1], R = elbo_shape_numel(x->ndim - 1, x->shape);
-    float *gx = elbo__grad(ctx, x), *gw = elbo__grad(ctx, w), *gb = elbo__grad(ctx, b);
-    if (gx) elbo__sgemm(0, 0, R, in, out, 1.0f, y->grad, out, w->data, in, 1.0f, gx, in);
-    if (gw) elbo__sgemm(1, 0, out, in, R, 1.0f, y->grad, out, x->data, in, 1.0f, gw, in);
-    if (gb) elbo__colsum_acc(gb, y->grad, R, out);
+    int fresh_x, fresh_w, fresh_b; /* a fresh gradient is stored (beta 0), else added to */
+    float *gx = elbo__grad_fresh(ctx, x, &fresh_x), *gw = elbo__grad_fresh(ctx, w, &fresh_w),
+          *gb = elbo__grad_fresh(ctx, b, &fresh_b);
+    if (gx) elbo__sgemm(0, 0, R, in, out, 1.0f, y->grad, out, w->data, in, !fresh_x, gx, in);
+    if (gw) elbo__sgemm(1, 0, out, in, R, 1.0f, y->grad, out, x->data, in, !fresh_w, gw, in);
+    if (gb) elbo__colsum(gb, y->grad, R, out, !fresh_b);
 }
 
 elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b) {

@@ -43,8 +43,9 @@ void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const
 
 /* y (R,N) rows = b (N): y[r,j] = b[j]. */
 void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N);
-/* db (N) += column sums of dy (R,N): db[j] += sum_r dy[r,j] (in double, rows in order). */
-void elbo__colsum_acc(float *db, const float *dy, int64_t R, int64_t N);
+/* db (N) (+)= column sums of dy (R,N): db[j] = [db[j] +] sum_r dy[r,j] (the sum in double,
+ * rows in order; added to db when accumulate, stored otherwise). */
+void elbo__colsum(float *db, const float *dy, int64_t R, int64_t N, int accumulate);
 
 /* ---- convolution (conv.c) ------------------------------------------------------------- */
 /* Geometry of a 2-D cross-correlation: x (B,C,H,W), w (OC,C,KH,KW) -> y (B,OC,OH,OW),
