@@ -219,9 +219,36 @@ PY
         else ok "train on a full disk"; fi
         rm -rf "$F"
     fi
+    # ---- the vae model: estimators, likelihoods, eval with importance sampling ----------
+    V=$T/vae
+    if expect_ok "train vae 20 steps" train vae --data "npy:$T/tiny28.npy" --steps 20 --batch 32 --hidden 32 --z 4 --estimator iwae --samples 3 --kl-warmup 10 --out "$V" --log-every 10; then
+        [[ $OUT == *'"model":"vae"'* ]] && [ "$(head -n 1 "$V/loss.csv")" = "step,loss,recon,kl,beta" ] &&
+            ok "train vae JSON and loss.csv header" || bad "train vae JSON and loss.csv header" "$OUT; $(head -n 1 "$V/loss.csv")"
+        if expect_ok "eval vae --iwae 5" eval "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --iwae 5; then
+            last=$(printf '%s
+' "$OUT" | tail -n 1)
+            miss=
+            for k in '"iwae_k":5' nll_iwae_nats nll_iwae_bits_per_dim active_units neg_elbo_nats; do
+                [[ $last == *"$k"* ]] || miss="$miss $k"
+            done
+            [ -z "$miss" ] && ok "eval vae JSON keys" || bad "eval vae JSON keys" "missing$miss: $last"
+        fi
+        expect_ok "sample vae" sample "$V/ckpt.safetensors" --n 4 --out "$W/v.png" && rm -f "$W/v.png"
+    fi
+    expect_ok "train vae conv logistic" train vae --data "npy:$T/tiny28.npy" --steps 3 --batch 16 --arch conv --hidden 16 --z 2 --likelihood logistic --out "$T/vae_conv"
+    expect_ok "train vae gaussian fixed sigma, estimator A" train vae --data "npy:$T/tiny28.npy" --steps 3 --batch 16 --hidden 16 --z 2 --likelihood gaussian --sigma 0.1 --estimator A --samples 2 --free-bits 0.5 --out "$T/vae_gauss"
+    expect_fail "train vae negative --beta" 2 --beta train vae --data "npy:$T/tiny28.npy" --beta -1 --out "$W/r3"
+    expect_fail "train vae --samples 0" 2 --samples train vae --data "npy:$T/tiny28.npy" --samples 0 --out "$W/r3"
+    expect_fail "train vae --z 0" 2 --z train vae --data "npy:$T/tiny28.npy" --z 0 --out "$W/r3"
+    expect_fail "train vae free bits with iwae" 2 "free bits" train vae --data "npy:$T/tiny28.npy" --estimator iwae --free-bits 1 --out "$W/r3"
+    expect_fail "train vae bad --estimator" 2 estimator train vae --data "npy:$T/tiny28.npy" --estimator C --out "$W/r3"
+    expect_fail "train vae bad --hidden" 2 --hidden train vae --data "npy:$T/tiny28.npy" --hidden 300,x --out "$W/r3"
+    expect_fail "train vae --sigma with bernoulli" 2 --sigma train vae --data "npy:$T/tiny28.npy" --sigma 0.1 --out "$W/r3"
+    expect_fail "train vae-mlp with a vae flag" 2 --beta train vae-mlp --data "npy:$T/tiny28.npy" --beta 2 --out "$W/r3"
+    expect_fail "eval vae-mlp --iwae" 2 --iwae eval "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --iwae 10
     run train --help
     missing=
-    for f in --data --steps --batch --lr --seed --threads --out --resume --ckpt-every --log-every --binarize --hidden --z; do
+    for f in --data --steps --batch --lr --seed --threads --out --resume --ckpt-every --log-every --binarize --hidden --z --arch --act --likelihood --sigma --estimator --samples --beta --kl-warmup --free-bits --logvar-min; do
         printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
     done
     [ $RC -eq 0 ] && [ -z "$missing" ] && ok "train --help lists every flag with its default" ||

@@ -211,6 +211,18 @@ typedef enum {
     ELBO_PIXELS_BINARIZE_STATIC /* elbo_pixels_binarize_static */
 } elbo_pixel_transform;
 
+/* How a model with a Bernoulli likelihood sees pixels. */
+typedef enum {
+    ELBO_BINARIZE_DYNAMIC = 0, /* x ~ Bernoulli(pixel / 255), fresh every step */
+    ELBO_BINARIZE_STATIC,      /* x = pixel >= 128 */
+    ELBO_BINARIZE_NONE         /* x = pixel / 255 (a continuous Bernoulli target) */
+} elbo_binarize;
+/* "dynamic" | "static" | "none". */
+elbo_status elbo_binarize_parse(const char *s, elbo_binarize *out);
+const char *elbo_binarize_name(elbo_binarize b);
+/* The transform of a binarize mode: BINARIZE, BINARIZE_STATIC or SCALE01. */
+elbo_pixel_transform elbo_binarize_transform(elbo_binarize b);
+
 /* One batch: x (b, c, h, w) float32 = transform(images[idx[k]]) for k < b, then a random
  * horizontal flip of each image if hflip; labels[k] = ds->labels[idx[k]] (labels may be
  * NULL). Draws: the transform's (b*c*h*w elements), then the flip's (b). rng may be NULL

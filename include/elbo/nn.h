@@ -70,6 +70,9 @@ typedef enum {
     ELBO_ACT_ELU
 } elbo_activation;
 elbo_tensor *elbo_activate(elbo_ctx *ctx, elbo_tensor *x, elbo_activation act);
+/* "none" | "relu" | "silu" | "gelu" | "tanh" | "sigmoid" | "softplus" | "elu". */
+elbo_status elbo_activation_parse(const char *s, elbo_activation *out);
+const char *elbo_activation_name(elbo_activation a);
 
 /* torch.nn.Linear: weight (out, in), bias (out). */
 typedef struct {

@@ -30,6 +30,7 @@
 #include "checkpoint.h"
 #include "data.h"
 #include "optim.h"
+#include "vae.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +63,20 @@ struct elbo_model {
                         int64_t B, elbo_rng *rng, double *sums);
     /* n samples -> out (n, c, h, w) in the data's [0, 1] scale; NULL if it cannot sample. */
     elbo_status (*sample)(elbo_ctx *ctx, elbo_model *m, int64_t n, elbo_rng *rng, float *out);
+    /* Optional (NULL when the model has none). eval_begin resets accumulators before the
+     * first eval() of a pass; eval_end(n) turns them into figures that are not per-example
+     * sums (e.g. active units), overwriting means[i] for those. */
+    elbo_status (*eval_begin)(elbo_model *m);
+    elbo_status (*eval_end)(elbo_model *m, int64_t n, double *means);
+    /* Latent-variable models: z_dim, encode x (B, c h w) -> E_q[z|x] (B, z_dim) and
+     * decode z (n, z_dim) -> the mean image (n, c, h, w) in [0, 1]. */
+    int64_t z_dim;
+    elbo_status (*encode)(elbo_ctx *ctx, elbo_model *m, const float *x, int64_t B, float *z);
+    elbo_status (*decode)(elbo_ctx *ctx, elbo_model *m, const float *z, int64_t n, float *out);
+    /* Set by the trainer before each loss(): the 0-based step (KL warm-up reads it). */
+    int64_t step;
+    /* Importance samples per example in eval() (0: the model's default). */
+    int64_t eval_samples;
     void (*free)(elbo_model *m); /* frees everything, including m */
     void *impl;
 };
@@ -79,14 +94,6 @@ void elbo_model_free(elbo_model *m);
 elbo_status elbo_model_load(const char *path, elbo_model **out, int *used_ema, int64_t *step);
 
 /* ---- vae-mlp ---------------------------------------------------------------------------- */
-typedef enum {
-    ELBO_BINARIZE_DYNAMIC = 0, /* x ~ Bernoulli(pixel / 255), fresh every step */
-    ELBO_BINARIZE_STATIC,      /* x = pixel >= 128 */
-    ELBO_BINARIZE_NONE         /* x = pixel / 255 (a continuous Bernoulli target) */
-} elbo_binarize;
-/* "dynamic" | "static" | "none". */
-elbo_status elbo_binarize_parse(const char *s, elbo_binarize *out);
-const char *elbo_binarize_name(elbo_binarize b);
 
 typedef struct {
     int64_t c, h, w; /* 1, 28, 28 */

@@ -34,6 +34,20 @@ static elbo_status bad_size(const char *layer, const char *name, const char *wha
     return elbo_error(ELBO_ERR_ARG, "%s %s: %s %d", layer, name ? name : "", what, v);
 }
 
+static const char *ACT_NAMES[] = {"none", "relu", "silu", "gelu", "tanh", "sigmoid", "softplus", "elu"};
+
+elbo_status elbo_activation_parse(const char *s, elbo_activation *out) {
+    for (int i = 0; i < 8; i++)
+        if (s && !strcmp(s, ACT_NAMES[i])) {
+            *out = (elbo_activation)i;
+            return ELBO_OK;
+        }
+    return elbo_error(ELBO_ERR_ARG, "activation: expected none, relu, silu, gelu, tanh, sigmoid, "
+                      "softplus or elu, got \"%s\"", s ? s : "(null)");
+}
+
+const char *elbo_activation_name(elbo_activation a) { return (unsigned)a < 8 ? ACT_NAMES[a] : "?"; }
+
 elbo_tensor *elbo_activate(elbo_ctx *ctx, elbo_tensor *x, elbo_activation act) {
     if (!x) return NULL;
     switch (act) {

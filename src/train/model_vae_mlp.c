@@ -33,6 +33,12 @@ const char *elbo_binarize_name(elbo_binarize b) {
     return (unsigned)b < 3 ? BINARIZE_NAMES[b] : "?";
 }
 
+elbo_pixel_transform elbo_binarize_transform(elbo_binarize b) {
+    return b == ELBO_BINARIZE_DYNAMIC  ? ELBO_PIXELS_BINARIZE
+           : b == ELBO_BINARIZE_STATIC ? ELBO_PIXELS_BINARIZE_STATIC
+                                       : ELBO_PIXELS_SCALE01;
+}
+
 void elbo_vae_mlp_config_init(elbo_vae_mlp_config *cfg) {
     cfg->c = 1;
     cfg->h = 28;
@@ -170,9 +176,7 @@ elbo_status elbo_vae_mlp_model_new(const elbo_vae_mlp_config *cfg, uint64_t seed
     m->c = cfg->c;
     m->h = cfg->h;
     m->w = cfg->w;
-    m->transform = cfg->binarize == ELBO_BINARIZE_DYNAMIC  ? ELBO_PIXELS_BINARIZE
-                   : cfg->binarize == ELBO_BINARIZE_STATIC ? ELBO_PIXELS_BINARIZE_STATIC
-                                                           : ELBO_PIXELS_SCALE01;
+    m->transform = elbo_binarize_transform(cfg->binarize);
     m->n_extra = 2;
     m->extra_names[0] = "recon";
     m->extra_names[1] = "kl";
@@ -190,7 +194,9 @@ elbo_status elbo_vae_mlp_model_new(const elbo_vae_mlp_config *cfg, uint64_t seed
 }
 
 /* ---- the registry ---------------------------------------------------------------------- */
-const char *elbo_model_names(void) { return "vae-mlp"; }
+const char *elbo_model_names(void) { return "vae | vae-mlp"; }
+
+elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
 
 /* An integer member of a config object into *dst (absent: unchanged). */
 static elbo_status cfg_int(const elbo__json *o, const char *key, int64_t lo, int64_t hi,
@@ -224,7 +230,8 @@ static elbo_status vae_from_json(const elbo__json *o, uint64_t seed, elbo_model 
 
 elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, elbo_model **out) {
     *out = NULL;
-    if (!name || strcmp(name, "vae-mlp"))
+    int vae = name && !strcmp(name, "vae");
+    if (!name || (!vae && strcmp(name, "vae-mlp")))
         return elbo_error(ELBO_ERR_ARG, "unknown model \"%s\" (known: %s)", name ? name : "",
                           elbo_model_names());
     elbo__json o;
@@ -233,7 +240,7 @@ elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, 
     if (elbo__json_parse(text, strlen(text), &o, err, sizeof err) != 0)
         return elbo_error(ELBO_ERR_ARG, "%s config: %s", name, err);
     elbo_status st = o.type == ELBO__JSON_OBJECT
-                         ? vae_from_json(&o, seed, out)
+                         ? (vae ? elbo__vae_from_json(&o, seed, out) : vae_from_json(&o, seed, out))
                          : elbo_error(ELBO_ERR_ARG, "%s config: not a JSON object", name);
     elbo__json_free(&o);
     return st;

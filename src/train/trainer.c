@@ -269,6 +269,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
         st = elbo_dataset_batch(ds, perm + (s % spe) * B, B, m->transform, 0, &rng, x, labels);
         if (st != ELBO_OK) break;
         elbo_paramset_zero_grad(m->ps);
+        m->step = s;
         elbo_tensor *loss = m->loss(ctx, m, x, labels, B, &rng, extra);
         if (!loss) {
             st = elbo_last_status() ? elbo_last_status() : ELBO_ERR_STATE;
@@ -347,6 +348,7 @@ elbo_status elbo_evaluate(elbo_model *m, const elbo_dataset *ds, int batch, uint
     elbo_rng_init(&rng, seed);
     int training = ctx ? elbo_ctx_set_training(ctx, 0) : 0;
     (void)training;
+    if (st == ELBO_OK && m->eval_begin) st = m->eval_begin(m);
     for (int64_t i0 = 0; st == ELBO_OK && i0 < ds->n; i0 += B) {
         int64_t b = ds->n - i0 < B ? ds->n - i0 : B;
         for (int64_t k = 0; k < b; k++) idx[k] = i0 + k;
@@ -356,6 +358,7 @@ elbo_status elbo_evaluate(elbo_model *m, const elbo_dataset *ds, int batch, uint
     }
     if (st == ELBO_OK)
         for (int i = 0; i < m->n_eval; i++) means[i] = sums[i] / (double)ds->n;
+    if (st == ELBO_OK && m->eval_end) st = m->eval_end(m, ds->n, means);
     elbo_ctx_free(ctx);
     free(idx);
     free(x);

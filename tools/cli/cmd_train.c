@@ -38,7 +38,7 @@ static arg_flag flag_i64(const char *name, int64_t *dst, long long min, const ch
 static const char *TRAIN_USAGE =
     "usage: elbo train MODEL --data SPEC [flags]\n"
     "\n"
-    "Trains MODEL (vae-mlp) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
+    "Trains MODEL (vae | vae-mlp) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
     "with Adam. Writes OUT/ckpt.safetensors (every --ckpt-every steps and at the end),\n"
     "OUT/loss.csv (one row per step; appended to when resuming) and OUT/loss.png. Progress\n"
     "goes to stderr (a bar on a terminal, a line every --log-every steps otherwise); the\n"
@@ -47,15 +47,47 @@ static const char *TRAIN_USAGE =
     "s mod (N / B) of epoch s / (N / B), so --resume OUT/ckpt.safetensors with the same\n"
     "flags and a larger --steps continues bit for bit (another seed, batch or model\n"
     "configuration is refused). SIGINT or SIGTERM saves a checkpoint at the end of the\n"
-    "current step and exits with status 130 after the JSON line (\"interrupted\": true).\n";
+    "current step and exits with status 130 after the JSON line (\"interrupted\": true).\n"
+    "\n"
+    "vae (Kingma & Welling 2014): q(z|x) = N(mu(x), diag exp(logvar(x))), p(z) = N(0, I),\n"
+    "z = mu + exp(logvar/2) eps. --estimator B minimises recon + beta KL with the KL in closed\n"
+    "form (SGVB B), A the Monte-Carlo mean of log q(z|x) - log p(x,z) (SGVB A), iwae the\n"
+    "negative importance-weighted bound with k = --samples (Burda et al. 2016). --likelihood:\n"
+    "bernoulli (binarized pixels, --binarize), gaussian (pixels dequantized to [0,1], learned\n"
+    "per-pixel variance or a fixed --sigma), logistic (8-bit pixels in [-1,1], discretized\n"
+    "logistic, PixelCNN++). Figures are nats per example; gaussian ones include D log 256.\n";
+
+static int flag_seen(const arg_flag *flags, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(flags[i].name, name)) return flags[i].seen;
+    return 0;
+}
+
+/* "300,300" -> widths; "" -> none. */
+static int parse_widths(const char *s, int *w, int max, int *n) {
+    *n = 0;
+    if (!*s) return 0;
+    for (;;) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ','))
+            return args_fail(ARGS_USAGE, "--hidden: expected up to %d comma-separated widths in "
+                             "1..65536, like 300,300", max);
+        w[(*n)++] = (int)v;
+        if (!*end) return 0;
+        s = end + 1;
+    }
+}
 
 int cmd_train(int argc, char **argv) {
     elbo_train_params tp;
     elbo_train_params_init(&tp);
-    const char *data = NULL, *out = "runs/vae-mlp", *resume = NULL, *binarize_s = "dynamic";
-    int64_t steps = 1000, ckpt_every = 1000, log_every = 100, warmup = 0;
-    int batch = 128, threads = 0, hidden = 512, z = 32, cosine = 0, keep_denormals = 0;
-    double lr = 1e-3, clip = 0, ema = 0;
+    const char *data = NULL, *out = NULL, *resume = NULL, *binarize_s = "dynamic",
+               *hidden_s = NULL, *arch_s = "mlp", *lik_s = "bernoulli", *est_s = "B",
+               *act_s = "relu", *logvar_min_s = NULL;
+    int64_t steps = 1000, ckpt_every = 1000, log_every = 100, warmup = 0, kl_warmup = 0;
+    int batch = 128, threads = 0, z = 0, cosine = 0, keep_denormals = 0, samples = 1;
+    double lr = 1e-3, clip = 0, ema = 0, sigma = 0, beta = 1, free_bits = 0;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_string("--data", &data, "SPEC", "the dataset (train split)", "required"),
@@ -64,17 +96,39 @@ int cmd_train(int argc, char **argv) {
         args_lr(&lr, "0.001"),
         args_seed(&seed, "0"),
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
-        args_out(&out, "output directory (created if missing)", "runs/vae-mlp"),
+        args_out(&out, "output directory (created if missing)", "runs/MODEL"),
         args_string("--resume", &resume, "CKPT", "continue from this checkpoint", "none"),
         flag_i64("--ckpt-every", &ckpt_every, 0, "checkpoint every N steps (0: only at the end)",
                  "1000"),
         flag_i64("--log-every", &log_every, 1, "progress line every N steps (no terminal)", "100"),
         args_string("--binarize", &binarize_s, "MODE",
-                    "pixels -> x: dynamic (Bernoulli(p/255) each step) | static (p >= 128) | "
-                    "none (p/255)",
+                    "bernoulli pixels -> x: dynamic (Bernoulli(p/255) each step) | static "
+                    "(p >= 128) | none (p/255)",
                     "dynamic"),
-        args_int("--hidden", &hidden, 1, 65536, "N", "vae-mlp: hidden width", "512"),
-        args_int("--z", &z, 1, 65536, "N", "vae-mlp: latent dimensions", "32"),
+        args_string("--hidden", &hidden_s, "LIST",
+                    "hidden widths, encoder order (vae-mlp: one width; vae conv: one, the "
+                    "fully connected layer)",
+                    "300,300 (vae), 256 (vae conv), 512 (vae-mlp)"),
+        args_int("--z", &z, 1, 65536, "N", "latent dimensions", "40 (vae), 32 (vae-mlp)"),
+        args_string("--arch", &arch_s, "A", "vae: mlp | conv (two stride-2 3x3 convolutions "
+                    "each way, h and w divisible by 4)", "mlp"),
+        args_string("--act", &act_s, "F", "vae: activation between layers (relu, silu, gelu, "
+                    "tanh, softplus, elu)", "relu"),
+        args_string("--likelihood", &lik_s, "L", "vae: bernoulli | gaussian | logistic",
+                    "bernoulli"),
+        flag_double("--sigma", &sigma, "vae gaussian: fixed std of p(x|z) (0: learned per "
+                    "pixel)", "0"),
+        args_string("--estimator", &est_s, "E", "vae: A | B | iwae (see above)", "B"),
+        args_int("--samples", &samples, 1, 100000, "N",
+                 "vae: samples of z per example (L for A and B, k for iwae)", "1"),
+        flag_double("--beta", &beta, "vae: weight of the KL term (beta-VAE; iwae: of "
+                    "log p(z) - log q(z|x))", "1"),
+        flag_i64("--kl-warmup", &kl_warmup, 0, "vae: beta ramps linearly to --beta over N "
+                 "steps (0: off)", "0"),
+        flag_double("--free-bits", &free_bits, "vae A/B: nats per latent dimension below which "
+                    "its batch-mean KL is not pushed down (0: off)", "0"),
+        args_string("--logvar-min", &logvar_min_s, "X", "vae: floor on the encoder's "
+                    "log-variance", "none"),
         flag_double("--grad-clip", &clip, "clip the global gradient L2 norm (0: off)", "0"),
         flag_double("--ema", &ema, "EMA decay of the weights, < 1 (0: off)", "0"),
         flag_i64("--warmup", &warmup, 0, "linear learning-rate warm-up steps (0: off)", "0"),
@@ -83,42 +137,106 @@ int cmd_train(int argc, char **argv) {
                   "keep subnormal floats (default: flushed to zero, FTZ/DAZ; see "
                   "elbo_set_flush_denormals)"),
     };
+    const int n_flags = (int)(sizeof flags / sizeof flags[0]);
     const char *pos[1];
     int np = 0;
-    int r = args_parse("train", TRAIN_USAGE, flags, (int)(sizeof flags / sizeof flags[0]), argc,
-                       argv, pos, 1, &np);
+    int r = args_parse("train", TRAIN_USAGE, flags, n_flags, argc, argv, pos, 1, &np);
     if (r == ARGS_HELP) return 0;
     if (r) return r;
     if (np < 1) return args_fail(ARGS_USAGE, "train: which model? (%s)", elbo_model_names());
-    if (strcmp(pos[0], "vae-mlp"))
+    const int is_vae = !strcmp(pos[0], "vae");
+    if (!is_vae && strcmp(pos[0], "vae-mlp"))
         return args_fail(ARGS_USAGE, "train: unknown model \"%s\" (known: %s)", pos[0],
                          elbo_model_names());
     if (!data) return args_fail(ARGS_USAGE, "train: --data: required (see elbo train --help)");
+    char default_out[64];
+    snprintf(default_out, sizeof default_out, "runs/%s", pos[0]);
+    if (!out) out = default_out;
     if (!*out) return args_fail(ARGS_USAGE, "--out: empty");
     if (!(ema < 1)) return args_fail(ARGS_USAGE, "--ema: expected a decay < 1, got %g", ema);
-    elbo_vae_mlp_config cfg;
-    elbo_vae_mlp_config_init(&cfg);
-    if (elbo_binarize_parse(binarize_s, &cfg.binarize) != ELBO_OK)
+    if (!is_vae) { /* the vae flags do not apply to the benchmark model */
+        static const char *vae_only[] = {"--arch", "--act", "--likelihood", "--sigma",
+                                         "--estimator", "--samples", "--beta", "--kl-warmup",
+                                         "--free-bits", "--logvar-min"};
+        for (size_t j = 0; j < sizeof vae_only / sizeof vae_only[0]; j++)
+            if (flag_seen(flags, n_flags, vae_only[j]))
+                return args_fail(ARGS_USAGE, "%s: applies to model vae, not %s", vae_only[j],
+                                     pos[0]);
+    }
+    elbo_binarize binarize;
+    if (elbo_binarize_parse(binarize_s, &binarize) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--binarize: expected dynamic, static or none, got \"%s\"",
                          binarize_s);
+    int widths[ELBO_VAE_MAX_HIDDEN], n_widths = -1;
+    if (hidden_s && (r = parse_widths(hidden_s, widths, ELBO_VAE_MAX_HIDDEN, &n_widths)))
+        return r;
+    if (!is_vae && n_widths >= 0 && n_widths != 1)
+        return args_fail(ARGS_USAGE, "--hidden: vae-mlp takes one width, got \"%s\"", hidden_s);
+    elbo_vae_config vc;
+    elbo_vae_config_init(&vc);
+    if (is_vae) {
+        if (elbo_vae_arch_parse(arch_s, &vc.arch) != ELBO_OK ||
+            elbo_activation_parse(act_s, &vc.act) != ELBO_OK ||
+            elbo_likelihood_parse(lik_s, &vc.likelihood) != ELBO_OK ||
+            elbo_vae_estimator_parse(est_s, &vc.estimator) != ELBO_OK)
+            return args_fail(ARGS_USAGE, "--%s", elbo_last_error());
+        if (vc.arch == ELBO_VAE_CONV) {
+            vc.n_hidden = 1;
+            vc.hidden[0] = 256;
+        }
+        if (n_widths >= 0) {
+            vc.n_hidden = n_widths;
+            memcpy(vc.hidden, widths, (size_t)n_widths * sizeof(int));
+        }
+        if (z) vc.z = z;
+        vc.sigma = (float)sigma;
+        vc.binarize = binarize;
+        vc.samples = samples;
+        vc.beta = (float)beta;
+        vc.kl_warmup = kl_warmup;
+        vc.free_bits = (float)free_bits;
+        if (logvar_min_s) {
+            double lv;
+            if ((r = args_parse_double("--logvar-min", logvar_min_s, 0, &lv)) != 0) return r;
+            vc.logvar_min = (float)lv;
+        }
+        if (vc.likelihood != ELBO_LIK_BERNOULLI && flag_seen(flags, n_flags, "--binarize"))
+            return args_fail(ARGS_USAGE, "--binarize: applies to --likelihood bernoulli only");
+        if (vc.likelihood != ELBO_LIK_GAUSSIAN && sigma != 0)
+            return args_fail(ARGS_USAGE, "--sigma: applies to --likelihood gaussian only");
+    }
     elbo_data_spec spec;
     if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
     if (spec.kind == ELBO_DATA_TOY)
-        return args_fail(ARGS_USAGE, "--data: %s: vae-mlp trains on images, not toy points", data);
+        return args_fail(ARGS_USAGE, "--data: %s: %s trains on images, not toy points", data,
+                         pos[0]);
 
     elbo_dataset ds;
     if (elbo_dataset_load(&spec, ELBO_SPLIT_TRAIN, &ds) != ELBO_OK)
         return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
-    cfg.c = ds.c;
-    cfg.h = ds.h;
-    cfg.w = ds.w;
-    cfg.hidden = hidden;
-    cfg.z = z;
     elbo_model *m = NULL;
-    if (elbo_vae_mlp_model_new(&cfg, seed, &m) != ELBO_OK) {
+    elbo_status mst;
+    if (is_vae) {
+        vc.c = ds.c;
+        vc.h = ds.h;
+        vc.w = ds.w;
+        mst = elbo_vae_model_new(&vc, seed, &m);
+    } else {
+        elbo_vae_mlp_config cfg;
+        elbo_vae_mlp_config_init(&cfg);
+        cfg.binarize = binarize;
+        cfg.c = ds.c;
+        cfg.h = ds.h;
+        cfg.w = ds.w;
+        if (n_widths == 1) cfg.hidden = widths[0];
+        if (z) cfg.z = z;
+        mst = elbo_vae_mlp_model_new(&cfg, seed, &m);
+    }
+    if (mst != ELBO_OK) {
         elbo_dataset_free(&ds);
-        return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+        return args_fail(mst == ELBO_ERR_ARG ? ARGS_USAGE : ARGS_RUNTIME, "train: %s",
+                         elbo_last_error());
     }
     tp.flush_denormals = !keep_denormals;
     tp.steps = steps;
@@ -136,13 +254,15 @@ int cmd_train(int argc, char **argv) {
     tp.cosine = cosine;
     elbo_train_result res;
     elbo_status st = elbo_train(m, &ds, &tp, &res);
+    char name[32];
+    snprintf(name, sizeof name, "%s", m->name);
     elbo_model_free(m);
     elbo_dataset_free(&ds);
     if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
     if (res.interrupted)
         fprintf(stderr, "elbo: train: interrupted at step %lld; checkpoint %s (continue with "
                 "--resume %s)\n", (long long)res.step, res.ckpt_path, res.ckpt_path);
-    printf("{\"model\":\"vae-mlp\", \"steps\":%lld, \"loss\":%.6f, \"seconds\":%.3f, \"out\":",
+    printf("{\"model\":\"%s\", \"steps\":%lld, \"loss\":%.6f, \"seconds\":%.3f, \"out\":", name,
            (long long)res.step, res.loss, res.seconds);
     args_json_string(stdout, out);
     printf("%s}\n", res.interrupted ? ", \"interrupted\":true" : "");
@@ -234,22 +354,28 @@ int cmd_sample(int argc, char **argv) {
 static const char *EVAL_USAGE =
     "usage: elbo eval CKPT --data SPEC [flags]\n"
     "\n"
-    "The negative ELBO of checkpoint CKPT's model on a split of SPEC, in nats per example:\n"
-    "the mean over every item of the split (one reparameterised sample of z each, drawn\n"
-    "from --seed, as are the dynamic binarization's pixels), its reconstruction term\n"
-    "E_q[-log p(x|z)] and KL(q(z|x) || p(z)), and bits/dim = nats / (D ln 2), D = C H W.\n"
+    "The bounds of checkpoint CKPT's model on a split of SPEC, in nats per example (the mean\n"
+    "over every item of the split; every draw, z and the dynamic binarization's pixels, from\n"
+    "--seed): the negative ELBO with its reconstruction term E_q[-log p(x|z)] and\n"
+    "KL(q(z|x) || p(z)) shown separately, and bits/dim = nats / (D ln 2), D = C H W.\n"
+    "vae: with --iwae K, the k samples z_1..z_K ~ q(z|x) per example give the reconstruction\n"
+    "term and -IWAE_K = -log (1/K) sum_i p(x, z_i) / q(z_i|x), an upper bound on -log p(x)\n"
+    "that tightens as K grows (Burda et al. 2016; batched, log-sum-exp in double), and\n"
+    "active_units counts the latent dimensions with Var_x(E_q[z_u|x]) > 0.01.\n"
     "Prints {\"ckpt\", \"model\", \"step\", \"data\", \"split\", \"n\", \"neg_elbo_nats\",\n"
-    "\"recon_nats\", \"kl_nats\", \"bits_per_dim\"}.\n";
+    "\"recon_nats\", \"kl_nats\", \"bits_per_dim\"} and, for vae, \"iwae_k\",\n"
+    "\"nll_iwae_nats\", \"nll_iwae_bits_per_dim\", \"active_units\".\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *split_s = "test";
-    int batch = 128, threads = 0;
+    int batch = 128, threads = 0, iwae = 1;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_string("--data", &data, "SPEC", "the dataset (" ELBO_DATA_SPEC_FORMS ")",
                     "required"),
         args_string("--split", &split_s, "SPLIT", "train | test", "test"),
         args_batch(&batch, "128"),
+        args_int("--iwae", &iwae, 1, 1000000, "K", "vae: importance samples per example", "1"),
         args_seed(&seed, "0"),
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
     };
@@ -279,6 +405,13 @@ int cmd_eval(int argc, char **argv) {
         elbo_model_free(m);
         return rc;
     }
+    const int has_iwae = m->n_eval >= 5;
+    if (iwae > 1 && !has_iwae) {
+        int rc = args_fail(ARGS_USAGE, "--iwae: model %s has no importance-weighted bound", m->name);
+        elbo_model_free(m);
+        return rc;
+    }
+    m->eval_samples = iwae;
     elbo_dataset ds;
     if (elbo_dataset_load(&spec, split, &ds) != ELBO_OK) {
         elbo_model_free(m);
@@ -295,8 +428,13 @@ int cmd_eval(int argc, char **argv) {
         printf(", \"model\":\"%s\", \"step\":%lld, \"data\":", m->name, (long long)step);
         args_json_string(stdout, data);
         printf(", \"split\":\"%s\", \"n\":%lld, \"neg_elbo_nats\":%.6f, \"recon_nats\":%.6f, "
-               "\"kl_nats\":%.6f, \"bits_per_dim\":%.6f}\n",
+               "\"kl_nats\":%.6f, \"bits_per_dim\":%.6f",
                split_s, (long long)ds.n, means[0], means[1], means[2], means[0] / (D * log(2.0)));
+        if (has_iwae)
+            printf(", \"iwae_k\":%d, \"nll_iwae_nats\":%.6f, \"nll_iwae_bits_per_dim\":%.6f, "
+                   "\"active_units\":%d",
+                   iwae, means[3], means[3] / (D * log(2.0)), (int)means[4]);
+        printf("}\n");
     }
     elbo_dataset_free(&ds);
     elbo_model_free(m);
