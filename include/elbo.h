@@ -10,7 +10,9 @@
  *   plot.h   scatter, density, vector-field and loss-curve plots to PNG (own rasteriser)
  *   checkpoint.h   training checkpoints (weights, optimiser, EMA, step, RNG) in safetensors
  *   progress.h     training progress: a terminal bar or log lines, and a CSV loss log
+ *   prob.h   distributions: rsample, log_prob, entropy, KL (closed form or Monte Carlo)
  *   train.h  the model interface, the trainer (resumable, bit-exact), evaluation
+ *   vae.h    the VAE family (SGVB A/B, beta, warm-up, free bits, IWAE), included by train.h
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -23,6 +25,7 @@
 #include "elbo/ops.h"
 #include "elbo/optim.h"
 #include "elbo/plot.h"
+#include "elbo/prob.h"
 #include "elbo/progress.h"
 #include "elbo/train.h"
 #include "elbo/safetensors.h"

@@ -5,6 +5,7 @@
  * of (B L, Z); the decoder's output (B L, m D), m = 2 when it also gives a log-variance or
  * log-scale per pixel, else 1. */
 #include "internal.h"
+#include "models/vae_internal.h"
 
 #include "elbo/train.h"
 #include "io/json.h"
@@ -120,6 +121,7 @@ typedef struct {
     elbo_vae_config cfg;
     elbo_paramset *ps;
     int64_t D, m; /* pixels per example; decoder outputs per pixel (1 or 2) */
+    elbo__lik lik;
     /* mlp */
     elbo_nn_mlp enc, dec;
     /* conv: enc conv1 (c->32, s2) conv2 (32->64, s2) fc1 (64 h/4 w/4 -> H) fc2 (H -> 2Z);
@@ -222,8 +224,8 @@ static elbo_status decode_p(elbo_ctx *ctx, const vae_model *v, elbo_tensor *z, e
 /* log 256 per pixel: a density on x = (pixel + u) / 256 is a bound on the discrete
  * likelihood of the pixels after adding D log(1/256) (uniform dequantization, Theis et al.
  * 2016), so the Gaussian's figures add D log 256 to -log p. */
-static double dequant_nats(const vae_model *v) {
-    return v->cfg.likelihood == ELBO_LIK_GAUSSIAN ? (double)v->D * log(256.0) : 0.0;
+double elbo__lik_dequant_nats(const elbo__lik *l) {
+    return l->kind == ELBO_LIK_GAUSSIAN ? (double)l->D * log(256.0) : 0.0;
 }
 
 /* log p(x|z) per row: x (N, D), decoder output a, b (N, D) -> (N) (without dequant_nats).
@@ -231,17 +233,17 @@ static double dequant_nats(const vae_model *v) {
  *   gaussian:  sum log N(x; a, exp(b)), or exp(2 log sigma) when sigma is fixed
  *   logistic:  sum log [sig((x + 1/255 - a)/s) - sig((x - 1/255 - a)/s)], s = exp(max(b, -7))
  *              (PixelCNN++, Salimans et al. 2017: the log-scale floor of -7 is theirs) */
-static elbo_tensor *log_px(elbo_ctx *ctx, const vae_model *v, elbo_tensor *x, elbo_tensor *a,
-                           elbo_tensor *b) {
+elbo_tensor *elbo__lik_log_px(elbo_ctx *ctx, const elbo__lik *l, elbo_tensor *x, elbo_tensor *a,
+                              elbo_tensor *b) {
     elbo_tensor *ll;
-    switch (v->cfg.likelihood) {
+    switch (l->kind) {
     case ELBO_LIK_BERNOULLI:
         ll = elbo_neg(ctx, elbo_bce_with_logits(ctx, a, x, ELBO_REDUCE_NONE));
         break;
     case ELBO_LIK_GAUSSIAN:
         if (!b) {
             int64_t one = 1;
-            b = elbo_tensor_full(ctx, 1, &one, 2.0f * logf(v->cfg.sigma));
+            b = elbo_tensor_full(ctx, 1, &one, 2.0f * logf(l->sigma));
         }
         ll = elbo_gaussian_log_likelihood(ctx, x, a, b, ELBO_REDUCE_NONE);
         break;
@@ -255,26 +257,36 @@ static elbo_tensor *log_px(elbo_ctx *ctx, const vae_model *v, elbo_tensor *x, el
 
 /* The decoder's mean image in [0, 1]: sigmoid(a) (bernoulli), a (gaussian), (a + 1) / 2
  * (logistic), clipped. */
-static void mean_image(const vae_model *v, const elbo_tensor *a, float *out) {
+void elbo__lik_mean_image(const elbo__lik *l, const elbo_tensor *a, float *out) {
     for (int64_t i = 0; i < a->numel; i++) {
         float t = a->data[i];
-        float y = v->cfg.likelihood == ELBO_LIK_BERNOULLI ? 1.0f / (1.0f + expf(-t))
-                  : v->cfg.likelihood == ELBO_LIK_GAUSSIAN ? t
-                                                           : 0.5f * (t + 1.0f);
+        float y = l->kind == ELBO_LIK_BERNOULLI  ? 1.0f / (1.0f + expf(-t))
+                  : l->kind == ELBO_LIK_GAUSSIAN ? t
+                                                 : 0.5f * (t + 1.0f);
         out[i] = y < 0 ? 0 : y > 1 ? 1 : y;
     }
 }
 
+int64_t elbo__lik_outputs(const elbo__lik *l) {
+    return l->kind == ELBO_LIK_LOGISTIC || (l->kind == ELBO_LIK_GAUSSIAN && l->sigma == 0) ? 2 : 1;
+}
+
+elbo_pixel_transform elbo__lik_transform(elbo_likelihood kind, elbo_binarize binarize) {
+    return kind == ELBO_LIK_BERNOULLI  ? elbo_binarize_transform(binarize)
+           : kind == ELBO_LIK_GAUSSIAN ? ELBO_PIXELS_DEQUANTIZE
+                                       : ELBO_PIXELS_SCALE11;
+}
+
 /* KL(N(mu, e^logvar) || N(0, 1)) per dimension: 0.5 (mu^2 + e^logvar - 1 - logvar)
  * (Kingma & Welling 2014, appendix B) -> (B, Z). */
-static elbo_tensor *kl_normal_std(elbo_ctx *ctx, elbo_tensor *mu, elbo_tensor *logvar) {
+elbo_tensor *elbo__kl_normal_std(elbo_ctx *ctx, elbo_tensor *mu, elbo_tensor *logvar) {
     elbo_tensor *t = elbo_sub(ctx, elbo_add(ctx, elbo_square(ctx, mu), elbo_exp(ctx, logvar)), logvar);
     return elbo_affine(ctx, t, 0.5f, -0.5f);
 }
 
 /* z = mu + exp(logvar / 2) eps for L samples per row: mu, logvar (B, Z), eps (B, L, Z)
  * -> (B L, Z). */
-static elbo_tensor *reparam(elbo_ctx *ctx, elbo_tensor *mu, elbo_tensor *logvar, elbo_tensor *eps) {
+elbo_tensor *elbo__reparam(elbo_ctx *ctx, elbo_tensor *mu, elbo_tensor *logvar, elbo_tensor *eps) {
     const int64_t B = mu->shape[0], Z = mu->shape[1], L = eps->shape[1];
     elbo_tensor *mu3 = elbo_reshape3(ctx, mu, B, 1, Z);
     elbo_tensor *std3 = elbo_reshape3(ctx, elbo_exp(ctx, elbo_scale(ctx, logvar, 0.5f)), B, 1, Z);
@@ -282,7 +294,7 @@ static elbo_tensor *reparam(elbo_ctx *ctx, elbo_tensor *mu, elbo_tensor *logvar,
 }
 
 /* x (B, D) repeated L times as rows b L + l -> (B L, D), a leaf. */
-static elbo_tensor *repeat_rows(elbo_ctx *ctx, const float *x, int64_t B, int64_t L, int64_t D) {
+elbo_tensor *elbo__repeat_rows(elbo_ctx *ctx, const float *x, int64_t B, int64_t L, int64_t D) {
     elbo_tensor *r = elbo_tensor_new2(ctx, B * L, D);
     if (!r) return NULL;
     for (int64_t b = 0; b < B; b++)
@@ -332,11 +344,11 @@ static elbo_tensor *vae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, const
     elbo_tensor *eps = elbo_tensor_new3(ctx, B, L, Z);
     if (!eps) return NULL;
     elbo_rng_normal(rng, eps->data, (size_t)(B * L * Z), 0.0f, 1.0f);
-    elbo_tensor *z = reparam(ctx, mu, logvar, eps), *a, *b;
-    elbo_tensor *xr = L == 1 ? xt : repeat_rows(ctx, x, B, L, D);
+    elbo_tensor *z = elbo__reparam(ctx, mu, logvar, eps), *a, *b;
+    elbo_tensor *xr = L == 1 ? xt : elbo__repeat_rows(ctx, x, B, L, D);
     if (!z || !xr || decode_p(ctx, v, z, &a, &b) != ELBO_OK) return NULL;
-    elbo_tensor *lpx = log_px(ctx, v, xr, a, b); /* (B L) */
-    elbo_tensor *kl = kl_normal_std(ctx, mu, logvar);  /* (B, Z) */
+    elbo_tensor *lpx = elbo__lik_log_px(ctx, &v->lik, xr, a, b); /* (B L) */
+    elbo_tensor *kl = elbo__kl_normal_std(ctx, mu, logvar);  /* (B, Z) */
     const float beta = beta_at(v);
     elbo_tensor *loss;
     if (c->estimator == ELBO_IWAE) {
@@ -356,13 +368,13 @@ static elbo_tensor *vae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, const
         loss = elbo_add(ctx, elbo_scale(ctx, elbo_mean(ctx, lpx), -1.0f),
                         elbo_scale(ctx, elbo_sum(ctx, kj), beta));
     }
-    loss = elbo_add_scalar(ctx, loss, (float)dequant_nats(v));
+    loss = elbo_add_scalar(ctx, loss, (float)elbo__lik_dequant_nats(&v->lik));
     if (!loss) return NULL;
     if (extra) {
         double s = 0, k = 0;
         for (int64_t i = 0; i < B * L; i++) s += lpx->data[i];
         for (int64_t i = 0; i < B * Z; i++) k += kl->data[i];
-        extra[0] = -s / (double)(B * L) + dequant_nats(v);
+        extra[0] = -s / (double)(B * L) + elbo__lik_dequant_nats(&v->lik);
         extra[1] = k / (double)B;
         extra[2] = beta;
     }
@@ -398,7 +410,7 @@ static elbo_status vae_eval(elbo_ctx *ctx, elbo_model *m, const float *x, const 
     int64_t xs[2] = {B, D};
     elbo_tensor *xt = elbo_tensor_wrap(ctx, (float *)x, 2, xs), *mu = NULL, *logvar = NULL;
     elbo_status st = xt ? encode_q(ctx, v, xt, &mu, &logvar) : elbo_last_status();
-    elbo_tensor *kl = st == ELBO_OK ? kl_normal_std(ctx, mu, logvar) : NULL;
+    elbo_tensor *kl = st == ELBO_OK ? elbo__kl_normal_std(ctx, mu, logvar) : NULL;
     double *run_max = elbo_ctx_alloc(ctx, (size_t)B * sizeof(double));
     double *run_sum = elbo_ctx_alloc(ctx, (size_t)B * sizeof(double));
     double *rec = elbo_ctx_alloc(ctx, (size_t)B * sizeof(double));
@@ -419,10 +431,10 @@ static elbo_status vae_eval(elbo_ctx *ctx, elbo_model *m, const float *x, const 
             break;
         }
         elbo_rng_normal(rng, eps->data, (size_t)(B * L * Z), 0.0f, 1.0f);
-        elbo_tensor *z = reparam(cc, mu, logvar, eps);
-        elbo_tensor *xr = L == 1 ? xt : repeat_rows(cc, x, B, L, D);
+        elbo_tensor *z = elbo__reparam(cc, mu, logvar, eps);
+        elbo_tensor *xr = L == 1 ? xt : elbo__repeat_rows(cc, x, B, L, D);
         if (!z || !xr || (st = decode_p(cc, v, z, &a, &bb)) != ELBO_OK) break;
-        elbo_tensor *lpx = log_px(cc, v, xr, a, bb);
+        elbo_tensor *lpx = elbo__lik_log_px(cc, &v->lik, xr, a, bb);
         elbo_tensor *lpq = elbo_sum_axis(cc, log_pz_minus_qz(cc, z, mu, logvar, L), 2, 0);
         if (!lpx || !lpq) {
             st = elbo_last_status();
@@ -442,7 +454,7 @@ static elbo_status vae_eval(elbo_ctx *ctx, elbo_model *m, const float *x, const 
     }
     elbo_ctx_set_grad(ctx, grad);
     if (st != ELBO_OK) return st;
-    const double dq = dequant_nats(v);
+    const double dq = elbo__lik_dequant_nats(&v->lik);
     for (int64_t b = 0; b < B; b++) {
         double kb = 0;
         for (int64_t j = 0; j < Z; j++) {
@@ -487,7 +499,7 @@ static elbo_status vae_decode(elbo_ctx *ctx, elbo_model *m, const float *z, int6
     elbo_status st = zt ? decode_p(ctx, v, zt, &a, &b) : elbo_last_status();
     elbo_ctx_set_grad(ctx, grad);
     if (st != ELBO_OK) return st;
-    mean_image(v, a, out);
+    elbo__lik_mean_image(&v->lik, a, out);
     return ELBO_OK;
 }
 
@@ -565,10 +577,8 @@ elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed, elbo_m
     if (!v) return elbo_error(ELBO_ERR_NOMEM, "vae: out of memory");
     v->cfg = *cfg;
     v->D = cfg->c * cfg->h * cfg->w;
-    v->m = cfg->likelihood == ELBO_LIK_LOGISTIC ||
-                   (cfg->likelihood == ELBO_LIK_GAUSSIAN && cfg->sigma == 0)
-               ? 2
-               : 1;
+    v->lik = (elbo__lik){cfg->likelihood, cfg->sigma, v->D};
+    v->m = elbo__lik_outputs(&v->lik);
     v->ps = elbo_paramset_new();
     v->mu_sum = calloc((size_t)cfg->z, sizeof(double));
     v->mu_sq = calloc((size_t)cfg->z, sizeof(double));
@@ -588,9 +598,7 @@ elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed, elbo_m
     m->c = cfg->c;
     m->h = cfg->h;
     m->w = cfg->w;
-    m->transform = cfg->likelihood == ELBO_LIK_BERNOULLI  ? elbo_binarize_transform(cfg->binarize)
-                   : cfg->likelihood == ELBO_LIK_GAUSSIAN ? ELBO_PIXELS_DEQUANTIZE
-                                                          : ELBO_PIXELS_SCALE11;
+    m->transform = elbo__lik_transform(cfg->likelihood, cfg->binarize);
     m->n_extra = 3;
     m->extra_names[0] = "recon";
     m->extra_names[1] = "kl";
@@ -616,7 +624,7 @@ elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed, elbo_m
 }
 
 /* ---- from the checkpoint's JSON ------------------------------------------------------- */
-static elbo_status json_int(const elbo__json *o, const char *key, int64_t lo, int64_t hi,
+elbo_status elbo__cfg_int(const elbo__json *o, const char *key, int64_t lo, int64_t hi,
                             int64_t *dst) {
     const elbo__json *v = elbo__json_get(o, key);
     if (!v) return ELBO_OK;
@@ -627,7 +635,7 @@ static elbo_status json_int(const elbo__json *o, const char *key, int64_t lo, in
     return ELBO_OK;
 }
 
-static elbo_status json_float(const elbo__json *o, const char *key, float *dst) {
+elbo_status elbo__cfg_float(const elbo__json *o, const char *key, float *dst) {
     const elbo__json *v = elbo__json_get(o, key);
     if (!v) return ELBO_OK;
     if (v->type != ELBO__JSON_NUMBER)
@@ -636,7 +644,7 @@ static elbo_status json_float(const elbo__json *o, const char *key, float *dst) 
     return ELBO_OK;
 }
 
-static const char *json_str(const elbo__json *o, const char *key) {
+const char *elbo__cfg_str(const elbo__json *o, const char *key) {
     const elbo__json *v = elbo__json_get(o, key);
     return v && v->type == ELBO__JSON_STRING ? v->str : NULL;
 }
@@ -645,23 +653,23 @@ elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model *
     elbo_vae_config cfg;
     elbo_vae_config_init(&cfg);
     int64_t z = cfg.z, samples = cfg.samples, warm = 0;
-    elbo_status st = json_int(o, "c", 1, 4, &cfg.c);
-    if (st == ELBO_OK) st = json_int(o, "h", 1, 4096, &cfg.h);
-    if (st == ELBO_OK) st = json_int(o, "w", 1, 4096, &cfg.w);
-    if (st == ELBO_OK) st = json_int(o, "z", 1, 65536, &z);
-    if (st == ELBO_OK) st = json_int(o, "samples", 1, 100000, &samples);
-    if (st == ELBO_OK) st = json_int(o, "kl_warmup", 0, INT64_MAX, &warm);
-    if (st == ELBO_OK) st = json_float(o, "sigma", &cfg.sigma);
-    if (st == ELBO_OK) st = json_float(o, "beta", &cfg.beta);
-    if (st == ELBO_OK) st = json_float(o, "free_bits", &cfg.free_bits);
+    elbo_status st = elbo__cfg_int(o, "c", 1, 4, &cfg.c);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "h", 1, 4096, &cfg.h);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "w", 1, 4096, &cfg.w);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "z", 1, 65536, &z);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "samples", 1, 100000, &samples);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "kl_warmup", 0, INT64_MAX, &warm);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "sigma", &cfg.sigma);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "beta", &cfg.beta);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "free_bits", &cfg.free_bits);
     const elbo__json *lv = elbo__json_get(o, "logvar_min");
-    if (st == ELBO_OK && lv && lv->type != ELBO__JSON_NULL) st = json_float(o, "logvar_min", &cfg.logvar_min);
+    if (st == ELBO_OK && lv && lv->type != ELBO__JSON_NULL) st = elbo__cfg_float(o, "logvar_min", &cfg.logvar_min);
     const char *s;
-    if (st == ELBO_OK && (s = json_str(o, "arch"))) st = elbo_vae_arch_parse(s, &cfg.arch);
-    if (st == ELBO_OK && (s = json_str(o, "act"))) st = elbo_activation_parse(s, &cfg.act);
-    if (st == ELBO_OK && (s = json_str(o, "likelihood"))) st = elbo_likelihood_parse(s, &cfg.likelihood);
-    if (st == ELBO_OK && (s = json_str(o, "binarize"))) st = elbo_binarize_parse(s, &cfg.binarize);
-    if (st == ELBO_OK && (s = json_str(o, "estimator"))) st = elbo_vae_estimator_parse(s, &cfg.estimator);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "arch"))) st = elbo_vae_arch_parse(s, &cfg.arch);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "act"))) st = elbo_activation_parse(s, &cfg.act);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "likelihood"))) st = elbo_likelihood_parse(s, &cfg.likelihood);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "binarize"))) st = elbo_binarize_parse(s, &cfg.binarize);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "estimator"))) st = elbo_vae_estimator_parse(s, &cfg.estimator);
     const elbo__json *h = elbo__json_get(o, "hidden");
     if (st == ELBO_OK && h) {
         if (h->type != ELBO__JSON_ARRAY || h->n > ELBO_VAE_MAX_HIDDEN)

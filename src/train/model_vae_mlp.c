@@ -7,6 +7,7 @@
 
 #include "elbo/train.h"
 #include "io/json.h"
+#include "models/vae_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -196,7 +197,7 @@ elbo_status elbo_vae_mlp_model_new(const elbo_vae_mlp_config *cfg, uint64_t seed
 /* ---- the registry ---------------------------------------------------------------------- */
 const char *elbo_model_names(void) { return "vae | vae-mlp"; }
 
-elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
+
 
 /* An integer member of a config object into *dst (absent: unchanged). */
 static elbo_status cfg_int(const elbo__json *o, const char *key, int64_t lo, int64_t hi,
