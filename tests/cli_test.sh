@@ -237,6 +237,20 @@ PY
     fi
     expect_ok "train vae conv logistic" train vae --data "npy:$T/tiny28.npy" --steps 3 --batch 16 --arch conv --hidden 16 --z 2 --likelihood logistic --out "$T/vae_conv"
     expect_ok "train vae gaussian fixed sigma, estimator A" train vae --data "npy:$T/tiny28.npy" --steps 3 --batch 16 --hidden 16 --z 2 --likelihood gaussian --sigma 0.1 --estimator A --samples 2 --free-bits 0.5 --out "$T/vae_gauss"
+    if expect_ok "train hvae 3 layers" train hvae --data "npy:$T/tiny28.npy" --steps 10 --batch 32 --layers 3 --z 8,4,2 --hidden 32 --grad-clip 100 --logvar-min -6 --out "$T/hvae"; then
+        if expect_ok "eval hvae --iwae 3" eval "$T/hvae/ckpt.safetensors" --data "npy:$T/tiny28.npy" --iwae 3; then
+            miss=
+            for k in kl_1_nats kl_2_nats kl_3_nats active_1 active_3 nll_iwae_nats; do
+                [[ $OUT == *"$k"* ]] || miss="$miss $k"
+            done
+            [ -z "$miss" ] && ok "eval hvae per-layer keys" || bad "eval hvae per-layer keys" "missing$miss: $OUT"
+        fi
+        expect_ok "sample hvae" sample "$T/hvae/ckpt.safetensors" --n 4 --out "$W/h.png" && rm -f "$W/h.png"
+    fi
+    expect_fail "train hvae --z for other layers" 2 --z train hvae --data "npy:$T/tiny28.npy" --layers 3 --z 8,4 --out "$W/r3"
+    expect_fail "train hvae --layers 0" 2 --layers train hvae --data "npy:$T/tiny28.npy" --layers 0 --out "$W/r3"
+    expect_fail "train vae --layers" 2 --layers train vae --data "npy:$T/tiny28.npy" --layers 2 --out "$W/r3"
+    expect_fail "train hvae --arch conv" 2 --arch train hvae --data "npy:$T/tiny28.npy" --arch conv --out "$W/r3"
     expect_fail "train vae negative --beta" 2 --beta train vae --data "npy:$T/tiny28.npy" --beta -1 --out "$W/r3"
     expect_fail "train vae --samples 0" 2 --samples train vae --data "npy:$T/tiny28.npy" --samples 0 --out "$W/r3"
     expect_fail "train vae --z 0" 2 --z train vae --data "npy:$T/tiny28.npy" --z 0 --out "$W/r3"
@@ -248,7 +262,7 @@ PY
     expect_fail "eval vae-mlp --iwae" 2 --iwae eval "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --iwae 10
     run train --help
     missing=
-    for f in --data --steps --batch --lr --seed --threads --out --resume --ckpt-every --log-every --binarize --hidden --z --arch --act --likelihood --sigma --estimator --samples --beta --kl-warmup --free-bits --logvar-min; do
+    for f in --data --steps --batch --lr --seed --threads --out --resume --ckpt-every --log-every --binarize --hidden --z --arch --act --likelihood --sigma --estimator --samples --beta --kl-warmup --free-bits --logvar-min --layers; do
         printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
     done
     [ $RC -eq 0 ] && [ -z "$missing" ] && ok "train --help lists every flag with its default" ||

@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 /* ---- the model interface -------------------------------------------------------------- */
-#define ELBO_MODEL_MAX_FIGURES 8
+#define ELBO_MODEL_MAX_FIGURES 24
 
 typedef struct elbo_model elbo_model;
 struct elbo_model {

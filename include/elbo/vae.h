@@ -77,6 +77,39 @@ elbo_status elbo_vae_config_check(const elbo_vae_config *cfg);
  *         the mean image. */
 elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed,
                                struct elbo_model **out);
+/* ---- the hierarchical (Markovian) VAE -------------------------------------------------
+ *   p(x, z_1:L) = p(z_L) p(z_L-1|z_L) ... p(z_1|z_2) p(x|z_1),  p(z_L) = N(0, I)
+ *   q(z_1:L|x)  = q(z_1|x) q(z_2|z_1) ... q(z_L|z_L-1)        (bottom-up, Markov)
+ *   ELBO = E_q[log p(x|z_1)] - sum_t KL_t, KL_t = E_q[log q(z_t|z_t-1) - log p(z_t|z_t+1)]
+ *   (Monte Carlo), KL_L = E_q[KL(q(z_L|z_L-1) || N(0, I))] (closed form with estimator B). */
+#define ELBO_HVAE_MAX_LAYERS 8
+typedef struct {
+    int64_t c, h, w;            /* 1, 28, 28 */
+    int layers;                 /* L; 2 */
+    int z[ELBO_HVAE_MAX_LAYERS]; /* dimensions of z_1 (bottom) .. z_L (top); 64, 32 */
+    int n_hidden;               /* hidden layers of every conditional's MLP; 2 */
+    int hidden[ELBO_VAE_MAX_HIDDEN]; /* their widths; 300, 300 */
+    elbo_activation act;        /* relu */
+    elbo_likelihood likelihood; /* bernoulli */
+    float sigma;                /* gaussian: 0 = learned */
+    elbo_binarize binarize;     /* dynamic */
+    elbo_vae_estimator estimator; /* B */
+    int samples;                /* L (A, B) or k (iwae); 1 */
+    float beta;                 /* 1 */
+    int64_t kl_warmup;          /* 0 */
+    float free_bits;            /* per dimension of every layer; 0 */
+    float logvar_min;           /* floor on every conditional's log-variance; -INFINITY */
+} elbo_hvae_config;
+void elbo_hvae_config_init(elbo_hvae_config *cfg);
+elbo_status elbo_hvae_config_check(const elbo_hvae_config *cfg);
+/* The model "hvae". loss, extras and eval as "vae", with eval figures after the first five:
+ * "kl_1".."kl_L" (nats per example) and "active_1".."active_L" ([4] is their total; a
+ * layer's units are those whose mean given one sampled chain varies over x by > 0.01).
+ * sample: ancestral (z_L ~ N(0, I), z_t ~ p(z_t|z_t+1)), the mean image of p(x|z_1);
+ * encode: z_L along the means of q; decode: z_L down the means of p. */
+elbo_status elbo_hvae_model_new(const elbo_hvae_config *cfg, uint64_t seed,
+                                struct elbo_model **out);
+
 /* log (1/n) sum_i exp(a_i), stable (max subtracted), in double. n >= 1. */
 double elbo_log_mean_exp(const double *a, int64_t n);
 

@@ -43,5 +43,6 @@ const char *elbo__cfg_str(const elbo__json *o, const char *key); /* NULL unless 
 
 /* The registry's constructors from a checkpoint's configuration JSON. */
 elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
+elbo_status elbo__hvae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
 
 #endif

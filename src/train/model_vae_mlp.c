@@ -195,7 +195,7 @@ elbo_status elbo_vae_mlp_model_new(const elbo_vae_mlp_config *cfg, uint64_t seed
 }
 
 /* ---- the registry ---------------------------------------------------------------------- */
-const char *elbo_model_names(void) { return "vae | vae-mlp"; }
+const char *elbo_model_names(void) { return "vae | hvae | vae-mlp"; }
 
 
 
@@ -231,8 +231,8 @@ static elbo_status vae_from_json(const elbo__json *o, uint64_t seed, elbo_model 
 
 elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, elbo_model **out) {
     *out = NULL;
-    int vae = name && !strcmp(name, "vae");
-    if (!name || (!vae && strcmp(name, "vae-mlp")))
+    int vae = name && !strcmp(name, "vae"), hvae = name && !strcmp(name, "hvae");
+    if (!name || (!vae && !hvae && strcmp(name, "vae-mlp")))
         return elbo_error(ELBO_ERR_ARG, "unknown model \"%s\" (known: %s)", name ? name : "",
                           elbo_model_names());
     elbo__json o;
@@ -241,7 +241,9 @@ elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, 
     if (elbo__json_parse(text, strlen(text), &o, err, sizeof err) != 0)
         return elbo_error(ELBO_ERR_ARG, "%s config: %s", name, err);
     elbo_status st = o.type == ELBO__JSON_OBJECT
-                         ? (vae ? elbo__vae_from_json(&o, seed, out) : vae_from_json(&o, seed, out))
+                         ? (vae    ? elbo__vae_from_json(&o, seed, out)
+                            : hvae ? elbo__hvae_from_json(&o, seed, out)
+                                   : vae_from_json(&o, seed, out))
                          : elbo_error(ELBO_ERR_ARG, "%s config: not a JSON object", name);
     elbo__json_free(&o);
     return st;

@@ -69,14 +69,14 @@ int args_parse_u64(const char *flag, const char *s, uint64_t *out) {
 }
 
 int args_parse_double(const char *flag, const char *s, int positive, double *out) {
-    const char *what = positive ? "a positive number" : "a non-negative number";
+    const char *what = positive > 0 ? "a positive number" : positive == 0 ? "a non-negative number" : "a number";
     char *end;
     errno = 0;
     int ok_first = (s[0] >= '0' && s[0] <= '9') || s[0] == '.' || s[0] == '-';
     double x = ok_first ? strtod(s, &end) : 0;
     if (!ok_first || *end || end == s || !isfinite(x) || errno == ERANGE)
         return args_fail(ARGS_USAGE, "%s: expected %s, got \"%s\"", flag, what, s);
-    if (positive ? !(x > 0) : !(x >= 0))
+    if (positive > 0 ? !(x > 0) : positive == 0 ? !(x >= 0) : 0)
         return args_fail(ARGS_USAGE, "%s: expected %s, got \"%s\"", flag, what, s);
     *out = x;
     return ARGS_OK;

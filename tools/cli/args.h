@@ -64,6 +64,7 @@ void args_print_help(FILE *f, const char *usage, const arg_flag *flags, int n);
 int args_parse_ll(const char *flag, const char *s, long long min, long long max,
                   long long *out);
 int args_parse_u64(const char *flag, const char *s, uint64_t *out);
+/* positive: 1 wants x > 0, 0 wants x >= 0, -1 takes any finite number. */
 int args_parse_double(const char *flag, const char *s, int positive, double *out);
 
 /* Prints "elbo: " + printf message + "\n" to stderr and returns status. */

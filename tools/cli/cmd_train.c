@@ -38,7 +38,7 @@ static arg_flag flag_i64(const char *name, int64_t *dst, long long min, const ch
 static const char *TRAIN_USAGE =
     "usage: elbo train MODEL --data SPEC [flags]\n"
     "\n"
-    "Trains MODEL (vae | vae-mlp) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
+    "Trains MODEL (vae | hvae | vae-mlp) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
     "with Adam. Writes OUT/ckpt.safetensors (every --ckpt-every steps and at the end),\n"
     "OUT/loss.csv (one row per step; appended to when resuming) and OUT/loss.png. Progress\n"
     "goes to stderr (a bar on a terminal, a line every --log-every steps otherwise); the\n"
@@ -55,7 +55,13 @@ static const char *TRAIN_USAGE =
     "negative importance-weighted bound with k = --samples (Burda et al. 2016). --likelihood:\n"
     "bernoulli (binarized pixels, --binarize), gaussian (pixels dequantized to [0,1], learned\n"
     "per-pixel variance or a fixed --sigma), logistic (8-bit pixels in [-1,1], discretized\n"
-    "logistic, PixelCNN++). Figures are nats per example; gaussian ones include D log 256.\n";
+    "logistic, PixelCNN++). Figures are nats per example; gaussian ones include D log 256.\n"
+    "\n"
+    "hvae: the Markovian hierarchical VAE, --layers L stochastic layers of --z sizes (bottom\n"
+    "first): p(z_L) p(z_L-1|z_L) ... p(x|z_1) with the bottom-up q(z_1|x) ... q(z_L|z_L-1),\n"
+    "every conditional a Gaussian MLP of --hidden widths; one KL term per layer (the top one\n"
+    "in closed form with --estimator B). --grad-clip, --kl-warmup and --logvar-min keep it\n"
+    "stable. The other vae flags apply as for vae.\n";
 
 static int flag_seen(const arg_flag *flags, int n, const char *name) {
     for (int i = 0; i < n; i++)
@@ -63,20 +69,27 @@ static int flag_seen(const arg_flag *flags, int n, const char *name) {
     return 0;
 }
 
-/* "300,300" -> widths; "" -> none. */
-static int parse_widths(const char *s, int *w, int max, int *n) {
+/* "300,300" -> w[0..n), each in 1..65536, at most max; "" -> none. Non-zero when bad
+ * (nothing printed). */
+static int parse_list(const char *s, int *w, int max, int *n) {
     *n = 0;
     if (!*s) return 0;
     for (;;) {
         char *end;
+        if (*s < '0' || *s > '9') return 1;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ','))
-            return args_fail(ARGS_USAGE, "--hidden: expected up to %d comma-separated widths in "
-                             "1..65536, like 300,300", max);
+        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ',')) return 1;
         w[(*n)++] = (int)v;
         if (!*end) return 0;
         s = end + 1;
     }
+}
+
+static int parse_widths(const char *s, int *w, int max, int *n) {
+    if (parse_list(s, w, max, n))
+        return args_fail(ARGS_USAGE, "--hidden: expected up to %d comma-separated widths in "
+                         "1..65536, like 300,300", max);
+    return 0;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -86,7 +99,8 @@ int cmd_train(int argc, char **argv) {
                *hidden_s = NULL, *arch_s = "mlp", *lik_s = "bernoulli", *est_s = "B",
                *act_s = "relu", *logvar_min_s = NULL;
     int64_t steps = 1000, ckpt_every = 1000, log_every = 100, warmup = 0, kl_warmup = 0;
-    int batch = 128, threads = 0, z = 0, cosine = 0, keep_denormals = 0, samples = 1;
+    int batch = 128, threads = 0, cosine = 0, keep_denormals = 0, samples = 1, layers = 2;
+    const char *z_s = NULL;
     double lr = 1e-3, clip = 0, ema = 0, sigma = 0, beta = 1, free_bits = 0;
     uint64_t seed = 0;
     arg_flag flags[] = {
@@ -109,7 +123,10 @@ int cmd_train(int argc, char **argv) {
                     "hidden widths, encoder order (vae-mlp: one width; vae conv: one, the "
                     "fully connected layer)",
                     "300,300 (vae), 256 (vae conv), 512 (vae-mlp)"),
-        args_int("--z", &z, 1, 65536, "N", "latent dimensions", "40 (vae), 32 (vae-mlp)"),
+        args_string("--z", &z_s, "LIST", "latent dimensions (hvae: per layer, bottom first, or "
+                    "one size for every layer)", "40 (vae), 64,32 (hvae), 32 (vae-mlp)"),
+        args_int("--layers", &layers, 1, ELBO_HVAE_MAX_LAYERS, "L", "hvae: stochastic layers",
+                 "2"),
         args_string("--arch", &arch_s, "A", "vae: mlp | conv (two stride-2 3x3 convolutions "
                     "each way, h and w divisible by 4)", "mlp"),
         args_string("--act", &act_s, "F", "vae: activation between layers (relu, silu, gelu, "
@@ -144,7 +161,7 @@ int cmd_train(int argc, char **argv) {
     if (r == ARGS_HELP) return 0;
     if (r) return r;
     if (np < 1) return args_fail(ARGS_USAGE, "train: which model? (%s)", elbo_model_names());
-    const int is_vae = !strcmp(pos[0], "vae");
+    const int is_hvae = !strcmp(pos[0], "hvae"), is_vae = is_hvae || !strcmp(pos[0], "vae");
     if (!is_vae && strcmp(pos[0], "vae-mlp"))
         return args_fail(ARGS_USAGE, "train: unknown model \"%s\" (known: %s)", pos[0],
                          elbo_model_names());
@@ -157,11 +174,11 @@ int cmd_train(int argc, char **argv) {
     if (!is_vae) { /* the vae flags do not apply to the benchmark model */
         static const char *vae_only[] = {"--arch", "--act", "--likelihood", "--sigma",
                                          "--estimator", "--samples", "--beta", "--kl-warmup",
-                                         "--free-bits", "--logvar-min"};
+                                         "--free-bits", "--logvar-min", "--layers"};
         for (size_t j = 0; j < sizeof vae_only / sizeof vae_only[0]; j++)
             if (flag_seen(flags, n_flags, vae_only[j]))
-                return args_fail(ARGS_USAGE, "%s: applies to model vae, not %s", vae_only[j],
-                                     pos[0]);
+                return args_fail(ARGS_USAGE, "%s: applies to models vae and hvae, not %s",
+                                 vae_only[j], pos[0]);
     }
     elbo_binarize binarize;
     if (elbo_binarize_parse(binarize_s, &binarize) != ELBO_OK)
@@ -172,6 +189,20 @@ int cmd_train(int argc, char **argv) {
         return r;
     if (!is_vae && n_widths >= 0 && n_widths != 1)
         return args_fail(ARGS_USAGE, "--hidden: vae-mlp takes one width, got \"%s\"", hidden_s);
+    if (is_hvae && flag_seen(flags, n_flags, "--arch"))
+        return args_fail(ARGS_USAGE, "--arch: hvae's conditionals are MLPs (use model vae for conv)");
+    if (!is_hvae && flag_seen(flags, n_flags, "--layers"))
+        return args_fail(ARGS_USAGE, "--layers: applies to model hvae, not %s", pos[0]);
+    int zs[ELBO_HVAE_MAX_LAYERS], n_z = 0;
+    if (z_s) {
+        if (parse_list(z_s, zs, is_hvae ? ELBO_HVAE_MAX_LAYERS : 1, &n_z) || n_z < 1)
+            return args_fail(ARGS_USAGE, "--z: expected %s in 1..65536, got \"%s\"",
+                             is_hvae ? "one size or one per layer" : "one latent size", z_s);
+        if (is_hvae && n_z != 1 && n_z != layers)
+            return args_fail(ARGS_USAGE, "--z: %d sizes for %d layers (give one, or one per "
+                             "layer)", n_z, layers);
+    }
+    int z = n_z ? zs[0] : 0;
     elbo_vae_config vc;
     elbo_vae_config_init(&vc);
     if (is_vae) {
@@ -197,7 +228,7 @@ int cmd_train(int argc, char **argv) {
         vc.free_bits = (float)free_bits;
         if (logvar_min_s) {
             double lv;
-            if ((r = args_parse_double("--logvar-min", logvar_min_s, 0, &lv)) != 0) return r;
+            if ((r = args_parse_double("--logvar-min", logvar_min_s, -1, &lv)) != 0) return r;
             vc.logvar_min = (float)lv;
         }
         if (vc.likelihood != ELBO_LIK_BERNOULLI && flag_seen(flags, n_flags, "--binarize"))
@@ -217,7 +248,31 @@ int cmd_train(int argc, char **argv) {
         return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
     elbo_model *m = NULL;
     elbo_status mst;
-    if (is_vae) {
+    if (is_hvae) {
+        elbo_hvae_config hc;
+        elbo_hvae_config_init(&hc);
+        hc.c = ds.c;
+        hc.h = ds.h;
+        hc.w = ds.w;
+        hc.layers = layers;
+        for (int t = 0; t < layers; t++)
+            hc.z[t] = n_z == 0 ? (t < 2 ? hc.z[t] : 32) : n_z == 1 ? zs[0] : zs[t];
+        if (n_widths >= 0) {
+            hc.n_hidden = n_widths;
+            memcpy(hc.hidden, widths, (size_t)n_widths * sizeof(int));
+        }
+        hc.act = vc.act;
+        hc.likelihood = vc.likelihood;
+        hc.sigma = vc.sigma;
+        hc.binarize = vc.binarize;
+        hc.estimator = vc.estimator;
+        hc.samples = vc.samples;
+        hc.beta = vc.beta;
+        hc.kl_warmup = vc.kl_warmup;
+        hc.free_bits = vc.free_bits;
+        hc.logvar_min = vc.logvar_min;
+        mst = elbo_hvae_model_new(&hc, seed, &m);
+    } else if (is_vae) {
         vc.c = ds.c;
         vc.h = ds.h;
         vc.w = ds.w;
@@ -358,13 +413,14 @@ static const char *EVAL_USAGE =
     "over every item of the split; every draw, z and the dynamic binarization's pixels, from\n"
     "--seed): the negative ELBO with its reconstruction term E_q[-log p(x|z)] and\n"
     "KL(q(z|x) || p(z)) shown separately, and bits/dim = nats / (D ln 2), D = C H W.\n"
-    "vae: with --iwae K, the k samples z_1..z_K ~ q(z|x) per example give the reconstruction\n"
+    "vae, hvae: with --iwae K, the k samples z_1..z_K ~ q(z|x) per example give the reconstruction\n"
     "term and -IWAE_K = -log (1/K) sum_i p(x, z_i) / q(z_i|x), an upper bound on -log p(x)\n"
     "that tightens as K grows (Burda et al. 2016; batched, log-sum-exp in double), and\n"
     "active_units counts the latent dimensions with Var_x(E_q[z_u|x]) > 0.01.\n"
     "Prints {\"ckpt\", \"model\", \"step\", \"data\", \"split\", \"n\", \"neg_elbo_nats\",\n"
     "\"recon_nats\", \"kl_nats\", \"bits_per_dim\"} and, for vae, \"iwae_k\",\n"
-    "\"nll_iwae_nats\", \"nll_iwae_bits_per_dim\", \"active_units\".\n";
+    "\"nll_iwae_nats\", \"nll_iwae_bits_per_dim\", \"active_units\"; hvae also \"kl_1_nats\" ..\n"
+    "\"kl_L_nats\" (one KL term per layer) and \"active_1\" .. \"active_L\".\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *split_s = "test";
@@ -434,6 +490,11 @@ int cmd_eval(int argc, char **argv) {
             printf(", \"iwae_k\":%d, \"nll_iwae_nats\":%.6f, \"nll_iwae_bits_per_dim\":%.6f, "
                    "\"active_units\":%d",
                    iwae, means[3], means[3] / (D * log(2.0)), (int)means[4]);
+        for (int i = 5; i < m->n_eval; i++) /* per-layer figures: kl_t in nats, active_t */
+            if (!strncmp(m->eval_names[i], "kl_", 3))
+                printf(", \"%s_nats\":%.6f", m->eval_names[i], means[i]);
+            else
+                printf(", \"%s\":%d", m->eval_names[i], (int)means[i]);
         printf("}\n");
     }
     elbo_dataset_free(&ds);
