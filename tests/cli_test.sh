@@ -233,7 +233,28 @@ PY
             done
             [ -z "$miss" ] && ok "eval vae JSON keys" || bad "eval vae JSON keys" "missing$miss: $last"
         fi
-        expect_ok "sample vae" sample "$V/ckpt.safetensors" --n 4 --out "$W/v.png" && rm -f "$W/v.png"
+        if expect_ok "sample vae png and npy" sample "$V/ckpt.safetensors" --n 4 --out "$W/v.png" --npy "$W/v.npy"; then
+            [ -f "$W/v.png" ] && [ "$(stat -c %s "$W/v.npy")" -eq $((128 + 4 * 784)) ] && ok "sample --npy beside the PNG" || bad "sample --npy beside the PNG" "$(ls "$W")"
+        fi
+        rm -f "$W/v.png" "$W/v.npy"
+        if expect_ok "reconstruct" reconstruct "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --n 5 --out "$W/r.npy"; then
+            [ "$(stat -c %s "$W/r.npy")" -eq $((128 + 10 * 784)) ] && [[ $OUT == *'"images":10'* ]] && ok "reconstruct npy: originals and reconstructions" || bad "reconstruct npy: originals and reconstructions" "$OUT"
+        fi
+        rm -f "$W/r.npy"
+        if expect_ok "interpolate" interpolate "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --from 2 --to 7 --steps 6 --out "$W/i.png" --npy "$W/i.npy"; then
+            wh=$(head -c 24 "$W/i.png" | tail -c 8 | od -An -tu1 | awk '{print $3*256+$4, $7*256+$8}')
+            [ "$wh" = "242 32" ] && [ "$(stat -c %s "$W/i.npy")" -eq $((128 + 6 * 784)) ] && ok "interpolate row of 8 and npy of 6" || bad "interpolate row of 8 and npy of 6" "$wh"
+        fi
+        rm -f "$W/i.png" "$W/i.npy"
+        if expect_ok "traverse" traverse "$V/ckpt.safetensors" --dims 0,3 --steps 5 --range 2 --out "$W/t.npy"; then
+            [ "$(stat -c %s "$W/t.npy")" -eq $((128 + 10 * 784)) ] && ok "traverse 2 dims x 5 steps" || bad "traverse 2 dims x 5 steps" "$OUT"
+        fi
+        rm -f "$W/t.npy"
+        expect_fail "traverse a dimension past z" 2 --dims traverse "$V/ckpt.safetensors" --dims 4 --out "$W/t.png"
+        expect_fail "interpolate an item past the split" 2 --to interpolate "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --to 30 --out "$W/i.png"
+        expect_fail "traverse --index without --data" 2 --index traverse "$V/ckpt.safetensors" --index 1 --out "$W/t.png"
+        expect_fail "reconstruct bad --npy" 2 --npy reconstruct "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --out "$W/r.png" --npy "$W/r.png"
+        expect_fail "reconstruct a vae-mlp" 1 "no encoder" reconstruct "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --out "$W/r.png"
     fi
     expect_ok "train vae conv logistic" train vae --data "npy:$T/tiny28.npy" --steps 3 --batch 16 --arch conv --hidden 16 --z 2 --likelihood logistic --out "$T/vae_conv"
     expect_ok "train vae gaussian fixed sigma, estimator A" train vae --data "npy:$T/tiny28.npy" --steps 3 --batch 16 --hidden 16 --z 2 --likelihood gaussian --sigma 0.1 --estimator A --samples 2 --free-bits 0.5 --out "$T/vae_gauss"

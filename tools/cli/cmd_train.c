@@ -12,11 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 static arg_flag flag_double(const char *name, double *dst, const char *help, const char *deflt) {
     arg_flag f = args_lr(dst, deflt); /* a non-negative double (min 0) under another name */
     f.name = name;
@@ -334,12 +329,13 @@ static const char *SAMPLE_USAGE =
     "uint8 (N, C, H, W) = round(255 mean). Prints {\"ckpt\", \"model\", \"step\", \"n\", \"out\"}.\n";
 
 int cmd_sample(int argc, char **argv) {
-    const char *out = NULL;
+    const char *out = NULL, *npy_out = NULL;
     int n = 64, nrow = 8, threads = 0;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_int("--n", &n, 1, 1 << 20, "N", "samples to draw", "64"),
         args_out(&out, "output file, .png or .npy", "required"),
+        args_string("--npy", &npy_out, "FILE", "also write the .npy here", "none"),
         args_seed(&seed, "0"),
         args_int("--nrow", &nrow, 1, 65536, "K", "images per row of the PNG grid", "8"),
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
@@ -352,10 +348,8 @@ int cmd_sample(int argc, char **argv) {
     if (r) return r;
     if (np < 1) return args_fail(ARGS_USAGE, "sample: which checkpoint? (see elbo sample --help)");
     if (!out) return args_fail(ARGS_USAGE, "sample: --out: required (see elbo sample --help)");
-    int npy = ends_with(out, ".npy");
-    if (!npy && !ends_with(out, ".png"))
-        return args_fail(ARGS_USAGE, "--out: expected a path ending in .png or .npy, got \"%s\"",
-                         out);
+    if ((r = cli_check_image_out("--out", out, 0)) || (r = cli_check_image_out("--npy", npy_out, 1)))
+        return r;
     if (threads > 0) elbo_set_threads(threads);
     elbo_model *m = NULL;
     int used_ema = 0;
@@ -369,24 +363,15 @@ int cmd_sample(int argc, char **argv) {
     }
     const int64_t per = m->c * m->h * m->w;
     float *x = malloc((size_t)(n * per) * sizeof *x);
-    uint8_t *u8 = npy ? malloc((size_t)(n * per)) : NULL;
     elbo_ctx *ctx = elbo_ctx_new(0);
-    elbo_status st = (!x || (npy && !u8) || !ctx)
+    elbo_status st = (!x || !ctx)
                          ? elbo_error(ELBO_ERR_NOMEM, "out of memory for %d samples", n)
                          : ELBO_OK;
     elbo_rng rng;
     elbo_rng_init(&rng, seed);
     if (st == ELBO_OK) st = m->sample(ctx, m, n, &rng, x);
-    if (st == ELBO_OK && !npy)
-        st = elbo_png_write_grid(out, x, n, m->c, m->h, m->w, 0.0f, 1.0f, nrow, 2, 0);
-    if (st == ELBO_OK && npy) {
-        for (int64_t i = 0; i < n * per; i++) {
-            float v = x[i] < 0 ? 0 : x[i] > 1 ? 1 : x[i];
-            u8[i] = (uint8_t)floorf(255.0f * v + 0.5f);
-        }
-        int64_t shape[4] = {n, m->c, m->h, m->w};
-        st = elbo_npy_write(out, ELBO_NPY_U8, 4, shape, u8);
-    }
+    if (st == ELBO_OK) st = cli_write_images(out, x, n, m->c, m->h, m->w, nrow);
+    if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, x, n, m->c, m->h, m->w, nrow);
     const char *name = m->name;
     int status = 0;
     if (st != ELBO_OK) status = args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
@@ -400,7 +385,6 @@ int cmd_sample(int argc, char **argv) {
     }
     elbo_ctx_free(ctx);
     free(x);
-    free(u8);
     elbo_model_free(m);
     return status;
 }
