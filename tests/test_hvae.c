@@ -22,9 +22,9 @@ static elbo_model *tiny_hvae(elbo_vae_estimator est, int samples, uint64_t seed)
     c.n_hidden = 1;
     c.hidden[0] = 8;
     c.act = ELBO_ACT_TANH;
-    c.binarize = ELBO_BINARIZE_NONE;
-    c.estimator = est;
-    c.samples = samples;
+    c.obj.binarize = ELBO_BINARIZE_NONE;
+    c.obj.estimator = est;
+    c.obj.samples = samples;
     elbo_model *m = NULL;
     return elbo_hvae_model_new(&c, seed, &m) == ELBO_OK ? m : NULL;
 }
@@ -211,10 +211,10 @@ TEST(hvae_pathwise_gradients_match_finite_differences) {
         c.n_hidden = 1;
         c.hidden[0] = 6;
         c.act = ELBO_ACT_TANH;
-        c.binarize = ELBO_BINARIZE_NONE;
-        c.estimator = est[e];
-        c.samples = 2;
-        c.beta = 0.8f;
+        c.obj.binarize = ELBO_BINARIZE_NONE;
+        c.obj.estimator = est[e];
+        c.obj.samples = 2;
+        c.obj.beta = 0.8f;
         elbo_model *m = NULL;
         CHECK(elbo_hvae_model_new(&c, 4, &m) == ELBO_OK);
         const float x[8] = {0.9f, 0.1f, 0.8f, 0.7f, 0.2f, 0.1f, 0.9f, 0.3f};
@@ -275,7 +275,7 @@ TEST(hvae_training_improves_test_elbo) {
     c.hidden[0] = c.hidden[1] = 64;
     c.z[0] = 8;
     c.z[1] = 4;
-    c.binarize = ELBO_BINARIZE_STATIC;
+    c.obj.binarize = ELBO_BINARIZE_STATIC;
     elbo_model *m = NULL;
     CHECK(elbo_hvae_model_new(&c, 3, &m) == ELBO_OK);
     double before[24], after[24];
@@ -334,8 +334,8 @@ TEST(hvae_bad_hyperparameters_are_clear_errors) {
         case 0: c.layers = 0; want = "layers"; break;
         case 1: c.layers = ELBO_HVAE_MAX_LAYERS + 1; want = "layers"; break;
         case 2: c.z[1] = 0; want = "layer 2"; break;
-        case 3: c.beta = -1; want = "beta"; break;
-        default: c.samples = 0; want = "samples"; break;
+        case 3: c.obj.beta = -1; want = "beta"; break;
+        default: c.obj.samples = 0; want = "samples"; break;
         }
         elbo_model *m = (elbo_model *)1;
         CHECK(elbo_hvae_model_new(&c, 0, &m) == ELBO_ERR_ARG && m == NULL);
@@ -355,10 +355,10 @@ TEST(hvae_step_no_alloc) {
     c.z[1] = c.z[2] = 4;
     c.n_hidden = 1;
     c.hidden[0] = 32;
-    c.samples = 2;
-    c.logvar_min = -6;
+    c.obj.samples = 2;
+    c.obj.logvar_min = -6;
     for (int e = 0; e < 3; e++) {
-        c.estimator = (elbo_vae_estimator)e;
+        c.obj.estimator = (elbo_vae_estimator)e;
         elbo_model *m = NULL;
         CHECK(elbo_hvae_model_new(&c, 2, &m) == ELBO_OK);
         elbo_optim_params op;

@@ -25,9 +25,9 @@ static elbo_model *tiny_model(elbo_vae_estimator est, int samples, uint64_t seed
     c.hidden[0] = 8;
     c.z = 1;
     c.act = ELBO_ACT_TANH;
-    c.binarize = ELBO_BINARIZE_NONE;
-    c.estimator = est;
-    c.samples = samples;
+    c.obj.binarize = ELBO_BINARIZE_NONE;
+    c.obj.estimator = est;
+    c.obj.samples = samples;
     elbo_model *m = NULL;
     return elbo_vae_model_new(&c, seed, &m) == ELBO_OK ? m : NULL;
 }
@@ -203,25 +203,25 @@ TEST(vae_beta_warmup_free_bits) {
     c.n_hidden = 1;
     c.hidden[0] = 8;
     c.z = 3;
-    c.binarize = ELBO_BINARIZE_NONE;
+    c.obj.binarize = ELBO_BINARIZE_NONE;
     const float x[8] = {1, 0, 1, 1, 0, 0, 1, 0};
     double ex[3];
     elbo_model *m = NULL;
     /* beta = 0: the loss is the reconstruction term alone */
-    c.beta = 0;
+    c.obj.beta = 0;
     CHECK(elbo_vae_model_new(&c, 1, &m) == ELBO_OK);
     double l0 = loss_at(m, x, 2, 3, ex);
     CHECK_NEAR(l0, ex[0], 1e-5 * fabs(ex[0]));
     CHECK(ex[2] == 0 && ex[1] > 0);
     elbo_model_free(m);
     /* beta = 4: recon + 4 kl (estimator B: the closed-form KL) */
-    c.beta = 4;
+    c.obj.beta = 4;
     CHECK(elbo_vae_model_new(&c, 1, &m) == ELBO_OK);
     CHECK_NEAR(loss_at(m, x, 2, 3, ex), ex[0] + 4 * ex[1], 1e-5 * fabs(ex[0]));
     elbo_model_free(m);
     /* warm-up over 10 steps: beta_t = beta (t + 1) / 10 until t = 9 */
-    c.beta = 2;
-    c.kl_warmup = 10;
+    c.obj.beta = 2;
+    c.obj.kl_warmup = 10;
     CHECK(elbo_vae_model_new(&c, 1, &m) == ELBO_OK);
     const int64_t steps[4] = {0, 4, 9, 500};
     const double want[4] = {0.2, 1.0, 2.0, 2.0};
@@ -234,9 +234,9 @@ TEST(vae_beta_warmup_free_bits) {
     elbo_model_free(m);
     /* free bits lambda = 50 nats per dimension, above every dimension's KL: the KL term is
      * 3 x 50 and gives the encoder's log-variance no gradient */
-    c.beta = 1;
-    c.kl_warmup = 0;
-    c.free_bits = 50;
+    c.obj.beta = 1;
+    c.obj.kl_warmup = 0;
+    c.obj.free_bits = 50;
     CHECK(elbo_vae_model_new(&c, 1, &m) == ELBO_OK);
     elbo_ctx *ctx = elbo_ctx_new(1 << 20);
     elbo_rng rng;
@@ -252,8 +252,8 @@ TEST(vae_beta_warmup_free_bits) {
     CHECK(g_fb);
     memcpy(g_fb, elbo_paramset_grad(m->ps), (size_t)n * sizeof(float));
     elbo_model_free(m);
-    c.free_bits = 0;
-    c.beta = 0;
+    c.obj.free_bits = 0;
+    c.obj.beta = 0;
     CHECK(elbo_vae_model_new(&c, 1, &m) == ELBO_OK);
     elbo_rng_init(&rng, 3);
     elbo_ctx_reset(ctx);
@@ -319,11 +319,11 @@ TEST(vae_pathwise_gradients_match_finite_differences) {
             c.hidden[0] = 6;
             c.z = 2;
             c.act = ELBO_ACT_TANH;
-            c.binarize = ELBO_BINARIZE_NONE;
-            c.estimator = est[e];
-            c.likelihood = lik[l];
-            c.samples = 3;
-            c.beta = 0.7f;
+            c.obj.binarize = ELBO_BINARIZE_NONE;
+            c.obj.estimator = est[e];
+            c.obj.likelihood = lik[l];
+            c.obj.samples = 3;
+            c.obj.beta = 0.7f;
             elbo_model *m = NULL;
             CHECK(elbo_vae_model_new(&c, 5, &m) == ELBO_OK);
             /* gaussian x in [0, 1]; logistic x on the 8-bit grid in [-1, 1] */
@@ -371,7 +371,7 @@ TEST(vae_training_improves_test_elbo) {
     elbo_vae_config_init(&c);
     c.hidden[0] = c.hidden[1] = 64;
     c.z = 4;
-    c.binarize = ELBO_BINARIZE_STATIC;
+    c.obj.binarize = ELBO_BINARIZE_STATIC;
     elbo_model *m = NULL;
     CHECK(elbo_vae_model_new(&c, 3, &m) == ELBO_OK);
     double before[8], after[8], again[8];
@@ -422,12 +422,12 @@ TEST(vae_bad_hyperparameters_are_clear_errors) {
         elbo_vae_config c;
         elbo_vae_config_init(&c);
         switch (i) {
-        case 0: c.beta = -1; break;
-        case 1: c.samples = 0; break;
+        case 0: c.obj.beta = -1; break;
+        case 1: c.obj.samples = 0; break;
         case 2: c.z = 0; break;
-        case 3: c.estimator = ELBO_IWAE; c.free_bits = 1; break;
+        case 3: c.obj.estimator = ELBO_IWAE; c.obj.free_bits = 1; break;
         case 4: c.arch = ELBO_VAE_CONV; c.n_hidden = 1; c.h = 30; break;
-        default: c.sigma = -0.5f; break;
+        default: c.obj.sigma = -0.5f; break;
         }
         elbo_model *m = (elbo_model *)1;
         elbo_clear_error();
@@ -461,10 +461,10 @@ static void step_no_alloc(elbo_vae_arch arch, elbo_vae_estimator est, elbo_likel
     c.n_hidden = 1;
     c.hidden[0] = 32;
     c.z = 4;
-    c.estimator = est;
-    c.likelihood = lik;
-    c.samples = 3;
-    c.free_bits = est == ELBO_IWAE ? 0 : 0.1f;
+    c.obj.estimator = est;
+    c.obj.likelihood = lik;
+    c.obj.samples = 3;
+    c.obj.free_bits = est == ELBO_IWAE ? 0 : 0.1f;
     elbo_model *m = NULL;
     CHECK(elbo_vae_model_new(&c, 2, &m) == ELBO_OK);
     elbo_optim_params op;

@@ -43,6 +43,22 @@ const char *elbo_vae_estimator_name(elbo_vae_estimator e);
 elbo_status elbo_vae_arch_parse(const char *s, elbo_vae_arch *out);
 const char *elbo_vae_arch_name(elbo_vae_arch a);
 
+/* What the VAE family's models share: the likelihood, the training objective and its
+ * regularisers (elbo_vae_config and elbo_hvae_config hold one). */
+typedef struct {
+    elbo_likelihood likelihood; /* bernoulli */
+    float sigma;                /* gaussian: 0 = learned per-pixel variance, else fixed std */
+    elbo_binarize binarize;     /* bernoulli: dynamic */
+    elbo_vae_estimator estimator; /* training objective; B */
+    int samples;                /* L (A, B) or k (iwae) samples of z per example; 1 */
+    float beta;                 /* weight of the KL terms (iwae: of log p(z) - log q(z|x)); 1 */
+    int64_t kl_warmup;          /* beta ramps linearly from beta/N to beta over N steps; 0 = off */
+    float free_bits;            /* lambda nats per latent dimension (A, B); 0 = off */
+    float logvar_min;           /* floor on the Gaussian log-variances; -INFINITY = none */
+} elbo_vae_objective;
+/* The defaults above. */
+void elbo_vae_objective_init(elbo_vae_objective *o);
+
 typedef struct {
     int64_t c, h, w;            /* the image shape; 1, 28, 28 */
     elbo_vae_arch arch;         /* mlp */
@@ -50,15 +66,7 @@ typedef struct {
     int hidden[ELBO_VAE_MAX_HIDDEN]; /* their widths, encoder order (the decoder mirrors); 300, 300 */
     int z;                      /* latent dimensions; 40 */
     elbo_activation act;        /* between layers; relu */
-    elbo_likelihood likelihood; /* bernoulli */
-    float sigma;                /* gaussian: 0 = learned per-pixel variance, else fixed std */
-    elbo_binarize binarize;     /* bernoulli: dynamic */
-    elbo_vae_estimator estimator; /* training objective; B */
-    int samples;                /* L (A, B) or k (iwae) samples of z per example; 1 */
-    float beta;                 /* weight of the KL term (of log p(z) - log q(z|x) for iwae); 1 */
-    int64_t kl_warmup;          /* beta ramps linearly from beta/N to beta over N steps; 0 = off */
-    float free_bits;            /* lambda nats per latent dimension (A, B); 0 = off */
-    float logvar_min;           /* floor on the encoder's log-variance; -INFINITY = none */
+    elbo_vae_objective obj;     /* likelihood, estimator and regularisers */
 } elbo_vae_config;
 void elbo_vae_config_init(elbo_vae_config *cfg);
 /* Checks every field; ELBO_ERR_ARG with a message naming it (beta < 0, samples < 1, z < 1,
@@ -90,15 +98,8 @@ typedef struct {
     int n_hidden;               /* hidden layers of every conditional's MLP; 2 */
     int hidden[ELBO_VAE_MAX_HIDDEN]; /* their widths; 300, 300 */
     elbo_activation act;        /* relu */
-    elbo_likelihood likelihood; /* bernoulli */
-    float sigma;                /* gaussian: 0 = learned */
-    elbo_binarize binarize;     /* dynamic */
-    elbo_vae_estimator estimator; /* B */
-    int samples;                /* L (A, B) or k (iwae); 1 */
-    float beta;                 /* 1 */
-    int64_t kl_warmup;          /* 0 */
-    float free_bits;            /* per dimension of every layer; 0 */
-    float logvar_min;           /* floor on every conditional's log-variance; -INFINITY */
+    elbo_vae_objective obj;     /* as vae's; free bits per dimension of every layer, the
+                                 * log-variance floor on every conditional */
 } elbo_hvae_config;
 void elbo_hvae_config_init(elbo_hvae_config *cfg);
 elbo_status elbo_hvae_config_check(const elbo_hvae_config *cfg);

@@ -48,12 +48,7 @@ void elbo_hvae_config_init(elbo_hvae_config *c) {
     c->n_hidden = 2;
     c->hidden[0] = c->hidden[1] = 300;
     c->act = ELBO_ACT_RELU;
-    c->likelihood = ELBO_LIK_BERNOULLI;
-    c->binarize = ELBO_BINARIZE_DYNAMIC;
-    c->estimator = ELBO_SGVB_B;
-    c->samples = 1;
-    c->beta = 1.0f;
-    c->logvar_min = -INFINITY;
+    elbo_vae_objective_init(&c->obj);
 }
 
 elbo_status elbo_hvae_config_check(const elbo_hvae_config *c) {
@@ -73,26 +68,7 @@ elbo_status elbo_hvae_config_check(const elbo_hvae_config *c) {
     for (int i = 0; i < c->n_hidden; i++)
         if (c->hidden[i] < 1 || c->hidden[i] > (1 << 16))
             return elbo_error(ELBO_ERR_ARG, "hvae: hidden width %d must be in 1..65536", c->hidden[i]);
-    if ((unsigned)c->likelihood > 2) return elbo_error(ELBO_ERR_ARG, "hvae: bad likelihood");
-    if (!(c->sigma >= 0) || !isfinite(c->sigma))
-        return elbo_error(ELBO_ERR_ARG, "hvae: sigma must be >= 0 (0: learned), got %g", c->sigma);
-    if ((unsigned)c->binarize > 2) return elbo_error(ELBO_ERR_ARG, "hvae: bad binarize");
-    if ((unsigned)c->estimator > 2) return elbo_error(ELBO_ERR_ARG, "hvae: bad estimator");
-    if (c->samples < 1 || c->samples > 100000)
-        return elbo_error(ELBO_ERR_ARG, "hvae: samples (L or k) must be in 1..100000, got %d",
-                          c->samples);
-    if (!(c->beta >= 0) || !isfinite(c->beta))
-        return elbo_error(ELBO_ERR_ARG, "hvae: beta must be >= 0, got %g", c->beta);
-    if (c->kl_warmup < 0)
-        return elbo_error(ELBO_ERR_ARG, "hvae: kl_warmup must be >= 0 steps, got %lld",
-                          (long long)c->kl_warmup);
-    if (!(c->free_bits >= 0) || !isfinite(c->free_bits))
-        return elbo_error(ELBO_ERR_ARG, "hvae: free_bits must be >= 0 nats, got %g", c->free_bits);
-    if (c->free_bits > 0 && c->estimator == ELBO_IWAE)
-        return elbo_error(ELBO_ERR_ARG, "hvae: free bits apply to estimators A and B, not iwae");
-    if (isnan(c->logvar_min) || c->logvar_min == INFINITY)
-        return elbo_error(ELBO_ERR_ARG, "hvae: logvar_min must be a number or -inf");
-    return ELBO_OK;
+    return elbo__objective_check("hvae", &c->obj);
 }
 
 /* An MLP in -> hidden... -> out named `name`. */
@@ -127,8 +103,8 @@ static elbo_status gauss(elbo_ctx *ctx, const hvae_model *h, const elbo_nn_mlp *
     const int64_t sizes[2] = {Z, Z};
     if (!o || elbo_split(ctx, o, 1, 2, sizes, parts) != ELBO_OK) return elbo_last_status();
     *mu = parts[0];
-    *logvar = isinf(h->cfg.logvar_min) ? parts[1]
-                                       : elbo_clamp(ctx, parts[1], h->cfg.logvar_min, INFINITY);
+    *logvar = isinf(h->cfg.obj.logvar_min) ? parts[1]
+                                       : elbo_clamp(ctx, parts[1], h->cfg.obj.logvar_min, INFINITY);
     return *logvar ? ELBO_OK : elbo_last_status();
 }
 
@@ -216,12 +192,6 @@ static elbo_status run_chain(elbo_ctx *ctx, const hvae_model *h, elbo_tensor *x,
     return out->lpx ? ELBO_OK : elbo_last_status();
 }
 
-static float beta_at(const hvae_model *h) {
-    const elbo_hvae_config *c = &h->cfg;
-    if (c->kl_warmup <= 0 || h->base.step + 1 >= c->kl_warmup) return c->beta;
-    return c->beta * (float)((double)(h->base.step + 1) / (double)c->kl_warmup);
-}
-
 /* Training loss per example, as the vae model:
  *   A, B: -mean log p(x|z_1) + beta_t sum_t sum_j k_tj, k_tj = the batch-mean KL of dimension
  *         j of layer t (max(lambda, k_tj) with free bits)
@@ -232,15 +202,15 @@ static elbo_tensor *hvae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, cons
     (void)labels;
     hvae_model *h = (hvae_model *)m;
     const elbo_hvae_config *c = &h->cfg;
-    const int64_t S = c->samples;
+    const int64_t S = c->obj.samples;
     int64_t xs[2] = {B, h->D};
     elbo_tensor *xt = elbo_tensor_wrap(ctx, (float *)x, 2, xs);
     chain ch;
-    if (!xt || run_chain(ctx, h, xt, x, B, S, c->estimator == ELBO_SGVB_B, rng, &ch) != ELBO_OK)
+    if (!xt || run_chain(ctx, h, xt, x, B, S, c->obj.estimator == ELBO_SGVB_B, rng, &ch) != ELBO_OK)
         return NULL;
-    const float beta = beta_at(h);
+    const float beta = elbo__objective_beta(&c->obj, m->step); /* KL warm-up */
     elbo_tensor *loss, *klsum = NULL;
-    if (c->estimator == ELBO_IWAE) {
+    if (c->obj.estimator == ELBO_IWAE) {
         for (int t = 0; t < c->layers; t++) {
             elbo_tensor *kt = elbo_sum_axis(ctx, ch.kl[t], 1, 0);
             klsum = klsum ? elbo_add(ctx, klsum, kt) : kt;
@@ -252,7 +222,7 @@ static elbo_tensor *hvae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, cons
         loss = elbo_scale(ctx, elbo_mean(ctx, ch.lpx), -1.0f);
         for (int t = 0; t < c->layers; t++) {
             elbo_tensor *kj = elbo_mean_axis(ctx, ch.kl[t], 0, 0);
-            if (c->free_bits > 0) kj = elbo_clamp(ctx, kj, c->free_bits, INFINITY);
+            if (c->obj.free_bits > 0) kj = elbo_clamp(ctx, kj, c->obj.free_bits, INFINITY);
             loss = elbo_add(ctx, loss, elbo_scale(ctx, elbo_sum(ctx, kj), beta));
         }
     }
@@ -317,12 +287,7 @@ static elbo_status hvae_eval(elbo_ctx *ctx, elbo_model *m, const float *x, const
                     lw -= kmc;
                     acc[b * (2 + Lz) + 2 + t] += t == Lz - 1 ? kcf : kmc;
                 }
-                if (lw > run_max[b]) {
-                    run_sum[b] = run_sum[b] * exp(run_max[b] - lw) + 1.0;
-                    run_max[b] = lw;
-                } else {
-                    run_sum[b] += exp(lw - run_max[b]);
-                }
+                elbo__lse_push(&run_max[b], &run_sum[b], lw);
             }
         if (i0 == 0) /* active units: the means of the first chunk's chains, sample 0 */
             for (int t = 0; t < Lz; t++)
@@ -461,21 +426,8 @@ static char *config_json(const elbo_hvae_config *c) {
         snprintf(buf, sizeof buf, "%s%d", i ? "," : "", c->hidden[i]);
         elbo__jbuf_puts(&j, buf);
     }
-    snprintf(buf, sizeof buf, "],\"act\":\"%s\",\"likelihood\":\"%s\",\"sigma\":%.9g,"
-             "\"binarize\":\"%s\",\"estimator\":\"%s\",\"samples\":%d,",
-             elbo_activation_name(c->act), elbo_likelihood_name(c->likelihood), c->sigma,
-             elbo_binarize_name(c->binarize), elbo_vae_estimator_name(c->estimator), c->samples);
-    elbo__jbuf_puts(&j, buf);
-    snprintf(buf, sizeof buf, "\"beta\":%.9g,\"kl_warmup\":%lld,\"free_bits\":%.9g,", c->beta,
-             (long long)c->kl_warmup, c->free_bits);
-    elbo__jbuf_puts(&j, buf);
-    if (isinf(c->logvar_min))
-        elbo__jbuf_puts(&j, "\"logvar_min\":null}");
-    else {
-        snprintf(buf, sizeof buf, "\"logvar_min\":%.9g}", c->logvar_min);
-        elbo__jbuf_puts(&j, buf);
-    }
-    elbo__jbuf_put(&j, "", 1);
+    elbo__jbuf_puts(&j, "],");
+    elbo__objective_json(&j, c->act, &c->obj);
     if (j.oom) {
         elbo__jbuf_free(&j);
         return NULL;
@@ -491,7 +443,7 @@ elbo_status elbo_hvae_model_new(const elbo_hvae_config *cfg, uint64_t seed, elbo
     if (!h) return elbo_error(ELBO_ERR_NOMEM, "hvae: out of memory");
     h->cfg = *cfg;
     h->D = cfg->c * cfg->h * cfg->w;
-    h->lik = (elbo__lik){cfg->likelihood, cfg->sigma, h->D};
+    h->lik = (elbo__lik){cfg->obj.likelihood, cfg->obj.sigma, h->D};
     h->m = elbo__lik_outputs(&h->lik);
     for (int t = 0; t < cfg->layers; t++) h->z_off[t + 1] = h->z_off[t] + cfg->z[t];
     h->ps = elbo_paramset_new();
@@ -513,7 +465,7 @@ elbo_status elbo_hvae_model_new(const elbo_hvae_config *cfg, uint64_t seed, elbo
     m->c = cfg->c;
     m->h = cfg->h;
     m->w = cfg->w;
-    m->transform = elbo__lik_transform(cfg->likelihood, cfg->binarize);
+    m->transform = elbo__lik_transform(cfg->obj.likelihood, cfg->obj.binarize);
     m->n_extra = 3;
     m->extra_names[0] = "recon";
     m->extra_names[1] = "kl";
@@ -544,51 +496,21 @@ elbo_status elbo_hvae_model_new(const elbo_hvae_config *cfg, uint64_t seed, elbo
     return ELBO_OK;
 }
 
-static elbo_status int_list(const elbo__json *o, const char *key, int max, int *dst, int *n) {
-    const elbo__json *v = elbo__json_get(o, key);
-    if (!v) return ELBO_OK;
-    if (v->type != ELBO__JSON_ARRAY || v->n > (size_t)max)
-        return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be an array of at most %d integers",
-                          key, max);
-    for (size_t i = 0; i < v->n; i++) {
-        const elbo__json *e = &v->items[i];
-        if (e->type != ELBO__JSON_NUMBER || !e->is_uint || e->u < 1 || e->u > 65536)
-            return elbo_error(ELBO_ERR_ARG, "config: \"%s\" entries must be in 1..65536", key);
-        dst[i] = (int)e->u;
-    }
-    *n = (int)v->n;
-    return ELBO_OK;
-}
-
 elbo_status elbo__hvae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out) {
     elbo_hvae_config cfg;
     elbo_hvae_config_init(&cfg);
-    int64_t layers = cfg.layers, samples = cfg.samples, warm = 0;
+    int64_t layers = cfg.layers;
     int nz = -1;
     elbo_status st = elbo__cfg_int(o, "c", 1, 4, &cfg.c);
     if (st == ELBO_OK) st = elbo__cfg_int(o, "h", 1, 4096, &cfg.h);
     if (st == ELBO_OK) st = elbo__cfg_int(o, "w", 1, 4096, &cfg.w);
     if (st == ELBO_OK) st = elbo__cfg_int(o, "layers", 1, ELBO_HVAE_MAX_LAYERS, &layers);
-    if (st == ELBO_OK) st = elbo__cfg_int(o, "samples", 1, 100000, &samples);
-    if (st == ELBO_OK) st = elbo__cfg_int(o, "kl_warmup", 0, INT64_MAX, &warm);
-    if (st == ELBO_OK) st = elbo__cfg_float(o, "sigma", &cfg.sigma);
-    if (st == ELBO_OK) st = elbo__cfg_float(o, "beta", &cfg.beta);
-    if (st == ELBO_OK) st = elbo__cfg_float(o, "free_bits", &cfg.free_bits);
-    const elbo__json *lv = elbo__json_get(o, "logvar_min");
-    if (st == ELBO_OK && lv && lv->type != ELBO__JSON_NULL)
-        st = elbo__cfg_float(o, "logvar_min", &cfg.logvar_min);
-    if (st == ELBO_OK) st = int_list(o, "z", ELBO_HVAE_MAX_LAYERS, cfg.z, &nz);
-    if (st == ELBO_OK) st = int_list(o, "hidden", ELBO_VAE_MAX_HIDDEN, cfg.hidden, &cfg.n_hidden);
-    const char *s;
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "act"))) st = elbo_activation_parse(s, &cfg.act);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "likelihood"))) st = elbo_likelihood_parse(s, &cfg.likelihood);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "binarize"))) st = elbo_binarize_parse(s, &cfg.binarize);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "estimator"))) st = elbo_vae_estimator_parse(s, &cfg.estimator);
+    if (st == ELBO_OK) st = elbo__objective_parse(o, &cfg.act, &cfg.obj);
+    if (st == ELBO_OK) st = elbo__cfg_int_list(o, "z", ELBO_HVAE_MAX_LAYERS, cfg.z, &nz);
+    if (st == ELBO_OK) st = elbo__cfg_int_list(o, "hidden", ELBO_VAE_MAX_HIDDEN, cfg.hidden, &cfg.n_hidden);
     if (st != ELBO_OK) return st;
     cfg.layers = (int)layers;
     if (nz >= 0 && nz != cfg.layers)
         return elbo_error(ELBO_ERR_ARG, "config: \"z\" has %d entries for %d layers", nz, cfg.layers);
-    cfg.samples = (int)samples;
-    cfg.kl_warmup = warm;
     return elbo_hvae_model_new(&cfg, seed, out);
 }

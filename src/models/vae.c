@@ -58,6 +58,91 @@ elbo_status elbo_vae_arch_parse(const char *s, elbo_vae_arch *out) {
 }
 const char *elbo_vae_arch_name(elbo_vae_arch a) { return (unsigned)a < 2 ? ARCH_NAMES[a] : "?"; }
 
+void elbo_vae_objective_init(elbo_vae_objective *o) {
+    memset(o, 0, sizeof *o);
+    o->likelihood = ELBO_LIK_BERNOULLI;
+    o->binarize = ELBO_BINARIZE_DYNAMIC;
+    o->estimator = ELBO_SGVB_B;
+    o->samples = 1;
+    o->beta = 1.0f;
+    o->logvar_min = -INFINITY;
+}
+
+elbo_status elbo__objective_check(const char *model, const elbo_vae_objective *o) {
+    if ((unsigned)o->likelihood > 2) return elbo_error(ELBO_ERR_ARG, "%s: bad likelihood", model);
+    if (!(o->sigma >= 0) || !isfinite(o->sigma))
+        return elbo_error(ELBO_ERR_ARG, "%s: sigma must be >= 0 (0: learned), got %g", model, o->sigma);
+    if ((unsigned)o->binarize > 2) return elbo_error(ELBO_ERR_ARG, "%s: bad binarize", model);
+    if ((unsigned)o->estimator > 2) return elbo_error(ELBO_ERR_ARG, "%s: bad estimator", model);
+    if (o->samples < 1 || o->samples > 100000)
+        return elbo_error(ELBO_ERR_ARG, "%s: samples (L or k) must be in 1..100000, got %d", model,
+                          o->samples);
+    if (!(o->beta >= 0) || !isfinite(o->beta))
+        return elbo_error(ELBO_ERR_ARG, "%s: beta must be >= 0, got %g", model, o->beta);
+    if (o->kl_warmup < 0)
+        return elbo_error(ELBO_ERR_ARG, "%s: kl_warmup must be >= 0 steps, got %lld", model,
+                          (long long)o->kl_warmup);
+    if (!(o->free_bits >= 0) || !isfinite(o->free_bits))
+        return elbo_error(ELBO_ERR_ARG, "%s: free_bits must be >= 0 nats, got %g", model, o->free_bits);
+    if (o->free_bits > 0 && o->estimator == ELBO_IWAE)
+        return elbo_error(ELBO_ERR_ARG, "%s: free bits apply to estimators A and B, not iwae", model);
+    if (isnan(o->logvar_min) || o->logvar_min == INFINITY)
+        return elbo_error(ELBO_ERR_ARG, "%s: logvar_min must be a number or -inf", model);
+    return ELBO_OK;
+}
+
+float elbo__objective_beta(const elbo_vae_objective *o, int64_t step) {
+    if (o->kl_warmup <= 0 || step + 1 >= o->kl_warmup) return o->beta;
+    return o->beta * (float)((double)(step + 1) / (double)o->kl_warmup);
+}
+
+void elbo__objective_json(elbo__jbuf *j, elbo_activation act, const elbo_vae_objective *o) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "\"act\":\"%s\",\"likelihood\":\"%s\",\"sigma\":%.9g,"
+             "\"binarize\":\"%s\",\"estimator\":\"%s\",\"samples\":%d,\"beta\":%.9g,"
+             "\"kl_warmup\":%lld,\"free_bits\":%.9g,",
+             elbo_activation_name(act), elbo_likelihood_name(o->likelihood), o->sigma,
+             elbo_binarize_name(o->binarize), elbo_vae_estimator_name(o->estimator), o->samples,
+             o->beta, (long long)o->kl_warmup, o->free_bits);
+    elbo__jbuf_puts(j, buf);
+    if (isinf(o->logvar_min))
+        elbo__jbuf_puts(j, "\"logvar_min\":null}");
+    else {
+        snprintf(buf, sizeof buf, "\"logvar_min\":%.9g}", o->logvar_min);
+        elbo__jbuf_puts(j, buf);
+    }
+    elbo__jbuf_put(j, "", 1);
+}
+
+elbo_status elbo__objective_parse(const elbo__json *o, elbo_activation *act, elbo_vae_objective *ob) {
+    int64_t samples = ob->samples, warm = ob->kl_warmup;
+    elbo_status st = elbo__cfg_int(o, "samples", 1, 100000, &samples);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "kl_warmup", 0, INT64_MAX, &warm);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "sigma", &ob->sigma);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "beta", &ob->beta);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "free_bits", &ob->free_bits);
+    const elbo__json *lv = elbo__json_get(o, "logvar_min");
+    if (st == ELBO_OK && lv && lv->type != ELBO__JSON_NULL)
+        st = elbo__cfg_float(o, "logvar_min", &ob->logvar_min);
+    const char *s;
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "act"))) st = elbo_activation_parse(s, act);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "likelihood"))) st = elbo_likelihood_parse(s, &ob->likelihood);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "binarize"))) st = elbo_binarize_parse(s, &ob->binarize);
+    if (st == ELBO_OK && (s = elbo__cfg_str(o, "estimator"))) st = elbo_vae_estimator_parse(s, &ob->estimator);
+    ob->samples = (int)samples;
+    ob->kl_warmup = warm;
+    return st;
+}
+
+void elbo__lse_push(double *mx, double *sum, double v) {
+    if (v > *mx) {
+        *sum = *sum * exp(*mx - v) + 1.0;
+        *mx = v;
+    } else {
+        *sum += exp(v - *mx);
+    }
+}
+
 void elbo_vae_config_init(elbo_vae_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->c = 1;
@@ -67,12 +152,7 @@ void elbo_vae_config_init(elbo_vae_config *cfg) {
     cfg->hidden[0] = cfg->hidden[1] = 300;
     cfg->z = 40;
     cfg->act = ELBO_ACT_RELU;
-    cfg->likelihood = ELBO_LIK_BERNOULLI;
-    cfg->binarize = ELBO_BINARIZE_DYNAMIC;
-    cfg->estimator = ELBO_SGVB_B;
-    cfg->samples = 1;
-    cfg->beta = 1.0f;
-    cfg->logvar_min = -INFINITY;
+    elbo_vae_objective_init(&cfg->obj);
 }
 
 elbo_status elbo_vae_config_check(const elbo_vae_config *cfg) {
@@ -93,26 +173,7 @@ elbo_status elbo_vae_config_check(const elbo_vae_config *cfg) {
             return elbo_error(ELBO_ERR_ARG, "vae: hidden width %d must be in 1..65536", cfg->hidden[i]);
     if (cfg->z < 1 || cfg->z > (1 << 16))
         return elbo_error(ELBO_ERR_ARG, "vae: latent dimension z = %d must be in 1..65536", cfg->z);
-    if ((unsigned)cfg->likelihood > 2) return elbo_error(ELBO_ERR_ARG, "vae: bad likelihood");
-    if (!(cfg->sigma >= 0) || !isfinite(cfg->sigma))
-        return elbo_error(ELBO_ERR_ARG, "vae: sigma must be >= 0 (0: learned), got %g", cfg->sigma);
-    if ((unsigned)cfg->binarize > 2) return elbo_error(ELBO_ERR_ARG, "vae: bad binarize");
-    if ((unsigned)cfg->estimator > 2) return elbo_error(ELBO_ERR_ARG, "vae: bad estimator");
-    if (cfg->samples < 1 || cfg->samples > 100000)
-        return elbo_error(ELBO_ERR_ARG, "vae: samples (L or k) must be in 1..100000, got %d",
-                          cfg->samples);
-    if (!(cfg->beta >= 0) || !isfinite(cfg->beta))
-        return elbo_error(ELBO_ERR_ARG, "vae: beta must be >= 0, got %g", cfg->beta);
-    if (cfg->kl_warmup < 0)
-        return elbo_error(ELBO_ERR_ARG, "vae: kl_warmup must be >= 0 steps, got %lld",
-                          (long long)cfg->kl_warmup);
-    if (!(cfg->free_bits >= 0) || !isfinite(cfg->free_bits))
-        return elbo_error(ELBO_ERR_ARG, "vae: free_bits must be >= 0 nats, got %g", cfg->free_bits);
-    if (cfg->free_bits > 0 && cfg->estimator == ELBO_IWAE)
-        return elbo_error(ELBO_ERR_ARG, "vae: free bits apply to estimators A and B, not iwae");
-    if (isnan(cfg->logvar_min) || cfg->logvar_min == INFINITY)
-        return elbo_error(ELBO_ERR_ARG, "vae: logvar_min must be a number or -inf");
-    return ELBO_OK;
+    return elbo__objective_check("vae", &cfg->obj);
 }
 
 /* ---- the networks ------------------------------------------------------------------------ */
@@ -184,7 +245,7 @@ static elbo_status encode_q(elbo_ctx *ctx, const vae_model *v, elbo_tensor *x, e
     const int64_t sizes[2] = {c->z, c->z};
     if (!h || elbo_split(ctx, h, 1, 2, sizes, parts) != ELBO_OK) return elbo_last_status();
     *mu = parts[0];
-    *logvar = isinf(c->logvar_min) ? parts[1] : elbo_clamp(ctx, parts[1], c->logvar_min, INFINITY);
+    *logvar = isinf(c->obj.logvar_min) ? parts[1] : elbo_clamp(ctx, parts[1], c->obj.logvar_min, INFINITY);
     return *logvar ? ELBO_OK : elbo_last_status();
 }
 
@@ -317,13 +378,6 @@ static elbo_tensor *log_pz_minus_qz(elbo_ctx *ctx, elbo_tensor *z, elbo_tensor *
     return elbo_sub(ctx, lp, lq);
 }
 
-/* beta_t = beta min(1, (step + 1) / kl_warmup) (linear KL warm-up, Sønderby et al. 2016). */
-static float beta_at(const vae_model *v) {
-    const elbo_vae_config *c = &v->cfg;
-    if (c->kl_warmup <= 0 || v->base.step + 1 >= c->kl_warmup) return c->beta;
-    return c->beta * (float)((double)(v->base.step + 1) / (double)c->kl_warmup);
-}
-
 /* The training loss, the estimator's negative bound per example (means over the batch):
  *   B:    recon + beta_t sum_j k_j,  k_j = mean_b KL_j(q(z|x_b) || p(z))
  *   A:    recon + beta_t sum_j k_j,  k_j = mean_{b,l} [log q(z_bl,j|x_b) - log p(z_bl,j)]
@@ -337,7 +391,7 @@ static elbo_tensor *vae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, const
     (void)labels;
     vae_model *v = (vae_model *)m;
     const elbo_vae_config *c = &v->cfg;
-    const int64_t L = c->samples, Z = c->z, D = v->D;
+    const int64_t L = c->obj.samples, Z = c->z, D = v->D;
     int64_t xs[2] = {B, D};
     elbo_tensor *xt = elbo_tensor_wrap(ctx, (float *)x, 2, xs), *mu, *logvar;
     if (!xt || encode_q(ctx, v, xt, &mu, &logvar) != ELBO_OK) return NULL;
@@ -349,22 +403,22 @@ static elbo_tensor *vae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, const
     if (!z || !xr || decode_p(ctx, v, z, &a, &b) != ELBO_OK) return NULL;
     elbo_tensor *lpx = elbo__lik_log_px(ctx, &v->lik, xr, a, b); /* (B L) */
     elbo_tensor *kl = elbo__kl_normal_std(ctx, mu, logvar);  /* (B, Z) */
-    const float beta = beta_at(v);
+    const float beta = elbo__objective_beta(&c->obj, m->step); /* KL warm-up */
     elbo_tensor *loss;
-    if (c->estimator == ELBO_IWAE) {
+    if (c->obj.estimator == ELBO_IWAE) {
         elbo_tensor *lw = elbo_add(ctx, elbo_reshape2(ctx, lpx, B, L),
                                    elbo_scale(ctx, elbo_sum_axis(ctx, log_pz_minus_qz(ctx, z, mu, logvar, L), 2, 0), beta));
         elbo_tensor *iw = elbo_add_scalar(ctx, elbo_logsumexp(ctx, lw, 1, 0), -logf((float)L));
         loss = elbo_scale(ctx, elbo_mean(ctx, iw), -1.0f);
     } else {
         elbo_tensor *kj; /* (Z): each dimension's KL, averaged over the batch (and samples) */
-        if (c->estimator == ELBO_SGVB_B) {
+        if (c->obj.estimator == ELBO_SGVB_B) {
             kj = elbo_mean_axis(ctx, kl, 0, 0);
         } else {
             const int ax[2] = {0, 1};
             kj = elbo_scale(ctx, elbo_mean_axes(ctx, log_pz_minus_qz(ctx, z, mu, logvar, L), 2, ax, 0), -1.0f);
         }
-        if (c->free_bits > 0) kj = elbo_clamp(ctx, kj, c->free_bits, INFINITY);
+        if (c->obj.free_bits > 0) kj = elbo_clamp(ctx, kj, c->obj.free_bits, INFINITY);
         loss = elbo_add(ctx, elbo_scale(ctx, elbo_mean(ctx, lpx), -1.0f),
                         elbo_scale(ctx, elbo_sum(ctx, kj), beta));
     }
@@ -444,12 +498,7 @@ static elbo_status vae_eval(elbo_ctx *ctx, elbo_model *m, const float *x, const 
             for (int64_t l = 0; l < L; l++) {
                 double lw = (double)lpx->data[b * L + l] + (double)lpq->data[b * L + l];
                 rec[b] -= lpx->data[b * L + l];
-                if (lw > run_max[b]) {
-                    run_sum[b] = run_sum[b] * exp(run_max[b] - lw) + 1.0;
-                    run_max[b] = lw;
-                } else {
-                    run_sum[b] += exp(lw - run_max[b]);
-                }
+                elbo__lse_push(&run_max[b], &run_sum[b], lw);
             }
     }
     elbo_ctx_set_grad(ctx, grad);
@@ -546,22 +595,9 @@ static char *config_json(const elbo_vae_config *c) {
         snprintf(buf, sizeof buf, "%s%d", i ? "," : "", c->hidden[i]);
         elbo__jbuf_puts(&j, buf);
     }
-    snprintf(buf, sizeof buf, "],\"z\":%d,\"act\":\"%s\",\"likelihood\":\"%s\",\"sigma\":%.9g,",
-             c->z, elbo_activation_name(c->act), elbo_likelihood_name(c->likelihood), c->sigma);
+    snprintf(buf, sizeof buf, "],\"z\":%d,", c->z);
     elbo__jbuf_puts(&j, buf);
-    snprintf(buf, sizeof buf, "\"binarize\":\"%s\",\"estimator\":\"%s\",\"samples\":%d,",
-             elbo_binarize_name(c->binarize), elbo_vae_estimator_name(c->estimator), c->samples);
-    elbo__jbuf_puts(&j, buf);
-    snprintf(buf, sizeof buf, "\"beta\":%.9g,\"kl_warmup\":%lld,\"free_bits\":%.9g,", c->beta,
-             (long long)c->kl_warmup, c->free_bits);
-    elbo__jbuf_puts(&j, buf);
-    if (isinf(c->logvar_min))
-        elbo__jbuf_puts(&j, "\"logvar_min\":null}");
-    else {
-        snprintf(buf, sizeof buf, "\"logvar_min\":%.9g}", c->logvar_min);
-        elbo__jbuf_puts(&j, buf);
-    }
-    elbo__jbuf_put(&j, "", 1);
+    elbo__objective_json(&j, c->act, &c->obj);
     if (j.oom) {
         elbo__jbuf_free(&j);
         return NULL;
@@ -577,7 +613,7 @@ elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed, elbo_m
     if (!v) return elbo_error(ELBO_ERR_NOMEM, "vae: out of memory");
     v->cfg = *cfg;
     v->D = cfg->c * cfg->h * cfg->w;
-    v->lik = (elbo__lik){cfg->likelihood, cfg->sigma, v->D};
+    v->lik = (elbo__lik){cfg->obj.likelihood, cfg->obj.sigma, v->D};
     v->m = elbo__lik_outputs(&v->lik);
     v->ps = elbo_paramset_new();
     v->mu_sum = calloc((size_t)cfg->z, sizeof(double));
@@ -598,7 +634,7 @@ elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed, elbo_m
     m->c = cfg->c;
     m->h = cfg->h;
     m->w = cfg->w;
-    m->transform = elbo__lik_transform(cfg->likelihood, cfg->binarize);
+    m->transform = elbo__lik_transform(cfg->obj.likelihood, cfg->obj.binarize);
     m->n_extra = 3;
     m->extra_names[0] = "recon";
     m->extra_names[1] = "kl";
@@ -644,6 +680,22 @@ elbo_status elbo__cfg_float(const elbo__json *o, const char *key, float *dst) {
     return ELBO_OK;
 }
 
+elbo_status elbo__cfg_int_list(const elbo__json *o, const char *key, int max, int *dst, int *n) {
+    const elbo__json *v = elbo__json_get(o, key);
+    if (!v) return ELBO_OK;
+    if (v->type != ELBO__JSON_ARRAY || v->n > (size_t)max)
+        return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be an array of at most %d integers",
+                          key, max);
+    for (size_t i = 0; i < v->n; i++) {
+        const elbo__json *e = &v->items[i];
+        if (e->type != ELBO__JSON_NUMBER || !e->is_uint || e->u < 1 || e->u > 65536)
+            return elbo_error(ELBO_ERR_ARG, "config: \"%s\" entries must be in 1..65536", key);
+        dst[i] = (int)e->u;
+    }
+    *n = (int)v->n;
+    return ELBO_OK;
+}
+
 const char *elbo__cfg_str(const elbo__json *o, const char *key) {
     const elbo__json *v = elbo__json_get(o, key);
     return v && v->type == ELBO__JSON_STRING ? v->str : NULL;
@@ -652,40 +704,16 @@ const char *elbo__cfg_str(const elbo__json *o, const char *key) {
 elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out) {
     elbo_vae_config cfg;
     elbo_vae_config_init(&cfg);
-    int64_t z = cfg.z, samples = cfg.samples, warm = 0;
+    int64_t z = cfg.z;
     elbo_status st = elbo__cfg_int(o, "c", 1, 4, &cfg.c);
     if (st == ELBO_OK) st = elbo__cfg_int(o, "h", 1, 4096, &cfg.h);
     if (st == ELBO_OK) st = elbo__cfg_int(o, "w", 1, 4096, &cfg.w);
     if (st == ELBO_OK) st = elbo__cfg_int(o, "z", 1, 65536, &z);
-    if (st == ELBO_OK) st = elbo__cfg_int(o, "samples", 1, 100000, &samples);
-    if (st == ELBO_OK) st = elbo__cfg_int(o, "kl_warmup", 0, INT64_MAX, &warm);
-    if (st == ELBO_OK) st = elbo__cfg_float(o, "sigma", &cfg.sigma);
-    if (st == ELBO_OK) st = elbo__cfg_float(o, "beta", &cfg.beta);
-    if (st == ELBO_OK) st = elbo__cfg_float(o, "free_bits", &cfg.free_bits);
-    const elbo__json *lv = elbo__json_get(o, "logvar_min");
-    if (st == ELBO_OK && lv && lv->type != ELBO__JSON_NULL) st = elbo__cfg_float(o, "logvar_min", &cfg.logvar_min);
+    if (st == ELBO_OK) st = elbo__objective_parse(o, &cfg.act, &cfg.obj);
     const char *s;
     if (st == ELBO_OK && (s = elbo__cfg_str(o, "arch"))) st = elbo_vae_arch_parse(s, &cfg.arch);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "act"))) st = elbo_activation_parse(s, &cfg.act);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "likelihood"))) st = elbo_likelihood_parse(s, &cfg.likelihood);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "binarize"))) st = elbo_binarize_parse(s, &cfg.binarize);
-    if (st == ELBO_OK && (s = elbo__cfg_str(o, "estimator"))) st = elbo_vae_estimator_parse(s, &cfg.estimator);
-    const elbo__json *h = elbo__json_get(o, "hidden");
-    if (st == ELBO_OK && h) {
-        if (h->type != ELBO__JSON_ARRAY || h->n > ELBO_VAE_MAX_HIDDEN)
-            return elbo_error(ELBO_ERR_ARG, "config: \"hidden\" must be an array of at most %d widths",
-                              ELBO_VAE_MAX_HIDDEN);
-        cfg.n_hidden = (int)h->n;
-        for (size_t i = 0; i < h->n; i++) {
-            const elbo__json *e = &h->items[i];
-            if (e->type != ELBO__JSON_NUMBER || !e->is_uint || e->u < 1 || e->u > 65536)
-                return elbo_error(ELBO_ERR_ARG, "config: \"hidden\" widths must be in 1..65536");
-            cfg.hidden[i] = (int)e->u;
-        }
-    }
+    if (st == ELBO_OK) st = elbo__cfg_int_list(o, "hidden", ELBO_VAE_MAX_HIDDEN, cfg.hidden, &cfg.n_hidden);
     if (st != ELBO_OK) return st;
     cfg.z = (int)z;
-    cfg.samples = (int)samples;
-    cfg.kl_warmup = warm;
     return elbo_vae_model_new(&cfg, seed, out);
 }

@@ -40,6 +40,19 @@ elbo_status elbo__cfg_int(const elbo__json *o, const char *key, int64_t lo, int6
                           int64_t *dst);
 elbo_status elbo__cfg_float(const elbo__json *o, const char *key, float *dst);
 const char *elbo__cfg_str(const elbo__json *o, const char *key); /* NULL unless a string */
+/* An array of at most max integers in 1..65536 into dst[0..*n) (absent: unchanged). */
+elbo_status elbo__cfg_int_list(const elbo__json *o, const char *key, int max, int *dst, int *n);
+
+/* The objective shared by vae and hvae: its checks (messages start "model: "), beta at a
+ * step (KL warm-up: beta min(1, (step + 1) / kl_warmup), Sønderby et al. 2016), its JSON
+ * members with act (closing the object), and their parsing. */
+elbo_status elbo__objective_check(const char *model, const elbo_vae_objective *o);
+float elbo__objective_beta(const elbo_vae_objective *o, int64_t step);
+void elbo__objective_json(elbo__jbuf *j, elbo_activation act, const elbo_vae_objective *o);
+elbo_status elbo__objective_parse(const elbo__json *o, elbo_activation *act, elbo_vae_objective *ob);
+/* A running log-sum-exp in double: (mx, sum) <- the pair for log(e^mx sum + e^v); start
+ * from (-inf, 0); the result is mx + log(sum). */
+void elbo__lse_push(double *mx, double *sum, double v);
 
 /* The registry's constructors from a checkpoint's configuration JSON. */
 elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);

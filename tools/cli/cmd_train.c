@@ -203,8 +203,8 @@ int cmd_train(int argc, char **argv) {
     if (is_vae) {
         if (elbo_vae_arch_parse(arch_s, &vc.arch) != ELBO_OK ||
             elbo_activation_parse(act_s, &vc.act) != ELBO_OK ||
-            elbo_likelihood_parse(lik_s, &vc.likelihood) != ELBO_OK ||
-            elbo_vae_estimator_parse(est_s, &vc.estimator) != ELBO_OK)
+            elbo_likelihood_parse(lik_s, &vc.obj.likelihood) != ELBO_OK ||
+            elbo_vae_estimator_parse(est_s, &vc.obj.estimator) != ELBO_OK)
             return args_fail(ARGS_USAGE, "--%s", elbo_last_error());
         if (vc.arch == ELBO_VAE_CONV) {
             vc.n_hidden = 1;
@@ -215,20 +215,20 @@ int cmd_train(int argc, char **argv) {
             memcpy(vc.hidden, widths, (size_t)n_widths * sizeof(int));
         }
         if (z) vc.z = z;
-        vc.sigma = (float)sigma;
-        vc.binarize = binarize;
-        vc.samples = samples;
-        vc.beta = (float)beta;
-        vc.kl_warmup = kl_warmup;
-        vc.free_bits = (float)free_bits;
+        vc.obj.sigma = (float)sigma;
+        vc.obj.binarize = binarize;
+        vc.obj.samples = samples;
+        vc.obj.beta = (float)beta;
+        vc.obj.kl_warmup = kl_warmup;
+        vc.obj.free_bits = (float)free_bits;
         if (logvar_min_s) {
             double lv;
             if ((r = args_parse_double("--logvar-min", logvar_min_s, -1, &lv)) != 0) return r;
-            vc.logvar_min = (float)lv;
+            vc.obj.logvar_min = (float)lv;
         }
-        if (vc.likelihood != ELBO_LIK_BERNOULLI && flag_seen(flags, n_flags, "--binarize"))
+        if (vc.obj.likelihood != ELBO_LIK_BERNOULLI && flag_seen(flags, n_flags, "--binarize"))
             return args_fail(ARGS_USAGE, "--binarize: applies to --likelihood bernoulli only");
-        if (vc.likelihood != ELBO_LIK_GAUSSIAN && sigma != 0)
+        if (vc.obj.likelihood != ELBO_LIK_GAUSSIAN && sigma != 0)
             return args_fail(ARGS_USAGE, "--sigma: applies to --likelihood gaussian only");
     }
     elbo_data_spec spec;
@@ -257,15 +257,7 @@ int cmd_train(int argc, char **argv) {
             memcpy(hc.hidden, widths, (size_t)n_widths * sizeof(int));
         }
         hc.act = vc.act;
-        hc.likelihood = vc.likelihood;
-        hc.sigma = vc.sigma;
-        hc.binarize = vc.binarize;
-        hc.estimator = vc.estimator;
-        hc.samples = vc.samples;
-        hc.beta = vc.beta;
-        hc.kl_warmup = vc.kl_warmup;
-        hc.free_bits = vc.free_bits;
-        hc.logvar_min = vc.logvar_min;
+        hc.obj = vc.obj;
         mst = elbo_hvae_model_new(&hc, seed, &m);
     } else if (is_vae) {
         vc.c = ds.c;
