@@ -5,6 +5,7 @@
 #include "test.h"
 #include "malloc_count.h"
 #include "tmpdir.h"
+#include "vae_testlib.h"
 
 #include "elbo/train.h"
 
@@ -104,33 +105,6 @@ static void quadrature2(const elbo_paramset *ps, const float *x, double *log_px,
     *elbo = e;
 }
 
-typedef struct {
-    double mean, se;
-} estimate;
-
-static estimate eval_bound(elbo_model *m, const float *x, int64_t k, int which, int R,
-                           uint64_t seed, double *figs) {
-    elbo_ctx *ctx = elbo_ctx_new(1 << 20);
-    elbo_rng rng;
-    elbo_rng_init(&rng, seed);
-    m->eval_samples = k;
-    double s = 0, ss = 0;
-    for (int r = 0; r < R; r++) {
-        double sums[24] = {0};
-        elbo_ctx_reset(ctx);
-        if (m->eval_begin) m->eval_begin(m);
-        if (m->eval(ctx, m, x, NULL, 1, &rng, sums) != ELBO_OK) {
-            elbo_ctx_free(ctx);
-            return (estimate){NAN, NAN};
-        }
-        if (figs && r == 0) memcpy(figs, sums, sizeof sums);
-        s += -sums[which];
-        ss += sums[which] * sums[which];
-    }
-    elbo_ctx_free(ctx);
-    double mean = s / R, var = (ss / R - mean * mean) * R / (R - 1);
-    return (estimate){mean, sqrt(var / R)};
-}
 
 static const float X1[4] = {1, 0, 1, 1};
 
@@ -140,7 +114,7 @@ TEST(hvae_quadrature_bounds_elbo_iwae_log_px) {
     double log_px, elbo;
     quadrature2(m->ps, X1, &log_px, &elbo);
     CHECK(elbo < log_px - 0.05);
-    double figs[24];
+    double figs[24] = {0};
     estimate i1 = eval_bound(m, X1, 1, 3, 4000, 1, NULL), e1 = eval_bound(m, X1, 1, 0, 4000, 2, figs);
     CHECK_NEAR(i1.mean, elbo, 4 * i1.se); /* E[IWAE_1] = ELBO */
     CHECK_NEAR(e1.mean, elbo, 4 * e1.se); /* recon + sum_t KL_t, the top KL in closed form */
@@ -164,16 +138,6 @@ TEST(hvae_quadrature_bounds_elbo_iwae_log_px) {
               "IWAE_1000 = %.5f leaves %.5f of the gap %.5f", prev.mean, log_px - prev.mean,
               log_px - elbo);
     elbo_model_free(m);
-}
-
-static double loss_at(elbo_model *m, const float *x, int64_t B, uint64_t seed, double *extra) {
-    elbo_ctx *ctx = elbo_ctx_new(1 << 20);
-    elbo_rng rng;
-    elbo_rng_init(&rng, seed);
-    elbo_tensor *l = m->loss(ctx, m, x, NULL, B, &rng, extra);
-    double v = l ? l->data[0] : NAN;
-    elbo_ctx_free(ctx);
-    return v;
 }
 
 TEST(hvae_estimators_agree_with_exact_elbo) {
@@ -241,28 +205,6 @@ TEST(hvae_pathwise_gradients_match_finite_differences) {
         elbo_ctx_free(ctx);
         elbo_model_free(m);
     }
-}
-
-/* 8 random binary prototypes; item i is prototype i % 8 with 5% of its pixels flipped. */
-static int prototype_data(elbo_dataset *ds, int64_t n, uint64_t seed) {
-    memset(ds, 0, sizeof *ds);
-    ds->n = n;
-    ds->c = 1;
-    ds->h = ds->w = 28;
-    ds->images = malloc((size_t)n * 784);
-    if (!ds->images) return 0;
-    elbo_rng rng;
-    elbo_rng_init(&rng, 99);
-    static uint8_t proto[8][784];
-    for (int p = 0; p < 8; p++)
-        for (int i = 0; i < 784; i++) proto[p][i] = elbo_rng_below(&rng, 2) ? 255 : 0;
-    elbo_rng_init(&rng, seed);
-    for (int64_t k = 0; k < n; k++)
-        for (int i = 0; i < 784; i++) {
-            uint8_t v = proto[k % 8][i];
-            ds->images[k * 784 + i] = elbo_rng_below(&rng, 100) < 5 ? (uint8_t)(255 - v) : v;
-        }
-    return 1;
 }
 
 TEST(hvae_training_improves_test_elbo) {

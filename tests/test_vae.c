@@ -9,6 +9,7 @@
 #include "test.h"
 #include "malloc_count.h"
 #include "tmpdir.h"
+#include "vae_testlib.h"
 
 #include "elbo/train.h"
 
@@ -93,34 +94,8 @@ static void quadrature(const elbo_paramset *ps, const float *x, double *log_px, 
     *elbo = eq - 0.5 * (mu * mu + var - 1 - logvar);
 }
 
-typedef struct {
-    double mean, se;
-} estimate;
 
-/* R single-example evaluations of x with k importance samples: figure `which` (0 neg_elbo,
- * 3 nll_iwae), negated to a bound on log p(x), as mean and standard error. */
-static estimate eval_bound(elbo_model *m, const float *x, int64_t k, int which, int R,
-                           uint64_t seed) {
-    elbo_ctx *ctx = elbo_ctx_new(1 << 20);
-    elbo_rng rng;
-    elbo_rng_init(&rng, seed);
-    m->eval_samples = k;
-    double s = 0, ss = 0;
-    for (int r = 0; r < R; r++) {
-        double sums[8] = {0};
-        elbo_ctx_reset(ctx);
-        if (m->eval_begin) m->eval_begin(m);
-        if (m->eval(ctx, m, x, NULL, 1, &rng, sums) != ELBO_OK) {
-            elbo_ctx_free(ctx);
-            return (estimate){NAN, NAN};
-        }
-        s += -sums[which];
-        ss += sums[which] * sums[which];
-    }
-    elbo_ctx_free(ctx);
-    double mean = s / R, var = (ss / R - mean * mean) * R / (R - 1);
-    return (estimate){mean, sqrt(var / R)};
-}
+
 
 static const float X1[4] = {1, 0, 1, 1};
 
@@ -131,7 +106,7 @@ TEST(vae_quadrature_bounds_elbo_iwae_log_px) {
     quadrature(m->ps, X1, &log_px, &elbo);
     CHECK(elbo < log_px - 0.05); /* an untrained q: a clear gap for IWAE to close */
     /* E[IWAE_1] = E_q[log w] = ELBO; the eval's ELBO (closed-form KL, MC recon) too */
-    estimate i1 = eval_bound(m, X1, 1, 3, 4000, 1), e1 = eval_bound(m, X1, 1, 0, 4000, 2);
+    estimate i1 = eval_bound(m, X1, 1, 3, 4000, 1, NULL), e1 = eval_bound(m, X1, 1, 0, 4000, 2, NULL);
     CHECK_NEAR(i1.mean, elbo, 4 * i1.se);
     CHECK_NEAR(e1.mean, elbo, 4 * e1.se);
     /* ELBO <= IWAE_k <= log p(x), rising with k, the gap closed to under 2% by k = 1000
@@ -140,7 +115,7 @@ TEST(vae_quadrature_bounds_elbo_iwae_log_px) {
     const int Rs[5] = {3000, 2000, 1000, 400, 100};
     estimate prev = i1;
     for (int i = 0; i < 5; i++) {
-        estimate e = eval_bound(m, X1, ks[i], 3, Rs[i], 10 + i);
+        estimate e = eval_bound(m, X1, ks[i], 3, Rs[i], 10 + i, NULL);
         CHECK_MSG(e.mean > prev.mean + 2 * sqrt(e.se * e.se + prev.se * prev.se) || ks[i] >= 100,
                   "IWAE_%lld = %.5f (se %.5f) does not rise above %.5f (se %.5f)",
                   (long long)ks[i], e.mean, e.se, prev.mean, prev.se);
@@ -155,16 +130,6 @@ TEST(vae_quadrature_bounds_elbo_iwae_log_px) {
     elbo_model_free(m);
 }
 
-/* The training loss of model m at x (rows B, copies of X1) with the rng from seed. */
-static double loss_at(elbo_model *m, const float *x, int64_t B, uint64_t seed, double *extra) {
-    elbo_ctx *ctx = elbo_ctx_new(1 << 20);
-    elbo_rng rng;
-    elbo_rng_init(&rng, seed);
-    elbo_tensor *l = m->loss(ctx, m, x, NULL, B, &rng, extra);
-    double v = l ? l->data[0] : NAN;
-    elbo_ctx_free(ctx);
-    return v;
-}
 
 TEST(vae_estimators_a_b_iwae_agree_with_exact_elbo) {
     /* With L = 20000 samples, SGVB A and B are each within 4 standard errors of the exact
@@ -176,7 +141,7 @@ TEST(vae_estimators_a_b_iwae_agree_with_exact_elbo) {
     CHECK(a && b && iw);
     double log_px, elbo;
     quadrature(a->ps, X1, &log_px, &elbo);
-    estimate i1 = eval_bound(a, X1, 1, 3, 2000, 3);
+    estimate i1 = eval_bound(a, X1, 1, 3, 2000, 3, NULL);
     const double sd = i1.se * sqrt(2000.0), se = sd / sqrt((double)L);
     double ea[3], eb[3];
     CHECK_NEAR(loss_at(a, X1, 1, 4, ea), -elbo, 4 * se);
@@ -339,27 +304,6 @@ TEST(vae_pathwise_gradients_match_finite_differences) {
         }
 }
 
-/* 8 random binary prototypes; item i is prototype i % 8 with 5% of its pixels flipped. */
-static int prototype_data(elbo_dataset *ds, int64_t n, uint64_t seed) {
-    memset(ds, 0, sizeof *ds);
-    ds->n = n;
-    ds->c = 1;
-    ds->h = ds->w = 28;
-    ds->images = malloc((size_t)n * 784);
-    if (!ds->images) return 0;
-    elbo_rng rng;
-    elbo_rng_init(&rng, 99); /* the prototypes: the same in every split */
-    uint8_t proto[8][784];
-    for (int p = 0; p < 8; p++)
-        for (int i = 0; i < 784; i++) proto[p][i] = elbo_rng_below(&rng, 2) ? 255 : 0;
-    elbo_rng_init(&rng, seed);
-    for (int64_t k = 0; k < n; k++)
-        for (int i = 0; i < 784; i++) {
-            uint8_t v = proto[k % 8][i];
-            ds->images[k * 784 + i] = elbo_rng_below(&rng, 100) < 5 ? (uint8_t)(255 - v) : v;
-        }
-    return 1;
-}
 
 TEST(vae_training_improves_test_elbo) {
     /* Before training the Bernoulli decoder gives about D log 2 = 543 nats; 400 steps of

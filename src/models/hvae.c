@@ -460,22 +460,8 @@ elbo_status elbo_hvae_model_new(const elbo_hvae_config *cfg, uint64_t seed, elbo
         return st;
     }
     elbo_model *m = &h->base;
-    m->name = "hvae";
-    m->ps = h->ps;
-    m->c = cfg->c;
-    m->h = cfg->h;
-    m->w = cfg->w;
-    m->transform = elbo__lik_transform(cfg->obj.likelihood, cfg->obj.binarize);
-    m->n_extra = 3;
-    m->extra_names[0] = "recon";
-    m->extra_names[1] = "kl";
-    m->extra_names[2] = "beta";
+    elbo__vae_family_fill(m, "hvae", h->ps, cfg->c, cfg->h, cfg->w, &cfg->obj);
     m->n_eval = 5 + 2 * cfg->layers;
-    m->eval_names[0] = "neg_elbo";
-    m->eval_names[1] = "recon";
-    m->eval_names[2] = "kl";
-    m->eval_names[3] = "nll_iwae";
-    m->eval_names[4] = "active_units";
     for (int t = 0; t < cfg->layers; t++) {
         snprintf(h->names[2 * t], sizeof h->names[0], "kl_%d", t + 1);
         snprintf(h->names[2 * t + 1], sizeof h->names[0], "active_%d", t + 1);

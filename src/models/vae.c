@@ -435,6 +435,23 @@ static elbo_tensor *vae_loss(elbo_ctx *ctx, elbo_model *m, const float *x, const
     return loss;
 }
 
+void elbo__vae_family_fill(elbo_model *m, const char *name, elbo_paramset *ps, int64_t c,
+                           int64_t h, int64_t w, const elbo_vae_objective *o) {
+    static const char *EVAL[5] = {"neg_elbo", "recon", "kl", "nll_iwae", "active_units"};
+    m->name = name;
+    m->ps = ps;
+    m->c = c;
+    m->h = h;
+    m->w = w;
+    m->transform = elbo__lik_transform(o->likelihood, o->binarize);
+    m->n_extra = 3;
+    m->extra_names[0] = "recon";
+    m->extra_names[1] = "kl";
+    m->extra_names[2] = "beta";
+    m->n_eval = 5;
+    for (int i = 0; i < 5; i++) m->eval_names[i] = EVAL[i];
+}
+
 double elbo_log_mean_exp(const double *a, int64_t n) {
     double mx = -INFINITY;
     for (int64_t i = 0; i < n; i++)
@@ -629,22 +646,7 @@ elbo_status elbo_vae_model_new(const elbo_vae_config *cfg, uint64_t seed, elbo_m
         return st;
     }
     elbo_model *m = &v->base;
-    m->name = "vae";
-    m->ps = v->ps;
-    m->c = cfg->c;
-    m->h = cfg->h;
-    m->w = cfg->w;
-    m->transform = elbo__lik_transform(cfg->obj.likelihood, cfg->obj.binarize);
-    m->n_extra = 3;
-    m->extra_names[0] = "recon";
-    m->extra_names[1] = "kl";
-    m->extra_names[2] = "beta";
-    m->n_eval = 5;
-    m->eval_names[0] = "neg_elbo";
-    m->eval_names[1] = "recon";
-    m->eval_names[2] = "kl";
-    m->eval_names[3] = "nll_iwae";
-    m->eval_names[4] = "active_units";
+    elbo__vae_family_fill(m, "vae", v->ps, cfg->c, cfg->h, cfg->w, &cfg->obj);
     m->loss = vae_loss;
     m->eval = vae_eval;
     m->eval_begin = vae_eval_begin;

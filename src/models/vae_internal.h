@@ -54,6 +54,12 @@ elbo_status elbo__objective_parse(const elbo__json *o, elbo_activation *act, elb
  * from (-inf, 0); the result is mx + log(sum). */
 void elbo__lse_push(double *mx, double *sum, double v);
 
+/* The interface members vae and hvae fill alike: name, parameters, image shape, the pixel
+ * transform of the likelihood, extras (recon, kl, beta) and the first five eval figures
+ * (neg_elbo, recon, kl, nll_iwae, active_units; n_eval = 5). */
+void elbo__vae_family_fill(elbo_model *m, const char *name, elbo_paramset *ps, int64_t c,
+                           int64_t h, int64_t w, const elbo_vae_objective *o);
+
 /* The registry's constructors from a checkpoint's configuration JSON. */
 elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
 elbo_status elbo__hvae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);

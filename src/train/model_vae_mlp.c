@@ -199,27 +199,15 @@ const char *elbo_model_names(void) { return "vae | hvae | vae-mlp"; }
 
 
 
-/* An integer member of a config object into *dst (absent: unchanged). */
-static elbo_status cfg_int(const elbo__json *o, const char *key, int64_t lo, int64_t hi,
-                           int64_t *dst) {
-    const elbo__json *v = elbo__json_get(o, key);
-    if (!v) return ELBO_OK;
-    if (v->type != ELBO__JSON_NUMBER || !v->is_uint || (int64_t)v->u < lo || (int64_t)v->u > hi)
-        return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be an integer in %lld..%lld", key,
-                          (long long)lo, (long long)hi);
-    *dst = (int64_t)v->u;
-    return ELBO_OK;
-}
-
 static elbo_status vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out) {
     elbo_vae_mlp_config cfg;
     elbo_vae_mlp_config_init(&cfg);
     int64_t hidden = cfg.hidden, z = cfg.z;
-    elbo_status st = cfg_int(o, "c", 1, 3, &cfg.c);
-    if (st == ELBO_OK) st = cfg_int(o, "h", 1, 4096, &cfg.h);
-    if (st == ELBO_OK) st = cfg_int(o, "w", 1, 4096, &cfg.w);
-    if (st == ELBO_OK) st = cfg_int(o, "hidden", 1, 65536, &hidden);
-    if (st == ELBO_OK) st = cfg_int(o, "z", 1, 65536, &z);
+    elbo_status st = elbo__cfg_int(o, "c", 1, 3, &cfg.c);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "h", 1, 4096, &cfg.h);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "w", 1, 4096, &cfg.w);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "hidden", 1, 65536, &hidden);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "z", 1, 65536, &z);
     if (st != ELBO_OK) return st;
     const elbo__json *b = elbo__json_get(o, "binarize");
     if (b && (b->type != ELBO__JSON_STRING || elbo_binarize_parse(b->str, &cfg.binarize) != ELBO_OK))
