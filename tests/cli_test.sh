@@ -253,6 +253,10 @@ PY
         expect_fail "traverse a dimension past z" 2 --dims traverse "$V/ckpt.safetensors" --dims 4 --out "$W/t.png"
         expect_fail "interpolate an item past the split" 2 --to interpolate "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --to 30 --out "$W/i.png"
         expect_fail "traverse --index without --data" 2 --index traverse "$V/ckpt.safetensors" --index 1 --out "$W/t.png"
+        if expect_ok "traverse the most active dimensions" traverse "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --steps 3 --out "$W/t.npy"; then
+            [[ $OUT == *'"dims":4'* ]] && ok "traverse picks min(10, z) dimensions" || bad "traverse picks min(10, z) dimensions" "$OUT"
+        fi
+        rm -f "$W/t.npy"
         expect_fail "reconstruct bad --npy" 2 --npy reconstruct "$V/ckpt.safetensors" --data "npy:$T/tiny28.npy" --out "$W/r.png" --npy "$W/r.png"
         expect_fail "reconstruct a vae-mlp" 1 "no encoder" reconstruct "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --out "$W/r.png"
     fi

@@ -286,11 +286,58 @@ int cmd_interpolate(int argc, char **argv) {
 }
 
 /* ---- traverse ---------------------------------------------------------------------------- */
+/* dims[0..*nd) <- the min(10, Z) dimensions of largest Var_x E_q[z_d|x] over the split's
+ * first min(1000, N) items, largest first (ties: the lower index). */
+static int most_active(show_ctx *s, int *dims, int *nd) {
+    const int64_t Z = s->m->z_dim, D = s->D, N = s->ds.n < 1000 ? s->ds.n : 1000, B = 100;
+    double *sum = calloc((size_t)Z, sizeof(double)), *sq = calloc((size_t)Z, sizeof(double));
+    float *x = malloc((size_t)(B * D) * sizeof(float)), *pic = malloc((size_t)(B * D) * sizeof(float));
+    float *z = malloc((size_t)(B * Z) * sizeof(float));
+    int64_t idx[100];
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_status st = sum && sq && x && pic && z && ctx ? ELBO_OK : elbo_error(ELBO_ERR_NOMEM, "out of memory");
+    for (int64_t i0 = 0; st == ELBO_OK && i0 < N; i0 += B) {
+        const int64_t b = N - i0 < B ? N - i0 : B;
+        for (int64_t k = 0; k < b; k++) idx[k] = i0 + k;
+        elbo_ctx_reset(ctx);
+        st = show_items(s, idx, b, x, pic);
+        if (st == ELBO_OK) st = s->m->encode(ctx, s->m, x, b, z);
+        for (int64_t k = 0; st == ELBO_OK && k < b; k++)
+            for (int64_t j = 0; j < Z; j++) {
+                sum[j] += z[k * Z + j];
+                sq[j] += (double)z[k * Z + j] * z[k * Z + j];
+            }
+    }
+    *nd = 0;
+    for (int a = 0; st == ELBO_OK && a < Z && a < 10; a++) { /* selection of the a-th largest */
+        int64_t best = -1;
+        double bv = -1;
+        for (int64_t j = 0; j < Z; j++) {
+            int used = 0;
+            for (int u = 0; u < *nd; u++) used |= dims[u] == j;
+            double mean = sum[j] / (double)N, var = sq[j] / (double)N - mean * mean;
+            if (!used && var > bv) {
+                bv = var;
+                best = j;
+            }
+        }
+        dims[(*nd)++] = (int)best;
+    }
+    elbo_ctx_free(ctx);
+    free(sum);
+    free(sq);
+    free(x);
+    free(pic);
+    free(z);
+    return st == ELBO_OK ? 0 : args_fail(ARGS_RUNTIME, "traverse: %s", elbo_last_error());
+}
+
 static const char *TRAVERSE_USAGE =
     "usage: elbo traverse CKPT --out FILE.png|FILE.npy [flags]\n"
     "\n"
-    "A latent traversal grid: one row per latent dimension d of --dims (default the first\n"
-    "min(10, Z)), --steps columns with z_d = v for v evenly in [-R, R] (R = --range) and the\n"
+    "A latent traversal grid: one row per latent dimension d of --dims (default: with --data,\n"
+    "the min(10, Z) dimensions whose E_q[z_d|x] varies most over the split's first 1000\n"
+    "items, the most active first; without, the first min(10, Z)), --steps columns with z_d = v for v evenly in [-R, R] (R = --range) and the\n"
     "other coordinates at the base point: 0 (the prior's mean), or E_q[z|x] of item --index\n"
     "of --data. Each cell is the decoder's mean image. The .npy holds uint8 (rows steps, C,\n"
     "H, W). Prints {\"command\", ..., \"dims\", \"out\"}.\n";
@@ -304,7 +351,8 @@ int cmd_traverse(int argc, char **argv) {
                     "0,1,..,min(10,Z)-1"),
         args_int("--steps", &steps, 2, 1024, "K", "values per dimension", "9"),
         positive_flag("--range", &range, "R", "the values run over [-R, R]", "3"),
-        args_string("--data", &data, "SPEC", "the dataset of --index", "none"),
+        args_string("--data", &data, "SPEC", "the dataset of --index and of the default --dims",
+                    "none"),
         args_string("--split", &split_s, "SPLIT", "train | test", "test"),
         args_int("--index", &index, 0, INT32_MAX, "I", "base point E_q[z|x_I] (needs --data)",
                  "none: z = 0"),
@@ -320,8 +368,7 @@ int cmd_traverse(int argc, char **argv) {
     if (r) return r;
     if (np < 1) return args_fail(ARGS_USAGE, "traverse: which checkpoint? (see elbo traverse --help)");
     if (!out) return args_fail(ARGS_USAGE, "traverse: --out: required");
-    if ((index >= 0) != (data != NULL))
-        return args_fail(ARGS_USAGE, "--index: give it with --data (or neither, for z = 0)");
+    if (index >= 0 && !data) return args_fail(ARGS_USAGE, "--index: needs --data");
     if ((r = cli_check_image_out("--out", out, 0)) || (r = cli_check_image_out("--npy", npy, 1))) return r;
     if (threads > 0) elbo_set_threads(threads);
     show_ctx s;
@@ -345,8 +392,11 @@ int cmd_traverse(int argc, char **argv) {
             dims[nd++] = (int)v;
             p = *end ? end + 1 : end;
         }
-    } else {
+    } else if (!s.have_ds) {
         for (int d = 0; d < Z && d < 10; d++) dims[nd++] = d;
+    } else if ((r = most_active(&s, dims, &nd))) {
+        show_close(&s);
+        return r;
     }
     if (index >= s.ds.n && s.have_ds) {
         r = args_fail(ARGS_USAGE, "--index: item %d asked for, the split has %lld", index, (long long)s.ds.n);
