@@ -32,7 +32,7 @@ typedef struct {
     elbo_nn_mlp q[ELBO_HVAE_MAX_LAYERS];     /* q[t]: z_t (x for t = 0) -> (mu, logvar) of z_t+1 */
     elbo_nn_mlp p[ELBO_HVAE_MAX_LAYERS - 1]; /* p[t]: z_t+2 -> (mu, logvar) of z_t+1 */
     elbo_nn_mlp px;                          /* z_1 -> the likelihood's outputs */
-    char names[ELBO_MODEL_MAX_FIGURES][16];
+    char names[ELBO_MODEL_MAX_FIGURES][24]; /* "kl_t", "active_t" */
     double *mu_sum, *mu_sq; /* per dimension of every layer, for active units */
     int64_t z_off[ELBO_HVAE_MAX_LAYERS + 1];
     elbo_ctx *chunk_ctx;
