@@ -108,6 +108,16 @@ static elbo_status gauss(elbo_ctx *ctx, const hvae_model *h, const elbo_nn_mlp *
     return *logvar ? ELBO_OK : elbo_last_status();
 }
 
+/* S draws z ~ N(mu, e^logvar) per row: mu, logvar (N, Z) -> (N S, Z), eps from rng in row
+ * order (elbo__reparam). NULL + error when out of memory. */
+static elbo_tensor *draw(elbo_ctx *ctx, elbo_tensor *mu, elbo_tensor *logvar, int64_t S,
+                         elbo_rng *rng) {
+    elbo_tensor *eps = elbo_tensor_new3(ctx, mu->shape[0], S, mu->shape[1]);
+    if (!eps) return NULL;
+    elbo_rng_normal(rng, eps->data, (size_t)eps->numel, 0.0f, 1.0f);
+    return elbo__reparam(ctx, mu, logvar, eps);
+}
+
 /* log N(z; mu, e^logvar) per element (broadcasting). */
 static elbo_tensor *log_normal(elbo_ctx *ctx, elbo_tensor *z, elbo_tensor *mu, elbo_tensor *logvar) {
     return elbo_gaussian_log_likelihood(ctx, z, mu, logvar, ELBO_REDUCE_NONE);
@@ -133,10 +143,7 @@ static elbo_status run_chain(elbo_ctx *ctx, const hvae_model *h, elbo_tensor *x,
     elbo_tensor *z[ELBO_HVAE_MAX_LAYERS], *qmu[ELBO_HVAE_MAX_LAYERS], *qlv[ELBO_HVAE_MAX_LAYERS];
     elbo_status st = gauss(ctx, h, &h->q[0], x, c->z[0], &qmu[0], &qlv[0]);
     if (st != ELBO_OK) return st;
-    elbo_tensor *eps = elbo_tensor_new3(ctx, B, S, c->z[0]);
-    if (!eps) return elbo_last_status();
-    elbo_rng_normal(rng, eps->data, (size_t)eps->numel, 0.0f, 1.0f);
-    z[0] = elbo__reparam(ctx, qmu[0], qlv[0], eps);
+    if (!(z[0] = draw(ctx, qmu[0], qlv[0], S, rng))) return elbo_last_status();
     out->mu[0] = qmu[0];
     /* q(z_1 | x) per sample row: the same (mu, logvar) broadcast over the S samples */
     elbo_tensor *q1 = log_normal(ctx, elbo_reshape3(ctx, z[0], B, S, c->z[0]),
@@ -146,10 +153,7 @@ static elbo_status run_chain(elbo_ctx *ctx, const hvae_model *h, elbo_tensor *x,
     logq[0] = elbo_reshape2(ctx, q1, B * S, c->z[0]);
     for (int t = 1; t < Lz; t++) { /* z_t+1 ~ q(z_t+1 | z_t) */
         if ((st = gauss(ctx, h, &h->q[t], z[t - 1], c->z[t], &qmu[t], &qlv[t])) != ELBO_OK) return st;
-        elbo_tensor *e = elbo_tensor_new2(ctx, B * S, c->z[t]);
-        if (!e) return elbo_last_status();
-        elbo_rng_normal(rng, e->data, (size_t)e->numel, 0.0f, 1.0f);
-        z[t] = elbo_add(ctx, qmu[t], elbo_mul(ctx, elbo_exp(ctx, elbo_scale(ctx, qlv[t], 0.5f)), e));
+        if (!(z[t] = draw(ctx, qmu[t], qlv[t], 1, rng))) return elbo_last_status();
         logq[t] = log_normal(ctx, z[t], qmu[t], qlv[t]);
         out->mu[t] = qmu[t];
     }
@@ -380,17 +384,12 @@ static elbo_status hvae_sample(elbo_ctx *ctx, elbo_model *m, int64_t n, elbo_rng
     hvae_model *h = (hvae_model *)m;
     const elbo_hvae_config *c = &h->cfg;
     int grad = elbo_ctx_set_grad(ctx, 0);
-    elbo_tensor *z = elbo_tensor_new2(ctx, n, c->z[c->layers - 1]), *mu, *lv;
+    elbo_tensor *z = elbo_tensor_new2(ctx, n, c->z[c->layers - 1]), *mu = NULL, *lv = NULL;
     elbo_status st = z ? ELBO_OK : elbo_last_status();
     if (z) elbo_rng_normal(rng, z->data, (size_t)z->numel, 0.0f, 1.0f);
     for (int t = c->layers - 2; t >= 0 && st == ELBO_OK; t--) {
         st = gauss(ctx, h, &h->p[t], z, c->z[t], &mu, &lv);
-        elbo_tensor *e = st == ELBO_OK ? elbo_tensor_new2(ctx, n, c->z[t]) : NULL;
-        if (st == ELBO_OK && !e) st = elbo_last_status();
-        if (st != ELBO_OK) break;
-        elbo_rng_normal(rng, e->data, (size_t)e->numel, 0.0f, 1.0f);
-        z = elbo_add(ctx, mu, elbo_mul(ctx, elbo_exp(ctx, elbo_scale(ctx, lv, 0.5f)), e));
-        if (!z) st = elbo_last_status();
+        if (st == ELBO_OK && !(z = draw(ctx, mu, lv, 1, rng))) st = elbo_last_status();
     }
     elbo_tensor *o = st == ELBO_OK ? elbo_nn_mlp_forward(ctx, &h->px, z) : NULL;
     elbo_tensor *a = o && h->m == 2 ? elbo_slice(ctx, o, 1, 0, h->D) : o;

@@ -33,11 +33,6 @@ static const char *SHOW_USAGE =
 
 static const char *TRANSFORMS = "none|scale01|dequantize|binarize-dynamic|binarize-static";
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 static int show_toy(const elbo_data_spec *spec, const char *data, int64_t n, uint64_t seed,
                     const char *out, int npy) {
     float *xy = malloc((size_t)n * 2 * sizeof *xy);
@@ -86,10 +81,9 @@ static int cmd_data_show(int argc, char **argv) {
     if (r) return r;
     if (!data) return args_fail(ARGS_USAGE, "data show: --data: required (see elbo data show --help)");
     if (!out) return args_fail(ARGS_USAGE, "data show: --out: required (see elbo data show --help)");
-    int npy = ends_with(out, ".npy");
-    if (!npy && !ends_with(out, ".png"))
-        return args_fail(ARGS_USAGE, "--out: expected a path ending in .png or .npy, got \"%s\"",
-                         out);
+    int rc = cli_check_image_out("--out", out, 0);
+    if (rc) return rc;
+    int npy = cli_ends_with(out, ".npy");
     elbo_data_split split;
     if (elbo_data_split_parse(split_s, &split) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);

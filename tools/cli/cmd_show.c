@@ -14,21 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int ends_with(const char *s, const char *suf) {
+int cli_ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
 }
 
 int cli_check_image_out(const char *flag, const char *path, int npy_only) {
     if (!path) return 0;
-    if (ends_with(path, ".npy") || (!npy_only && ends_with(path, ".png"))) return 0;
+    if (cli_ends_with(path, ".npy") || (!npy_only && cli_ends_with(path, ".png"))) return 0;
     return args_fail(ARGS_USAGE, "%s: expected a path ending in %s, got \"%s\"", flag,
                      npy_only ? ".npy" : ".png or .npy", path);
 }
 
 elbo_status cli_write_images(const char *path, const float *x, int64_t n, int64_t c, int64_t h,
                              int64_t w, int nrow) {
-    if (!ends_with(path, ".npy")) return elbo_png_write_grid(path, x, n, c, h, w, 0.0f, 1.0f, nrow, 2, 0);
+    if (!cli_ends_with(path, ".npy")) return elbo_png_write_grid(path, x, n, c, h, w, 0.0f, 1.0f, nrow, 2, 0);
     const int64_t total = n * c * h * w;
     uint8_t *u8 = malloc((size_t)total);
     if (!u8) return elbo_error(ELBO_ERR_NOMEM, "%s: out of memory", path);
@@ -267,7 +267,7 @@ int cmd_interpolate(int argc, char **argv) {
     else {
         memcpy(img, pic, (size_t)D * sizeof *img);
         memcpy(img + (K + 1) * D, pic + D, (size_t)D * sizeof *img);
-        const int is_npy = ends_with(out, ".npy");
+        const int is_npy = cli_ends_with(out, ".npy");
         /* the .npy: the decodings only; the PNG: with the two items at the ends */
         elbo_status w = is_npy ? cli_write_images(out, img + D, K, s.m->c, s.m->h, s.m->w, (int)K)
                                : cli_write_images(out, img, K + 2, s.m->c, s.m->h, s.m->w, (int)(K + 2));
