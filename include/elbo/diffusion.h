@@ -131,6 +131,46 @@ void elbo_param_convert(elbo_param_kind from, elbo_param_kind to, const float *p
 void elbo_tweedie_x0(const float *score, const float *x_t, double alpha, double sigma,
                      float *x0_hat, int64_t n);
 
+/* ---- the variational bound (VDM, Kingma et al. 2021, eq. 11-17), per example, in nats ----
+ *   -log p(x) <= L_prior + L_diffusion + L_recon
+ *   L_prior     = KL(q(x_1|x) || N(0, prior_std^2 I))
+ *   L_recon     = -E_{q(x_0|x)} log p(x | x_0)
+ *   L_diffusion = 1/2 E_{t, eps} [w(t) ||eps - eps_hat(x_t; t)||^2] with the ELBO weight
+ *     continuous time (VDM eq. 17):    w(t) = -d log_snr/dt,  t ~ U(0, 1)
+ *     T steps (VDM eq. 14, s = t - 1/T): w(t) = T (SNR(s)/SNR(t) - 1) = T expm1(log_snr(s) -
+ *                                         log_snr(t)),  t ~ U{1/T, ..., 1}
+ * The training losses of point 2 re-weight the same squared error: */
+typedef enum {
+    ELBO_LOSS_SIMPLE = 0, /* w = 1: DDPM's L_simple (Ho et al. eq. 14), up to its 1/D mean */
+    ELBO_LOSS_ELBO,       /* w as above: the bound itself (VDM) */
+    ELBO_LOSS_SNR_TRUNC   /* w = max(1, 1/SNR(t)), i.e. max(SNR, 1) ||x - x0_hat||^2 (truncated
+                           * SNR weighting, Salimans & Ho 2022) */
+} elbo_loss_kind;
+elbo_status elbo_loss_kind_parse(const char *name, elbo_loss_kind *out); /* simple|elbo|snr-trunc */
+const char *elbo_loss_kind_name(elbo_loss_kind k);
+
+/* The weight w(t) of ||eps - eps_hat||^2 at a level (and the level one step before, s, when
+ * T > 0; ignored otherwise). */
+double elbo_diffusion_weight(elbo_loss_kind k, const elbo_noise_level *t, const elbo_noise_level *s,
+                             int T);
+
+/* Times for one batch: t_b = (u + b / B) mod 1 with one u ~ U(0, 1) when low_discrepancy
+ * (VDM appendix), else B independent uniforms; with T > 0 rounded up to the grid, t = ceil(t
+ * T) / T (never 0). Values in (0, 1]. */
+void elbo_diffusion_sample_times(elbo_rng *rng, int B, int low_discrepancy, int T, double *t);
+
+/* L_prior = sum_i KL(N(alpha_1 x_i, sigma_1^2) || N(0, prior_std^2)), x[0..d). */
+double elbo_diffusion_prior_kl(const elbo_noise_level *one, double prior_std, const float *x,
+                               int64_t d);
+/* L_recon for 8-bit data x in [-1, 1] on the grid x_k = 2k/255 - 1, with x_0 = alpha_0 x +
+ * sigma_0 eps: p(x_i = x_k | x_0) = softmax_k(-(x_0,i / alpha_0 - x_k)^2 / (2 sigma_0^2 /
+ * alpha_0^2)) (VDM's discrete decoder). A sum over the d values. */
+double elbo_diffusion_recon_8bit(const elbo_noise_level *zero, const float *x, const float *eps,
+                                 int64_t d);
+/* L_recon for continuous data: -log N(x; x_0 / alpha_0, sigma_0^2 / alpha_0^2), summed. */
+double elbo_diffusion_recon_gauss(const elbo_noise_level *zero, const float *x, const float *eps,
+                                  int64_t d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,110 @@
+/* The terms of the diffusion variational bound (VDM, Kingma et al. 2021, sec. 3-4) and the
+ * loss weightings that re-weight its diffusion term; see include/elbo/diffusion.h. */
+#include "elbo/diffusion.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *loss_names[] = {"simple", "elbo", "snr-trunc"};
+
+elbo_status elbo_loss_kind_parse(const char *name, elbo_loss_kind *out) {
+    for (int k = 0; name && k < 3; k++)
+        if (strcmp(name, loss_names[k]) == 0) {
+            *out = (elbo_loss_kind)k;
+            return ELBO_OK;
+        }
+    return elbo_error(ELBO_ERR_ARG, "loss: unknown '%s' (simple, elbo, snr-trunc)",
+                      name ? name : "(null)");
+}
+
+const char *elbo_loss_kind_name(elbo_loss_kind k) { return (unsigned)k < 3 ? loss_names[k] : "?"; }
+
+double elbo_diffusion_weight(elbo_loss_kind k, const elbo_noise_level *t, const elbo_noise_level *s,
+                             int T) {
+    switch (k) {
+    case ELBO_LOSS_ELBO:
+        /* T steps: T (SNR(s) - SNR(t)) ||x - x0_hat||^2 = T expm1(lambda_s - lambda_t) ||eps -
+         * eps_hat||^2; continuous: -SNR'(t) ||x - x0_hat||^2 = -lambda'(t) ||eps - eps_hat||^2 */
+        return T > 0 ? T * expm1(s->log_snr - t->log_snr) : -t->dlog_snr_dt;
+    case ELBO_LOSS_SNR_TRUNC: {
+        double inv_snr = exp(-t->log_snr);
+        return inv_snr > 1 ? inv_snr : 1.0;
+    }
+    default:
+        return 1.0;
+    }
+}
+
+void elbo_diffusion_sample_times(elbo_rng *rng, int B, int low_discrepancy, int T, double *t) {
+    float u[1];
+    for (int b = 0; b < B; b++) {
+        if (b == 0 || !low_discrepancy) elbo_rng_uniform(rng, u, 1, 0, 1);
+        double v = low_discrepancy ? fmod((double)u[0] + (double)b / B, 1.0) : (double)u[0];
+        if (T > 0) {
+            v = ceil(v * T) / T;
+            if (v <= 0) v = 1.0 / T;
+        } else if (v <= 0) {
+            v = 1.0; /* U(0,1) draws 0 with probability 2^-24; (0, 1] keeps t - 1/T valid */
+        }
+        t[b] = v;
+    }
+}
+
+double elbo_diffusion_prior_kl(const elbo_noise_level *one, double prior_std, const float *x,
+                               int64_t d) {
+    /* KL(N(m, v) || N(0, s^2)) = log(s / sqrt v) + (v + m^2) / (2 s^2) - 1/2, m = alpha_1 x */
+    double v = one->sigma * one->sigma, s2 = prior_std * prior_std, sum_m2 = 0;
+    for (int64_t i = 0; i < d; i++) {
+        double m = one->alpha * (double)x[i];
+        sum_m2 += m * m;
+    }
+    return (double)d * (0.5 * log(s2 / v) + 0.5 * v / s2 - 0.5) + 0.5 * sum_m2 / s2;
+}
+
+/* -log softmax_k(-(y - x_k)^2 / (2 var))[k*] over the 256 bins x_k = 2k/255 - 1. Bins whose
+ * logit is more than 80 below the largest add under e^-80 to the sum and are skipped: the
+ * loop walks out from the nearest bin while the logits are within that margin. */
+static double neg_log_softmax_bins(double y, double var, int k_true) {
+    const double step = 2.0 / 255.0;
+    int k0 = (int)lround((y + 1.0) / step);
+    if (k0 < 0) k0 = 0;
+    if (k0 > 255) k0 = 255;
+    double c = 0.5 / var, dy0 = y - (2.0 * k0 / 255.0 - 1.0), top = -c * dy0 * dy0, sum = 0;
+    for (int k = k0; k >= 0; k--) {
+        double dy = y - (2.0 * k / 255.0 - 1.0), l = -c * dy * dy - top;
+        if (l < -80) break;
+        sum += exp(l);
+    }
+    for (int k = k0 + 1; k <= 255; k++) {
+        double dy = y - (2.0 * k / 255.0 - 1.0), l = -c * dy * dy - top;
+        if (l < -80) break;
+        sum += exp(l);
+    }
+    double dyt = y - (2.0 * k_true / 255.0 - 1.0);
+    return -(-c * dyt * dyt - top) + log(sum);
+}
+
+double elbo_diffusion_recon_8bit(const elbo_noise_level *zero, const float *x, const float *eps,
+                                 int64_t d) {
+    double var = zero->sigma * zero->sigma / (zero->alpha * zero->alpha), nll = 0;
+    for (int64_t i = 0; i < d; i++) {
+        int k = (int)lround(((double)x[i] + 1.0) * 127.5);
+        if (k < 0) k = 0;
+        if (k > 255) k = 255;
+        double z0 = zero->alpha * (double)x[i] + zero->sigma * (double)eps[i];
+        nll += neg_log_softmax_bins(z0 / zero->alpha, var, k);
+    }
+    return nll;
+}
+
+double elbo_diffusion_recon_gauss(const elbo_noise_level *zero, const float *x, const float *eps,
+                                  int64_t d) {
+    /* x - x_0 / alpha_0 = -sigma_0 eps / alpha_0 */
+    double sd = zero->sigma / zero->alpha, sum = 0;
+    for (int64_t i = 0; i < d; i++) {
+        double z0 = zero->alpha * (double)x[i] + zero->sigma * (double)eps[i];
+        double r = ((double)x[i] - z0 / zero->alpha) / sd;
+        sum += r * r;
+    }
+    return 0.5 * sum + (double)d * (log(sd) + 0.5 * log(2.0 * 3.14159265358979323846));
+}
