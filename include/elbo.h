@@ -13,7 +13,9 @@
  *   prob.h   distributions: rsample, log_prob, entropy, KL (closed form or Monte Carlo)
  *   train.h  the model interface, the trainer (resumable, bit-exact), evaluation
  *   vae.h    the VAE family (SGVB A/B, beta, warm-up, free bits, IWAE), included by train.h
- *   diffusion.h  noise processes (VP, VE, sub-VP; schedules), q(x_s|x_t,x), parameterisations
+ *   diffusion.h  noise processes (VP, VE, sub-VP; schedules), q(x_s|x_t,x), parameterisations,
+ *                the terms of the variational bound
+ *   sample.h the diffusion samplers (ancestral, DDIM, Heun) over a denoiser callback
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -21,6 +23,7 @@
 #include "elbo/core.h"
 #include "elbo/data.h"
 #include "elbo/diffusion.h"
+#include "elbo/sample.h"
 #include "elbo/io.h"
 #include "elbo/models.h"
 #include "elbo/nn.h"
