@@ -118,6 +118,15 @@ TEST(errors_propagate_through_null_inputs) {
     elbo_ctx_free(ctx);
 }
 
+/* A message that wraps the previous one ("%s: %s", where, elbo_last_error()) keeps it whole. */
+TEST(error_message_can_wrap_the_last_one) {
+    elbo_error(ELBO_ERR_ARG, "schedule learned: its parameters are not set");
+    elbo_error(ELBO_ERR_ARG, "%s: %s", "runs/ckpt.safetensors", elbo_last_error());
+    CHECK(strcmp(elbo_last_error(),
+                 "runs/ckpt.safetensors: schedule learned: its parameters are not set") == 0);
+    CHECK(elbo_last_status() == ELBO_ERR_ARG);
+}
+
 /* No-grad mode (sampling): nothing is recorded, outputs do not require gradients, and
  * backward reports that there is nothing to differentiate. */
 TEST(no_grad_mode_records_nothing) {

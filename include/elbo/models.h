@@ -39,6 +39,9 @@ typedef struct {
     int temb_dim;                   /* sinusoidal and MLP width */
     int groups;                     /* GroupNorm groups */
     float dropout;
+    int n_classes;                  /* 0: unconditional; K > 0: a label embedding label_emb
+                                     * (K + 1, temb_dim) added to the time embedding, row K
+                                     * the null label of classifier-free guidance */
 } elbo_unet_params;
 /* unet-s of bench-models.md: 1 -> 1 channels, (32, 64, 64), 1 block per level, attention at
  * the 7x7 level, temb 128, 8 groups, no dropout. */
@@ -50,6 +53,10 @@ elbo_unet *elbo_unet_new(elbo_paramset *ps, const char *prefix, const elbo_unet_
 void elbo_unet_free(elbo_unet *u);
 /* x (B, in, H, W), t[0..B) -> (B, out, H, W). */
 elbo_tensor *elbo_unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x, const float *t);
+/* The same with class labels[0..B) in [0, n_classes] (n_classes: the null label), or NULL
+ * for the null label everywhere; labels must be NULL when n_classes is 0. */
+elbo_tensor *elbo_unet_forward_cond(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
+                                    const float *t, const int32_t *labels);
 
 /* ---- unet-s DDPM benchmark loss ------------------------------------------------------- */
 /* alpha_bar[0..T) for linear betas beta_t from beta_1 to beta_T: alpha_bar_t = prod (1 - beta). */

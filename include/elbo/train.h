@@ -29,6 +29,7 @@
 
 #include "checkpoint.h"
 #include "data.h"
+#include "diffusion_model.h"
 #include "optim.h"
 #include "vae.h"
 

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char err_msg[512];
 static _Thread_local elbo_status err_status = ELBO_OK;
@@ -14,11 +15,16 @@ void elbo_clear_error(void) {
     err_status = ELBO_OK;
 }
 
+/* Formats into a local buffer first: callers may pass elbo_last_error() itself as an
+ * argument ("%s: %s", path, elbo_last_error()), which vsnprintf must not read while it
+ * writes the same bytes. */
 elbo_status elbo_error(elbo_status st, const char *fmt, ...) {
+    char buf[sizeof err_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(err_msg, buf, sizeof err_msg);
     err_status = st;
     return st;
 }

@@ -26,6 +26,7 @@ typedef struct {
 struct elbo_unet {
     elbo_unet_params p;
     elbo_nn_time_embedding temb;
+    elbo_nn_embedding label_emb; /* n_classes > 0 only */
     elbo_nn_conv2d conv_in, conv_out;
     unet_level down[ELBO_UNET_MAX_LEVELS], up[ELBO_UNET_MAX_LEVELS];
     elbo_nn_resblock mid;
@@ -58,6 +59,8 @@ static elbo_status check_params(const elbo_unet_params *p) {
         return elbo_error(ELBO_ERR_ARG, "unet: blocks_per_level %d not in [1, %d]",
                           p->blocks_per_level, ELBO_UNET_MAX_BLOCKS);
     if (p->groups < 1) return elbo_error(ELBO_ERR_ARG, "unet: groups %d must be >= 1", p->groups);
+    if (p->n_classes < 0 || p->n_classes > 100000)
+        return elbo_error(ELBO_ERR_ARG, "unet: n_classes %d not in [0, 100000]", p->n_classes);
     if (p->temb_dim < 2 || p->temb_dim % 2)
         return elbo_error(ELBO_ERR_ARG, "unet: temb_dim %d must be even and >= 2", p->temb_dim);
     if (!(p->dropout >= 0.0f && p->dropout < 1.0f))
@@ -86,6 +89,9 @@ static elbo_status declare(elbo_unet *u, elbo_paramset *ps, const char *prefix) 
     } while (0)
     TRY(elbo_nn_time_embedding_init(&u->temb, ps, elbo_name_join(a, sizeof a, prefix, "temb"), td,
                                     td));
+    if (p->n_classes > 0)
+        TRY(elbo_nn_embedding_init(&u->label_emb, ps, elbo_name_join(a, sizeof a, prefix, "label_emb"),
+                                   p->n_classes + 1, td));
     TRY(elbo_nn_conv2d_init(&u->conv_in, ps, elbo_name_join(a, sizeof a, prefix, "conv_in"),
                             p->in_channels, ch[0], 3, 1, 1, 1));
     const char *down = elbo_name_join(c, sizeof c, prefix, "down");
@@ -169,6 +175,11 @@ void elbo_unet_free(elbo_unet *u) { free(u); }
 
 /* x (B, in, H, W), t[0..B) -> eps_hat (B, out, H, W); H and W divisible by 2^(levels-1). */
 elbo_tensor *elbo_unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x, const float *t) {
+    return elbo_unet_forward_cond(ctx, u, x, t, NULL);
+}
+
+elbo_tensor *elbo_unet_forward_cond(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
+                                    const float *t, const int32_t *labels) {
     if (!x) return NULL;
     if (!u || !t) {
         elbo_error(ELBO_ERR_ARG, "unet: NULL model or times");
@@ -186,6 +197,24 @@ elbo_tensor *elbo_unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x
         return NULL;
     }
     elbo_tensor *temb = elbo_nn_time_embedding_forward(ctx, &u->temb, t, x->shape[0]);
+    if (p->n_classes > 0) {
+        /* temb + label_emb(y), y = the null label n_classes where no label is given */
+        const int64_t B = x->shape[0];
+        int32_t *y = elbo_ctx_alloc(ctx, (size_t)B * sizeof *y);
+        if (!y) return NULL;
+        for (int64_t i = 0; i < B; i++) {
+            y[i] = labels ? labels[i] : p->n_classes;
+            if (y[i] < 0 || y[i] > p->n_classes) {
+                elbo_error(ELBO_ERR_ARG, "unet: label %d of example %lld not in [0, %d]", y[i],
+                           (long long)i, p->n_classes);
+                return NULL;
+            }
+        }
+        temb = elbo_add(ctx, temb, elbo_nn_embedding_forward(ctx, &u->label_emb, y, B));
+    } else if (labels) {
+        elbo_error(ELBO_ERR_ARG, "unet: labels given to an unconditional UNet");
+        return NULL;
+    }
     elbo_tensor *h = elbo_nn_conv2d_forward(ctx, &u->conv_in, x);
     elbo_tensor *skip[ELBO_UNET_MAX_LEVELS];
     for (int l = 0; l < L; l++) {

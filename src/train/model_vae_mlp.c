@@ -195,7 +195,7 @@ elbo_status elbo_vae_mlp_model_new(const elbo_vae_mlp_config *cfg, uint64_t seed
 }
 
 /* ---- the registry ---------------------------------------------------------------------- */
-const char *elbo_model_names(void) { return "vae | hvae | vae-mlp"; }
+const char *elbo_model_names(void) { return "vae | hvae | diffusion | vae-mlp"; }
 
 
 
@@ -220,7 +220,8 @@ static elbo_status vae_from_json(const elbo__json *o, uint64_t seed, elbo_model 
 elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, elbo_model **out) {
     *out = NULL;
     int vae = name && !strcmp(name, "vae"), hvae = name && !strcmp(name, "hvae");
-    if (!name || (!vae && !hvae && strcmp(name, "vae-mlp")))
+    int diffusion = name && !strcmp(name, "diffusion");
+    if (!name || (!vae && !hvae && !diffusion && strcmp(name, "vae-mlp")))
         return elbo_error(ELBO_ERR_ARG, "unknown model \"%s\" (known: %s)", name ? name : "",
                           elbo_model_names());
     elbo__json o;
@@ -230,8 +231,9 @@ elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, 
         return elbo_error(ELBO_ERR_ARG, "%s config: %s", name, err);
     elbo_status st = o.type == ELBO__JSON_OBJECT
                          ? (vae    ? elbo__vae_from_json(&o, seed, out)
-                            : hvae ? elbo__hvae_from_json(&o, seed, out)
-                                   : vae_from_json(&o, seed, out))
+                            : hvae      ? elbo__hvae_from_json(&o, seed, out)
+                            : diffusion ? elbo__diffusion_from_json(&o, seed, out)
+                                        : vae_from_json(&o, seed, out))
                          : elbo_error(ELBO_ERR_ARG, "%s config: not a JSON object", name);
     elbo__json_free(&o);
     return st;

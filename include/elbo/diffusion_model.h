@@ -1,0 +1,79 @@
+/* elbo diffusion_model: the variational diffusion model behind the elbo_model interface
+ * (model "diffusion"): a noise process (diffusion.h), a denoising network (the UNet of
+ * models.h for images, an MLP with a time embedding for 2-D points), a parameterisation of
+ * its output, a loss weighting and continuous or T-step time.
+ *
+ *   loss   1/2 w(t) ||eps - eps_hat(x_t; t, y)||^2 per example, t from low-discrepancy
+ *          times (VDM), x_t = alpha(t) x + sigma(t) eps; with loss "elbo" plus the prior
+ *          and reconstruction terms, so it is the whole negative bound (nats per example);
+ *          "simple" is DDPM's mean over the D values. With classes, each label is replaced
+ *          by the null label with probability p_uncond (classifier-free guidance, Ho &
+ *          Salimans 2021).
+ *   eval   sums of neg_elbo = prior + diffusion + recon, in nats (VDM eq. 11): prior
+ *          KL(q(x_1|x) || N(0, I)), the diffusion term at one time per example (low-
+ *          discrepancy over the batch), recon -log p(x|x_0) over the 256 bins of 8-bit data
+ *          or a Gaussian for continuous data.
+ *   sample ancestral sampling with the model's own steps (T, or 1000 in continuous time);
+ *          any sampler through elbo_diffusion_denoiser.
+ *
+ * Not included by elbo.h: include "elbo/train.h" (which includes this). */
+#ifndef ELBO_DIFFUSION_MODEL_H
+#define ELBO_DIFFUSION_MODEL_H
+
+#include "diffusion.h"
+#include "models.h"
+#include "sample.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct elbo_model elbo_model;
+
+typedef enum { ELBO_DENOISER_UNET = 0, ELBO_DENOISER_MLP } elbo_denoiser_net;
+
+typedef struct {
+    int64_t c, h, w;          /* the data's shape: (1, 28, 28) images, (2, 1, 1) points */
+    elbo_denoiser_net net;    /* unet */
+    elbo_unet_params unet;    /* channels 32,64,64, 1 block, attention at the last level, temb
+                               * 128, 8 groups, dropout 0 (unet-s); n_classes from classes */
+    int mlp_hidden, mlp_layers; /* mlp: 256 wide, 3 hidden layers (SiLU), time embedding 64 */
+    int mlp_temb;
+    elbo_process process;     /* VP log-linear (elbo_process_init) */
+    elbo_param_kind param;    /* eps */
+    elbo_loss_kind loss;      /* elbo */
+    int T;                    /* 0: continuous time; T > 0: T steps */
+    int classes;              /* 0: unconditional; K: labels 0..K-1 and a null label */
+    float p_uncond;           /* 0.1 */
+    int discrete;             /* 1: 8-bit data in [-1, 1] (recon over 256 bins); 0: continuous
+                               * data (Gaussian recon); images 1, points 0 */
+} elbo_diffusion_config;
+void elbo_diffusion_config_init(elbo_diffusion_config *cfg);
+
+/* Config JSON: {"c","h","w","net":"unet"|"mlp","channels":[..],"blocks","attn":[..],
+ * "dropout","temb","groups","hidden","layers","mlp_temb","schedule","log_snr_min",
+ * "log_snr_max","beta_min","beta_max","sigma_min","sigma_max","param","loss","T","classes",
+ * "p_uncond","discrete"}; each member optional. Errors name the field. */
+elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t seed,
+                                     elbo_model **out);
+/* The configuration of a diffusion model (NULL for another model). */
+const elbo_diffusion_config *elbo_diffusion_config_of(const elbo_model *m);
+
+/* The model as a denoiser for elbo_diffusion_sample: x0_hat = D(x_t, t, y), with labels
+ * y[0..B) (or NULL: the null label; NULL for an unconditional model) and, when
+ * guidance_scale != 0, classifier-free guidance eps_hat = (1 + s) eps(x_t, y) - s eps(x_t, null)
+ * (Ho & Salimans 2021). batch B fixes how the n values split into examples. */
+typedef struct {
+    elbo_model *model;
+    elbo_ctx *ctx;          /* reset at each call: hold nothing of it across calls */
+    int64_t batch;
+    const int32_t *labels;
+    double guidance_scale;
+} elbo_diffusion_denoiser_state;
+elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
+                                    const elbo_noise_level *lvl, float *x0_hat);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,515 @@
+/* The variational diffusion model (Kingma et al. 2021; Ho et al. 2020) behind the
+ * elbo_model interface: see include/elbo/diffusion_model.h. The pieces it joins live
+ * elsewhere: the process and the bound's terms in diffusion_process.c / diffusion_bound.c,
+ * the samplers in src/sample/, the UNet in unet.c; this file is the network, the loss on the
+ * tape and the bookkeeping. */
+#include "internal.h"
+
+#include "elbo/diffusion_model.h"
+#include "elbo/train.h"
+#include "io/json.h"
+#include "models/vae_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    elbo_model base;
+    elbo_diffusion_config cfg;
+    elbo_paramset *ps;
+    elbo_unet *unet;
+    elbo_nn_mlp mlp;             /* net mlp: [x, temb] -> x-shaped output */
+    elbo_nn_embedding label_emb; /* net mlp with classes */
+    int64_t D;
+} diffusion_model;
+
+void elbo_diffusion_config_init(elbo_diffusion_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->c = 1;
+    cfg->h = 28;
+    cfg->w = 28;
+    cfg->net = ELBO_DENOISER_UNET;
+    elbo_unet_params_init(&cfg->unet);
+    cfg->unet.attn[cfg->unet.n_levels - 1] = 2; /* attention in both paths, as DDPM */
+    cfg->mlp_hidden = 256;
+    cfg->mlp_layers = 3;
+    cfg->mlp_temb = 64;
+    elbo_process_init(&cfg->process);
+    cfg->param = ELBO_PARAM_EPS;
+    cfg->loss = ELBO_LOSS_ELBO;
+    cfg->T = 0;
+    cfg->classes = 0;
+    cfg->p_uncond = 0.1f;
+    cfg->discrete = 1;
+}
+
+/* The network sees t scaled to DDPM's step range, 1000 t, in its sinusoidal embedding. */
+#define TIME_SCALE 1000.0f
+
+/* pred (B, c, h, w) = net(x_t, t, y): labels NULL means the null label. */
+static elbo_tensor *net_forward(elbo_ctx *ctx, const diffusion_model *dm, elbo_tensor *x_t,
+                                const double *t, const int32_t *labels) {
+    const elbo_diffusion_config *c = &dm->cfg;
+    const int64_t B = x_t->shape[0];
+    float *tf = elbo_ctx_alloc(ctx, (size_t)B * sizeof *tf);
+    if (!tf) return NULL;
+    for (int64_t b = 0; b < B; b++) tf[b] = TIME_SCALE * (float)t[b];
+    if (c->net == ELBO_DENOISER_UNET)
+        return elbo_unet_forward_cond(ctx, dm->unet, x_t, tf, c->classes ? labels : NULL);
+    /* mlp: h = [x_t, emb(t) (+ label_emb(y))] */
+    elbo_tensor *emb = elbo_timestep_embedding(ctx, tf, B, c->mlp_temb);
+    if (c->classes) {
+        int32_t *y = elbo_ctx_alloc(ctx, (size_t)B * sizeof *y);
+        if (!y) return NULL;
+        for (int64_t b = 0; b < B; b++) y[b] = labels ? labels[b] : c->classes;
+        emb = elbo_add(ctx, emb, elbo_nn_embedding_forward(ctx, &dm->label_emb, y, B));
+    }
+    elbo_tensor *h = elbo_cat2(ctx, elbo_reshape2(ctx, x_t, B, dm->D), emb, 1);
+    elbo_tensor *out = elbo_nn_mlp_forward(ctx, &dm->mlp, h);
+    return out ? elbo_reshape4(ctx, out, B, c->c, c->h, c->w) : NULL;
+}
+
+/* eps_hat = a pred + k x_t for the parameterisation (x_t = alpha x + sigma eps):
+ *   eps: (1, 0); x0: (-alpha/sigma, 1/sigma); v: (alpha, sigma) / (alpha^2 + sigma^2);
+ *   score: (-sigma, 0). */
+static void eps_coefs(elbo_param_kind k, const elbo_noise_level *l, double *a, double *kx) {
+    double n = l->alpha * l->alpha + l->sigma * l->sigma;
+    switch (k) {
+    case ELBO_PARAM_X0: *a = -l->alpha / l->sigma, *kx = 1.0 / l->sigma; break;
+    case ELBO_PARAM_V: *a = l->alpha / n, *kx = l->sigma / n; break;
+    case ELBO_PARAM_SCORE: *a = -l->sigma, *kx = 0.0; break;
+    default: *a = 1.0, *kx = 0.0; break;
+    }
+}
+
+/* One batch of the bound's pieces, shared by loss and eval:
+ *   x (B, D) data, t[B] times (in (0, 1]), eps (B, D) noise, labels or NULL ->
+ *   sq (B): ||eps - eps_hat||^2 per example (on the tape when grad is on), and the levels. */
+static elbo_tensor *squared_error(elbo_ctx *ctx, const diffusion_model *dm, const float *x,
+                                  const double *t, const float *eps, const int32_t *labels,
+                                  int64_t B, elbo_noise_level *lv) {
+    const elbo_diffusion_config *c = &dm->cfg;
+    const int64_t D = dm->D;
+    elbo_tensor *x_t = elbo_tensor_new4(ctx, B, c->c, c->h, c->w);
+    elbo_tensor *a = elbo_tensor_new4(ctx, B, 1, 1, 1);
+    elbo_tensor *rest = elbo_tensor_new4(ctx, B, c->c, c->h, c->w); /* k x_t - eps */
+    if (!x_t || !a || !rest) return NULL;
+    for (int64_t b = 0; b < B; b++) {
+        if (elbo_process_at(&c->process, t[b], &lv[b]) != ELBO_OK) return NULL;
+        double ca, kx;
+        eps_coefs(c->param, &lv[b], &ca, &kx);
+        a->data[b] = (float)ca;
+        for (int64_t i = 0; i < D; i++) {
+            double xt = lv[b].alpha * x[b * D + i] + lv[b].sigma * eps[b * D + i];
+            x_t->data[b * D + i] = (float)xt;
+            rest->data[b * D + i] = (float)(kx * xt - eps[b * D + i]);
+        }
+    }
+    elbo_tensor *pred = net_forward(ctx, dm, x_t, t, labels);
+    elbo_tensor *r = elbo_add(ctx, elbo_mul(ctx, pred, a), rest); /* eps_hat - eps */
+    const int axes[3] = {1, 2, 3};
+    return elbo_sum_axes(ctx, elbo_square(ctx, r), 3, axes, 0);
+}
+
+/* Times, noise and (for training) dropped labels of one batch, from rng. */
+static elbo_status draw_batch(elbo_ctx *ctx, const diffusion_model *dm, int64_t B,
+                              const int32_t *labels, int drop, elbo_rng *rng, double **t,
+                              float **eps, int32_t **y) {
+    const elbo_diffusion_config *c = &dm->cfg;
+    *t = elbo_ctx_alloc(ctx, (size_t)B * sizeof **t);
+    *eps = elbo_ctx_alloc(ctx, (size_t)(B * dm->D) * sizeof **eps);
+    *y = NULL;
+    if (!*t || !*eps) return elbo_last_status();
+    elbo_diffusion_sample_times(rng, (int)B, 1, c->T, *t);
+    elbo_rng_normal(rng, *eps, (size_t)(B * dm->D), 0.0f, 1.0f);
+    if (c->classes && labels) {
+        *y = elbo_ctx_alloc(ctx, (size_t)B * sizeof **y);
+        float *u = elbo_ctx_alloc(ctx, (size_t)B * sizeof *u);
+        if (!*y || !u) return elbo_last_status();
+        elbo_rng_uniform(rng, u, (size_t)B, 0.0f, 1.0f);
+        for (int64_t b = 0; b < B; b++) {
+            if (labels[b] < 0 || labels[b] >= c->classes)
+                return elbo_error(ELBO_ERR_ARG, "diffusion: label %d not in [0, %d)", labels[b],
+                                  c->classes);
+            (*y)[b] = drop && u[b] < c->p_uncond ? c->classes : labels[b];
+        }
+    }
+    return ELBO_OK;
+}
+
+/* The ELBO weight of example b (continuous or T-step). */
+static double elbo_weight(const diffusion_model *dm, const elbo_noise_level *l) {
+    const int T = dm->cfg.T;
+    if (T <= 0) return elbo_diffusion_weight(ELBO_LOSS_ELBO, l, NULL, 0);
+    elbo_noise_level s;
+    if (elbo_process_at(&dm->cfg.process, l->t - 1.0 / T < 0 ? 0 : l->t - 1.0 / T, &s) != ELBO_OK)
+        return NAN;
+    return elbo_diffusion_weight(ELBO_LOSS_ELBO, l, &s, T);
+}
+
+/* The prior and reconstruction terms of example b (constants of a fixed schedule). */
+static void end_terms(const diffusion_model *dm, const float *x, const float *eps0, int64_t b,
+                      double *prior, double *recon) {
+    const elbo_diffusion_config *c = &dm->cfg;
+    elbo_noise_level zero, one;
+    elbo_process_at(&c->process, 0.0, &zero);
+    elbo_process_at(&c->process, 1.0, &one);
+    const float *xb = x + b * dm->D, *eb = eps0 + b * dm->D;
+    *prior = elbo_diffusion_prior_kl(&one, elbo_process_prior_std(&c->process), xb, dm->D);
+    *recon = c->discrete ? elbo_diffusion_recon_8bit(&zero, xb, eb, dm->D)
+                         : elbo_diffusion_recon_gauss(&zero, xb, eb, dm->D);
+}
+
+/* loss (see the header); extras: "diffusion" (the ELBO-weighted term, nats), "mse" (mean
+ * squared eps error per value). */
+static elbo_tensor *diffusion_loss(elbo_ctx *ctx, elbo_model *m, const float *x,
+                                   const int32_t *labels, int64_t B, elbo_rng *rng, double *extra) {
+    diffusion_model *dm = (diffusion_model *)m;
+    const elbo_diffusion_config *c = &dm->cfg;
+    double *t;
+    float *eps;
+    int32_t *y;
+    elbo_noise_level *lv = elbo_ctx_alloc(ctx, (size_t)B * sizeof *lv);
+    if (!lv || draw_batch(ctx, dm, B, labels, 1, rng, &t, &eps, &y) != ELBO_OK) return NULL;
+    elbo_tensor *sq = squared_error(ctx, dm, x, t, eps, y, B, lv);
+    elbo_tensor *w = elbo_tensor_new1(ctx, B);
+    if (!sq || !w) return NULL;
+    double diff = 0, mse = 0;
+    for (int64_t b = 0; b < B; b++) {
+        double we = elbo_weight(dm, &lv[b]);
+        diff += 0.5 * we * sq->data[b];
+        mse += sq->data[b];
+        double wl = c->loss == ELBO_LOSS_ELBO     ? we
+                    : c->loss == ELBO_LOSS_SIMPLE ? 2.0 / (double)dm->D
+                                                  : elbo_diffusion_weight(c->loss, &lv[b], NULL, 0);
+        w->data[b] = (float)(0.5 * wl / (double)B);
+    }
+    elbo_tensor *loss = elbo_sum(ctx, elbo_mul(ctx, sq, w));
+    if (loss && c->loss == ELBO_LOSS_ELBO) {
+        /* + the prior and reconstruction terms, constant in the weights: the whole bound */
+        double ends = 0, prior, recon;
+        for (int64_t b = 0; b < B; b++) {
+            end_terms(dm, x, eps, b, &prior, &recon);
+            ends += prior + recon;
+        }
+        loss = elbo_add_scalar(ctx, loss, (float)(ends / (double)B));
+    }
+    if (extra) {
+        extra[0] = diff / (double)B;
+        extra[1] = mse / (double)(B * dm->D);
+    }
+    return loss;
+}
+
+/* sums += (neg_elbo, prior, diffusion, recon) of the batch, in nats. The reconstruction
+ * term's x_0 noise is drawn apart from the diffusion term's. */
+static elbo_status diffusion_eval(elbo_ctx *ctx, elbo_model *m, const float *x,
+                                  const int32_t *labels, int64_t B, elbo_rng *rng, double *sums) {
+    diffusion_model *dm = (diffusion_model *)m;
+    int grad = elbo_ctx_set_grad(ctx, 0), training = elbo_ctx_set_training(ctx, 0);
+    double *t;
+    float *eps, *eps0 = elbo_ctx_alloc(ctx, (size_t)(B * dm->D) * sizeof *eps0);
+    int32_t *y;
+    elbo_noise_level *lv = elbo_ctx_alloc(ctx, (size_t)B * sizeof *lv);
+    elbo_status st = lv && eps0 ? draw_batch(ctx, dm, B, labels, 0, rng, &t, &eps, &y)
+                                : elbo_last_status();
+    elbo_tensor *sq = NULL;
+    if (st == ELBO_OK) {
+        elbo_rng_normal(rng, eps0, (size_t)(B * dm->D), 0.0f, 1.0f);
+        sq = squared_error(ctx, dm, x, t, eps, y, B, lv);
+        if (!sq) st = elbo_last_status();
+    }
+    elbo_ctx_set_grad(ctx, grad);
+    elbo_ctx_set_training(ctx, training);
+    if (st != ELBO_OK) return st;
+    for (int64_t b = 0; b < B; b++) {
+        double prior, recon, diff = 0.5 * elbo_weight(dm, &lv[b]) * sq->data[b];
+        end_terms(dm, x, eps0, b, &prior, &recon);
+        sums[0] += prior + diff + recon;
+        sums[1] += prior;
+        sums[2] += diff;
+        sums[3] += recon;
+    }
+    return ELBO_OK;
+}
+
+elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
+                                    const elbo_noise_level *lvl, float *x0_hat) {
+    elbo_diffusion_denoiser_state *s = state;
+    diffusion_model *dm = (diffusion_model *)s->model;
+    const elbo_diffusion_config *c = &dm->cfg;
+    const int64_t B = s->batch;
+    if (B < 1 || n != B * dm->D)
+        return elbo_error(ELBO_ERR_ARG, "diffusion denoiser: %lld values are not %lld examples of %lld",
+                          (long long)n, (long long)B, (long long)dm->D);
+    const int guided = s->guidance_scale != 0.0;
+    if (guided && !c->classes)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: guidance needs a class-conditional model");
+    elbo_ctx_reset(s->ctx);
+    int grad = elbo_ctx_set_grad(s->ctx, 0), training = elbo_ctx_set_training(s->ctx, 0);
+    /* guided: one pass over [x_t; x_t] with [y; null] */
+    const int64_t NB = guided ? 2 * B : B;
+    elbo_tensor *xt = elbo_tensor_new4(s->ctx, NB, c->c, c->h, c->w);
+    double *t = elbo_ctx_alloc(s->ctx, (size_t)NB * sizeof *t);
+    int32_t *y = guided ? elbo_ctx_alloc(s->ctx, (size_t)NB * sizeof *y) : NULL;
+    elbo_tensor *pred = NULL;
+    elbo_status st = ELBO_OK;
+    if (!xt || !t || (guided && !y)) st = elbo_last_status();
+    else {
+        for (int64_t k = 0; k < NB / B; k++) memcpy(xt->data + k * n, x_t, (size_t)n * sizeof(float));
+        for (int64_t b = 0; b < NB; b++) t[b] = lvl->t;
+        if (guided)
+            for (int64_t b = 0; b < B; b++) y[b] = s->labels ? s->labels[b] : c->classes, y[B + b] = c->classes;
+        pred = net_forward(s->ctx, dm, xt, t, guided ? y : s->labels);
+        if (!pred) st = elbo_last_status();
+    }
+    elbo_ctx_set_grad(s->ctx, grad);
+    elbo_ctx_set_training(s->ctx, training);
+    if (st != ELBO_OK) return st;
+    if (!guided) {
+        elbo_param_convert(c->param, ELBO_PARAM_X0, pred->data, x_t, lvl->alpha, lvl->sigma, x0_hat, n);
+        return ELBO_OK;
+    }
+    /* eps_hat = (1 + w) eps(x_t, y) - w eps(x_t, null), then x0_hat from it */
+    float *e = xt->data; /* reuse: eps of both halves */
+    elbo_param_convert(c->param, ELBO_PARAM_EPS, pred->data, x_t, lvl->alpha, lvl->sigma, e, n);
+    elbo_param_convert(c->param, ELBO_PARAM_EPS, pred->data + n, x_t, lvl->alpha, lvl->sigma, e + n, n);
+    const double w = s->guidance_scale;
+    for (int64_t i = 0; i < n; i++) e[i] = (float)((1.0 + w) * e[i] - w * e[n + i]);
+    elbo_param_convert(ELBO_PARAM_EPS, ELBO_PARAM_X0, e, x_t, lvl->alpha, lvl->sigma, x0_hat, n);
+    return ELBO_OK;
+}
+
+/* n samples by ancestral sampling on the model's grid (T, or 1000 steps), mapped from the
+ * data scale ([-1, 1] for 8-bit data) to [0, 1]. */
+static elbo_status diffusion_sample(elbo_ctx *ctx, elbo_model *m, int64_t n, elbo_rng *rng,
+                                    float *out) {
+    diffusion_model *dm = (diffusion_model *)m;
+    elbo_sampler_params sp;
+    elbo_sampler_params_init(&sp);
+    sp.steps = dm->cfg.T > 0 ? dm->cfg.T : 1000;
+    sp.seed = (uint64_t)elbo_rng_below(rng, 0xffffffffu) << 32 | elbo_rng_below(rng, 0xffffffffu);
+    elbo_diffusion_denoiser_state st = {m, ctx, n, NULL, 0.0};
+    elbo_status r = elbo_diffusion_sample(&dm->cfg.process, &sp, elbo_diffusion_denoiser, &st, out,
+                                          n * dm->D, NULL);
+    if (r == ELBO_OK && dm->cfg.discrete)
+        for (int64_t i = 0; i < n * dm->D; i++) {
+            float v = 0.5f * (out[i] + 1.0f);
+            out[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+        }
+    return r;
+}
+
+static void diffusion_free(elbo_model *m) {
+    if (!m) return;
+    diffusion_model *dm = (diffusion_model *)m;
+    elbo_unet_free(dm->unet);
+    elbo_paramset_free(dm->ps);
+    free(m->config);
+    free(dm);
+}
+
+const elbo_diffusion_config *elbo_diffusion_config_of(const elbo_model *m) {
+    return m && m->free == diffusion_free ? &((const diffusion_model *)m)->cfg : NULL;
+}
+
+/* The configuration as JSON (the checkpoint's "config"); every member, so a load rebuilds
+ * the same model. */
+static char *config_json(const elbo_diffusion_config *c) {
+    char ch[128] = "", at[128] = "";
+    size_t k = 0, q = 0;
+    for (int l = 0; l < c->unet.n_levels; l++) {
+        k += (size_t)snprintf(ch + k, sizeof ch - k, "%s%d", l ? "," : "", c->unet.channels[l]);
+        if (c->unet.attn[l])
+            q += (size_t)snprintf(at + q, sizeof at - q, "%s%lld", q ? "," : "",
+                                  (long long)(c->h >> l));
+    }
+    const elbo_process *p = &c->process;
+    char *s = malloc(1024);
+    if (!s) return NULL;
+    snprintf(s, 1024,
+             "{\"c\":%lld,\"h\":%lld,\"w\":%lld,\"net\":\"%s\",\"channels\":[%s],\"blocks\":%d,"
+             "\"attn\":[%s],\"dropout\":%.9g,\"temb\":%d,\"groups\":%d,\"hidden\":%d,\"layers\":%d,"
+             "\"mlp_temb\":%d,\"schedule\":\"%s\",\"log_snr_min\":%.17g,\"log_snr_max\":%.17g,"
+             "\"beta_min\":%.17g,\"beta_max\":%.17g,\"sigma_min\":%.17g,\"sigma_max\":%.17g,"
+             "\"param\":\"%s\",\"loss\":\"%s\",\"T\":%d,\"classes\":%d,\"p_uncond\":%.9g,"
+             "\"discrete\":%d}",
+             (long long)c->c, (long long)c->h, (long long)c->w,
+             c->net == ELBO_DENOISER_MLP ? "mlp" : "unet", ch, c->unet.blocks_per_level, at,
+             (double)c->unet.dropout, c->unet.temb_dim, c->unet.groups, c->mlp_hidden,
+             c->mlp_layers, c->mlp_temb, elbo_process_schedule_name(p), p->log_snr_min,
+             p->log_snr_max, p->beta_min, p->beta_max, p->sigma_min, p->sigma_max,
+             elbo_param_name(c->param), elbo_loss_kind_name(c->loss), c->T, c->classes,
+             (double)c->p_uncond, c->discrete);
+    return s;
+}
+
+static elbo_status check_config(const elbo_diffusion_config *c) {
+    if (c->c < 1 || c->h < 1 || c->w < 1 || c->c * c->h * c->w > (1 << 24))
+        return elbo_error(ELBO_ERR_ARG, "diffusion: bad data shape (%lld, %lld, %lld)",
+                          (long long)c->c, (long long)c->h, (long long)c->w);
+    if (c->process.schedule == ELBO_SCHEDULE_LEARNED)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: --schedule learned is not trainable yet "
+                                        "(use linear, cosine, loglinear, subvp or ve)");
+    elbo_status st = elbo_process_check(&c->process);
+    if (st) return elbo_error(st, "diffusion: %s", elbo_last_error());
+    if ((unsigned)c->param > ELBO_PARAM_SCORE || (unsigned)c->loss > ELBO_LOSS_SNR_TRUNC)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: bad param or loss");
+    if (c->T < 0 || c->T > 1000000)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: --time discrete:T needs T in 1..1000000, got %d", c->T);
+    if (c->classes < 0 || c->classes > 100000)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: classes %d not in [0, 100000]", c->classes);
+    if (!(c->p_uncond >= 0 && c->p_uncond < 1))
+        return elbo_error(ELBO_ERR_ARG, "diffusion: p_uncond %g not in [0, 1)", (double)c->p_uncond);
+    if (c->net == ELBO_DENOISER_MLP &&
+        (c->mlp_hidden < 1 || c->mlp_hidden > 65536 || c->mlp_layers < 1 ||
+         c->mlp_layers > ELBO_MLP_MAX_LAYERS - 1 || c->mlp_temb < 2 || c->mlp_temb % 2))
+        return elbo_error(ELBO_ERR_ARG, "diffusion mlp: hidden %d, layers %d (1..%d), temb %d (even)",
+                          c->mlp_hidden, c->mlp_layers, ELBO_MLP_MAX_LAYERS - 1, c->mlp_temb);
+    return ELBO_OK;
+}
+
+elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t seed,
+                                     elbo_model **out) {
+    *out = NULL;
+    elbo_status st = check_config(cfg);
+    if (st) return st;
+    diffusion_model *dm = calloc(1, sizeof *dm);
+    if (!dm) return elbo_error(ELBO_ERR_NOMEM, "diffusion: out of memory");
+    dm->cfg = *cfg;
+    elbo_diffusion_config *c = &dm->cfg;
+    c->process.learned = NULL;
+    dm->D = c->c * c->h * c->w;
+    dm->ps = elbo_paramset_new();
+    if (!dm->ps) st = elbo_last_status();
+    if (st == ELBO_OK && c->net == ELBO_DENOISER_UNET) {
+        c->unet.in_channels = (int)c->c;
+        c->unet.out_channels = (int)c->c;
+        c->unet.n_classes = c->classes;
+        dm->unet = elbo_unet_new(dm->ps, "", &c->unet);
+        if (!dm->unet) st = elbo_last_status();
+    } else if (st == ELBO_OK) {
+        int sizes[ELBO_MLP_MAX_LAYERS + 1];
+        sizes[0] = (int)dm->D + c->mlp_temb;
+        for (int l = 1; l <= c->mlp_layers; l++) sizes[l] = c->mlp_hidden;
+        sizes[c->mlp_layers + 1] = (int)dm->D;
+        st = elbo_nn_mlp_init(&dm->mlp, dm->ps, "mlp", c->mlp_layers + 1, sizes, ELBO_ACT_SILU);
+        if (st == ELBO_OK && c->classes)
+            st = elbo_nn_embedding_init(&dm->label_emb, dm->ps, "label_emb", c->classes + 1, c->mlp_temb);
+    }
+    if (st == ELBO_OK) st = elbo_paramset_finalize(dm->ps, seed);
+    char *config = st == ELBO_OK ? config_json(c) : NULL;
+    if (st == ELBO_OK && !config) st = elbo_error(ELBO_ERR_NOMEM, "diffusion: out of memory");
+    if (st != ELBO_OK) {
+        elbo_unet_free(dm->unet);
+        elbo_paramset_free(dm->ps);
+        free(dm);
+        return st;
+    }
+    elbo_model *m = &dm->base;
+    m->name = "diffusion";
+    m->config = config;
+    m->ps = dm->ps;
+    m->c = c->c;
+    m->h = c->h;
+    m->w = c->w;
+    m->transform = c->discrete ? ELBO_PIXELS_SCALE11 : ELBO_PIXELS_SCALE01;
+    m->n_extra = 2;
+    m->extra_names[0] = "diffusion";
+    m->extra_names[1] = "mse";
+    m->n_eval = 4;
+    m->eval_names[0] = "neg_elbo";
+    m->eval_names[1] = "prior";
+    m->eval_names[2] = "diffusion";
+    m->eval_names[3] = "recon";
+    m->loss = diffusion_loss;
+    m->eval = diffusion_eval;
+    m->sample = diffusion_sample;
+    m->free = diffusion_free;
+    m->impl = dm;
+    *out = m;
+    return ELBO_OK;
+}
+
+/* ---- from a checkpoint's configuration ------------------------------------------------ */
+elbo_status elbo__diffusion_from_json(const elbo__json *o, uint64_t seed, elbo_model **out) {
+    elbo_diffusion_config c;
+    elbo_diffusion_config_init(&c);
+    int64_t v;
+    elbo_status st = ELBO_OK;
+#define INT_FIELD(key, lo, hi, dst)                                                                \
+    do {                                                                                           \
+        v = (dst);                                                                                 \
+        if (st == ELBO_OK && (st = elbo__cfg_int(o, key, lo, hi, &v)) == ELBO_OK) (dst) = (int)v;  \
+    } while (0)
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "c", 1, 4096, &c.c);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "h", 1, 4096, &c.h);
+    if (st == ELBO_OK) st = elbo__cfg_int(o, "w", 1, 4096, &c.w);
+    INT_FIELD("blocks", 1, ELBO_UNET_MAX_BLOCKS, c.unet.blocks_per_level);
+    INT_FIELD("temb", 2, 65536, c.unet.temb_dim);
+    INT_FIELD("groups", 1, 65536, c.unet.groups);
+    INT_FIELD("hidden", 1, 65536, c.mlp_hidden);
+    INT_FIELD("layers", 1, ELBO_MLP_MAX_LAYERS - 1, c.mlp_layers);
+    INT_FIELD("mlp_temb", 2, 65536, c.mlp_temb);
+    INT_FIELD("T", 0, 1000000, c.T);
+    INT_FIELD("classes", 0, 100000, c.classes);
+    INT_FIELD("discrete", 0, 1, c.discrete);
+#undef INT_FIELD
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "dropout", &c.unet.dropout);
+    if (st == ELBO_OK) st = elbo__cfg_float(o, "p_uncond", &c.p_uncond);
+    int n_ch = c.unet.n_levels, attn_res[ELBO_UNET_MAX_LEVELS], n_attn = -1;
+    if (st == ELBO_OK) st = elbo__cfg_int_list(o, "channels", ELBO_UNET_MAX_LEVELS, c.unet.channels, &n_ch);
+    if (st == ELBO_OK) {
+        const elbo__json *a = elbo__json_get(o, "attn");
+        if (a) {
+            n_attn = 0;
+            if (a->type == ELBO__JSON_ARRAY && a->n == 0) n_attn = 0;
+            else st = elbo__cfg_int_list(o, "attn", ELBO_UNET_MAX_LEVELS, attn_res, &n_attn);
+        }
+    }
+    if (st != ELBO_OK) return st;
+    c.unet.n_levels = n_ch;
+    if (n_attn >= 0) {
+        memset(c.unet.attn, 0, sizeof c.unet.attn);
+        for (int i = 0; i < n_attn; i++) {
+            int found = 0;
+            for (int l = 0; l < n_ch; l++)
+                if ((c.h >> l) == attn_res[i]) c.unet.attn[l] = 2, found = 1;
+            if (!found)
+                return elbo_error(ELBO_ERR_ARG,
+                                  "config: \"attn\": no level of the UNet has resolution %d "
+                                  "(levels: %lld, halving)", attn_res[i], (long long)c.h);
+        }
+    } else {
+        memset(c.unet.attn, 0, sizeof c.unet.attn);
+        c.unet.attn[n_ch - 1] = 2;
+    }
+    const char *s;
+    if ((s = elbo__cfg_str(o, "net"))) {
+        if (!strcmp(s, "unet")) c.net = ELBO_DENOISER_UNET;
+        else if (!strcmp(s, "mlp")) c.net = ELBO_DENOISER_MLP;
+        else return elbo_error(ELBO_ERR_ARG, "config: \"net\" must be unet or mlp, got \"%s\"", s);
+    }
+    if ((s = elbo__cfg_str(o, "schedule")) && elbo_process_set_schedule(&c.process, s) != ELBO_OK)
+        return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
+    if ((s = elbo__cfg_str(o, "param")) && elbo_param_parse(s, &c.param) != ELBO_OK)
+        return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
+    if ((s = elbo__cfg_str(o, "loss")) && elbo_loss_kind_parse(s, &c.loss) != ELBO_OK)
+        return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
+    const struct {
+        const char *key;
+        double *dst;
+    } dbl[] = {{"log_snr_min", &c.process.log_snr_min}, {"log_snr_max", &c.process.log_snr_max},
+               {"beta_min", &c.process.beta_min},       {"beta_max", &c.process.beta_max},
+               {"sigma_min", &c.process.sigma_min},     {"sigma_max", &c.process.sigma_max}};
+    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++) {
+        const elbo__json *j = elbo__json_get(o, dbl[i].key);
+        if (!j) continue;
+        if (j->type != ELBO__JSON_NUMBER)
+            return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be a number", dbl[i].key);
+        *dbl[i].dst = j->num;
+    }
+    return elbo_diffusion_model_new(&c, seed, out);
+}

@@ -1,0 +1,279 @@
+/* The diffusion model (include/elbo/diffusion_model.h): its eval bound recomputed through the
+ * public pieces (denoiser -> elbo_param_convert -> weights -> prior and reconstruction) for
+ * each parameterisation; classifier-free guidance against its formula; the configuration
+ * round-trip; errors; a short training run that lowers the bound; and the 8-gaussians toy,
+ * whose samples must fall on the modes in the right shares. */
+#include "test.h"
+
+#include "elbo/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A small image config: (1, 8, 8), UNet 8-16 channels, groups 4, temb 16. */
+static void tiny_image_config(elbo_diffusion_config *c) {
+    elbo_diffusion_config_init(c);
+    c->c = 1, c->h = 8, c->w = 8;
+    c->unet.n_levels = 2;
+    c->unet.channels[0] = 8, c->unet.channels[1] = 16;
+    memset(c->unet.attn, 0, sizeof c->unet.attn);
+    c->unet.attn[1] = 2;
+    c->unet.groups = 4;
+    c->unet.temb_dim = 16;
+}
+
+/* 8-bit pixels of n images (1, 8, 8) in [-1, 1]: a bright square at a random place. */
+static void square_images(float *x, int n, uint64_t seed) {
+    elbo_rng rng;
+    elbo_rng_init(&rng, seed);
+    for (int i = 0; i < n; i++) {
+        int r = (int)elbo_rng_below(&rng, 5), c = (int)elbo_rng_below(&rng, 5);
+        for (int p = 0; p < 64; p++) {
+            int pr = p / 8, pc = p % 8, in = pr >= r && pr < r + 3 && pc >= c && pc < c + 3;
+            x[i * 64 + p] = in ? 1.0f : (float)(2.0 * 30 / 255 - 1);
+        }
+    }
+}
+
+/* eval through the model == the same bound assembled from the denoiser's x0_hat. */
+TEST(diffusion_model_eval_matches_pieces) {
+    enum { B = 4, D = 64 };
+    float x[B * D];
+    square_images(x, B, 1);
+    const elbo_param_kind kinds[] = {ELBO_PARAM_EPS, ELBO_PARAM_X0, ELBO_PARAM_V, ELBO_PARAM_SCORE};
+    for (int k = 0; k < 4; k++)
+        for (int T = 0; T <= 10; T += 10) {
+            elbo_diffusion_config c;
+            tiny_image_config(&c);
+            c.param = kinds[k];
+            c.T = T;
+            elbo_model *m;
+            CHECK(elbo_diffusion_model_new(&c, 3, &m) == ELBO_OK);
+            elbo_ctx *ctx = elbo_ctx_new(0), *ctx2 = elbo_ctx_new(0);
+            CHECK(ctx && ctx2);
+            double sums[4] = {0};
+            elbo_rng rng;
+            elbo_rng_init(&rng, 9);
+            CHECK(m->eval(ctx, m, x, NULL, B, &rng, sums) == ELBO_OK);
+            /* the same draws, in the model's order: times, eps, then the recon noise */
+            elbo_rng_init(&rng, 9);
+            double t[B];
+            float eps[B * D], eps0[B * D], xt[D], x0_hat[D], eps_hat[D];
+            elbo_diffusion_sample_times(&rng, B, 1, T, t);
+            elbo_rng_normal(&rng, eps, B * D, 0, 1);
+            elbo_rng_normal(&rng, eps0, B * D, 0, 1);
+            double want[4] = {0};
+            elbo_noise_level zero, one;
+            CHECK(elbo_process_at(&c.process, 0, &zero) == ELBO_OK);
+            CHECK(elbo_process_at(&c.process, 1, &one) == ELBO_OK);
+            for (int b = 0; b < B; b++) {
+                elbo_noise_level l, s;
+                CHECK(elbo_process_at(&c.process, t[b], &l) == ELBO_OK);
+                for (int i = 0; i < D; i++) xt[i] = (float)(l.alpha * x[b * D + i] + l.sigma * eps[b * D + i]);
+                elbo_diffusion_denoiser_state ds = {m, ctx2, 1, NULL, 0.0};
+                CHECK(elbo_diffusion_denoiser(&ds, xt, D, &l, x0_hat) == ELBO_OK);
+                elbo_param_convert(ELBO_PARAM_X0, ELBO_PARAM_EPS, x0_hat, xt, l.alpha, l.sigma, eps_hat, D);
+                double sq = 0;
+                for (int i = 0; i < D; i++) sq += (eps_hat[i] - eps[b * D + i]) * (double)(eps_hat[i] - eps[b * D + i]);
+                if (T) CHECK(elbo_process_at(&c.process, t[b] - 1.0 / T, &s) == ELBO_OK);
+                double diff = 0.5 * elbo_diffusion_weight(ELBO_LOSS_ELBO, &l, &s, T) * sq;
+                double prior = elbo_diffusion_prior_kl(&one, 1.0, x + b * D, D);
+                double recon = elbo_diffusion_recon_8bit(&zero, x + b * D, eps0 + b * D, D);
+                want[0] += prior + diff + recon, want[1] += prior, want[2] += diff, want[3] += recon;
+            }
+            for (int j = 0; j < 4; j++)
+                CHECK_MSG(fabs(sums[j] - want[j]) <= 2e-4 * (1 + fabs(want[j])),
+                          "param %s T %d: %s %.9g vs pieces %.9g", elbo_param_name(kinds[k]), T,
+                          m->eval_names[j], sums[j], want[j]);
+            elbo_ctx_free(ctx);
+            elbo_ctx_free(ctx2);
+            elbo_model_free(m);
+        }
+}
+
+/* Guided x0_hat == the x0_hat of (1 + w) eps(x_t, y) - w eps(x_t, null). */
+TEST(diffusion_model_guidance_formula) {
+    enum { B = 3, D = 64 };
+    elbo_diffusion_config c;
+    tiny_image_config(&c);
+    c.classes = 4;
+    elbo_model *m;
+    CHECK(elbo_diffusion_model_new(&c, 5, &m) == ELBO_OK);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    float xt[B * D], g[B * D], yc[B * D], yu[B * D], ec[B * D], eu[B * D];
+    elbo_rng rng;
+    elbo_rng_init(&rng, 2);
+    elbo_rng_normal(&rng, xt, B * D, 0, 1);
+    elbo_noise_level l;
+    CHECK(elbo_process_at(&c.process, 0.6, &l) == ELBO_OK);
+    const int32_t labels[B] = {0, 3, 1};
+    elbo_diffusion_denoiser_state s = {m, ctx, B, labels, 2.5};
+    CHECK(elbo_diffusion_denoiser(&s, xt, B * D, &l, g) == ELBO_OK);
+    s.guidance_scale = 0;
+    CHECK(elbo_diffusion_denoiser(&s, xt, B * D, &l, yc) == ELBO_OK);
+    s.labels = NULL;
+    CHECK(elbo_diffusion_denoiser(&s, xt, B * D, &l, yu) == ELBO_OK);
+    elbo_param_convert(ELBO_PARAM_X0, ELBO_PARAM_EPS, yc, xt, l.alpha, l.sigma, ec, B * D);
+    elbo_param_convert(ELBO_PARAM_X0, ELBO_PARAM_EPS, yu, xt, l.alpha, l.sigma, eu, B * D);
+    double max_d = 0, max_cu = 0;
+    for (int i = 0; i < B * D; i++) {
+        double e = 3.5 * ec[i] - 2.5 * eu[i];
+        double want = (xt[i] - l.sigma * e) / l.alpha;
+        max_d = fmax(max_d, fabs(g[i] - want));
+        max_cu = fmax(max_cu, fabs(yc[i] - yu[i]));
+    }
+    CHECK_MSG(max_d < 1e-4, "guided x0_hat off by %.3g", max_d);
+    CHECK(max_cu > 1e-3); /* the label does change the prediction */
+    /* guidance needs labels in the model */
+    elbo_model *u;
+    tiny_image_config(&c);
+    CHECK(elbo_diffusion_model_new(&c, 5, &u) == ELBO_OK);
+    elbo_diffusion_denoiser_state su = {u, ctx, B, NULL, 1.0};
+    CHECK(elbo_diffusion_denoiser(&su, xt, B * D, &l, g) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "class-conditional"));
+    elbo_model_free(u);
+    elbo_ctx_free(ctx);
+    elbo_model_free(m);
+}
+
+TEST(diffusion_model_config_roundtrip_and_errors) {
+    elbo_diffusion_config c;
+    tiny_image_config(&c);
+    c.param = ELBO_PARAM_V;
+    c.loss = ELBO_LOSS_SNR_TRUNC;
+    c.T = 250;
+    c.classes = 10;
+    elbo_process_set_schedule(&c.process, "cosine");
+    elbo_model *m, *m2;
+    CHECK(elbo_diffusion_model_new(&c, 1, &m) == ELBO_OK);
+    CHECK(elbo_model_new("diffusion", m->config, 1, &m2) == ELBO_OK);
+    CHECK_MSG(strcmp(m->config, m2->config) == 0, "%s\nvs\n%s", m->config, m2->config);
+    CHECK(elbo_paramset_numel(m->ps) == elbo_paramset_numel(m2->ps));
+    CHECK(elbo_paramset_find(m->ps, "label_emb.weight") != NULL);
+    elbo_model_free(m2);
+    elbo_model_free(m);
+    CHECK(elbo_model_new("diffusion", "{\"schedule\":\"learned\"}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "learned"));
+    CHECK(elbo_model_new("diffusion", "{\"attn\":[5]}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "resolution 5"));
+    CHECK(elbo_model_new("diffusion", "{\"param\":\"noise\"}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(elbo_model_new("diffusion", "{\"T\":-1}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(elbo_model_new("diffusion", "{\"net\":\"cnn\"}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "net"));
+}
+
+/* Adam on the whole bound (loss elbo, MLP denoiser) over 64 square images: the mean bound
+ * on them must fall by at least 20% in 400 steps (measured: 560 -> 385 nats per image). */
+TEST(diffusion_model_training_lowers_bound) {
+    enum { N = 64, D = 64, B = 16 };
+    float *x = malloc(N * D * sizeof *x);
+    CHECK(x);
+    square_images(x, N, 7);
+    elbo_diffusion_config c;
+    tiny_image_config(&c);
+    c.net = ELBO_DENOISER_MLP;
+    c.mlp_hidden = 128;
+    c.mlp_layers = 2;
+    elbo_model *m;
+    CHECK(elbo_diffusion_model_new(&c, 2, &m) == ELBO_OK);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_optim_params op;
+    elbo_optim_params_init(&op, ELBO_OPT_ADAM);
+    elbo_optim *opt = elbo_optim_new(m->ps, &op);
+    CHECK(ctx && opt);
+    double before[4] = {0}, after[4] = {0};
+    elbo_rng rng;
+    for (int i = 0; i < N; i += B) {
+        elbo_rng_init(&rng, 100 + i);
+        CHECK(m->eval(ctx, m, x + i * D, NULL, B, &rng, before) == ELBO_OK);
+        elbo_ctx_reset(ctx);
+    }
+    elbo_rng_init(&rng, 1);
+    for (int s = 0; s < 400; s++) {
+        elbo_ctx_reset(ctx);
+        elbo_paramset_zero_grad(m->ps);
+        elbo_tensor *loss = m->loss(ctx, m, x + (s % (N / B)) * B * D, NULL, B, &rng, NULL);
+        CHECK(loss && elbo_backward(ctx, loss) == ELBO_OK);
+        CHECK(elbo_optim_step(opt, 2e-3f) == ELBO_OK);
+    }
+    for (int i = 0; i < N; i += B) {
+        elbo_ctx_reset(ctx);
+        elbo_rng_init(&rng, 100 + i);
+        CHECK(m->eval(ctx, m, x + i * D, NULL, B, &rng, after) == ELBO_OK);
+    }
+    CHECK_MSG(after[0] < 0.8 * before[0], "bound %.4g -> %.4g nats per image", before[0] / N, after[0] / N);
+    elbo_optim_free(opt);
+    elbo_ctx_free(ctx);
+    elbo_model_free(m);
+    free(x);
+}
+
+/* 8 gaussians (centres 2.83 (cos k pi/4, sin k pi/4), sd 0.354): an MLP denoiser trained
+ * with DDPM's simple loss on fresh points each step (3000 steps of 256, learning rate
+ * decaying linearly from 2e-3), then 1000 ancestral samples in 100 steps, each assigned to
+ * its nearest centre. The data put 98.9% within 3 sd of a centre and 12.5% on each mode
+ * (+- 1.05% at 1000 samples); measured here 92.8% and 10.4% - 14.6%, so the test asks for
+ * at least 90% and every mode within 7% - 18% (no mode dropped, none doubled). */
+TEST(diffusion_model_8gaussians) {
+    enum { B = 256, NS = 1000 };
+    elbo_diffusion_config c;
+    elbo_diffusion_config_init(&c);
+    c.c = 2, c.h = 1, c.w = 1;
+    c.net = ELBO_DENOISER_MLP;
+    c.mlp_hidden = 128;
+    c.mlp_layers = 3;
+    c.discrete = 0;
+    c.loss = ELBO_LOSS_SIMPLE;
+    c.process.log_snr_min = -10;
+    c.process.log_snr_max = 10;
+    elbo_model *m;
+    CHECK(elbo_diffusion_model_new(&c, 4, &m) == ELBO_OK);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_optim_params op;
+    elbo_optim_params_init(&op, ELBO_OPT_ADAM);
+    elbo_optim *opt = elbo_optim_new(m->ps, &op);
+    float *x = malloc(NS * 2 * sizeof *x);
+    CHECK(ctx && opt && x);
+    elbo_rng rng, data;
+    elbo_rng_init(&rng, 1);
+    elbo_rng_init(&data, 2);
+    /* as the trainer does: subnormals (the decaying learning rate makes them) flushed */
+    int ftz = elbo_get_flush_denormals();
+    elbo_set_flush_denormals(1);
+    for (int s = 0; s < 3000; s++) {
+        elbo_ctx_reset(ctx);
+        elbo_paramset_zero_grad(m->ps);
+        CHECK(elbo_toy_sample(ELBO_TOY_8GAUSSIANS, &data, x, B) == ELBO_OK);
+        elbo_tensor *loss = m->loss(ctx, m, x, NULL, B, &rng, NULL);
+        CHECK(loss && elbo_backward(ctx, loss) == ELBO_OK);
+        CHECK(elbo_optim_step(opt, (float)(2e-3 * (1 - s / 3000.0))) == ELBO_OK);
+    }
+    elbo_set_flush_denormals(ftz);
+    elbo_sampler_params sp;
+    elbo_sampler_params_init(&sp);
+    sp.steps = 100;
+    sp.seed = 3;
+    elbo_diffusion_denoiser_state ds = {m, ctx, NS, NULL, 0.0};
+    CHECK(elbo_diffusion_sample(&c.process, &sp, elbo_diffusion_denoiser, &ds, x, NS * 2, NULL) == ELBO_OK);
+    int count[8] = {0}, near = 0;
+    const double r = 4 / 1.414, sd = 0.5 / 1.414;
+    for (int i = 0; i < NS; i++) {
+        int best = 0;
+        double bd = INFINITY;
+        for (int k = 0; k < 8; k++) {
+            double dx = x[2 * i] - r * cos(k * M_PI / 4), dy = x[2 * i + 1] - r * sin(k * M_PI / 4);
+            double d = sqrt(dx * dx + dy * dy);
+            if (d < bd) bd = d, best = k;
+        }
+        count[best]++;
+        near += bd < 3 * sd;
+    }
+    CHECK_MSG(near >= 0.9 * NS, "%d of %d samples within 3 sd of a centre", near, NS);
+    for (int k = 0; k < 8; k++)
+        CHECK_MSG(count[k] > 0.07 * NS && count[k] < 0.18 * NS, "mode %d has %d of %d samples", k,
+                  count[k], NS);
+    free(x);
+    elbo_optim_free(opt);
+    elbo_ctx_free(ctx);
+    elbo_model_free(m);
+}
