@@ -285,6 +285,61 @@ PY
     expect_fail "train vae --sigma with bernoulli" 2 --sigma train vae --data "npy:$T/tiny28.npy" --sigma 0.1 --out "$W/r3"
     expect_fail "train vae-mlp with a vae flag" 2 --beta train vae-mlp --data "npy:$T/tiny28.npy" --beta 2 --out "$W/r3"
     expect_fail "eval vae-mlp --iwae" 2 --iwae eval "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --iwae 10
+    # ---- the diffusion model: train, eval, the three samplers, guidance, denoise -----------
+    python3 - "$T" <<'PY'
+import struct, sys, random
+random.seed(4)
+n = 300
+h = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d,), }" % n
+h = h + " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
+open(sys.argv[1] + "/tiny28_labels.npy", "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + bytes(random.randrange(3) for _ in range(n)))
+PY
+    D=$T/dif
+    DIF_NET="--channels 8,16 --groups 4 --temb 16"
+    if expect_ok "train diffusion 10 steps" train diffusion --data "npy:$T/tiny28.npy" --steps 10 --batch 16 $DIF_NET --out "$D" --log-every 5; then
+        [ "$(head -n 1 "$D/loss.csv")" = "step,loss,diffusion,mse" ] && ok "train diffusion loss.csv header" || bad "train diffusion loss.csv header" "$(head -n 1 "$D/loss.csv")"
+        if expect_ok "eval diffusion" eval "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy"; then
+            [[ $OUT == *'"prior_nats":'* && $OUT == *'"diffusion_nats":'* && $OUT == *'"recon_nats":'* && $OUT == *'"bits_per_dim":'* ]] &&
+                ok "eval diffusion shows the three terms" || bad "eval diffusion shows the three terms" "$OUT"
+        fi
+        for smp in ancestral ddim heun; do
+            if expect_ok "sample diffusion $smp" sample "$D/ckpt.safetensors" --sampler $smp --steps 4 --n 3 --out "$W/d_$smp.npy" --trajectory "$W/d_$smp.png"; then
+                [ "$(stat -c %s "$W/d_$smp.npy")" -eq $((128 + 3 * 784)) ] && [ -s "$W/d_$smp.png" ] &&
+                    ok "sample diffusion $smp writes samples and trajectory" || bad "sample diffusion $smp writes samples and trajectory" "$(ls -l "$W")"
+            fi
+        done
+        run sample "$D/ckpt.safetensors" --sampler heun --steps 4 --n 2 --out "$W/d1.npy" --seed 5
+        run sample "$D/ckpt.safetensors" --sampler heun --steps 4 --n 2 --out "$W/d2.npy" --seed 5
+        cmp -s "$W/d1.npy" "$W/d2.npy" && ok "sample diffusion is reproducible from its seed" || bad "sample diffusion is reproducible from its seed" "differ"
+        if expect_ok "denoise" denoise "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --sigma 0.2 --n 4 --out "$W/den.png"; then
+            [[ $OUT == *'"psnr_noisy_db":'* && $OUT == *'"psnr_denoised_db":'* && $OUT == *'"t":'* ]] && ok "denoise JSON" || bad "denoise JSON" "$OUT"
+        fi
+        expect_fail "sample diffusion bad --sampler" 2 --sampler sample "$D/ckpt.safetensors" --sampler euler --out "$W/s.png"
+        expect_fail "sample diffusion --eta above 1" 2 eta sample "$D/ckpt.safetensors" --sampler ddim --eta 1.5 --steps 2 --out "$W/s.png"
+        expect_fail "sample guidance without classes" 2 --guidance sample "$D/ckpt.safetensors" --guidance 2 --out "$W/s.png"
+        expect_fail "denoise sigma out of range" 2 --sigma denoise "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --sigma 1000 --out "$W/den.png"
+        expect_fail "denoise a vae checkpoint" 2 "not a diffusion model" denoise "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --sigma 0.1 --out "$W/den.png"
+        expect_fail "sample vae-mlp with --sampler" 2 --sampler sample "$R/ckpt.safetensors" --sampler ddim --out "$W/s.png"
+    fi
+    C=$T/difc
+    if expect_ok "train diffusion --cond, v, discrete:20, cosine" train diffusion --data "npy:$T/tiny28.npy,$T/tiny28_labels.npy" --cond --param v --time discrete:20 --schedule cosine --loss snr-trunc --steps 4 --batch 16 $DIF_NET --out "$C"; then
+        expect_ok "sample guided" sample "$C/ckpt.safetensors" --guidance 3 --label 2 --steps 5 --n 2 --out "$W/g.png"
+        expect_fail "sample --steps not dividing T" 2 --steps sample "$C/ckpt.safetensors" --steps 3 --out "$W/g.png"
+        expect_fail "sample --label past the classes" 2 --label sample "$C/ckpt.safetensors" --label 3 --steps 5 --out "$W/g.png"
+    fi
+    expect_fail "train diffusion --cond without labels" 2 --cond train diffusion --data "npy:$T/tiny28.npy" --cond $DIF_NET --out "$W/r3"
+    expect_fail "train diffusion bad --time" 2 --time train diffusion --data "npy:$T/tiny28.npy" --time discrete:0 --out "$W/r3"
+    expect_fail "train diffusion bad --schedule" 2 --schedule train diffusion --data "npy:$T/tiny28.npy" --schedule quadratic --out "$W/r3"
+    expect_fail "train diffusion learned schedule" 2 learned train diffusion --data "npy:$T/tiny28.npy" --schedule learned --out "$W/r3"
+    expect_fail "train diffusion bad --attn" 2 --attn train diffusion --data "npy:$T/tiny28.npy" --attn 5 --out "$W/r3"
+    expect_fail "train diffusion bad --param" 2 --param train diffusion --data "npy:$T/tiny28.npy" --param noise --out "$W/r3"
+    run train diffusion --help
+    missing=
+    for f in --data --steps --ema --schedule --param --loss --time --net --channels --blocks --attn --dropout --temb --groups --cond --p-uncond --log-snr-min --log-snr-max --sigma-min --sigma-max; do
+        printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
+    done
+    [ $RC -eq 0 ] && [ -z "$missing" ] && ok "train diffusion --help lists every flag with its default" ||
+        bad "train diffusion --help lists every flag with its default" "exit $RC, missing:$missing"
     run train --help
     missing=
     for f in --data --steps --batch --lr --seed --threads --out --resume --ckpt-every --log-every --binarize --hidden --z --arch --act --likelihood --sigma --estimator --samples --beta --kl-warmup --free-bits --logvar-min --layers; do

@@ -2,6 +2,10 @@
 #ifndef ELBO_CLI_H
 #define ELBO_CLI_H
 
+#include "args.h"
+#include "elbo/core.h"
+#include "elbo/train.h"
+
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_data(int argc, char **argv);
@@ -11,8 +15,32 @@ int cmd_eval(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_interpolate(int argc, char **argv);
 int cmd_traverse(int argc, char **argv);
+int cmd_train_diffusion(int argc, char **argv);
+int cmd_denoise(int argc, char **argv);
 
-#include "elbo/core.h"
+
+/* The trainer's flags, shared by every `elbo train MODEL` (cmd_train.c). */
+typedef struct {
+    const char *data, *out, *resume;
+    int64_t steps, ckpt_every, log_every, warmup;
+    int batch, threads, cosine, keep_denormals;
+    double lr, clip, ema;
+    uint64_t seed;
+} train_common;
+/* Writes the flags into f (room for 16) and returns how many; sets the defaults. */
+int train_common_flags(arg_flag *f, train_common *c);
+/* --data required, --out defaulting to runs/MODEL (in default_out), --ema < 1; 0 or the
+ * exit status of the usage error it printed. */
+int train_common_check(train_common *c, const char *model, char *default_out, size_t len);
+void train_common_apply(const train_common *c, elbo_train_params *tp);
+/* Runs the trainer, frees m and ds, prints the JSON line; the exit status. */
+int train_run_and_report(elbo_model *m, elbo_dataset *ds, const elbo_train_params *tp);
+/* Diffusion sampling for `elbo sample` (cmd_diffusion.c): n samples into x (n, c, h, w) in
+ * [0, 1] with the named sampler, --steps, --eta, classifier-free --guidance for --label
+ * (-1: the null label), and optionally a trajectory PNG. Returns the exit status (0 or the
+ * printed error's). */
+int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sampler, int steps,
+                         double eta, double guidance, int label, float *x, const char *trajectory);
 /* Images x (n, c, h, w) in [0, 1] to path: a PNG grid of nrow per row (2 px padding) or,
  * for a .npy path, uint8 (n, c, h, w) = round(255 x). Atomic. */
 elbo_status cli_write_images(const char *path, const float *x, int64_t n, int64_t c, int64_t h,

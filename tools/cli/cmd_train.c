@@ -33,7 +33,7 @@ static arg_flag flag_i64(const char *name, int64_t *dst, long long min, const ch
 static const char *TRAIN_USAGE =
     "usage: elbo train MODEL --data SPEC [flags]\n"
     "\n"
-    "Trains MODEL (vae | hvae | vae-mlp) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
+    "Trains MODEL (vae | hvae | vae-mlp; diffusion: see elbo train diffusion --help) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
     "with Adam. Writes OUT/ckpt.safetensors (every --ckpt-every steps and at the end),\n"
     "OUT/loss.csv (one row per step; appended to when resuming) and OUT/loss.png. Progress\n"
     "goes to stderr (a bar on a terminal, a line every --log-every steps otherwise); the\n"
@@ -87,29 +87,91 @@ static int parse_widths(const char *s, int *w, int max, int *n) {
     return 0;
 }
 
+/* The trainer's flags, shared by every `elbo train MODEL` (cli.h). */
+int train_common_flags(arg_flag *f, train_common *c) {
+    memset(c, 0, sizeof *c);
+    c->steps = 1000, c->ckpt_every = 1000, c->log_every = 100, c->batch = 128, c->lr = 1e-3;
+    int n = 0;
+    f[n++] = args_string("--data", &c->data, "SPEC", "the dataset (train split)", "required");
+    f[n++] = args_steps(&c->steps, "1000");
+    f[n++] = args_batch(&c->batch, "128");
+    f[n++] = args_lr(&c->lr, "0.001");
+    f[n++] = args_seed(&c->seed, "0");
+    f[n++] = args_threads(&c->threads, "0: OMP_NUM_THREADS or all cores");
+    f[n++] = args_out(&c->out, "output directory (created if missing)", "runs/MODEL");
+    f[n++] = args_string("--resume", &c->resume, "CKPT", "continue from this checkpoint", "none");
+    f[n++] = flag_i64("--ckpt-every", &c->ckpt_every, 0,
+                      "checkpoint every N steps (0: only at the end)", "1000");
+    f[n++] = flag_i64("--log-every", &c->log_every, 1, "progress line every N steps (no terminal)",
+                      "100");
+    f[n++] = flag_double("--grad-clip", &c->clip, "clip the global gradient L2 norm (0: off)", "0");
+    f[n++] = flag_double("--ema", &c->ema, "EMA decay of the weights, < 1 (0: off)", "0");
+    f[n++] = flag_i64("--warmup", &c->warmup, 0, "linear learning-rate warm-up steps (0: off)", "0");
+    f[n++] = args_bool("--cosine", &c->cosine, "cosine learning-rate decay to 0 at --steps");
+    f[n++] = args_bool("--keep-denormals", &c->keep_denormals,
+                       "keep subnormal floats (default: flushed to zero, FTZ/DAZ; see "
+                       "elbo_set_flush_denormals)");
+    return n;
+}
+
+int train_common_check(train_common *c, const char *model, char *default_out, size_t len) {
+    if (!c->data) return args_fail(ARGS_USAGE, "train: --data: required (see elbo train --help)");
+    snprintf(default_out, len, "runs/%s", model);
+    if (!c->out) c->out = default_out;
+    if (!*c->out) return args_fail(ARGS_USAGE, "--out: empty");
+    if (!(c->ema < 1)) return args_fail(ARGS_USAGE, "--ema: expected a decay < 1, got %g", c->ema);
+    return 0;
+}
+
+void train_common_apply(const train_common *c, elbo_train_params *tp) {
+    tp->flush_denormals = !c->keep_denormals;
+    tp->steps = c->steps;
+    tp->batch = c->batch;
+    tp->lr = (float)c->lr;
+    tp->seed = c->seed;
+    tp->threads = c->threads;
+    tp->out_dir = c->out;
+    tp->resume = c->resume;
+    tp->ckpt_every = c->ckpt_every;
+    tp->log_every = c->log_every;
+    tp->grad_clip = (float)c->clip;
+    tp->ema_decay = (float)c->ema;
+    tp->warmup_steps = c->warmup;
+    tp->cosine = c->cosine;
+}
+
+int train_run_and_report(elbo_model *m, elbo_dataset *ds, const elbo_train_params *tp) {
+    elbo_train_result res;
+    elbo_status st = elbo_train(m, ds, tp, &res);
+    char name[32];
+    snprintf(name, sizeof name, "%s", m->name);
+    elbo_model_free(m);
+    elbo_dataset_free(ds);
+    if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+    if (res.interrupted)
+        fprintf(stderr, "elbo: train: interrupted at step %lld; checkpoint %s (continue with "
+                "--resume %s)\n", (long long)res.step, res.ckpt_path, res.ckpt_path);
+    printf("{\"model\":\"%s\", \"steps\":%lld, \"loss\":%.6f, \"seconds\":%.3f, \"out\":", name,
+           (long long)res.step, res.loss, res.seconds);
+    args_json_string(stdout, tp->out_dir);
+    printf("%s}\n", res.interrupted ? ", \"interrupted\":true" : "");
+    return res.interrupted ? 130 : 0;
+}
+
 int cmd_train(int argc, char **argv) {
+    if (argc > 0 && !strcmp(argv[0], "diffusion")) return cmd_train_diffusion(argc, argv);
     elbo_train_params tp;
     elbo_train_params_init(&tp);
-    const char *data = NULL, *out = NULL, *resume = NULL, *binarize_s = "dynamic",
-               *hidden_s = NULL, *arch_s = "mlp", *lik_s = "bernoulli", *est_s = "B",
-               *act_s = "relu", *logvar_min_s = NULL;
-    int64_t steps = 1000, ckpt_every = 1000, log_every = 100, warmup = 0, kl_warmup = 0;
-    int batch = 128, threads = 0, cosine = 0, keep_denormals = 0, samples = 1, layers = 2;
+    const char *binarize_s = "dynamic", *hidden_s = NULL, *arch_s = "mlp", *lik_s = "bernoulli",
+               *est_s = "B", *act_s = "relu", *logvar_min_s = NULL;
+    int64_t kl_warmup = 0;
+    int samples = 1, layers = 2;
     const char *z_s = NULL;
-    double lr = 1e-3, clip = 0, ema = 0, sigma = 0, beta = 1, free_bits = 0;
-    uint64_t seed = 0;
-    arg_flag flags[] = {
-        args_string("--data", &data, "SPEC", "the dataset (train split)", "required"),
-        args_steps(&steps, "1000"),
-        args_batch(&batch, "128"),
-        args_lr(&lr, "0.001"),
-        args_seed(&seed, "0"),
-        args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
-        args_out(&out, "output directory (created if missing)", "runs/MODEL"),
-        args_string("--resume", &resume, "CKPT", "continue from this checkpoint", "none"),
-        flag_i64("--ckpt-every", &ckpt_every, 0, "checkpoint every N steps (0: only at the end)",
-                 "1000"),
-        flag_i64("--log-every", &log_every, 1, "progress line every N steps (no terminal)", "100"),
+    double sigma = 0, beta = 1, free_bits = 0;
+    train_common tc;
+    arg_flag flags[48];
+    int n_flags = train_common_flags(flags, &tc);
+    const arg_flag model_flags[] = {
         args_string("--binarize", &binarize_s, "MODE",
                     "bernoulli pixels -> x: dynamic (Bernoulli(p/255) each step) | static "
                     "(p >= 128) | none (p/255)",
@@ -141,15 +203,9 @@ int cmd_train(int argc, char **argv) {
                     "its batch-mean KL is not pushed down (0: off)", "0"),
         args_string("--logvar-min", &logvar_min_s, "X", "vae: floor on the encoder's "
                     "log-variance", "none"),
-        flag_double("--grad-clip", &clip, "clip the global gradient L2 norm (0: off)", "0"),
-        flag_double("--ema", &ema, "EMA decay of the weights, < 1 (0: off)", "0"),
-        flag_i64("--warmup", &warmup, 0, "linear learning-rate warm-up steps (0: off)", "0"),
-        args_bool("--cosine", &cosine, "cosine learning-rate decay to 0 at --steps"),
-        args_bool("--keep-denormals", &keep_denormals,
-                  "keep subnormal floats (default: flushed to zero, FTZ/DAZ; see "
-                  "elbo_set_flush_denormals)"),
     };
-    const int n_flags = (int)(sizeof flags / sizeof flags[0]);
+    for (size_t j = 0; j < sizeof model_flags / sizeof model_flags[0]; j++)
+        flags[n_flags++] = model_flags[j];
     const char *pos[1];
     int np = 0;
     int r = args_parse("train", TRAIN_USAGE, flags, n_flags, argc, argv, pos, 1, &np);
@@ -160,12 +216,9 @@ int cmd_train(int argc, char **argv) {
     if (!is_vae && strcmp(pos[0], "vae-mlp"))
         return args_fail(ARGS_USAGE, "train: unknown model \"%s\" (known: %s)", pos[0],
                          elbo_model_names());
-    if (!data) return args_fail(ARGS_USAGE, "train: --data: required (see elbo train --help)");
     char default_out[64];
-    snprintf(default_out, sizeof default_out, "runs/%s", pos[0]);
-    if (!out) out = default_out;
-    if (!*out) return args_fail(ARGS_USAGE, "--out: empty");
-    if (!(ema < 1)) return args_fail(ARGS_USAGE, "--ema: expected a decay < 1, got %g", ema);
+    if ((r = train_common_check(&tc, pos[0], default_out, sizeof default_out))) return r;
+    const char *data = tc.data;
     if (!is_vae) { /* the vae flags do not apply to the benchmark model */
         static const char *vae_only[] = {"--arch", "--act", "--likelihood", "--sigma",
                                          "--estimator", "--samples", "--beta", "--kl-warmup",
@@ -258,12 +311,12 @@ int cmd_train(int argc, char **argv) {
         }
         hc.act = vc.act;
         hc.obj = vc.obj;
-        mst = elbo_hvae_model_new(&hc, seed, &m);
+        mst = elbo_hvae_model_new(&hc, tc.seed, &m);
     } else if (is_vae) {
         vc.c = ds.c;
         vc.h = ds.h;
         vc.w = ds.w;
-        mst = elbo_vae_model_new(&vc, seed, &m);
+        mst = elbo_vae_model_new(&vc, tc.seed, &m);
     } else {
         elbo_vae_mlp_config cfg;
         elbo_vae_mlp_config_init(&cfg);
@@ -273,42 +326,15 @@ int cmd_train(int argc, char **argv) {
         cfg.w = ds.w;
         if (n_widths == 1) cfg.hidden = widths[0];
         if (z) cfg.z = z;
-        mst = elbo_vae_mlp_model_new(&cfg, seed, &m);
+        mst = elbo_vae_mlp_model_new(&cfg, tc.seed, &m);
     }
     if (mst != ELBO_OK) {
         elbo_dataset_free(&ds);
         return args_fail(mst == ELBO_ERR_ARG ? ARGS_USAGE : ARGS_RUNTIME, "train: %s",
                          elbo_last_error());
     }
-    tp.flush_denormals = !keep_denormals;
-    tp.steps = steps;
-    tp.batch = batch;
-    tp.lr = (float)lr;
-    tp.seed = seed;
-    tp.threads = threads;
-    tp.out_dir = out;
-    tp.resume = resume;
-    tp.ckpt_every = ckpt_every;
-    tp.log_every = log_every;
-    tp.grad_clip = (float)clip;
-    tp.ema_decay = (float)ema;
-    tp.warmup_steps = warmup;
-    tp.cosine = cosine;
-    elbo_train_result res;
-    elbo_status st = elbo_train(m, &ds, &tp, &res);
-    char name[32];
-    snprintf(name, sizeof name, "%s", m->name);
-    elbo_model_free(m);
-    elbo_dataset_free(&ds);
-    if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
-    if (res.interrupted)
-        fprintf(stderr, "elbo: train: interrupted at step %lld; checkpoint %s (continue with "
-                "--resume %s)\n", (long long)res.step, res.ckpt_path, res.ckpt_path);
-    printf("{\"model\":\"%s\", \"steps\":%lld, \"loss\":%.6f, \"seconds\":%.3f, \"out\":", name,
-           (long long)res.step, res.loss, res.seconds);
-    args_json_string(stdout, out);
-    printf("%s}\n", res.interrupted ? ", \"interrupted\":true" : "");
-    return res.interrupted ? 130 : 0;
+    train_common_apply(&tc, &tp);
+    return train_run_and_report(m, &ds, &tp);
 }
 
 /* ---- sample ----------------------------------------------------------------------------- */
@@ -321,8 +347,9 @@ static const char *SAMPLE_USAGE =
     "uint8 (N, C, H, W) = round(255 mean). Prints {\"ckpt\", \"model\", \"step\", \"n\", \"out\"}.\n";
 
 int cmd_sample(int argc, char **argv) {
-    const char *out = NULL, *npy_out = NULL;
-    int n = 64, nrow = 8, threads = 0;
+    const char *out = NULL, *npy_out = NULL, *sampler = "ancestral", *eta_s = "0",
+               *guidance_s = "0", *trajectory = NULL;
+    int n = 64, nrow = 8, threads = 0, steps = 0, label = -1;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_int("--n", &n, 1, 1 << 20, "N", "samples to draw", "64"),
@@ -331,6 +358,16 @@ int cmd_sample(int argc, char **argv) {
         args_seed(&seed, "0"),
         args_int("--nrow", &nrow, 1, 65536, "K", "images per row of the PNG grid", "8"),
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
+        args_string("--sampler", &sampler, "S", "diffusion: ancestral | ddim | heun", "ancestral"),
+        args_int("--steps", &steps, 1, 1000000, "K", "diffusion: sampler steps",
+                 "the model's T, or 100"),
+        args_string("--eta", &eta_s, "X", "diffusion ddim: noise in [0, 1] (0: deterministic)", "0"),
+        args_string("--guidance", &guidance_s, "W", "diffusion --cond models: classifier-free "
+                    "guidance weight w, eps = (1 + w) eps(x, y) - w eps(x)", "0"),
+        args_int("--label", &label, -1, 100000, "Y", "diffusion --cond models: the class of "
+                 "every sample (-1: the null label)", "-1"),
+        args_string("--trajectory", &trajectory, "FILE.png", "diffusion: x_t and x0_hat of the "
+                    "first 8 samples at about 10 times, rows x_t / x0_hat", "none"),
     };
     const char *pos[1];
     int np = 0;
@@ -353,6 +390,24 @@ int cmd_sample(int argc, char **argv) {
         elbo_model_free(m);
         return rc;
     }
+    const int is_diffusion = elbo_diffusion_config_of(m) != NULL;
+    static const char *diffusion_only[] = {"--sampler", "--steps", "--eta", "--guidance",
+                                           "--label", "--trajectory"};
+    for (size_t j = 0; !is_diffusion && j < sizeof diffusion_only / sizeof *diffusion_only; j++)
+        if (flag_seen(flags, (int)(sizeof flags / sizeof flags[0]), diffusion_only[j])) {
+            int rc = args_fail(ARGS_USAGE, "%s: applies to diffusion models, not %s",
+                               diffusion_only[j], m->name);
+            elbo_model_free(m);
+            return rc;
+        }
+    double eta = 0, guidance = 0;
+    if ((r = args_parse_double("--eta", eta_s, 0, &eta)) ||
+        (eta > 1 && (r = args_fail(ARGS_USAGE, "--eta: expected a value in [0, 1], got %g", eta))) ||
+        (r = args_parse_double("--guidance", guidance_s, -1, &guidance)) ||
+        (trajectory && (r = cli_check_image_out("--trajectory", trajectory, 0)))) {
+        elbo_model_free(m);
+        return r;
+    }
     const int64_t per = m->c * m->h * m->w;
     float *x = malloc((size_t)(n * per) * sizeof *x);
     elbo_ctx *ctx = elbo_ctx_new(0);
@@ -361,7 +416,17 @@ int cmd_sample(int argc, char **argv) {
                          : ELBO_OK;
     elbo_rng rng;
     elbo_rng_init(&rng, seed);
-    if (st == ELBO_OK) st = m->sample(ctx, m, n, &rng, x);
+    if (st == ELBO_OK && is_diffusion) {
+        int rc = cli_sample_diffusion(m, n, seed, sampler, steps, eta, guidance, label, x, trajectory);
+        if (rc) {
+            elbo_ctx_free(ctx);
+            free(x);
+            elbo_model_free(m);
+            return rc;
+        }
+    } else if (st == ELBO_OK) {
+        st = m->sample(ctx, m, n, &rng, x);
+    }
     if (st == ELBO_OK) st = cli_write_images(out, x, n, m->c, m->h, m->w, nrow);
     if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, x, n, m->c, m->h, m->w, nrow);
     const char *name = m->name;
@@ -396,7 +461,9 @@ static const char *EVAL_USAGE =
     "Prints {\"ckpt\", \"model\", \"step\", \"data\", \"split\", \"n\", \"neg_elbo_nats\",\n"
     "\"recon_nats\", \"kl_nats\", \"bits_per_dim\"} and, for vae, \"iwae_k\",\n"
     "\"nll_iwae_nats\", \"nll_iwae_bits_per_dim\", \"active_units\"; hvae also \"kl_1_nats\" ..\n"
-    "\"kl_L_nats\" (one KL term per layer) and \"active_1\" .. \"active_L\".\n";
+    "\"kl_L_nats\" (one KL term per layer) and \"active_1\" .. \"active_L\".\n"
+    "diffusion: the VDM bound -log p(x) <= prior + diffusion + recon, each shown (\"prior_nats\",\n"
+    "\"diffusion_nats\", \"recon_nats\"), the diffusion term at one time per image.\n";
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *split_s = "test";
@@ -459,6 +526,12 @@ int cmd_eval(int argc, char **argv) {
         args_json_string(stdout, pos[0]);
         printf(", \"model\":\"%s\", \"step\":%lld, \"data\":", m->name, (long long)step);
         args_json_string(stdout, data);
+        if (elbo_diffusion_config_of(m)) /* prior KL, diffusion term, reconstruction */
+            printf(", \"split\":\"%s\", \"n\":%lld, \"neg_elbo_nats\":%.6f, \"prior_nats\":%.6f, "
+                   "\"diffusion_nats\":%.6f, \"recon_nats\":%.6f, \"bits_per_dim\":%.6f",
+                   split_s, (long long)ds.n, means[0], means[1], means[2], means[3],
+                   means[0] / (D * log(2.0)));
+        else
         printf(", \"split\":\"%s\", \"n\":%lld, \"neg_elbo_nats\":%.6f, \"recon_nats\":%.6f, "
                "\"kl_nats\":%.6f, \"bits_per_dim\":%.6f",
                split_s, (long long)ds.n, means[0], means[1], means[2], means[0] / (D * log(2.0)));

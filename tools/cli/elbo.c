@@ -20,14 +20,16 @@ static const char *USAGE =
     "  data show      write a grid (PNG), scatter plot (toy data) or .npy of a dataset's\n"
     "                 first images\n"
     "  info FILE      print a safetensors file's metadata and tensors\n"
-    "  train MODEL    train a model (vae | hvae | vae-mlp) on a dataset, with checkpoints\n"
-    "                 and a loss log\n"
-    "  sample CKPT    draw samples of a checkpoint's model to a PNG grid or .npy\n"
+    "  train MODEL    train a model (vae | hvae | diffusion | vae-mlp) on a dataset, with\n"
+    "                 checkpoints and a loss log\n"
+    "  sample CKPT    draw samples of a checkpoint's model to a PNG grid or .npy (diffusion:\n"
+    "                 ancestral, DDIM or Heun, guidance, trajectories)\n"
     "  eval CKPT      the bounds (nats, bits/dim) of a checkpoint on a dataset split: ELBO\n"
     "                 and its terms, the importance-weighted bound, active units\n"
     "  reconstruct CKPT   test images and their reconstructions\n"
     "  interpolate CKPT   decodings along a line in latent space between two images\n"
     "  traverse CKPT      a latent traversal grid, one row per latent dimension\n"
+    "  denoise CKPT       remove Gaussian noise from test images in one step (Tweedie)\n"
     "  version        print the version\n"
     "\n"
     "Run `elbo COMMAND --help` for a command's flags.\n"
@@ -107,5 +109,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "reconstruct")) return cmd_reconstruct(argc - 2, argv + 2);
     if (!strcmp(argv[1], "interpolate")) return cmd_interpolate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "traverse")) return cmd_traverse(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "denoise")) return cmd_denoise(argc - 2, argv + 2);
     return args_fail(ARGS_USAGE, "unknown command \"%s\" (see elbo --help)", argv[1]);
 }

@@ -1,0 +1,422 @@
+/* `elbo train diffusion`, diffusion sampling for `elbo sample`, and `elbo denoise`: the
+ * variational diffusion model of include/elbo/diffusion_model.h from the command line. */
+#include "elbo.h"
+#include "elbo/train.h"
+
+#include "args.h"
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- train diffusion ----------------------------------------------------------------- */
+static const char *TRAIN_DIFFUSION_USAGE =
+    "usage: elbo train diffusion --data SPEC [flags]\n"
+    "\n"
+    "A variational diffusion model (Kingma et al. 2021; Ho et al. 2020) on 8-bit images\n"
+    "scaled to [-1, 1]: q(x_t|x) = N(alpha(t) x, sigma(t)^2 I), t in [0, 1] (or T steps),\n"
+    "and a denoising network (the DDPM UNet) whose output --param is eps, x0, v or the score.\n"
+    "The loss is 1/2 w(t) ||eps - eps_hat(x_t; t)||^2 at low-discrepancy times: --loss elbo\n"
+    "weighs it so that, with the prior KL at t = 1 and the 256-bin reconstruction term at\n"
+    "t = 0, it is the negative ELBO in nats (bits/dim = nats / (D ln 2)); simple is DDPM's\n"
+    "eps-MSE; snr-trunc weighs by max(SNR, 1) in x-space (Salimans & Ho 2022).\n"
+    "--schedule: linear (DDPM's betas 1e-4 .. 0.02 as a continuous VP process; --beta-min,\n"
+    "--beta-max in units of 1/T_ddpm = 1/1000), cosine (Nichol & Dhariwal, truncated to\n"
+    "[--log-snr-min, --log-snr-max]), loglinear (VDM's fixed log-SNR), subvp, ve (sigma from\n"
+    "--sigma-min to --sigma-max). --cond trains on the dataset's labels with a null label\n"
+    "(probability --p-uncond) for classifier-free guidance. The trainer's flags (data order,\n"
+    "checkpoints, --resume, EMA, schedules) are those of every elbo train.\n";
+
+/* "32,64,64" into w[0..n), each in 1..65536. */
+static int parse_int_list(const char *flag, const char *s, int *w, int max, int *n) {
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ','))
+            return args_fail(ARGS_USAGE, "%s: expected up to %d comma-separated integers in "
+                             "1..65536, got \"%s\"", flag, max, s);
+        w[(*n)++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+int cmd_train_diffusion(int argc, char **argv) {
+    train_common tc;
+    arg_flag flags[48];
+    int n_flags = train_common_flags(flags, &tc);
+    const char *schedule = "loglinear", *param = "eps", *loss = "elbo", *time_s = "continuous",
+               *channels_s = "32,64,64", *attn_s = NULL, *net_s = "unet";
+    const char *lmin_s = NULL, *lmax_s = NULL, *bmin_s = NULL, *bmax_s = NULL, *smin_s = NULL,
+               *smax_s = NULL, *dropout_s = "0", *p_uncond_s = "0.1";
+    int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3;
+    const arg_flag model_flags[] = {
+        args_string("--schedule", &schedule, "S", "linear | cosine | loglinear | subvp | ve",
+                    "loglinear"),
+        args_string("--param", &param, "P", "network output: eps | x0 | v | score", "eps"),
+        args_string("--loss", &loss, "L", "simple | elbo | snr-trunc", "elbo"),
+        args_string("--time", &time_s, "T", "continuous | discrete:T (T steps)", "continuous"),
+        args_string("--net", &net_s, "N", "unet | mlp (a time-embedded MLP on the flattened x)",
+                    "unet"),
+        args_string("--channels", &channels_s, "LIST", "unet: channels per level", "32,64,64"),
+        args_int("--blocks", &blocks, 1, ELBO_UNET_MAX_BLOCKS, "N", "unet: residual blocks per level", "1"),
+        args_string("--attn", &attn_s, "LIST", "unet: resolutions with self-attention (both "
+                    "paths)", "the lowest level's"),
+        args_string("--dropout", &dropout_s, "P", "unet: dropout in the residual blocks", "0"),
+        args_int("--temb", &temb, 2, 65536, "N", "unet: time-embedding width (even)", "128"),
+        args_int("--groups", &groups, 1, 65536, "G", "unet: GroupNorm groups", "8"),
+        args_int("--hidden", &hidden, 1, 65536, "N", "mlp: hidden width", "256"),
+        args_int("--layers", &layers, 1, ELBO_MLP_MAX_LAYERS - 1, "N", "mlp: hidden layers", "3"),
+        args_bool("--cond", &cond, "condition on the dataset's class labels (plus a null label)"),
+        args_string("--p-uncond", &p_uncond_s, "P", "--cond: probability of the null label in "
+                    "training", "0.1"),
+        args_string("--log-snr-min", &lmin_s, "X", "cosine, loglinear: log SNR at t = 1", "-5"),
+        args_string("--log-snr-max", &lmax_s, "X", "cosine, loglinear: log SNR at t = 0", "13.3"),
+        args_string("--beta-min", &bmin_s, "X", "linear, subvp: beta at t = 0", "0.1"),
+        args_string("--beta-max", &bmax_s, "X", "linear, subvp: beta at t = 1", "20"),
+        args_string("--sigma-min", &smin_s, "X", "ve: sigma at t = 0", "0.01"),
+        args_string("--sigma-max", &smax_s, "X", "ve: sigma at t = 1", "50"),
+    };
+    for (size_t j = 0; j < sizeof model_flags / sizeof model_flags[0]; j++)
+        flags[n_flags++] = model_flags[j];
+    const char *pos[1];
+    int np = 0;
+    int r = args_parse("train", TRAIN_DIFFUSION_USAGE, flags, n_flags, argc, argv, pos, 1, &np);
+    if (r == ARGS_HELP) return 0;
+    if (r) return r;
+    char default_out[64];
+    if ((r = train_common_check(&tc, "diffusion", default_out, sizeof default_out))) return r;
+
+    elbo_diffusion_config c;
+    elbo_diffusion_config_init(&c);
+    if (elbo_process_set_schedule(&c.process, schedule) != ELBO_OK ||
+        elbo_param_parse(param, &c.param) != ELBO_OK || elbo_loss_kind_parse(loss, &c.loss) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--%s", elbo_last_error());
+    if (!strcmp(net_s, "mlp")) c.net = ELBO_DENOISER_MLP;
+    else if (strcmp(net_s, "unet")) return args_fail(ARGS_USAGE, "--net: expected unet or mlp, got \"%s\"", net_s);
+    if (!strcmp(time_s, "continuous")) c.T = 0;
+    else {
+        long long T;
+        if (strncmp(time_s, "discrete:", 9))
+            return args_fail(ARGS_USAGE, "--time: expected continuous or discrete:T, got \"%s\"", time_s);
+        if ((r = args_parse_ll("--time", time_s + 9, 1, 1000000, &T))) return r;
+        c.T = (int)T;
+    }
+    const struct {
+        const char *flag, *s;
+        int positive;
+        double *dst;
+    } nums[] = {{"--log-snr-min", lmin_s, -1, &c.process.log_snr_min},
+                {"--log-snr-max", lmax_s, -1, &c.process.log_snr_max},
+                {"--beta-min", bmin_s, 1, &c.process.beta_min},
+                {"--beta-max", bmax_s, 1, &c.process.beta_max},
+                {"--sigma-min", smin_s, 1, &c.process.sigma_min},
+                {"--sigma-max", smax_s, 1, &c.process.sigma_max}};
+    for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
+        if (nums[j].s && (r = args_parse_double(nums[j].flag, nums[j].s, nums[j].positive, nums[j].dst)))
+            return r;
+    double dropout, p_uncond;
+    if ((r = args_parse_double("--dropout", dropout_s, 0, &dropout)) ||
+        (r = args_parse_double("--p-uncond", p_uncond_s, 0, &p_uncond)))
+        return r;
+    c.unet.dropout = (float)dropout;
+    c.p_uncond = (float)p_uncond;
+    int n_ch;
+    if ((r = parse_int_list("--channels", channels_s, c.unet.channels, ELBO_UNET_MAX_LEVELS, &n_ch)))
+        return r;
+    if (n_ch < 1) return args_fail(ARGS_USAGE, "--channels: at least one level");
+    c.unet.n_levels = n_ch;
+    c.unet.blocks_per_level = blocks;
+    c.unet.temb_dim = temb;
+    c.unet.groups = groups;
+    c.mlp_hidden = hidden;
+    c.mlp_layers = layers;
+
+    elbo_data_spec spec;
+    if (elbo_data_spec_parse(tc.data, &spec) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    if (spec.kind == ELBO_DATA_TOY)
+        return args_fail(ARGS_USAGE, "--data: %s: diffusion trains on images here, not toy points",
+                         tc.data);
+    elbo_dataset ds;
+    if (elbo_dataset_load(&spec, ELBO_SPLIT_TRAIN, &ds) != ELBO_OK)
+        return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+    c.c = ds.c, c.h = ds.h, c.w = ds.w;
+    memset(c.unet.attn, 0, sizeof c.unet.attn);
+    if (attn_s) {
+        int res[ELBO_UNET_MAX_LEVELS], n_res;
+        if ((r = parse_int_list("--attn", attn_s, res, ELBO_UNET_MAX_LEVELS, &n_res))) {
+            elbo_dataset_free(&ds);
+            return r;
+        }
+        for (int i = 0; i < n_res; i++) {
+            int found = 0;
+            for (int l = 0; l < n_ch; l++)
+                if ((c.h >> l) == res[i]) c.unet.attn[l] = 2, found = 1;
+            if (!found) {
+                elbo_dataset_free(&ds);
+                return args_fail(ARGS_USAGE, "--attn: no level has resolution %d (%lld halved "
+                                 "per level, %d levels)", res[i], (long long)c.h, n_ch);
+            }
+        }
+    } else {
+        c.unet.attn[n_ch - 1] = 2;
+    }
+    if (cond) {
+        if (!ds.labels || ds.num_classes < 1) {
+            elbo_dataset_free(&ds);
+            return args_fail(ARGS_USAGE, "--cond: dataset %s has no labels", tc.data);
+        }
+        c.classes = ds.num_classes;
+    }
+    elbo_model *m = NULL;
+    if (elbo_diffusion_model_new(&c, tc.seed, &m) != ELBO_OK) {
+        elbo_dataset_free(&ds);
+        return args_fail(ARGS_USAGE, "train: %s", elbo_last_error());
+    }
+    elbo_train_params tp;
+    elbo_train_params_init(&tp);
+    train_common_apply(&tc, &tp);
+    return train_run_and_report(m, &ds, &tp);
+}
+
+/* ---- sampling ----------------------------------------------------------------------- */
+
+/* Snapshots of x_t and x0_hat of the first rows of the batch at about 10 levels. */
+typedef struct {
+    int rows, K, n_snap, max_snap;
+    int64_t D;
+    float *buf; /* [row][2][snap][D] */
+} trajectory;
+
+static void traj_step(void *user, int i, const elbo_noise_level *l, const float *x_t,
+                      const float *x0_hat, int64_t n) {
+    (void)l, (void)n;
+    trajectory *tr = user;
+    int every = tr->K / 10 > 0 ? tr->K / 10 : 1;
+    if ((i % every && i != 0) || tr->n_snap >= tr->max_snap) return;
+    for (int r = 0; r < tr->rows; r++)
+        for (int k = 0; k < 2; k++) {
+            const float *src = (k ? x0_hat : x_t) + r * tr->D;
+            float *dst = tr->buf + (((int64_t)r * 2 + k) * tr->max_snap + tr->n_snap) * tr->D;
+            for (int64_t j = 0; j < tr->D; j++) {
+                float v = 0.5f * (src[j] + 1.0f);
+                dst[j] = v < 0 ? 0 : v > 1 ? 1 : v;
+            }
+        }
+    tr->n_snap++;
+}
+
+int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sampler, int steps,
+                         double eta, double guidance, int label, float *x, const char *trajectory_png) {
+    const elbo_diffusion_config *c = elbo_diffusion_config_of(m);
+    elbo_sampler_params sp;
+    elbo_sampler_params_init(&sp);
+    if (elbo_sampler_parse(sampler, &sp.kind) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--%s", elbo_last_error());
+    sp.steps = steps > 0 ? steps : c->T > 0 ? c->T : 100;
+    if (c->T > 0 && c->T % sp.steps)
+        return args_fail(ARGS_USAGE, "--steps: %d does not divide the model's %d training steps",
+                         sp.steps, c->T);
+    sp.eta = eta;
+    sp.seed = seed;
+    if ((guidance != 0 || label >= 0) && !c->classes)
+        return args_fail(ARGS_USAGE, "--guidance, --label: the model is not class-conditional");
+    if (label >= c->classes && c->classes)
+        return args_fail(ARGS_USAGE, "--label: %d not in [0, %d)", label, c->classes);
+    const int64_t D = m->c * m->h * m->w;
+    int32_t *labels = label >= 0 ? malloc((size_t)n * sizeof *labels) : NULL;
+    trajectory tr = {0};
+    if (trajectory_png) {
+        tr.rows = n < 8 ? n : 8;
+        tr.K = sp.steps;
+        tr.max_snap = 12;
+        tr.D = D;
+        tr.buf = calloc((size_t)(tr.rows * 2 * tr.max_snap * D), sizeof(float));
+        sp.on_step = traj_step;
+        sp.on_step_user = &tr;
+    }
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_status st = !ctx || (label >= 0 && !labels) || (trajectory_png && !tr.buf)
+                         ? elbo_error(ELBO_ERR_NOMEM, "sample: out of memory")
+                         : ELBO_OK;
+    if (labels)
+        for (int i = 0; i < n; i++) labels[i] = label;
+    elbo_diffusion_denoiser_state ds = {m, ctx, n, labels, guidance};
+    int nfe = 0;
+    if (st == ELBO_OK)
+        st = elbo_diffusion_sample(&c->process, &sp, elbo_diffusion_denoiser, &ds, x, n * D, &nfe);
+    if (st == ELBO_OK && c->discrete)
+        for (int64_t i = 0; i < n * D; i++) {
+            float v = 0.5f * (x[i] + 1.0f);
+            x[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+        }
+    if (st == ELBO_OK && trajectory_png) {
+        /* rows: x_t then x0_hat of each sample; columns: the snapshots, t from 1 to 0 */
+        float *grid = malloc((size_t)(tr.rows * 2 * tr.n_snap * D) * sizeof *grid);
+        if (!grid) st = elbo_error(ELBO_ERR_NOMEM, "sample: out of memory");
+        else {
+            for (int r = 0; r < tr.rows * 2; r++)
+                memcpy(grid + (int64_t)r * tr.n_snap * D, tr.buf + (int64_t)r * tr.max_snap * D,
+                       (size_t)(tr.n_snap * D) * sizeof *grid);
+            st = cli_write_images(trajectory_png, grid, tr.rows * 2 * tr.n_snap, m->c, m->h, m->w,
+                                  tr.n_snap);
+            free(grid);
+        }
+    }
+    elbo_ctx_free(ctx);
+    free(labels);
+    free(tr.buf);
+    if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
+    fprintf(stderr, "elbo: sample: %s, %d steps, %d network evaluations\n",
+            elbo_sampler_name(sp.kind), sp.steps, nfe);
+    return 0;
+}
+
+/* ---- denoise ------------------------------------------------------------------------ */
+static const char *DENOISE_USAGE =
+    "usage: elbo denoise CKPT --data SPEC --sigma S --out FILE.png [flags]\n"
+    "\n"
+    "Adds Gaussian noise of standard deviation S (in pixel units of [0, 1]) to --n images of\n"
+    "a split of SPEC and removes it in one step with the diffusion model of CKPT: a noisy\n"
+    "image y = x + s eps (s = 2 S on the model's [-1, 1] scale) is the process's\n"
+    "x_t / alpha(t) at the time where sigma(t) / alpha(t) = s, so the model's x0_hat(alpha(t)\n"
+    "y, t) is Tweedie's posterior mean E[x | y] = (x_t + sigma^2 score) / alpha (Efron 2011).\n"
+    "The PNG has three rows: clean, noisy, denoised. Prints {\"ckpt\", \"sigma\", \"t\",\n"
+    "\"log_snr\", \"n\", \"psnr_noisy_db\", \"psnr_denoised_db\", \"out\"} (PSNR on [0, 1]).\n";
+
+static double psnr_db(const float *a, const float *b, int64_t n) {
+    double se = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        se += d * d;
+    }
+    return se > 0 ? 10.0 * log10((double)n / se) : INFINITY;
+}
+
+int cmd_denoise(int argc, char **argv) {
+    const char *data = NULL, *out = NULL, *npy_out = NULL, *split_s = "test", *sigma_s = NULL;
+    int n = 8, from = 0, threads = 0;
+    uint64_t seed = 0;
+    arg_flag flags[] = {
+        args_string("--data", &data, "SPEC", "the dataset (" ELBO_DATA_SPEC_FORMS ")", "required"),
+        args_string("--split", &split_s, "SPLIT", "train | test", "test"),
+        args_string("--sigma", &sigma_s, "S", "noise std in [0, 1] pixel units", "required"),
+        args_int("--n", &n, 1, 4096, "N", "images", "8"),
+        args_int("--from", &from, 0, 1 << 30, "I", "index of the first image", "0"),
+        args_out(&out, "output PNG", "required"),
+        args_string("--npy", &npy_out, "FILE", "also write the three rows as .npy", "none"),
+        args_seed(&seed, "0"),
+        args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
+    };
+    const char *pos[1];
+    int np = 0;
+    int r = args_parse("denoise", DENOISE_USAGE, flags, (int)(sizeof flags / sizeof flags[0]), argc,
+                       argv, pos, 1, &np);
+    if (r == ARGS_HELP) return 0;
+    if (r) return r;
+    if (np < 1) return args_fail(ARGS_USAGE, "denoise: which checkpoint? (see elbo denoise --help)");
+    if (!data) return args_fail(ARGS_USAGE, "denoise: --data: required");
+    if (!sigma_s) return args_fail(ARGS_USAGE, "denoise: --sigma: required");
+    if (!out) return args_fail(ARGS_USAGE, "denoise: --out: required");
+    double sigma;
+    if ((r = args_parse_double("--sigma", sigma_s, 1, &sigma))) return r;
+    if ((r = cli_check_image_out("--out", out, 0)) || (r = cli_check_image_out("--npy", npy_out, 1)))
+        return r;
+    elbo_data_split split;
+    if (elbo_data_split_parse(split_s, &split) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);
+    elbo_data_spec spec;
+    if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    if (threads > 0) elbo_set_threads(threads);
+    elbo_model *m = NULL;
+    if (elbo_model_load(pos[0], &m, NULL, NULL) != ELBO_OK)
+        return args_fail(ARGS_RUNTIME, "denoise: %s", elbo_last_error());
+    const elbo_diffusion_config *c = elbo_diffusion_config_of(m);
+    if (!c || !c->discrete) {
+        int rc = args_fail(ARGS_USAGE, "denoise: %s: not a diffusion model of 8-bit images", pos[0]);
+        elbo_model_free(m);
+        return rc;
+    }
+    /* the time where sigma / alpha = s: log_snr(t) = -2 log s, by bisection (decreasing) */
+    const double s = 2.0 * sigma, target = -2.0 * log(s);
+    elbo_noise_level lo, hi, l;
+    elbo_process_at(&c->process, 0.0, &lo);
+    elbo_process_at(&c->process, 1.0, &hi);
+    if (!(target <= lo.log_snr && target >= hi.log_snr)) {
+        int rc = args_fail(ARGS_USAGE, "--sigma: %g is outside the model's noise range [%.3g, %.3g]",
+                           sigma, 0.5 * exp(-0.5 * lo.log_snr), 0.5 * exp(-0.5 * hi.log_snr));
+        elbo_model_free(m);
+        return rc;
+    }
+    double a = 0, b = 1;
+    for (int it = 0; it < 100; it++) {
+        double mid = 0.5 * (a + b);
+        elbo_process_at(&c->process, mid, &l);
+        if (l.log_snr > target) a = mid;
+        else b = mid;
+    }
+    elbo_process_at(&c->process, 0.5 * (a + b), &l);
+    elbo_dataset ds;
+    if (elbo_dataset_load(&spec, split, &ds) != ELBO_OK) {
+        elbo_model_free(m);
+        return args_fail(ARGS_RUNTIME, "denoise: %s", elbo_last_error());
+    }
+    int status = 0;
+    const int64_t D = m->c * m->h * m->w;
+    if (ds.c != m->c || ds.h != m->h || ds.w != m->w || from + n > ds.n) {
+        status = args_fail(ARGS_USAGE, "denoise: %s has %lld images of (%lld, %lld, %lld); the "
+                           "model wants (%lld, %lld, %lld) and --from %d --n %d", data,
+                           (long long)ds.n, (long long)ds.c, (long long)ds.h, (long long)ds.w,
+                           (long long)m->c, (long long)m->h, (long long)m->w, from, n);
+    } else {
+        float *rows = malloc((size_t)(3 * n * D) * sizeof *rows), *xt = malloc((size_t)(n * D) * sizeof *xt);
+        float *x0 = malloc((size_t)(n * D) * sizeof *x0), *eps = malloc((size_t)(n * D) * sizeof *eps);
+        elbo_ctx *ctx = elbo_ctx_new(0);
+        elbo_status st = rows && xt && x0 && eps && ctx ? ELBO_OK : elbo_error(ELBO_ERR_NOMEM, "out of memory");
+        if (st == ELBO_OK) {
+            elbo_rng rng;
+            elbo_rng_init(&rng, seed);
+            elbo_rng_normal(&rng, eps, (size_t)(n * D), 0.0f, 1.0f);
+            float *clean = rows, *noisy = rows + n * D, *den = rows + 2 * n * D;
+            elbo_pixels_scale11(ds.images + (int64_t)from * D, n * D, x0); /* x in [-1, 1] */
+            for (int64_t i = 0; i < n * D; i++) {
+                double y = x0[i] + s * eps[i];
+                xt[i] = (float)(l.alpha * y);
+                clean[i] = 0.5f * (x0[i] + 1.0f);
+                float v = (float)(0.5 * (y + 1.0));
+                noisy[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+            }
+            elbo_diffusion_denoiser_state dst = {m, ctx, n, NULL, 0.0};
+            st = elbo_diffusion_denoiser(&dst, xt, n * D, &l, x0);
+            for (int64_t i = 0; st == ELBO_OK && i < n * D; i++) {
+                float v = 0.5f * (x0[i] + 1.0f);
+                den[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+            }
+            if (st == ELBO_OK) st = cli_write_images(out, rows, 3 * n, m->c, m->h, m->w, n);
+            if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, rows, 3 * n, m->c, m->h, m->w, n);
+            if (st == ELBO_OK) {
+                printf("{\"ckpt\":");
+                args_json_string(stdout, pos[0]);
+                printf(", \"sigma\":%g, \"t\":%.6f, \"log_snr\":%.4f, \"n\":%d, \"psnr_noisy_db\":%.3f, "
+                       "\"psnr_denoised_db\":%.3f, \"out\":", sigma, l.t, l.log_snr, n,
+                       psnr_db(clean, noisy, n * D), psnr_db(clean, den, n * D));
+                args_json_string(stdout, out);
+                printf("}\n");
+            }
+        }
+        if (st != ELBO_OK) status = args_fail(ARGS_RUNTIME, "denoise: %s", elbo_last_error());
+        elbo_ctx_free(ctx);
+        free(rows);
+        free(xt);
+        free(x0);
+        free(eps);
+    }
+    elbo_dataset_free(&ds);
+    elbo_model_free(m);
+    return status;
+}
