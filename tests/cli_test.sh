@@ -327,6 +327,16 @@ PY
         expect_fail "sample --steps not dividing T" 2 --steps sample "$C/ckpt.safetensors" --steps 3 --out "$W/g.png"
         expect_fail "sample --label past the classes" 2 --label sample "$C/ckpt.safetensors" --label 3 --steps 5 --out "$W/g.png"
     fi
+    P=$T/diftoy
+    if expect_ok "train diffusion on toy points" train diffusion --data toy:8gaussians --toy-n 512 --steps 20 --batch 64 --hidden 32 --layers 2 --loss simple --out "$P"; then
+        if expect_ok "sample toy points npy" sample "$P/ckpt.safetensors" --n 5 --steps 4 --out "$W/p.npy"; then
+            [ "$(stat -c %s "$W/p.npy")" -eq $((128 + 5 * 2 * 4)) ] && ok "sample toy points: float32 (5, 2)" || bad "sample toy points: float32 (5, 2)" "$(stat -c %s "$W/p.npy") bytes"
+        fi
+        expect_ok "sample toy points scatter" sample "$P/ckpt.safetensors" --n 50 --steps 4 --sampler heun --out "$W/p.png"
+        expect_ok "eval toy points" eval "$P/ckpt.safetensors" --data toy:8gaussians --toy-n 256
+        expect_fail "eval toy model on images" 2 "toy:NAME" eval "$P/ckpt.safetensors" --data "npy:$T/tiny28.npy"
+    fi
+    expect_fail "train diffusion unet on toy points" 2 --net train diffusion --data toy:moons --net unet --out "$W/r3"
     expect_fail "train diffusion --cond without labels" 2 --cond train diffusion --data "npy:$T/tiny28.npy" --cond $DIF_NET --out "$W/r3"
     expect_fail "train diffusion bad --time" 2 --time train diffusion --data "npy:$T/tiny28.npy" --time discrete:0 --out "$W/r3"
     expect_fail "train diffusion bad --schedule" 2 --schedule train diffusion --data "npy:$T/tiny28.npy" --schedule quadratic --out "$W/r3"

@@ -495,7 +495,7 @@ TEST(data_batch_draws_match_the_gathered_batch) {
         int32_t lab[7];
         for (int i = 0; i < n * chw; i++) img[i] = (uint8_t)(i * 29 + 5);
         for (int i = 0; i < n; i++) lab[i] = i % 10;
-        elbo_dataset ds = {n, 1, h, w, img, lab, 10};
+        elbo_dataset ds = {.n = n, .c = 1, .h = h, .w = w, .images = img, .labels = lab, .num_classes = 10};
         int64_t idx[5] = {6, 0, 3, 3, 1};
         for (int k = 0; k < b; k++) memcpy(gathered + k * chw, img + idx[k] * chw, (size_t)chw);
         for (int t = 0; t < 2; t++) {

@@ -45,8 +45,9 @@ void elbo_idx_free(elbo_idx *idx);
 typedef enum { ELBO_SPLIT_TRAIN = 0, ELBO_SPLIT_TEST = 1 } elbo_data_split;
 
 typedef struct {
-    int64_t n, c, h, w; /* c: 1 (gray) or 3 (RGB) */
-    uint8_t *images;    /* (n, c, h, w), malloc'd */
+    int64_t n, c, h, w; /* c: 1 (gray) or 3 (RGB); toy points: (2, 1, 1) */
+    uint8_t *images;    /* (n, c, h, w), malloc'd; NULL for a dataset of points */
+    float *points;      /* (n, c, h, w) float32 values, malloc'd, when images is NULL */
     int32_t *labels;    /* (n), each in [0, num_classes), malloc'd; NULL for unlabelled data */
     int num_classes;    /* 0 for unlabelled data */
 } elbo_dataset;
@@ -139,6 +140,11 @@ const char *elbo_toy_name(elbo_toy_kind kind);
 elbo_status elbo_toy_parse(const char *name, elbo_toy_kind *kind);
 /* x (n, 2) float32: n points of the distribution drawn from rng (advances rng->offset). */
 elbo_status elbo_toy_sample(elbo_toy_kind kind, elbo_rng *rng, float *x, int64_t n);
+/* A dataset of n points of a toy distribution, (n, 2, 1, 1) float32 in ds->points: the
+ * train split drawn from elbo_rng_init(seed), the test split from elbo_rng_init(seed ^
+ * 0x5eed7e57) (independent draws), so a model trains and evaluates on fixed sets. */
+elbo_status elbo_dataset_toy(elbo_toy_kind kind, int64_t n, uint64_t seed, elbo_data_split split,
+                             elbo_dataset *ds);
 
 /* ---- dataset specs -------------------------------------------------------------------- */
 /* The forms accepted by elbo_data_spec_parse:
@@ -208,7 +214,8 @@ typedef enum {
     ELBO_PIXELS_SCALE11,        /* elbo_pixels_scale11 */
     ELBO_PIXELS_DEQUANTIZE,     /* elbo_pixels_dequantize */
     ELBO_PIXELS_BINARIZE,       /* elbo_pixels_binarize_dynamic */
-    ELBO_PIXELS_BINARIZE_STATIC /* elbo_pixels_binarize_static */
+    ELBO_PIXELS_BINARIZE_STATIC, /* elbo_pixels_binarize_static */
+    ELBO_PIXELS_IDENTITY         /* float points as they are (datasets of points only) */
 } elbo_pixel_transform;
 
 /* How a model with a Bernoulli likelihood sees pixels. */

@@ -45,8 +45,8 @@ typedef struct {
     int T;                    /* 0: continuous time; T > 0: T steps */
     int classes;              /* 0: unconditional; K: labels 0..K-1 and a null label */
     float p_uncond;           /* 0.1 */
-    int discrete;             /* 1: 8-bit data in [-1, 1] (recon over 256 bins); 0: continuous
-                               * data (Gaussian recon); images 1, points 0 */
+    int discrete;             /* 1: 8-bit images in [-1, 1] (recon over 256 bins); 0: continuous
+                               * points (a dataset of points, Gaussian recon) */
 } elbo_diffusion_config;
 void elbo_diffusion_config_init(elbo_diffusion_config *cfg);
 

@@ -320,6 +320,7 @@ elbo_status elbo_dataset_load_idx_dir(const char *dir, elbo_data_split split, el
 void elbo_dataset_free(elbo_dataset *ds) {
     if (!ds) return;
     free(ds->images);
+    free(ds->points);
     free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }
@@ -542,8 +543,23 @@ void elbo_images_hflip(elbo_rng *rng, float *x, int64_t b, int64_t c, int64_t h,
 elbo_status elbo_dataset_batch(const elbo_dataset *ds, const int64_t *idx, int64_t b,
                                elbo_pixel_transform transform, int hflip, elbo_rng *rng, float *x,
                                int32_t *labels) {
-    if (!ds || !ds->images || b < 0 || (b > 0 && (!idx || !x)))
+    if (!ds || (!ds->images && !ds->points) || b < 0 || (b > 0 && (!idx || !x)))
         return elbo_error(ELBO_ERR_ARG, "dataset batch: missing dataset, indices or output");
+    if (!ds->images != (transform == ELBO_PIXELS_IDENTITY))
+        return elbo_error(ELBO_ERR_ARG, ds->images ? "dataset batch: images need a pixel transform"
+                                                   : "dataset batch: points take no pixel transform "
+                                                     "(a model of images on a toy dataset?)");
+    if (ds->points) {
+        const int64_t chw = ds->c * ds->h * ds->w;
+        for (int64_t k = 0; k < b; k++) {
+            if (idx[k] < 0 || idx[k] >= ds->n)
+                return elbo_error(ELBO_ERR_ARG, "dataset batch: index %lld outside [0, %lld)",
+                                  (long long)idx[k], (long long)ds->n);
+            memcpy(x + k * chw, ds->points + idx[k] * chw, (size_t)chw * sizeof *x);
+            if (labels) labels[k] = ds->labels ? ds->labels[idx[k]] : 0;
+        }
+        return ELBO_OK;
+    }
     int random = transform == ELBO_PIXELS_DEQUANTIZE || transform == ELBO_PIXELS_BINARIZE || hflip;
     if (random && !rng)
         return elbo_error(ELBO_ERR_ARG, "dataset batch: this transform needs an RNG");
@@ -574,6 +590,8 @@ elbo_status elbo_dataset_batch(const elbo_dataset *ds, const int64_t *idx, int64
             break;
         case ELBO_PIXELS_BINARIZE:
             pixels_random_at(rng->seed, rng->offset, k * chw, src, chw, dst, PIX_BINARIZE);
+            break;
+        case ELBO_PIXELS_IDENTITY: /* refused above for images */
             break;
         }
     }

@@ -28,6 +28,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const toy_names[ELBO_TOY_COUNT] = {
@@ -206,5 +207,26 @@ elbo_status elbo_toy_sample(elbo_toy_kind kind, elbo_rng *rng, float *x, int64_t
         });
     rng->offset += (uint64_t)(K * n);
     if (kind == ELBO_TOY_PINWHEEL) shuffle_rows(rng, x, n);
+    return ELBO_OK;
+}
+
+elbo_status elbo_dataset_toy(elbo_toy_kind kind, int64_t n, uint64_t seed, elbo_data_split split,
+                             elbo_dataset *ds) {
+    memset(ds, 0, sizeof *ds);
+    if (n < 1 || n > ((int64_t)1 << 28))
+        return elbo_error(ELBO_ERR_ARG, "toy %s: %lld points (need 1 .. 2^28)", elbo_toy_name(kind),
+                          (long long)n);
+    float *p = malloc((size_t)n * 2 * sizeof *p);
+    if (!p) return elbo_error(ELBO_ERR_NOMEM, "toy %s: out of memory for %lld points",
+                              elbo_toy_name(kind), (long long)n);
+    elbo_rng rng;
+    elbo_rng_init(&rng, split == ELBO_SPLIT_TEST ? seed ^ 0x5eed7e57u : seed);
+    elbo_status st = elbo_toy_sample(kind, &rng, p, n);
+    if (st != ELBO_OK) {
+        free(p);
+        return st;
+    }
+    ds->n = n, ds->c = 2, ds->h = 1, ds->w = 1;
+    ds->points = p;
     return ELBO_OK;
 }

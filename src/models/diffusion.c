@@ -322,7 +322,7 @@ static char *config_json(const elbo_diffusion_config *c) {
     size_t k = 0, q = 0;
     for (int l = 0; l < c->unet.n_levels; l++) {
         k += (size_t)snprintf(ch + k, sizeof ch - k, "%s%d", l ? "," : "", c->unet.channels[l]);
-        if (c->unet.attn[l])
+        if (c->unet.attn[l] && c->net == ELBO_DENOISER_UNET)
             q += (size_t)snprintf(at + q, sizeof at - q, "%s%lld", q ? "," : "",
                                   (long long)(c->h >> l));
     }
@@ -415,7 +415,7 @@ elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t 
     m->c = c->c;
     m->h = c->h;
     m->w = c->w;
-    m->transform = c->discrete ? ELBO_PIXELS_SCALE11 : ELBO_PIXELS_SCALE01;
+    m->transform = c->discrete ? ELBO_PIXELS_SCALE11 : ELBO_PIXELS_IDENTITY; /* points as they are */
     m->n_extra = 2;
     m->extra_names[0] = "diffusion";
     m->extra_names[1] = "mse";

@@ -27,7 +27,9 @@ static const char *TRAIN_DIFFUSION_USAGE =
     "[--log-snr-min, --log-snr-max]), loglinear (VDM's fixed log-SNR), subvp, ve (sigma from\n"
     "--sigma-min to --sigma-max). --cond trains on the dataset's labels with a null label\n"
     "(probability --p-uncond) for classifier-free guidance. The trainer's flags (data order,\n"
-    "checkpoints, --resume, EMA, schedules) are those of every elbo train.\n";
+    "checkpoints, --resume, EMA, schedules) are those of every elbo train.\n"
+    "--data toy:NAME trains on --toy-n fixed points of a 2-D toy (continuous data, a Gaussian\n"
+    "reconstruction term), with a time-embedded MLP (--hidden, --layers) unless --net unet.\n";
 
 /* "32,64,64" into w[0..n), each in 1..65536. */
 static int parse_int_list(const char *flag, const char *s, int *w, int max, int *n) {
@@ -52,7 +54,7 @@ int cmd_train_diffusion(int argc, char **argv) {
                *channels_s = "32,64,64", *attn_s = NULL, *net_s = "unet";
     const char *lmin_s = NULL, *lmax_s = NULL, *bmin_s = NULL, *bmax_s = NULL, *smin_s = NULL,
                *smax_s = NULL, *dropout_s = "0", *p_uncond_s = "0.1";
-    int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3;
+    int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3, toy_n = 60000;
     const arg_flag model_flags[] = {
         args_string("--schedule", &schedule, "S", "linear | cosine | loglinear | subvp | ve",
                     "loglinear"),
@@ -70,6 +72,8 @@ int cmd_train_diffusion(int argc, char **argv) {
         args_int("--groups", &groups, 1, 65536, "G", "unet: GroupNorm groups", "8"),
         args_int("--hidden", &hidden, 1, 65536, "N", "mlp: hidden width", "256"),
         args_int("--layers", &layers, 1, ELBO_MLP_MAX_LAYERS - 1, "N", "mlp: hidden layers", "3"),
+        args_int("--toy-n", &toy_n, 1, 1 << 28, "N", "toy:NAME data: points in the train set "
+                 "(drawn from --seed)", "60000"),
         args_bool("--cond", &cond, "condition on the dataset's class labels (plus a null label)"),
         args_string("--p-uncond", &p_uncond_s, "P", "--cond: probability of the null label in "
                     "training", "0.1"),
@@ -89,6 +93,8 @@ int cmd_train_diffusion(int argc, char **argv) {
     if (r) return r;
     char default_out[64];
     if ((r = train_common_check(&tc, "diffusion", default_out, sizeof default_out))) return r;
+    int net_seen = 0;
+    for (int j = 0; j < n_flags; j++) net_seen |= !strcmp(flags[j].name, "--net") && flags[j].seen;
 
     elbo_diffusion_config c;
     elbo_diffusion_config_init(&c);
@@ -138,13 +144,20 @@ int cmd_train_diffusion(int argc, char **argv) {
     elbo_data_spec spec;
     if (elbo_data_spec_parse(tc.data, &spec) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
-    if (spec.kind == ELBO_DATA_TOY)
-        return args_fail(ARGS_USAGE, "--data: %s: diffusion trains on images here, not toy points",
-                         tc.data);
     elbo_dataset ds;
-    if (elbo_dataset_load(&spec, ELBO_SPLIT_TRAIN, &ds) != ELBO_OK)
+    if (spec.kind == ELBO_DATA_TOY) { /* a fixed set of points, an MLP unless --net says */
+        if (elbo_dataset_toy(spec.toy, toy_n, tc.seed, ELBO_SPLIT_TRAIN, &ds) != ELBO_OK)
+            return args_fail(ARGS_USAGE, "train: %s", elbo_last_error());
+        c.discrete = 0;
+        if (!net_seen) c.net = ELBO_DENOISER_MLP;
+    } else if (elbo_dataset_load(&spec, ELBO_SPLIT_TRAIN, &ds) != ELBO_OK) {
         return args_fail(ARGS_RUNTIME, "train: %s", elbo_last_error());
+    }
     c.c = ds.c, c.h = ds.h, c.w = ds.w;
+    if (!c.discrete && c.net == ELBO_DENOISER_UNET) {
+        elbo_dataset_free(&ds);
+        return args_fail(ARGS_USAGE, "--net: unet takes images; %s is 2-D points (use mlp)", tc.data);
+    }
     memset(c.unet.attn, 0, sizeof c.unet.attn);
     if (attn_s) {
         int res[ELBO_UNET_MAX_LEVELS], n_res;

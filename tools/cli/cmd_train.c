@@ -427,8 +427,20 @@ int cmd_sample(int argc, char **argv) {
     } else if (st == ELBO_OK) {
         st = m->sample(ctx, m, n, &rng, x);
     }
-    if (st == ELBO_OK) st = cli_write_images(out, x, n, m->c, m->h, m->w, nrow);
-    if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, x, n, m->c, m->h, m->w, nrow);
+    if (m->transform == ELBO_PIXELS_IDENTITY) { /* points: float32 (n, D) .npy or a scatter plot */
+        const int64_t shape[2] = {n, per};
+        const char *paths[2] = {out, npy_out};
+        for (int k = 0; k < 2 && st == ELBO_OK; k++) {
+            if (!paths[k]) continue;
+            if (cli_ends_with(paths[k], ".npy")) st = elbo_npy_write(paths[k], ELBO_NPY_F32, 2, shape, x);
+            else if (per == 2) st = elbo_plot_scatter(paths[k], x, n, NULL, NULL);
+            else st = elbo_error(ELBO_ERR_ARG, "%s: points of %lld values have no picture (write .npy)",
+                                 paths[k], (long long)per);
+        }
+    } else {
+        if (st == ELBO_OK) st = cli_write_images(out, x, n, m->c, m->h, m->w, nrow);
+        if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, x, n, m->c, m->h, m->w, nrow);
+    }
     const char *name = m->name;
     int status = 0;
     if (st != ELBO_OK) status = args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
@@ -467,7 +479,7 @@ static const char *EVAL_USAGE =
 
 int cmd_eval(int argc, char **argv) {
     const char *data = NULL, *split_s = "test";
-    int batch = 128, threads = 0, iwae = 1;
+    int batch = 128, threads = 0, iwae = 1, toy_n = 10000;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_string("--data", &data, "SPEC", "the dataset (" ELBO_DATA_SPEC_FORMS ")",
@@ -475,6 +487,8 @@ int cmd_eval(int argc, char **argv) {
         args_string("--split", &split_s, "SPLIT", "train | test", "test"),
         args_batch(&batch, "128"),
         args_int("--iwae", &iwae, 1, 1000000, "K", "vae: importance samples per example", "1"),
+        args_int("--toy-n", &toy_n, 1, 1 << 28, "N", "toy:NAME: points in the split (drawn from "
+                 "--seed; the test split apart from the train one)", "10000"),
         args_seed(&seed, "0"),
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
     };
@@ -492,13 +506,18 @@ int cmd_eval(int argc, char **argv) {
     elbo_data_spec spec;
     if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
-    if (spec.kind == ELBO_DATA_TOY)
-        return args_fail(ARGS_USAGE, "--data: %s: toy points are not images", data);
     if (threads > 0) elbo_set_threads(threads);
     elbo_model *m = NULL;
     int64_t step = 0;
     if (elbo_model_load(pos[0], &m, NULL, &step) != ELBO_OK)
         return args_fail(ARGS_RUNTIME, "eval: %s", elbo_last_error());
+    const int points = m->transform == ELBO_PIXELS_IDENTITY;
+    if ((spec.kind == ELBO_DATA_TOY) != points) {
+        int rc = args_fail(ARGS_USAGE, "--data: %s: model %s of %s takes %s", data, m->name, pos[0],
+                           points ? "toy:NAME points" : "images");
+        elbo_model_free(m);
+        return rc;
+    }
     if (!m->eval || m->n_eval < 3) {
         int rc = args_fail(ARGS_RUNTIME, "eval: %s: model %s has no ELBO", pos[0], m->name);
         elbo_model_free(m);
@@ -512,7 +531,8 @@ int cmd_eval(int argc, char **argv) {
     }
     m->eval_samples = iwae;
     elbo_dataset ds;
-    if (elbo_dataset_load(&spec, split, &ds) != ELBO_OK) {
+    if ((points ? elbo_dataset_toy(spec.toy, toy_n, seed, split, &ds)
+                : elbo_dataset_load(&spec, split, &ds)) != ELBO_OK) {
         elbo_model_free(m);
         return args_fail(ARGS_RUNTIME, "eval: %s", elbo_last_error());
     }
