@@ -764,3 +764,29 @@ TEST(prob_same_seed_same_bits) {
     elbo_set_threads(saved);
     elbo_ctx_free(ctx);
 }
+
+/* MMD^2 of N(0, 1) against N(mu, 1) under a Gaussian kernel of width h has the closed form
+ * 2 h / sqrt(h^2 + 2) (1 - exp(-mu^2 / (2 (h^2 + 2)))) (E k(X, X') = h / sqrt(h^2 + 2) for
+ * X - X' ~ N(0, 2)); the unbiased estimate's mean over 10 replicates of 1000 + 1000 points
+ * must match it (mu = 1, and mu = 0 where it is 0) within 5 standard errors of that mean. */
+TEST(prob_mmd2_rbf_gaussians) {
+    enum { N = 1000, R = 10 };
+    float x[N], y[N];
+    const double h = 1.0, mus[2] = {1.0, 0.0};
+    for (int k = 0; k < 2; k++) {
+        double want = 2 * h / sqrt(h * h + 2) * (1 - exp(-mus[k] * mus[k] / (2 * (h * h + 2))));
+        double s = 0, s2 = 0;
+        for (int r = 0; r < R; r++) {
+            elbo_rng rng;
+            elbo_rng_init(&rng, 50 + 10 * k + r);
+            elbo_rng_normal(&rng, x, N, 0.0f, 1.0f);
+            elbo_rng_normal(&rng, y, N, (float)mus[k], 1.0f);
+            double v = elbo_mmd2_rbf(x, N, y, N, 1, h);
+            s += v, s2 += v * v;
+        }
+        double mean = s / R, se = sqrt((s2 / R - mean * mean) / (R - 1));
+        CHECK_MSG(fabs(mean - want) <= Z_SE * se, "mu %g: MMD^2 %.5g +- %.2g, closed form %.5g",
+                  mus[k], mean, se, want);
+    }
+    CHECK(isnan(elbo_mmd2_rbf(x, 1, y, N, 1, h)) && isnan(elbo_mmd2_rbf(x, N, y, N, 1, 0)));
+}

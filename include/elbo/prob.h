@@ -138,6 +138,15 @@ double elbo_gammainc_d(double a, double x);
  * checked against the inverse CDF and against d/dalpha E[f(G)] (tests/test_prob.c). */
 elbo_tensor *elbo_gamma_standard(elbo_ctx *ctx, elbo_tensor *alpha, elbo_rng *rng, int64_t n);
 
+/* The unbiased estimate of the squared maximum mean discrepancy between the samples x (n, d)
+ * and y (m, d), n, m >= 2, under the Gaussian kernel k(a, b) = exp(-|a - b|^2 / (2 h^2))
+ * (Gretton et al. 2012, eq. 3):
+ *   MMD^2_u = sum_{i != j} k(x_i, x_j) / (n (n-1)) + sum_{i != j} k(y_i, y_j) / (m (m-1))
+ *             - 2 sum_{i, j} k(x_i, y_j) / (n m),
+ * summed in double over fixed row blocks (the same value for any thread count). It can be
+ * slightly negative when the two laws are equal. NAN for bad arguments. */
+double elbo_mmd2_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t d, double h);
+
 #ifdef __cplusplus
 }
 #endif

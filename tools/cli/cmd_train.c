@@ -348,7 +348,7 @@ static const char *SAMPLE_USAGE =
 
 int cmd_sample(int argc, char **argv) {
     const char *out = NULL, *npy_out = NULL, *sampler = "ancestral", *eta_s = "0",
-               *guidance_s = "0", *trajectory = NULL;
+               *guidance_s = "0", *trajectory = NULL, *mmd_data = NULL, *mmd_width_s = "0.5";
     int n = 64, nrow = 8, threads = 0, steps = 0, label = -1;
     uint64_t seed = 0;
     arg_flag flags[] = {
@@ -368,6 +368,9 @@ int cmd_sample(int argc, char **argv) {
                  "every sample (-1: the null label)", "-1"),
         args_string("--trajectory", &trajectory, "FILE.png", "diffusion: x_t and x0_hat of the "
                     "first 8 samples at about 10 times, rows x_t / x0_hat", "none"),
+        args_string("--data", &mmd_data, "toy:NAME", "point models: report MMD^2 of the samples "
+                    "against N test points of this toy (Gaussian kernel, --mmd-width)", "none"),
+        args_string("--mmd-width", &mmd_width_s, "H", "the kernel width h of --data's MMD^2", "0.5"),
     };
     const char *pos[1];
     int np = 0;
@@ -400,8 +403,16 @@ int cmd_sample(int argc, char **argv) {
             elbo_model_free(m);
             return rc;
         }
-    double eta = 0, guidance = 0;
-    if ((r = args_parse_double("--eta", eta_s, 0, &eta)) ||
+    double eta = 0, guidance = 0, mmd_width = 0.5;
+    elbo_data_spec mmd_spec;
+    if (mmd_data && (elbo_data_spec_parse(mmd_data, &mmd_spec) != ELBO_OK ||
+                     mmd_spec.kind != ELBO_DATA_TOY || m->transform != ELBO_PIXELS_IDENTITY)) {
+        int rc = args_fail(ARGS_USAGE, "--data: %s: MMD is for a model of toy:NAME points", mmd_data);
+        elbo_model_free(m);
+        return rc;
+    }
+    if ((r = args_parse_double("--mmd-width", mmd_width_s, 1, &mmd_width)) ||
+        (r = args_parse_double("--eta", eta_s, 0, &eta)) ||
         (eta > 1 && (r = args_fail(ARGS_USAGE, "--eta: expected a value in [0, 1], got %g", eta))) ||
         (r = args_parse_double("--guidance", guidance_s, -1, &guidance)) ||
         (trajectory && (r = cli_check_image_out("--trajectory", trajectory, 0)))) {
@@ -441,6 +452,14 @@ int cmd_sample(int argc, char **argv) {
         if (st == ELBO_OK) st = cli_write_images(out, x, n, m->c, m->h, m->w, nrow);
         if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, x, n, m->c, m->h, m->w, nrow);
     }
+    double mmd2 = NAN;
+    if (st == ELBO_OK && mmd_data) { /* against n points of the toy's test split */
+        elbo_dataset ref;
+        st = elbo_dataset_toy(mmd_spec.toy, n, 0, ELBO_SPLIT_TEST, &ref);
+        if (st == ELBO_OK) mmd2 = elbo_mmd2_rbf(x, n, ref.points, n, per, mmd_width);
+        if (st == ELBO_OK && isnan(mmd2)) st = elbo_error(ELBO_ERR_ARG, "--data: MMD needs --n >= 2");
+        elbo_dataset_free(&ref);
+    }
     const char *name = m->name;
     int status = 0;
     if (st != ELBO_OK) status = args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
@@ -450,6 +469,7 @@ int cmd_sample(int argc, char **argv) {
         printf(", \"model\":\"%s\", \"step\":%lld, \"ema\":%s, \"n\":%d, \"out\":", name,
                (long long)step, used_ema ? "true" : "false", n);
         args_json_string(stdout, out);
+        if (mmd_data) printf(", \"mmd2\":%.6g, \"mmd_width\":%g", mmd2, mmd_width);
         printf("}\n");
     }
     elbo_ctx_free(ctx);
