@@ -291,6 +291,7 @@ fail:
  * uncompressed name). */
 static int find_idx(const char *dir, const char *base, char *buf, size_t len) {
     struct stat st;
+    if (!buf || len == 0) return 0;
     snprintf(buf, len, "%s/%s", dir, base);
     if (stat(buf, &st) == 0) return 1;
     snprintf(buf, len, "%s/%s.gz", dir, base);
