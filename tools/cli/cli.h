@@ -48,6 +48,10 @@ elbo_status cli_write_images(const char *path, const float *x, int64_t n, int64_
 /* 0 when path (NULL allowed) ends in .png or .npy (.npy only with npy_only), else prints
  * the usage error naming flag and returns ARGS_USAGE. */
 int cli_check_image_out(const char *flag, const char *path, int npy_only);
+/* --split SPLIT and --data SPEC into split and spec; 0, or the exit status of the usage
+ * error it printed (naming the flag). */
+int cli_parse_data(const char *data, const char *split_s, elbo_data_spec *spec,
+                   elbo_data_split *split);
 /* 1 when s ends with suf. */
 int cli_ends_with(const char *s, const char *suf);
 

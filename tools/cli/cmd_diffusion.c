@@ -340,11 +340,8 @@ int cmd_denoise(int argc, char **argv) {
     if ((r = cli_check_image_out("--out", out, 0)) || (r = cli_check_image_out("--npy", npy_out, 1)))
         return r;
     elbo_data_split split;
-    if (elbo_data_split_parse(split_s, &split) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);
     elbo_data_spec spec;
-    if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    if ((r = cli_parse_data(data, split_s, &spec, &split))) return r;
     if (threads > 0) elbo_set_threads(threads);
     elbo_model *m = NULL;
     if (elbo_model_load(pos[0], &m, NULL, NULL) != ELBO_OK)

@@ -19,6 +19,15 @@ int cli_ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+int cli_parse_data(const char *data, const char *split_s, elbo_data_spec *spec,
+                   elbo_data_split *split) {
+    if (elbo_data_split_parse(split_s, split) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);
+    if (elbo_data_spec_parse(data, spec) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    return 0;
+}
+
 int cli_check_image_out(const char *flag, const char *path, int npy_only) {
     if (!path) return 0;
     if (cli_ends_with(path, ".npy") || (!npy_only && cli_ends_with(path, ".png"))) return 0;
@@ -89,11 +98,9 @@ static int show_open(show_ctx *s, const char *cmd, const char *ckpt, const char 
     s->D = s->m->c * s->m->h * s->m->w;
     if (!data) return 0;
     elbo_data_split split;
-    if (elbo_data_split_parse(split_s, &split) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);
     elbo_data_spec spec;
-    if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    int pr = cli_parse_data(data, split_s, &spec, &split);
+    if (pr) return pr;
     if (spec.kind == ELBO_DATA_TOY)
         return args_fail(ARGS_USAGE, "--data: %s: toy points are not images", data);
     if (elbo_dataset_load(&spec, split, &s->ds) != ELBO_OK)

@@ -521,11 +521,8 @@ int cmd_eval(int argc, char **argv) {
     if (np < 1) return args_fail(ARGS_USAGE, "eval: which checkpoint? (see elbo eval --help)");
     if (!data) return args_fail(ARGS_USAGE, "eval: --data: required (see elbo eval --help)");
     elbo_data_split split;
-    if (elbo_data_split_parse(split_s, &split) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--split: expected train or test, got \"%s\"", split_s);
     elbo_data_spec spec;
-    if (elbo_data_spec_parse(data, &spec) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--data: %s", elbo_last_error());
+    if ((r = cli_parse_data(data, split_s, &spec, &split))) return r;
     if (threads > 0) elbo_set_threads(threads);
     elbo_model *m = NULL;
     int64_t step = 0;
