@@ -535,3 +535,45 @@ TEST(diffusion_times_and_weights) {
     CHECK(elbo_loss_kind_parse("snr-trunc", &k) == ELBO_OK && k == ELBO_LOSS_SNR_TRUNC);
     CHECK(elbo_loss_kind_parse("vlb", &k) == ELBO_ERR_ARG && strstr(elbo_last_error(), "vlb"));
 }
+
+/* The learned schedule's vector-Jacobian product against central differences of gamma(t) =
+ * -log_snr(t) and gamma'(t) = -d log_snr/dt from elbo_process_at, every parameter perturbed
+ * in turn (the step taken as the float it rounds to: h = 1e-3 relative, at least 1e-3). */
+TEST(diffusion_learned_schedule_vjp_fd) {
+    learned_fixture lf;
+    learned_fixture_init(&lf, 13);
+    lf.w2[3] = -lf.w2[3]; /* both signs of each |w| */
+    lf.w3[5] = -fabsf(lf.w3[5]);
+    elbo_process p;
+    process_named(&p, "learned", &lf.l);
+    enum { B = 5, NP = 3 * 16 + 3 };
+    const double t[B] = {0.0, 0.13, 0.5, 0.77, 1.0}, cg[B] = {0.3, -1.2, 0.8, 2.0, -0.4},
+                 cgp[B] = {-0.5, 0.25, 1.1, -0.7, 0.9};
+    double grad[NP] = {0}, work[6 * (3 * 16 + 1)];
+    elbo_learned_schedule_vjp(&lf.l, B, t, cg, cgp, grad, work);
+    float *params[NP];
+    int k = 0;
+    params[k++] = &lf.w1;
+    for (int i = 0; i < 16; i++) params[k++] = &lf.w2[i];
+    for (int i = 0; i < 16; i++) params[k++] = &lf.b2[i];
+    for (int i = 0; i < 16; i++) params[k++] = &lf.w3[i];
+    params[k++] = &lf.gamma_0;
+    params[k++] = &lf.gamma_1;
+    for (int j = 0; j < NP; j++) {
+        float w = *params[j];
+        double h = fmax(1e-3, 1e-3 * fabs(w)), f[2] = {0, 0}, step[2];
+        for (int side = 0; side < 2; side++) {
+            *params[j] = (float)(w + (side ? h : -h));
+            step[side] = (double)*params[j] - w;
+            for (int b = 0; b < B; b++) {
+                elbo_noise_level n;
+                CHECK(elbo_process_at(&p, t[b], &n) == ELBO_OK);
+                f[side] += cg[b] * -n.log_snr + cgp[b] * -n.dlog_snr_dt;
+            }
+        }
+        *params[j] = w;
+        double fd = (f[1] - f[0]) / (step[1] - step[0]);
+        CHECK_MSG(fabs(fd - grad[j]) <= 2e-4 * (1 + fabs(fd)), "parameter %d: vjp %.9g, fd %.9g", j,
+                  grad[j], fd);
+    }
+}

@@ -70,6 +70,14 @@ typedef struct {
     const elbo_learned_schedule *learned; /* learned */
 } elbo_process;
 
+/* The vector-Jacobian product of the learned schedule: with gamma(t) = -log_snr(t) and
+ * gamma'(t) its derivative in t, adds
+ *   sum_b cg[b] d gamma(t_b) / d theta + cgp[b] d gamma'(t_b) / d theta
+ * to grad[0 .. 3n + 3) for theta = (w1, w2[0..n), b2[0..n), w3[0..n), gamma_0, gamma_1)
+ * (|w| is differentiated as sign(w), sign(0) = 1). work: room for 6 (3n + 1) doubles. */
+void elbo_learned_schedule_vjp(const elbo_learned_schedule *l, int64_t B, const double *t,
+                               const double *cg, const double *cgp, double *grad, double *work);
+
 /* kind VP, schedule LOGLINEAR; beta 0.1 .. 20, t0 = 1e-3; log_snr in [-5, 13.3] (VDM's
  * gamma_min = -13.3, gamma_max = 5); sigma 0.01 .. 50 (score SDE). */
 void elbo_process_init(elbo_process *p);

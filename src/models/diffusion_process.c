@@ -109,6 +109,61 @@ static void learned_gamma_tilde(const elbo_learned_schedule *l, double t, double
     *dg = w1 + dsum / l->n_features;
 }
 
+/* gamma~(t), gamma~'(t) and their derivatives D, Dp in (w1, w2[n], b2[n], w3[n]) (3n + 1
+ * values each), sigma_k = sigmoid(|w2_k| u + b2_k), u = 2t - 1, s' = sigma (1 - sigma):
+ *   d/dw1:   t,                          1                       (times sign(w1))
+ *   d/dw2_k: |w3| 2 s' u / n,            |w3| 4 (s' + |w2| u s' (1 - 2 sigma)) / n  (sign(w2))
+ *   d/db2_k: |w3| 2 s' / n,              |w3| 4 |w2| s' (1 - 2 sigma) / n
+ *   d/dw3_k: (2 sigma - 1) / n,          4 s' |w2| / n           (times sign(w3)) */
+static void learned_basis(const elbo_learned_schedule *l, double t, double *g, double *gp,
+                          double *D, double *Dp) {
+    const int n = l->n_features;
+    const double u = 2.0 * t - 1.0, inv_n = 1.0 / n;
+    double w1 = *l->w1, sum = 0, dsum = 0;
+    D[0] = (w1 >= 0 ? 1.0 : -1.0) * t;
+    Dp[0] = w1 >= 0 ? 1.0 : -1.0;
+    for (int k = 0; k < n; k++) {
+        double w2 = l->w2[k], w3 = l->w3[k], a2 = fabs(w2), a3 = fabs(w3);
+        double sg2 = w2 >= 0 ? 1.0 : -1.0, sg3 = w3 >= 0 ? 1.0 : -1.0;
+        double sig = 1.0 / (1.0 + exp(-(a2 * u + (double)l->b2[k]))), sp = sig * (1.0 - sig);
+        sum += a3 * (2.0 * sig - 1.0);
+        dsum += a3 * 4.0 * sp * a2;
+        D[1 + k] = sg2 * a3 * 2.0 * sp * u * inv_n;
+        Dp[1 + k] = sg2 * a3 * 4.0 * (sp + a2 * u * sp * (1.0 - 2.0 * sig)) * inv_n;
+        D[1 + n + k] = a3 * 2.0 * sp * inv_n;
+        Dp[1 + n + k] = a3 * 4.0 * a2 * sp * (1.0 - 2.0 * sig) * inv_n;
+        D[1 + 2 * n + k] = sg3 * (2.0 * sig - 1.0) * inv_n;
+        Dp[1 + 2 * n + k] = sg3 * 4.0 * sp * a2 * inv_n;
+    }
+    *g = fabs(w1) * t + sum * inv_n;
+    *gp = fabs(w1) + dsum * inv_n;
+}
+
+/* gamma(t) = g0 + (g1 - g0) N(t), N = (g~(t) - g~(0)) / Delta, Delta = g~(1) - g~(0);
+ * gamma'(t) = (g1 - g0) g~'(t) / Delta. Quotient rule for the network's weights; the
+ * endpoints: d gamma/d g0 = 1 - N, d gamma/d g1 = N, d gamma'/d g1 = -d gamma'/d g0 =
+ * g~'/Delta. */
+void elbo_learned_schedule_vjp(const elbo_learned_schedule *l, int64_t B, const double *t,
+                               const double *cg, const double *cgp, double *grad, double *work) {
+    const int64_t P = 3 * (int64_t)l->n_features + 1;
+    double *D0 = work, *D1 = work + P, *D = work + 2 * P, *Dp = work + 3 * P, *scratch = work + 4 * P;
+    double g0, g1, gp0, gp1, g, gp;
+    learned_basis(l, 0.0, &g0, &gp0, D0, scratch);
+    learned_basis(l, 1.0, &g1, &gp1, D1, scratch);
+    const double G0 = *l->gamma_0, G1 = *l->gamma_1, span = G1 - G0, delta = g1 - g0;
+    for (int64_t b = 0; b < B; b++) {
+        learned_basis(l, t[b], &g, &gp, D, Dp);
+        double N = (g - g0) / delta;
+        for (int64_t j = 0; j < P; j++) {
+            double dN = ((D[j] - D0[j]) * delta - (g - g0) * (D1[j] - D0[j])) / (delta * delta);
+            double dGp = (Dp[j] * delta - gp * (D1[j] - D0[j])) / (delta * delta);
+            grad[j] += cg[b] * span * dN + cgp[b] * span * dGp;
+        }
+        grad[P] += cg[b] * (1.0 - N) - cgp[b] * gp / delta;
+        grad[P + 1] += cg[b] * N + cgp[b] * gp / delta;
+    }
+}
+
 /* VP: log_snr(t) and its derivative for the schedules given by log_snr directly. */
 static void vp_log_snr(const elbo_process *p, double t, double *lam, double *dlam) {
     switch (p->schedule) {
