@@ -340,7 +340,11 @@ PY
     expect_fail "train diffusion --cond without labels" 2 --cond train diffusion --data "npy:$T/tiny28.npy" --cond $DIF_NET --out "$W/r3"
     expect_fail "train diffusion bad --time" 2 --time train diffusion --data "npy:$T/tiny28.npy" --time discrete:0 --out "$W/r3"
     expect_fail "train diffusion bad --schedule" 2 --schedule train diffusion --data "npy:$T/tiny28.npy" --schedule quadratic --out "$W/r3"
-    expect_fail "train diffusion learned schedule" 2 learned train diffusion --data "npy:$T/tiny28.npy" --schedule learned --out "$W/r3"
+    expect_fail "train diffusion learned schedule with --loss simple" 2 learned train diffusion --data "npy:$T/tiny28.npy" --schedule learned --loss simple --out "$W/r3"
+    if expect_ok "train diffusion learned schedule" train diffusion --data "npy:$T/tiny28.npy" --schedule learned --time discrete:10 --steps 3 --batch 16 $DIF_NET --out "$T/diflearn"; then
+        expect_ok "eval diffusion learned schedule" eval "$T/diflearn/ckpt.safetensors" --data "npy:$T/tiny28.npy"
+        expect_ok "sample diffusion learned schedule" sample "$T/diflearn/ckpt.safetensors" --steps 5 --n 2 --out "$W/l.png"
+    fi
     expect_fail "train diffusion bad --attn" 2 --attn train diffusion --data "npy:$T/tiny28.npy" --attn 5 --out "$W/r3"
     expect_fail "train diffusion bad --param" 2 --param train diffusion --data "npy:$T/tiny28.npy" --param noise --out "$W/r3"
     run train diffusion --help

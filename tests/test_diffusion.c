@@ -577,3 +577,36 @@ TEST(diffusion_learned_schedule_vjp_fd) {
                   grad[j], fd);
     }
 }
+
+/* A VP noise level with gamma = -log_snr. */
+static elbo_noise_level vp_level(double gamma) {
+    elbo_noise_level n = {0};
+    n.log_snr = -gamma;
+    n.alpha = sqrt(1.0 / (1.0 + exp(gamma)));
+    n.sigma = sqrt(1.0 / (1.0 + exp(-gamma)));
+    return n;
+}
+
+/* d L_recon / d gamma_0 and d L_prior / d gamma_1 against central differences (h = 1e-5). */
+TEST(diffusion_end_terms_dgamma_fd) {
+    enum { D = 40 };
+    float x[D], e[D];
+    elbo_rng rng;
+    elbo_rng_init(&rng, 17);
+    elbo_rng_normal(&rng, e, D, 0, 1);
+    for (int i = 0; i < D; i++) x[i] = (float)(2.0 * ((i * 37) % 256) / 255 - 1);
+    const double h = 1e-5, g0s[] = {-13.3, -8.0, -4.0, -1.0};
+    for (int q = 0; q < 4; q++) {
+        elbo_noise_level l = vp_level(g0s[q]), a = vp_level(g0s[q] - h), b = vp_level(g0s[q] + h);
+        double fd = (elbo_diffusion_recon_8bit(&b, x, e, D) - elbo_diffusion_recon_8bit(&a, x, e, D)) / (2 * h);
+        double an = elbo_diffusion_recon_8bit_dgamma0(&l, x, e, D);
+        CHECK_MSG(fabs(an - fd) <= 1e-5 * (1 + fabs(fd)), "gamma_0 %g: d recon %.9g, fd %.9g", g0s[q], an, fd);
+    }
+    const double g1s[] = {-2.0, 5.0, 10.0};
+    for (int q = 0; q < 3; q++) {
+        elbo_noise_level l = vp_level(g1s[q]), a = vp_level(g1s[q] - h), b = vp_level(g1s[q] + h);
+        double fd = (elbo_diffusion_prior_kl(&b, 1.0, x, D) - elbo_diffusion_prior_kl(&a, 1.0, x, D)) / (2 * h);
+        double an = elbo_diffusion_prior_kl_dgamma1(&l, x, D);
+        CHECK_MSG(fabs(an - fd) <= 1e-6 * (1 + fabs(fd)), "gamma_1 %g: d prior %.9g, fd %.9g", g1s[q], an, fd);
+    }
+}

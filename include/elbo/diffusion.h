@@ -175,6 +175,14 @@ double elbo_diffusion_prior_kl(const elbo_noise_level *one, double prior_std, co
  * alpha_0^2)) (VDM's discrete decoder). A sum over the d values. */
 double elbo_diffusion_recon_8bit(const elbo_noise_level *zero, const float *x, const float *eps,
                                  int64_t d);
+/* d L_recon / d gamma_0 of elbo_diffusion_recon_8bit for a VP process, gamma_0 = -log_snr(0)
+ * (x_0 / alpha_0 = x + e^(gamma_0/2) eps, variance e^gamma_0): with f_k = (y - x_k)^2 / (2 v),
+ * d f_k = (y - x_k)(y - x) / (2 v) - f_k and dL = d f_true - sum_k p_k d f_k. */
+double elbo_diffusion_recon_8bit_dgamma0(const elbo_noise_level *zero, const float *x,
+                                         const float *eps, int64_t d);
+/* d L_prior / d gamma_1 for a VP process and prior N(0, I), gamma_1 = -log_snr(1), s =
+ * sigma_1^2 = sigmoid(gamma_1): 1/2 (1 - s) sum_i (s - s x_i^2 - 1). */
+double elbo_diffusion_prior_kl_dgamma1(const elbo_noise_level *one, const float *x, int64_t d);
 /* L_recon for continuous data: -log N(x; x_0 / alpha_0, sigma_0^2 / alpha_0^2), summed. */
 double elbo_diffusion_recon_gauss(const elbo_noise_level *zero, const float *x, const float *eps,
                                   int64_t d);

@@ -13,6 +13,9 @@
  *          KL(q(x_1|x) || N(0, I)), the diffusion term at one time per example (low-
  *          discrepancy over the batch), recon -log p(x|x_0) over the 256 bins of 8-bit data
  *          or a Gaussian for continuous data.
+ *   learned schedule (VDM): the monotone network of diffusion.h in the paramset (gamma.*);
+ *          its endpoints are trained on the bound, its interior on the variance of the
+ *          diffusion term (after_backward), and the network sees the noise level, not t.
  *   sample ancestral sampling with the model's own steps (T, or 1000 in continuous time);
  *          any sampler through elbo_diffusion_denoiser.
  *

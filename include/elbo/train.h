@@ -69,6 +69,10 @@ struct elbo_model {
      * sums (e.g. active units), overwriting means[i] for those. */
     elbo_status (*eval_begin)(elbo_model *m);
     elbo_status (*eval_end)(elbo_model *m, int64_t n, double *means);
+    /* Optional: called by the trainer after backward and before clipping and the optimiser
+     * step, for gradients the tape does not carry (the diffusion model's learned schedule:
+     * its variance-minimising gradient). */
+    elbo_status (*after_backward)(elbo_model *m);
     /* Latent-variable models: z_dim, encode x (B, c h w) -> E_q[z|x] (B, z_dim) and
      * decode z (n, z_dim) -> the mean image (n, c, h, w) in [0, 1]. */
     int64_t z_dim;

@@ -23,7 +23,20 @@ typedef struct {
     elbo_nn_mlp mlp;             /* net mlp: [x, temb] -> x-shaped output */
     elbo_nn_embedding label_emb; /* net mlp with classes */
     int64_t D;
+    /* schedule learned: VDM's monotone network (parameters gamma.*), and what the last
+     * loss() leaves for after_backward */
+    elbo_tensor *g_w1, *g_w2, *g_b2, *g_w3, *g_0, *g_1;
+    elbo_learned_schedule learned;
+    double *vjp_work, *vjp_grad; /* 6 (3n + 1) and 3n + 3 doubles, allocated once */
+    struct {
+        int64_t B;
+        double *t, *s, *L;           /* times, the step before (T steps), diffusion terms */
+        elbo_tensor *G, *Gp, *Gs;    /* gamma(t), gamma'(t), gamma(s): leaves of the tape */
+        double drecon, dprior;       /* d (mean recon) / d gamma_0, d (mean prior) / d gamma_1 */
+    } last;
 } diffusion_model;
+
+#define LEARNED_FEATURES 1024 /* VDM's n */
 
 void elbo_diffusion_config_init(elbo_diffusion_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -45,17 +58,26 @@ void elbo_diffusion_config_init(elbo_diffusion_config *cfg) {
     cfg->discrete = 1;
 }
 
-/* The network sees t scaled to DDPM's step range, 1000 t, in its sinusoidal embedding. */
-#define TIME_SCALE 1000.0f
+/* The network sees the time scaled to DDPM's step range, 1000 t, in its sinusoidal
+ * embedding; with a learned schedule it sees the noise level instead, 1000 (gamma(t) -
+ * gamma_min) / (gamma_max - gamma_min) over the configured endpoints (as VDM conditions its
+ * network on gamma_t), so that the network is a function of the noise level whatever the
+ * schedule becomes. */
+#define TIME_SCALE 1000.0
+static float net_time(const diffusion_model *dm, const elbo_noise_level *l) {
+    const elbo_process *p = &dm->cfg.process;
+    if (p->schedule != ELBO_SCHEDULE_LEARNED) return (float)(TIME_SCALE * l->t);
+    return (float)(TIME_SCALE * (p->log_snr_max - l->log_snr) / (p->log_snr_max - p->log_snr_min));
+}
 
-/* pred (B, c, h, w) = net(x_t, t, y): labels NULL means the null label. */
+/* pred (B, c, h, w) = net(x_t, t, y) at the levels lv[0..B): labels NULL means the null label. */
 static elbo_tensor *net_forward(elbo_ctx *ctx, const diffusion_model *dm, elbo_tensor *x_t,
-                                const double *t, const int32_t *labels) {
+                                const elbo_noise_level *lv, const int32_t *labels) {
     const elbo_diffusion_config *c = &dm->cfg;
     const int64_t B = x_t->shape[0];
     float *tf = elbo_ctx_alloc(ctx, (size_t)B * sizeof *tf);
     if (!tf) return NULL;
-    for (int64_t b = 0; b < B; b++) tf[b] = TIME_SCALE * (float)t[b];
+    for (int64_t b = 0; b < B; b++) tf[b] = net_time(dm, &lv[b]);
     if (c->net == ELBO_DENOISER_UNET)
         return elbo_unet_forward_cond(ctx, dm->unet, x_t, tf, c->classes ? labels : NULL);
     /* mlp: h = [x_t, emb(t) (+ label_emb(y))] */
@@ -107,7 +129,7 @@ static elbo_tensor *squared_error(elbo_ctx *ctx, const diffusion_model *dm, cons
             rest->data[b * D + i] = (float)(kx * xt - eps[b * D + i]);
         }
     }
-    elbo_tensor *pred = net_forward(ctx, dm, x_t, t, labels);
+    elbo_tensor *pred = net_forward(ctx, dm, x_t, lv, labels);
     elbo_tensor *r = elbo_add(ctx, elbo_mul(ctx, pred, a), rest); /* eps_hat - eps */
     const int axes[3] = {1, 2, 3};
     return elbo_sum_axes(ctx, elbo_square(ctx, r), 3, axes, 0);
@@ -162,6 +184,130 @@ static void end_terms(const diffusion_model *dm, const float *x, const float *ep
                          : elbo_diffusion_recon_gauss(&zero, xb, eb, dm->D);
 }
 
+/* The bound with a learned schedule (VDM): gamma(t_b), gamma'(t_b) and, for T steps,
+ * gamma(s_b) enter the tape as leaves, alpha = sqrt(sigmoid(-gamma)), sigma =
+ * sqrt(sigmoid(gamma)), x_t = alpha x + sigma eps, L_b = 1/2 w_b ||eps - eps_hat||^2 with
+ * w = gamma' (continuous) or T expm1(gamma(t) - gamma(s)); after_backward turns the leaves'
+ * gradients into the schedule's (learned_after_backward). One path is not differentiated:
+ * the network's noise-level input (net_time) enters its sinusoidal embedding as data, where
+ * VDM differentiates through it too; the schedule's gradient is the one through x_t, the
+ * weight and the end terms. */
+static elbo_tensor *learned_loss(elbo_ctx *ctx, diffusion_model *dm, const float *x,
+                                 const int32_t *y, int64_t B, const double *t, const float *eps,
+                                 elbo_noise_level *lv, double *extra) {
+    const elbo_diffusion_config *c = &dm->cfg;
+    const int T = c->T;
+    elbo_tensor *G = elbo_tensor_new1(ctx, B), *Gp = elbo_tensor_new1(ctx, B);
+    elbo_tensor *Gs = T ? elbo_tensor_new1(ctx, B) : NULL;
+    double *ts = elbo_ctx_alloc(ctx, (size_t)B * sizeof *ts), *L = elbo_ctx_alloc(ctx, (size_t)B * sizeof *L);
+    if (!G || !Gp || (T && !Gs) || !ts || !L) return NULL;
+    for (int64_t b = 0; b < B; b++) {
+        elbo_noise_level ls;
+        if (elbo_process_at(&c->process, t[b], &lv[b]) != ELBO_OK) return NULL;
+        G->data[b] = (float)-lv[b].log_snr;
+        Gp->data[b] = (float)-lv[b].dlog_snr_dt;
+        ts[b] = T ? (t[b] - 1.0 / T > 0 ? t[b] - 1.0 / T : 0.0) : 0.0;
+        if (T) {
+            if (elbo_process_at(&c->process, ts[b], &ls) != ELBO_OK) return NULL;
+            Gs->data[b] = (float)-ls.log_snr;
+        }
+    }
+    elbo_tensor_requires_grad(G, 1);
+    elbo_tensor_requires_grad(Gp, 1);
+    if (Gs) elbo_tensor_requires_grad(Gs, 1);
+    elbo_tensor *alpha = elbo_reshape4(ctx, elbo_sqrt(ctx, elbo_sigmoid(ctx, elbo_neg(ctx, G))), B, 1, 1, 1);
+    elbo_tensor *sigma = elbo_reshape4(ctx, elbo_sqrt(ctx, elbo_sigmoid(ctx, G)), B, 1, 1, 1);
+    int64_t shape[4] = {B, c->c, c->h, c->w};
+    elbo_tensor *xw = elbo_tensor_wrap(ctx, (float *)x, 4, shape), *ew = elbo_tensor_wrap(ctx, (float *)eps, 4, shape);
+    elbo_tensor *x_t = elbo_add(ctx, elbo_mul(ctx, xw, alpha), elbo_mul(ctx, ew, sigma));
+    elbo_tensor *pred = x_t ? net_forward(ctx, dm, x_t, lv, y) : NULL, *eps_hat;
+    switch (c->param) { /* eps_hat from the prediction (VP: alpha^2 + sigma^2 = 1) */
+    case ELBO_PARAM_X0: eps_hat = elbo_div(ctx, elbo_sub(ctx, x_t, elbo_mul(ctx, alpha, pred)), sigma); break;
+    case ELBO_PARAM_V: eps_hat = elbo_add(ctx, elbo_mul(ctx, sigma, x_t), elbo_mul(ctx, alpha, pred)); break;
+    case ELBO_PARAM_SCORE: eps_hat = elbo_neg(ctx, elbo_mul(ctx, sigma, pred)); break;
+    default: eps_hat = pred; break;
+    }
+    const int axes[3] = {1, 2, 3};
+    elbo_tensor *sq = elbo_sum_axes(ctx, elbo_square(ctx, elbo_sub(ctx, eps_hat, ew)), 3, axes, 0);
+    elbo_tensor *w = T ? elbo_scale(ctx, elbo_add_scalar(ctx, elbo_exp(ctx, elbo_sub(ctx, G, Gs)), -1.0f), (float)T)
+                       : Gp;
+    elbo_tensor *Lv = elbo_scale(ctx, elbo_mul(ctx, w, sq), 0.5f);
+    elbo_tensor *loss = elbo_scale(ctx, elbo_sum(ctx, Lv), 1.0f / (float)B);
+    if (!loss) return NULL;
+    elbo_noise_level zero, one;
+    elbo_process_at(&c->process, 0.0, &zero);
+    elbo_process_at(&c->process, 1.0, &one);
+    double ends = 0, diff = 0, mse = 0, drecon = 0, dprior = 0, prior, recon;
+    for (int64_t b = 0; b < B; b++) {
+        end_terms(dm, x, eps, b, &prior, &recon);
+        ends += prior + recon;
+        drecon += elbo_diffusion_recon_8bit_dgamma0(&zero, x + b * dm->D, eps + b * dm->D, dm->D);
+        dprior += elbo_diffusion_prior_kl_dgamma1(&one, x + b * dm->D, dm->D);
+        L[b] = Lv->data[b];
+        diff += L[b];
+        mse += sq->data[b];
+    }
+    if (!c->discrete) drecon = 0; /* (a Gaussian recon is not learned through: see check_config) */
+    dm->last.B = B, dm->last.t = (double *)t, dm->last.s = ts, dm->last.L = L;
+    dm->last.G = G, dm->last.Gp = Gp, dm->last.Gs = Gs;
+    dm->last.drecon = drecon / (double)B, dm->last.dprior = dprior / (double)B;
+    if (extra) {
+        extra[0] = diff / (double)B;
+        extra[1] = mse / (double)(B * dm->D);
+    }
+    return elbo_add_scalar(ctx, loss, (float)(ends / (double)B));
+}
+
+/* The schedule's gradient (VDM sec. 5 and appendix): its endpoints gamma_0, gamma_1 follow
+ * the bound (the leaves' gradients through the normalisation, plus d recon / d gamma_0 and
+ * d prior / d gamma_1), its interior the variance of the diffusion term, d/d eta mean_b
+ * L_b^2 = mean_b 2 L_b dL_b/d eta: in continuous time the bound's expectation does not
+ * depend on the interior, only its estimator's variance does. */
+static elbo_status learned_after_backward(elbo_model *m) {
+    diffusion_model *dm = (diffusion_model *)m;
+    const int64_t B = dm->last.B, n = dm->learned.n_features, P = 3 * n + 1;
+    if (B < 1 || !dm->last.G) return ELBO_OK;
+    const float *gG = dm->last.G->grad, *gGp = dm->last.Gp->grad, *gGs = dm->last.Gs ? dm->last.Gs->grad : NULL;
+    double cg[2][512], cgp[2][512], cs[2][512], zero[512] = {0};
+    double g0 = dm->last.drecon, g1 = dm->last.dprior, *interior = dm->vjp_grad;
+    memset(interior, 0, (size_t)(P + 2) * sizeof *interior);
+    double ends[2] = {0, 0};
+    for (int64_t b0 = 0; b0 < B; b0 += 512) { /* in chunks of 512 examples */
+        int64_t nb = B - b0 < 512 ? B - b0 : 512;
+        for (int64_t i = 0; i < nb; i++) {
+            int64_t b = b0 + i;
+            double a = gG ? gG[b] : 0, ap = gGp ? gGp[b] : 0, as = gGs ? gGs[b] : 0, L2 = 2.0 * dm->last.L[b];
+            cg[0][i] = a, cgp[0][i] = ap, cs[0][i] = as;             /* the bound */
+            cg[1][i] = L2 * a, cgp[1][i] = L2 * ap, cs[1][i] = L2 * as; /* the variance */
+        }
+        /* the bound: only its endpoint entries are kept */
+        double *tmp = dm->vjp_grad + P + 2;
+        memset(tmp, 0, (size_t)(P + 2) * sizeof *tmp);
+        elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.t + b0, cg[0], cgp[0], tmp, dm->vjp_work);
+        if (gGs) elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.s + b0, cs[0], zero, tmp, dm->vjp_work);
+        ends[0] += tmp[P], ends[1] += tmp[P + 1];
+        elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.t + b0, cg[1], cgp[1], interior, dm->vjp_work);
+        if (gGs) elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.s + b0, cs[1], zero, interior, dm->vjp_work);
+    }
+    g0 += ends[0], g1 += ends[1];
+    /* the variance objective is a mean over the batch: (1/B) sum_b 2 L_b dL_b, and the
+     * leaves hold (1/B) dL_b, so interior holds (1/B) sum 2 L_b dL_b already */
+    elbo_tensor *params[4] = {dm->g_w1, dm->g_w2, dm->g_b2, dm->g_w3};
+    int64_t off = 0;
+    for (int k = 0; k < 4; k++) {
+        elbo_tensor *p = params[k];
+        p->grad = p->grad_slot;
+        for (int64_t i = 0; i < p->numel; i++) p->grad[i] = (float)interior[off + i];
+        off += p->numel;
+    }
+    dm->g_0->grad = dm->g_0->grad_slot;
+    dm->g_1->grad = dm->g_1->grad_slot;
+    dm->g_0->grad[0] = (float)g0;
+    dm->g_1->grad[0] = (float)g1;
+    dm->last.B = 0;
+    return ELBO_OK;
+}
+
 /* loss (see the header); extras: "diffusion" (the ELBO-weighted term, nats), "mse" (mean
  * squared eps error per value). */
 static elbo_tensor *diffusion_loss(elbo_ctx *ctx, elbo_model *m, const float *x,
@@ -173,6 +319,8 @@ static elbo_tensor *diffusion_loss(elbo_ctx *ctx, elbo_model *m, const float *x,
     int32_t *y;
     elbo_noise_level *lv = elbo_ctx_alloc(ctx, (size_t)B * sizeof *lv);
     if (!lv || draw_batch(ctx, dm, B, labels, 1, rng, &t, &eps, &y) != ELBO_OK) return NULL;
+    if (c->process.schedule == ELBO_SCHEDULE_LEARNED)
+        return learned_loss(ctx, dm, x, y, B, t, eps, lv, extra);
     elbo_tensor *sq = squared_error(ctx, dm, x, t, eps, y, B, lv);
     elbo_tensor *w = elbo_tensor_new1(ctx, B);
     if (!sq || !w) return NULL;
@@ -252,14 +400,14 @@ elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
     /* guided: one pass over [x_t; x_t] with [y; null] */
     const int64_t NB = guided ? 2 * B : B;
     elbo_tensor *xt = elbo_tensor_new4(s->ctx, NB, c->c, c->h, c->w);
-    double *t = elbo_ctx_alloc(s->ctx, (size_t)NB * sizeof *t);
+    elbo_noise_level *t = elbo_ctx_alloc(s->ctx, (size_t)NB * sizeof *t);
     int32_t *y = guided ? elbo_ctx_alloc(s->ctx, (size_t)NB * sizeof *y) : NULL;
     elbo_tensor *pred = NULL;
     elbo_status st = ELBO_OK;
     if (!xt || !t || (guided && !y)) st = elbo_last_status();
     else {
         for (int64_t k = 0; k < NB / B; k++) memcpy(xt->data + k * n, x_t, (size_t)n * sizeof(float));
-        for (int64_t b = 0; b < NB; b++) t[b] = lvl->t;
+        for (int64_t b = 0; b < NB; b++) t[b] = *lvl;
         if (guided)
             for (int64_t b = 0; b < B; b++) y[b] = s->labels ? s->labels[b] : c->classes, y[B + b] = c->classes;
         pred = net_forward(s->ctx, dm, xt, t, guided ? y : s->labels);
@@ -307,6 +455,8 @@ static void diffusion_free(elbo_model *m) {
     diffusion_model *dm = (diffusion_model *)m;
     elbo_unet_free(dm->unet);
     elbo_paramset_free(dm->ps);
+    free(dm->vjp_work);
+    free(dm->vjp_grad);
     free(m->config);
     free(dm);
 }
@@ -350,11 +500,19 @@ static elbo_status check_config(const elbo_diffusion_config *c) {
     if (c->c < 1 || c->h < 1 || c->w < 1 || c->c * c->h * c->w > (1 << 24))
         return elbo_error(ELBO_ERR_ARG, "diffusion: bad data shape (%lld, %lld, %lld)",
                           (long long)c->c, (long long)c->h, (long long)c->w);
-    if (c->process.schedule == ELBO_SCHEDULE_LEARNED)
-        return elbo_error(ELBO_ERR_ARG, "diffusion: --schedule learned is not trainable yet "
-                                        "(use linear, cosine, loglinear, subvp or ve)");
-    elbo_status st = elbo_process_check(&c->process);
-    if (st) return elbo_error(st, "diffusion: %s", elbo_last_error());
+    if (c->process.schedule == ELBO_SCHEDULE_LEARNED) {
+        if (!(c->process.log_snr_min < c->process.log_snr_max) || !isfinite(c->process.log_snr_min) ||
+            !isfinite(c->process.log_snr_max))
+            return elbo_error(ELBO_ERR_ARG, "diffusion: schedule learned needs finite log_snr_min < "
+                              "log_snr_max (its initial endpoints), got %g, %g",
+                              c->process.log_snr_min, c->process.log_snr_max);
+        if (c->loss != ELBO_LOSS_ELBO || !c->discrete)
+            return elbo_error(ELBO_ERR_ARG, "diffusion: schedule learned is trained on the bound: "
+                              "it needs --loss elbo and 8-bit images");
+    } else {
+        elbo_status st = elbo_process_check(&c->process);
+        if (st) return elbo_error(st, "diffusion: %s", elbo_last_error());
+    }
     if ((unsigned)c->param > ELBO_PARAM_SCORE || (unsigned)c->loss > ELBO_LOSS_SNR_TRUNC)
         return elbo_error(ELBO_ERR_ARG, "diffusion: bad param or loss");
     if (c->T < 0 || c->T > 1000000)
@@ -399,12 +557,43 @@ elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t 
         if (st == ELBO_OK && c->classes)
             st = elbo_nn_embedding_init(&dm->label_emb, dm->ps, "label_emb", c->classes + 1, c->mlp_temb);
     }
+    const int learned = c->process.schedule == ELBO_SCHEDULE_LEARNED;
+    if (st == ELBO_OK && learned) {
+        /* VDM's init: w1 = gamma_max - gamma_min, w2, w3 ~ N(0, 1), b2 = 0, and the
+         * endpoints at the configured log-SNR range */
+        const int64_t one = 1, nf = LEARNED_FEATURES;
+        const double span = c->process.log_snr_max - c->process.log_snr_min;
+        dm->g_w1 = elbo_paramset_add(dm->ps, "gamma", "w1", 1, &one, (elbo_init){ELBO_INIT_CONST, (float)span});
+        dm->g_w2 = elbo_paramset_add(dm->ps, "gamma", "w2", 1, &nf, (elbo_init){ELBO_INIT_NORMAL, 1.0f});
+        dm->g_b2 = elbo_paramset_add(dm->ps, "gamma", "b2", 1, &nf, (elbo_init){ELBO_INIT_CONST, 0.0f});
+        dm->g_w3 = elbo_paramset_add(dm->ps, "gamma", "w3", 1, &nf, (elbo_init){ELBO_INIT_NORMAL, 1.0f});
+        dm->g_0 = elbo_paramset_add(dm->ps, "gamma", "gamma_0", 1, &one,
+                                    (elbo_init){ELBO_INIT_CONST, (float)-c->process.log_snr_max});
+        dm->g_1 = elbo_paramset_add(dm->ps, "gamma", "gamma_1", 1, &one,
+                                    (elbo_init){ELBO_INIT_CONST, (float)-c->process.log_snr_min});
+        const int64_t P = 3 * nf + 1;
+        dm->vjp_work = malloc((size_t)(6 * P) * sizeof(double));
+        dm->vjp_grad = malloc((size_t)(2 * (P + 2)) * sizeof(double));
+        if (!dm->g_w1 || !dm->g_w2 || !dm->g_b2 || !dm->g_w3 || !dm->g_0 || !dm->g_1)
+            st = elbo_last_status();
+        else if (!dm->vjp_work || !dm->vjp_grad)
+            st = elbo_error(ELBO_ERR_NOMEM, "diffusion: out of memory");
+    }
     if (st == ELBO_OK) st = elbo_paramset_finalize(dm->ps, seed);
+    if (st == ELBO_OK && learned) {
+        dm->learned = (elbo_learned_schedule){LEARNED_FEATURES, dm->g_w1->data, dm->g_w2->data,
+                                              dm->g_b2->data, dm->g_w3->data, dm->g_0->data,
+                                              dm->g_1->data};
+        c->process.learned = &dm->learned;
+        st = elbo_process_check(&c->process);
+    }
     char *config = st == ELBO_OK ? config_json(c) : NULL;
     if (st == ELBO_OK && !config) st = elbo_error(ELBO_ERR_NOMEM, "diffusion: out of memory");
     if (st != ELBO_OK) {
         elbo_unet_free(dm->unet);
         elbo_paramset_free(dm->ps);
+        free(dm->vjp_work);
+        free(dm->vjp_grad);
         free(dm);
         return st;
     }
@@ -428,6 +617,7 @@ elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t 
     m->eval = diffusion_eval;
     m->sample = diffusion_sample;
     m->free = diffusion_free;
+    m->after_backward = learned ? learned_after_backward : NULL;
     m->impl = dm;
     *out = m;
     return ELBO_OK;

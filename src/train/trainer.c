@@ -282,6 +282,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
             break;
         }
         if ((st = elbo_backward(ctx, loss)) != ELBO_OK) break;
+        if (m->after_backward && (st = m->after_backward(m)) != ELBO_OK) break;
         if (p->grad_clip > 0) elbo_clip_grad_norm(m->ps, p->grad_clip);
         if ((st = elbo_optim_step(opt, elbo_lr_at(&sched, s))) != ELBO_OK) break;
         if (ema) elbo_ema_update(ema, m->ps);

@@ -25,7 +25,9 @@ static const char *TRAIN_DIFFUSION_USAGE =
     "--schedule: linear (DDPM's betas 1e-4 .. 0.02 as a continuous VP process; --beta-min,\n"
     "--beta-max in units of 1/T_ddpm = 1/1000), cosine (Nichol & Dhariwal, truncated to\n"
     "[--log-snr-min, --log-snr-max]), loglinear (VDM's fixed log-SNR), subvp, ve (sigma from\n"
-    "--sigma-min to --sigma-max). --cond trains on the dataset's labels with a null label\n"
+    "--sigma-min to --sigma-max), learned (VDM's monotone network from the log-linear one, its\n"
+    "endpoints trained on the bound and its interior on the variance of the diffusion term;\n"
+    "needs --loss elbo). --cond trains on the dataset's labels with a null label\n"
     "(probability --p-uncond) for classifier-free guidance. The trainer's flags (data order,\n"
     "checkpoints, --resume, EMA, schedules) are those of every elbo train.\n"
     "--data toy:NAME trains on --toy-n fixed points of a 2-D toy (continuous data, a Gaussian\n"
@@ -56,7 +58,7 @@ int cmd_train_diffusion(int argc, char **argv) {
                *smax_s = NULL, *dropout_s = "0", *p_uncond_s = "0.1";
     int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3, toy_n = 60000;
     const arg_flag model_flags[] = {
-        args_string("--schedule", &schedule, "S", "linear | cosine | loglinear | subvp | ve",
+        args_string("--schedule", &schedule, "S", "linear | cosine | loglinear | learned | subvp | ve",
                     "loglinear"),
         args_string("--param", &param, "P", "network output: eps | x0 | v | score", "eps"),
         args_string("--loss", &loss, "L", "simple | elbo | snr-trunc", "elbo"),
