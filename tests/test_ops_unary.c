@@ -31,6 +31,8 @@ enum {
     U_TANH,
     U_SOFTPLUS,
     U_ELU,
+    U_SIN,
+    U_COS,
     U_COUNT
 };
 
@@ -41,7 +43,7 @@ static const uop UOPS[U_COUNT] = {
     {"square", U_SQUARE, -3, 3},   {"abs", U_ABS, -3, 3},          {"clamp", U_CLAMP, -3, 3},
     {"relu", U_RELU, -3, 3},       {"silu", U_SILU, -5, 5},        {"gelu", U_GELU, -5, 5},
     {"sigmoid", U_SIGMOID, -6, 6}, {"tanh", U_TANH, -3, 3},        {"softplus", U_SOFTPLUS, -6, 6},
-    {"elu", U_ELU, -3, 3},
+    {"elu", U_ELU, -3, 3},         {"sin", U_SIN, -7, 7},          {"cos", U_COS, -7, 7},
 };
 
 static elbo_tensor *apply(elbo_ctx *ctx, int id, elbo_tensor *x) {
@@ -82,6 +84,10 @@ static elbo_tensor *apply(elbo_ctx *ctx, int id, elbo_tensor *x) {
         return elbo_tanh(ctx, x);
     case U_SOFTPLUS:
         return elbo_softplus(ctx, x);
+    case U_SIN:
+        return elbo_sin(ctx, x);
+    case U_COS:
+        return elbo_cos(ctx, x);
     default:
         return elbo_elu(ctx, x, 0.7f);
     }
@@ -126,6 +132,10 @@ static double ref(int id, double x) {
         return tanh(x);
     case U_SOFTPLUS:
         return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); /* (threshold: < 1e-9) */
+    case U_SIN:
+        return sin(x);
+    case U_COS:
+        return cos(x);
     default:
         return x > 0 ? x : 0.7 * expm1(x);
     }

@@ -331,6 +331,8 @@ unary_case("silu", F.silu, wide)
 unary_case("gelu", lambda x: F.gelu(x), wide)
 unary_case("sigmoid", torch.sigmoid, wide)
 unary_case("tanh", torch.tanh, wide)
+unary_case("sin", torch.sin, lambda: ru(-8.0, 8.0, 3, 5))
+unary_case("cos", torch.cos, lambda: ru(-8.0, 8.0, 3, 5))
 
 
 def softplus_x():

@@ -99,6 +99,8 @@ elbo_tensor *elbo_log(elbo_ctx *ctx, elbo_tensor *x);
 elbo_tensor *elbo_sqrt(elbo_ctx *ctx, elbo_tensor *x);
 elbo_tensor *elbo_square(elbo_ctx *ctx, elbo_tensor *x);
 elbo_tensor *elbo_abs(elbo_ctx *ctx, elbo_tensor *x);
+elbo_tensor *elbo_sin(elbo_ctx *ctx, elbo_tensor *x);
+elbo_tensor *elbo_cos(elbo_ctx *ctx, elbo_tensor *x);
 /* max(lo, min(hi, x)); the gradient is 1 inside [lo, hi] and 0 outside. */
 elbo_tensor *elbo_clamp(elbo_ctx *ctx, elbo_tensor *x, float lo, float hi);
 

@@ -114,6 +114,9 @@ UNARY_OP(square, "square", x *x, 2.0f * x * g)
 UNARY_OP(abs, "abs", fabsf(x), x > 0 ? g : (x < 0 ? -g : 0.0f))
 /* max(lo, min(hi, x)); gradient 1 on [lo, hi] (edges included, as torch). */
 UNARY_OP(clamp, "clamp", fmaxf(a0, fminf(a1, x)), (x >= a0 && x <= a1) ? g : 0.0f)
+/* For sinusoidal embeddings of a differentiated time (VDM's learned schedule). */
+UNARY_OP(sin, "sin", sinf(x), g *cosf(x))
+UNARY_OP(cos, "cos", cosf(x), -g * sinf(x))
 /* Activations. silu: x s(x), d = s (1 + x (1 - s)). */
 UNARY_OP(silu, "silu", x *elbo__sigmoidf(x),
          g *elbo__sigmoidf(x) * (1.0f + x * (1.0f - elbo__sigmoidf(x))))
@@ -141,6 +144,8 @@ elbo_tensor *elbo_exp(elbo_ctx *ctx, elbo_tensor *x) { return exp_op(ctx, x, 0, 
 elbo_tensor *elbo_log(elbo_ctx *ctx, elbo_tensor *x) { return log_op(ctx, x, 0, 0); }
 elbo_tensor *elbo_sqrt(elbo_ctx *ctx, elbo_tensor *x) { return sqrt_op(ctx, x, 0, 0); }
 elbo_tensor *elbo_square(elbo_ctx *ctx, elbo_tensor *x) { return square_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_sin(elbo_ctx *ctx, elbo_tensor *x) { return sin_op(ctx, x, 0, 0); }
+elbo_tensor *elbo_cos(elbo_ctx *ctx, elbo_tensor *x) { return cos_op(ctx, x, 0, 0); }
 elbo_tensor *elbo_abs(elbo_ctx *ctx, elbo_tensor *x) { return abs_op(ctx, x, 0, 0); }
 elbo_tensor *elbo_clamp(elbo_ctx *ctx, elbo_tensor *x, float lo, float hi) {
     if (x && !(lo <= hi)) {
