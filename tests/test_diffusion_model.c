@@ -307,9 +307,11 @@ static double learned_loss_at(elbo_model *m, elbo_ctx *ctx, const float *x, uint
 /* The learned schedule's gradient, as after_backward writes it, against central
  * differences: the endpoints gamma_0, gamma_1 follow the loss (the whole bound), the
  * interior (w1, w2, b2, w3) follows L_diffusion^2 (one example, so the batch mean of L_b^2
- * is L^2); continuous time and T = 10 steps. The network's noise-level input is data, not
- * differentiated (see learned_loss), so the MLP's weights on its time embedding are zeroed
- * here: the differences then see only the paths the gradient follows. */
+ * is L^2); continuous time and T = 10 steps. The MLP's weights on its time embedding are
+ * zeroed here: the network's noise-level input, 1000 (gamma - gamma_min) / span, reaches
+ * sin(1000 ...) whose float argument moves in steps of 6e-5, too coarse for a difference
+ * quotient; that path is autodiff through ops checked on their own (the embedding's
+ * gradient in nn_timestep_embedding_t_grad). */
 TEST(diffusion_model_learned_schedule_gradient) {
     enum { D = 64 };
     float x[D];

@@ -872,3 +872,24 @@ TEST(nn_blocks_same_bits_any_thread_count) {
     CHECK(same);
     CHECK(gsum > 0);
 }
+
+/* The tape's sinusoidal embedding: the same values as elbo_timestep_embedding (bit for
+ * bit: sin and cos in double of the same float argument) and d emb / d t against finite
+ * differences. */
+static elbo_tensor *build_temb_t(elbo_ctx *ctx, elbo_tensor **in, void *user) {
+    (void)user;
+    return elbo_timestep_embedding_t(ctx, in[0], 16);
+}
+
+TEST(nn_timestep_embedding_t_grad) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    const float t[4] = {0.0f, 0.37f, 2.5f, 9.0f};
+    elbo_tensor *tt = elbo_tensor_new1(ctx, 4);
+    memcpy(tt->data, t, sizeof t);
+    elbo_tensor *a = elbo_timestep_embedding(ctx, t, 4, 16), *b = elbo_timestep_embedding_t(ctx, tt, 16);
+    CHECK(a && b && memcmp(a->data, b->data, 64 * sizeof(float)) == 0);
+    CHECK(elbo_timestep_embedding_t(ctx, tt, 15) == NULL);
+    elbo_ctx_free(ctx);
+    gc_spec s = {.n_in = 1, .ndim = {1}, .shape = {{4}}, .init = {t}, .eps = 1e-3f, .atol = 2e-3f, .rtol = 2e-3f};
+    CHECK_GRAD("timestep_embedding_t", build_temb_t, NULL, &s);
+}

@@ -57,6 +57,9 @@ elbo_tensor *elbo_unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x
  * for the null label everywhere; labels must be NULL when n_classes is 0. */
 elbo_tensor *elbo_unet_forward_cond(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
                                     const float *t, const int32_t *labels);
+/* The same with the time as a tensor t (B) on the tape (its gradient flows back). */
+elbo_tensor *elbo_unet_forward_t(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x, elbo_tensor *t,
+                                 const int32_t *labels);
 
 /* ---- unet-s DDPM benchmark loss ------------------------------------------------------- */
 /* alpha_bar[0..T) for linear betas beta_t from beta_1 to beta_T: alpha_bar_t = prod (1 - beta). */

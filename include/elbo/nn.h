@@ -139,6 +139,8 @@ elbo_tensor *elbo_nn_mlp_forward(elbo_ctx *ctx, const elbo_nn_mlp *m, elbo_tenso
  * f_i = exp(-ln(10000) i / half), i = 0..half-1, emb = [sin(t f), cos(t f)] -> (B, dim).
  * t is data (no gradient). */
 elbo_tensor *elbo_timestep_embedding(elbo_ctx *ctx, const float *t, int64_t batch, int dim);
+/* The same on the tape, from a tensor t (B) (dim even): d emb / d t flows back to t. */
+elbo_tensor *elbo_timestep_embedding_t(elbo_ctx *ctx, elbo_tensor *t, int dim);
 
 /* Time embedding MLP: Linear(dim, out) SiLU Linear(out, out), named name.0 and name.2. */
 typedef struct {
@@ -150,6 +152,9 @@ elbo_status elbo_nn_time_embedding_init(elbo_nn_time_embedding *te, elbo_paramse
 /* t (B) -> temb (B, out). */
 elbo_tensor *elbo_nn_time_embedding_forward(elbo_ctx *ctx, const elbo_nn_time_embedding *te,
                                             const float *t, int64_t batch);
+/* The same from a tensor t (B) on the tape. */
+elbo_tensor *elbo_nn_time_embedding_forward_t(elbo_ctx *ctx, const elbo_nn_time_embedding *te,
+                                              elbo_tensor *t);
 
 /* Residual block with time embedding (DDPM; Ho et al. 2020):
  *   h = conv1(SiLU(norm1(x))) + temb_proj(temb)[:, :, None, None]

@@ -70,18 +70,22 @@ static float net_time(const diffusion_model *dm, const elbo_noise_level *l) {
     return (float)(TIME_SCALE * (p->log_snr_max - l->log_snr) / (p->log_snr_max - p->log_snr_min));
 }
 
-/* pred (B, c, h, w) = net(x_t, t, y) at the levels lv[0..B): labels NULL means the null label. */
+/* pred (B, c, h, w) = net(x_t, t, y) at the levels lv[0..B), or at the network times t_net (B)
+ * on the tape when given (the learned schedule): labels NULL means the null label. */
 static elbo_tensor *net_forward(elbo_ctx *ctx, const diffusion_model *dm, elbo_tensor *x_t,
-                                const elbo_noise_level *lv, const int32_t *labels) {
+                                const elbo_noise_level *lv, elbo_tensor *t_net,
+                                const int32_t *labels) {
     const elbo_diffusion_config *c = &dm->cfg;
     const int64_t B = x_t->shape[0];
     float *tf = elbo_ctx_alloc(ctx, (size_t)B * sizeof *tf);
     if (!tf) return NULL;
     for (int64_t b = 0; b < B; b++) tf[b] = net_time(dm, &lv[b]);
     if (c->net == ELBO_DENOISER_UNET)
-        return elbo_unet_forward_cond(ctx, dm->unet, x_t, tf, c->classes ? labels : NULL);
+        return t_net ? elbo_unet_forward_t(ctx, dm->unet, x_t, t_net, c->classes ? labels : NULL)
+                     : elbo_unet_forward_cond(ctx, dm->unet, x_t, tf, c->classes ? labels : NULL);
     /* mlp: h = [x_t, emb(t) (+ label_emb(y))] */
-    elbo_tensor *emb = elbo_timestep_embedding(ctx, tf, B, c->mlp_temb);
+    elbo_tensor *emb = t_net ? elbo_timestep_embedding_t(ctx, t_net, c->mlp_temb)
+                             : elbo_timestep_embedding(ctx, tf, B, c->mlp_temb);
     if (c->classes) {
         int32_t *y = elbo_ctx_alloc(ctx, (size_t)B * sizeof *y);
         if (!y) return NULL;
@@ -129,7 +133,7 @@ static elbo_tensor *squared_error(elbo_ctx *ctx, const diffusion_model *dm, cons
             rest->data[b * D + i] = (float)(kx * xt - eps[b * D + i]);
         }
     }
-    elbo_tensor *pred = net_forward(ctx, dm, x_t, lv, labels);
+    elbo_tensor *pred = net_forward(ctx, dm, x_t, lv, NULL, labels);
     elbo_tensor *r = elbo_add(ctx, elbo_mul(ctx, pred, a), rest); /* eps_hat - eps */
     const int axes[3] = {1, 2, 3};
     return elbo_sum_axes(ctx, elbo_square(ctx, r), 3, axes, 0);
@@ -188,10 +192,8 @@ static void end_terms(const diffusion_model *dm, const float *x, const float *ep
  * gamma(s_b) enter the tape as leaves, alpha = sqrt(sigmoid(-gamma)), sigma =
  * sqrt(sigmoid(gamma)), x_t = alpha x + sigma eps, L_b = 1/2 w_b ||eps - eps_hat||^2 with
  * w = gamma' (continuous) or T expm1(gamma(t) - gamma(s)); after_backward turns the leaves'
- * gradients into the schedule's (learned_after_backward). One path is not differentiated:
- * the network's noise-level input (net_time) enters its sinusoidal embedding as data, where
- * VDM differentiates through it too; the schedule's gradient is the one through x_t, the
- * weight and the end terms. */
+ * gradients into the schedule's (learned_after_backward). The network's noise-level input
+ * is on the tape too (a differentiated sinusoidal embedding), as in VDM. */
 static elbo_tensor *learned_loss(elbo_ctx *ctx, diffusion_model *dm, const float *x,
                                  const int32_t *y, int64_t B, const double *t, const float *eps,
                                  elbo_noise_level *lv, double *extra) {
@@ -220,7 +222,11 @@ static elbo_tensor *learned_loss(elbo_ctx *ctx, diffusion_model *dm, const float
     int64_t shape[4] = {B, c->c, c->h, c->w};
     elbo_tensor *xw = elbo_tensor_wrap(ctx, (float *)x, 4, shape), *ew = elbo_tensor_wrap(ctx, (float *)eps, 4, shape);
     elbo_tensor *x_t = elbo_add(ctx, elbo_mul(ctx, xw, alpha), elbo_mul(ctx, ew, sigma));
-    elbo_tensor *pred = x_t ? net_forward(ctx, dm, x_t, lv, y) : NULL, *eps_hat;
+    /* the network's noise-level input, 1000 (gamma - gamma_min) / (gamma_max - gamma_min), on
+     * the tape (as net_time) */
+    const double lmax = c->process.log_snr_max, lmin = c->process.log_snr_min;
+    elbo_tensor *t_net = elbo_scale(ctx, elbo_add_scalar(ctx, G, (float)lmax), (float)(TIME_SCALE / (lmax - lmin)));
+    elbo_tensor *pred = x_t ? net_forward(ctx, dm, x_t, lv, t_net, y) : NULL, *eps_hat;
     switch (c->param) { /* eps_hat from the prediction (VP: alpha^2 + sigma^2 = 1) */
     case ELBO_PARAM_X0: eps_hat = elbo_div(ctx, elbo_sub(ctx, x_t, elbo_mul(ctx, alpha, pred)), sigma); break;
     case ELBO_PARAM_V: eps_hat = elbo_add(ctx, elbo_mul(ctx, sigma, x_t), elbo_mul(ctx, alpha, pred)); break;
@@ -410,7 +416,7 @@ elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
         for (int64_t b = 0; b < NB; b++) t[b] = *lvl;
         if (guided)
             for (int64_t b = 0; b < B; b++) y[b] = s->labels ? s->labels[b] : c->classes, y[B + b] = c->classes;
-        pred = net_forward(s->ctx, dm, xt, t, guided ? y : s->labels);
+        pred = net_forward(s->ctx, dm, xt, t, NULL, guided ? y : s->labels);
         if (!pred) st = elbo_last_status();
     }
     elbo_ctx_set_grad(s->ctx, grad);

@@ -178,8 +178,22 @@ elbo_tensor *elbo_unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x
     return elbo_unet_forward_cond(ctx, u, x, t, NULL);
 }
 
+static elbo_tensor *unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
+                                 const float *t, elbo_tensor *t_tensor, const int32_t *labels);
+
 elbo_tensor *elbo_unet_forward_cond(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
                                     const float *t, const int32_t *labels) {
+    return unet_forward(ctx, u, x, t, NULL, labels);
+}
+
+elbo_tensor *elbo_unet_forward_t(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x, elbo_tensor *t,
+                                 const int32_t *labels) {
+    if (!t) return NULL;
+    return unet_forward(ctx, u, x, NULL, t, labels);
+}
+
+static elbo_tensor *unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
+                                 const float *t, elbo_tensor *t_tensor, const int32_t *labels) {
     if (!x) return NULL;
     if (!u || !t) {
         elbo_error(ELBO_ERR_ARG, "unet: NULL model or times");
@@ -196,7 +210,8 @@ elbo_tensor *elbo_unet_forward_cond(elbo_ctx *ctx, const elbo_unet *u, elbo_tens
                    elbo_shape_str(x, s, sizeof s), p->in_channels, (long long)div);
         return NULL;
     }
-    elbo_tensor *temb = elbo_nn_time_embedding_forward(ctx, &u->temb, t, x->shape[0]);
+    elbo_tensor *temb = t_tensor ? elbo_nn_time_embedding_forward_t(ctx, &u->temb, t_tensor)
+                                 : elbo_nn_time_embedding_forward(ctx, &u->temb, t, x->shape[0]);
     if (p->n_classes > 0) {
         /* temb + label_emb(y), y = the null label n_classes where no label is given */
         const int64_t B = x->shape[0];

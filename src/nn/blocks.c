@@ -40,6 +40,22 @@ elbo_tensor *elbo_timestep_embedding(elbo_ctx *ctx, const float *t, int64_t batc
     return emb;
 }
 
+elbo_tensor *elbo_timestep_embedding_t(elbo_ctx *ctx, elbo_tensor *t, int dim) {
+    if (!t) return NULL;
+    if (t->ndim != 1 || dim < 2 || dim % 2) {
+        char s[64];
+        elbo_error(ELBO_ERR_SHAPE, "timestep_embedding: t %s must be (B) and dim %d even",
+                   elbo_shape_str(t, s, sizeof s), dim);
+        return NULL;
+    }
+    const int half = dim / 2;
+    elbo_tensor *f = elbo_tensor_new2(ctx, 1, half);
+    if (!f) return NULL;
+    for (int i = 0; i < half; i++) f->data[i] = (float)exp(-log(10000.0) * i / half);
+    elbo_tensor *arg = elbo_mul(ctx, elbo_reshape2(ctx, t, t->shape[0], 1), f); /* (B, half) */
+    return elbo_cat2(ctx, elbo_sin(ctx, arg), elbo_cos(ctx, arg), 1);
+}
+
 /* ---- time embedding: Linear(dim, out) SiLU Linear(out, out) --------------------------- */
 elbo_status elbo_nn_time_embedding_init(elbo_nn_time_embedding *te, elbo_paramset *ps,
                                         const char *name, int dim, int out) {
@@ -59,6 +75,13 @@ elbo_status elbo_nn_time_embedding_init(elbo_nn_time_embedding *te, elbo_paramse
 elbo_tensor *elbo_nn_time_embedding_forward(elbo_ctx *ctx, const elbo_nn_time_embedding *te,
                                             const float *t, int64_t batch) {
     elbo_tensor *h = elbo_timestep_embedding(ctx, t, batch, te->dim);
+    h = elbo_silu(ctx, elbo_nn_linear_forward(ctx, &te->lin1, h));
+    return elbo_nn_linear_forward(ctx, &te->lin2, h);
+}
+
+elbo_tensor *elbo_nn_time_embedding_forward_t(elbo_ctx *ctx, const elbo_nn_time_embedding *te,
+                                              elbo_tensor *t) {
+    elbo_tensor *h = elbo_timestep_embedding_t(ctx, t, te->dim);
     h = elbo_silu(ctx, elbo_nn_linear_forward(ctx, &te->lin1, h));
     return elbo_nn_linear_forward(ctx, &te->lin2, h);
 }

@@ -114,9 +114,10 @@ UNARY_OP(square, "square", x *x, 2.0f * x * g)
 UNARY_OP(abs, "abs", fabsf(x), x > 0 ? g : (x < 0 ? -g : 0.0f))
 /* max(lo, min(hi, x)); gradient 1 on [lo, hi] (edges included, as torch). */
 UNARY_OP(clamp, "clamp", fmaxf(a0, fminf(a1, x)), (x >= a0 && x <= a1) ? g : 0.0f)
-/* For sinusoidal embeddings of a differentiated time (VDM's learned schedule). */
-UNARY_OP(sin, "sin", sinf(x), g *cosf(x))
-UNARY_OP(cos, "cos", cosf(x), -g * sinf(x))
+/* For sinusoidal embeddings of a differentiated time (VDM's learned schedule); evaluated in
+ * double and rounded, as elbo_timestep_embedding, so the two embeddings agree bit for bit. */
+UNARY_OP(sin, "sin", (float)sin((double)x), g *(float)cos((double)x))
+UNARY_OP(cos, "cos", (float)cos((double)x), -g * (float)sin((double)x))
 /* Activations. silu: x s(x), d = s (1 + x (1 - s)). */
 UNARY_OP(silu, "silu", x *elbo__sigmoidf(x),
          g *elbo__sigmoidf(x) * (1.0f + x * (1.0f - elbo__sigmoidf(x))))
