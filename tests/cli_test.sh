@@ -323,9 +323,9 @@ PY
     fi
     C=$T/difc
     if expect_ok "train diffusion --cond, v, discrete:20, cosine" train diffusion --data "npy:$T/tiny28.npy,$T/tiny28_labels.npy" --cond --param v --time discrete:20 --schedule cosine --loss snr-trunc --steps 4 --batch 16 $DIF_NET --out "$C"; then
-        expect_ok "sample guided" sample "$C/ckpt.safetensors" --guidance 3 --label 2 --steps 5 --n 2 --out "$W/g.png"
+        expect_ok "sample guided" sample "$C/ckpt.safetensors" --guidance 3 --class 2 --steps 5 --n 2 --out "$W/g.png"
         expect_fail "sample --steps not dividing T" 2 --steps sample "$C/ckpt.safetensors" --steps 3 --out "$W/g.png"
-        expect_fail "sample --label past the classes" 2 --label sample "$C/ckpt.safetensors" --label 3 --steps 5 --out "$W/g.png"
+        expect_fail "sample --class past the classes" 2 --class sample "$C/ckpt.safetensors" --class 3 --steps 5 --out "$W/g.png"
     fi
     P=$T/diftoy
     if expect_ok "train diffusion on toy points" train diffusion --data toy:8gaussians --toy-n 512 --steps 20 --batch 64 --hidden 32 --layers 2 --loss simple --out "$P"; then

@@ -195,7 +195,7 @@ elbo_tensor *elbo_unet_forward_t(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor 
 static elbo_tensor *unet_forward(elbo_ctx *ctx, const elbo_unet *u, elbo_tensor *x,
                                  const float *t, elbo_tensor *t_tensor, const int32_t *labels) {
     if (!x) return NULL;
-    if (!u || !t) {
+    if (!u || (!t && !t_tensor)) {
         elbo_error(ELBO_ERR_ARG, "unet: NULL model or times");
         return NULL;
     }

@@ -239,9 +239,9 @@ int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sample
     sp.eta = eta;
     sp.seed = seed;
     if ((guidance != 0 || label >= 0) && !c->classes)
-        return args_fail(ARGS_USAGE, "--guidance, --label: the model is not class-conditional");
+        return args_fail(ARGS_USAGE, "--guidance, --class: the model is not class-conditional");
     if (label >= c->classes && c->classes)
-        return args_fail(ARGS_USAGE, "--label: %d not in [0, %d)", label, c->classes);
+        return args_fail(ARGS_USAGE, "--class: %d not in [0, %d)", label, c->classes);
     const int64_t D = m->c * m->h * m->w;
     int32_t *labels = label >= 0 ? malloc((size_t)n * sizeof *labels) : NULL;
     trajectory tr = {0};

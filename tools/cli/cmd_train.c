@@ -364,7 +364,7 @@ int cmd_sample(int argc, char **argv) {
         args_string("--eta", &eta_s, "X", "diffusion ddim: noise in [0, 1] (0: deterministic)", "0"),
         args_string("--guidance", &guidance_s, "W", "diffusion --cond models: classifier-free "
                     "guidance weight w, eps = (1 + w) eps(x, y) - w eps(x)", "0"),
-        args_int("--label", &label, -1, 100000, "Y", "diffusion --cond models: the class of "
+        args_int("--class", &label, -1, 100000, "K", "diffusion --cond models: the class of "
                  "every sample (-1: the null label)", "-1"),
         args_string("--trajectory", &trajectory, "FILE.png", "diffusion: x_t and x0_hat of the "
                     "first 8 samples at about 10 times, rows x_t / x0_hat", "none"),
@@ -395,7 +395,7 @@ int cmd_sample(int argc, char **argv) {
     }
     const int is_diffusion = elbo_diffusion_config_of(m) != NULL;
     static const char *diffusion_only[] = {"--sampler", "--steps", "--eta", "--guidance",
-                                           "--label", "--trajectory"};
+                                           "--class", "--trajectory"};
     for (size_t j = 0; !is_diffusion && j < sizeof diffusion_only / sizeof *diffusion_only; j++)
         if (flag_seen(flags, (int)(sizeof flags / sizeof flags[0]), diffusion_only[j])) {
             int rc = args_fail(ARGS_USAGE, "%s: applies to diffusion models, not %s",
