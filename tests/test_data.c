@@ -726,3 +726,17 @@ TEST(data_toy_spirals_second_moment) {
     CHECK_NEAR(m[1], 0.0, 5 * se[1]);
     CHECK_NEAR(m[2], 0.0, 5 * se[2]);
 }
+
+/* elbo_pixels_to01 undoes elbo_pixels_scale11 and clamps: every 8-bit value comes back as
+ * p / 255 to a float ulp; values outside [-1, 1] go to the ends. */
+TEST(pixels_to01_inverts_scale11) {
+    uint8_t p[256];
+    float x[256], y[256];
+    for (int i = 0; i < 256; i++) p[i] = (uint8_t)i;
+    elbo_pixels_scale11(p, 256, x);
+    elbo_pixels_to01(x, 256, y);
+    for (int i = 0; i < 256; i++) CHECK_NEAR(y[i], i / 255.0, 1e-7);
+    float out[3] = {-1.5f, 2.0f, 0.0f};
+    elbo_pixels_to01(out, 3, out);
+    CHECK(out[0] == 0.0f && out[1] == 1.0f && out[2] == 0.5f);
+}

@@ -549,8 +549,10 @@ TEST(diffusion_learned_schedule_vjp_fd) {
     enum { B = 5, NP = 3 * 16 + 3 };
     const double t[B] = {0.0, 0.13, 0.5, 0.77, 1.0}, cg[B] = {0.3, -1.2, 0.8, 2.0, -0.4},
                  cgp[B] = {-0.5, 0.25, 1.1, -0.7, 0.9};
-    double grad[NP] = {0}, work[6 * (3 * 16 + 1)];
-    elbo_learned_schedule_vjp(&lf.l, B, t, cg, cgp, grad, work);
+    /* the second set of coefficients: (2 cg, -cgp), whose product must be the matching sum */
+    double cg2[B], cgp2[B], grad[NP] = {0}, grad2[NP] = {0}, work[5 * (3 * 16 + 1)];
+    for (int b = 0; b < B; b++) cg2[b] = 2 * cg[b], cgp2[b] = -cgp[b];
+    elbo_learned_schedule_vjp(&lf.l, B, t, cg, cgp, grad, cg2, cgp2, grad2, work);
     float *params[NP];
     int k = 0;
     params[k++] = &lf.w1;
@@ -561,7 +563,7 @@ TEST(diffusion_learned_schedule_vjp_fd) {
     params[k++] = &lf.gamma_1;
     for (int j = 0; j < NP; j++) {
         float w = *params[j];
-        double h = fmax(1e-3, 1e-3 * fabs(w)), f[2] = {0, 0}, step[2];
+        double h = fmax(1e-3, 1e-3 * fabs(w)), f[2] = {0, 0}, f2[2] = {0, 0}, step[2];
         for (int side = 0; side < 2; side++) {
             *params[j] = (float)(w + (side ? h : -h));
             step[side] = (double)*params[j] - w;
@@ -569,12 +571,15 @@ TEST(diffusion_learned_schedule_vjp_fd) {
                 elbo_noise_level n;
                 CHECK(elbo_process_at(&p, t[b], &n) == ELBO_OK);
                 f[side] += cg[b] * -n.log_snr + cgp[b] * -n.dlog_snr_dt;
+                f2[side] += cg2[b] * -n.log_snr + cgp2[b] * -n.dlog_snr_dt;
             }
         }
         *params[j] = w;
-        double fd = (f[1] - f[0]) / (step[1] - step[0]);
+        double fd = (f[1] - f[0]) / (step[1] - step[0]), fd2 = (f2[1] - f2[0]) / (step[1] - step[0]);
         CHECK_MSG(fabs(fd - grad[j]) <= 2e-4 * (1 + fabs(fd)), "parameter %d: vjp %.9g, fd %.9g", j,
                   grad[j], fd);
+        CHECK_MSG(fabs(fd2 - grad2[j]) <= 2e-4 * (1 + fabs(fd2)), "parameter %d: second vjp %.9g, fd %.9g",
+                  j, grad2[j], fd2);
     }
 }
 

@@ -196,6 +196,9 @@ elbo_status elbo_shuffle(elbo_rng *rng, int64_t *perm, int64_t n);
 void elbo_pixels_scale01(const uint8_t *x, int64_t n, float *y);
 /* y = 2 x / 255 - 1, in [-1, 1] (0 -> -1, 255 -> 1 exactly). */
 void elbo_pixels_scale11(const uint8_t *x, int64_t n, float *y);
+/* The way back for pictures: y = (x + 1) / 2 clamped to [0, 1], x[0..n) on the [-1, 1]
+ * scale (y may alias x). */
+void elbo_pixels_to01(const float *x, int64_t n, float *y);
 /* Uniform dequantization (Theis et al. 2016): y = (x + u) / 256, u ~ U[0, 1), so y lies in
  * [x/256, (x+1)/256). u has 16-bit resolution (k / 2^16, k uniform in 0..2^16-1), which
  * makes y = (2^16 x + k) / 2^24 exact in float32: a 24-bit u would round 255 + u up to 256. */

@@ -74,9 +74,12 @@ typedef struct {
  * gamma'(t) its derivative in t, adds
  *   sum_b cg[b] d gamma(t_b) / d theta + cgp[b] d gamma'(t_b) / d theta
  * to grad[0 .. 3n + 3) for theta = (w1, w2[0..n), b2[0..n), w3[0..n), gamma_0, gamma_1)
- * (|w| is differentiated as sign(w), sign(0) = 1). work: room for 6 (3n + 1) doubles. */
+ * (|w| is differentiated as sign(w), sign(0) = 1), and the same for a second set of
+ * coefficients (cg2, cgp2) into grad2 unless grad2 is NULL, from one pass over the
+ * Jacobian. work: room for 5 (3n + 1) doubles. */
 void elbo_learned_schedule_vjp(const elbo_learned_schedule *l, int64_t B, const double *t,
-                               const double *cg, const double *cgp, double *grad, double *work);
+                               const double *cg, const double *cgp, double *grad,
+                               const double *cg2, const double *cgp2, double *grad2, double *work);
 
 /* kind VP, schedule LOGLINEAR; beta 0.1 .. 20, t0 = 1e-3; log_snr in [-5, 13.3] (VDM's
  * gamma_min = -13.3, gamma_max = 5); sigma 0.01 .. 50 (score SDE). */
@@ -131,6 +134,10 @@ typedef enum { ELBO_PARAM_EPS = 0, ELBO_PARAM_X0, ELBO_PARAM_V, ELBO_PARAM_SCORE
 elbo_status elbo_param_parse(const char *name, elbo_param_kind *out);
 const char *elbo_param_name(elbo_param_kind k);
 
+/* eps_hat = a pred + k x_t for a prediction of kind `kind` (x_t = alpha x + sigma eps):
+ *   eps (1, 0); x0 (-alpha/sigma, 1/sigma); v (alpha, sigma) / (alpha^2 + sigma^2);
+ *   score (-sigma, 0). The affine map a model puts on its tape. */
+void elbo_param_eps_coefs(elbo_param_kind kind, double alpha, double sigma, double *a, double *k);
 /* out[i] = the prediction `from` of element i converted to the kind `to`, given x_t[i] and
  * the level (alpha, sigma). out may alias pred. */
 void elbo_param_convert(elbo_param_kind from, elbo_param_kind to, const float *pred,

@@ -473,6 +473,13 @@ void elbo_pixels_scale11(const uint8_t *x, int64_t n, float *y) {
                                             (float)(2 * (int)x[i] - 255) / 255.0f;);
 }
 
+void elbo_pixels_to01(const float *x, int64_t n, float *y) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = 0.5f * (x[i] + 1.0f);
+        y[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+    }
+}
+
 /* Dequantized value (x + k/2^16)/256 = (2^16 x + k) 2^-24 with k the top 16 bits of r: exact
  * in float32; or the binarized value [r / 2^32 < x / 255] = [255 r < 2^32 x]. */
 typedef enum { PIX_DEQUANT, PIX_BINARIZE } pix_kind;
@@ -550,21 +557,10 @@ elbo_status elbo_dataset_batch(const elbo_dataset *ds, const int64_t *idx, int64
         return elbo_error(ELBO_ERR_ARG, ds->images ? "dataset batch: images need a pixel transform"
                                                    : "dataset batch: points take no pixel transform "
                                                      "(a model of images on a toy dataset?)");
-    if (ds->points) {
-        const int64_t chw = ds->c * ds->h * ds->w;
-        for (int64_t k = 0; k < b; k++) {
-            if (idx[k] < 0 || idx[k] >= ds->n)
-                return elbo_error(ELBO_ERR_ARG, "dataset batch: index %lld outside [0, %lld)",
-                                  (long long)idx[k], (long long)ds->n);
-            memcpy(x + k * chw, ds->points + idx[k] * chw, (size_t)chw * sizeof *x);
-            if (labels) labels[k] = ds->labels ? ds->labels[idx[k]] : 0;
-        }
-        return ELBO_OK;
-    }
     int random = transform == ELBO_PIXELS_DEQUANTIZE || transform == ELBO_PIXELS_BINARIZE || hflip;
     if (random && !rng)
         return elbo_error(ELBO_ERR_ARG, "dataset batch: this transform needs an RNG");
-    if (transform < ELBO_PIXELS_SCALE01 || transform > ELBO_PIXELS_BINARIZE_STATIC)
+    if (transform < ELBO_PIXELS_SCALE01 || transform > ELBO_PIXELS_IDENTITY)
         return elbo_error(ELBO_ERR_ARG, "dataset batch: unknown transform %d", (int)transform);
     for (int64_t k = 0; k < b; k++)
         if (idx[k] < 0 || idx[k] >= ds->n)
@@ -574,8 +570,12 @@ elbo_status elbo_dataset_batch(const elbo_dataset *ds, const int64_t *idx, int64
     /* The batch is one draw of b*chw elements: image k's pixels are elements k*chw.., as if
      * the gathered uint8 batch were transformed at once. */
     for (int64_t k = 0; k < b; k++) {
-        const uint8_t *src = ds->images + idx[k] * chw;
         float *dst = x + k * chw;
+        if (ds->points) { /* float values as they are (ELBO_PIXELS_IDENTITY) */
+            memcpy(dst, ds->points + idx[k] * chw, (size_t)chw * sizeof *dst);
+            continue;
+        }
+        const uint8_t *src = ds->images + idx[k] * chw;
         switch (transform) {
         case ELBO_PIXELS_SCALE01:
             elbo_pixels_scale01(src, chw, dst);
@@ -592,7 +592,7 @@ elbo_status elbo_dataset_batch(const elbo_dataset *ds, const int64_t *idx, int64
         case ELBO_PIXELS_BINARIZE:
             pixels_random_at(rng->seed, rng->offset, k * chw, src, chw, dst, PIX_BINARIZE);
             break;
-        case ELBO_PIXELS_IDENTITY: /* refused above for images */
+        case ELBO_PIXELS_IDENTITY: /* points only: refused above for images */
             break;
         }
     }

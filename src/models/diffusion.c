@@ -27,10 +27,11 @@ typedef struct {
      * loss() leaves for after_backward */
     elbo_tensor *g_w1, *g_w2, *g_b2, *g_w3, *g_0, *g_1;
     elbo_learned_schedule learned;
-    double *vjp_work, *vjp_grad; /* 6 (3n + 1) and 3n + 3 doubles, allocated once */
+    double *vjp_work, *vjp_grad; /* 5 (3n + 1) and 2 (3n + 3) doubles, allocated once */
     struct {
         int64_t B;
         double *t, *s, *L;           /* times, the step before (T steps), diffusion terms */
+        double *coef;                /* 7 B doubles of step memory for after_backward */
         elbo_tensor *G, *Gp, *Gs;    /* gamma(t), gamma'(t), gamma(s): leaves of the tape */
         double drecon, dprior;       /* d (mean recon) / d gamma_0, d (mean prior) / d gamma_1 */
     } last;
@@ -97,19 +98,6 @@ static elbo_tensor *net_forward(elbo_ctx *ctx, const diffusion_model *dm, elbo_t
     return out ? elbo_reshape4(ctx, out, B, c->c, c->h, c->w) : NULL;
 }
 
-/* eps_hat = a pred + k x_t for the parameterisation (x_t = alpha x + sigma eps):
- *   eps: (1, 0); x0: (-alpha/sigma, 1/sigma); v: (alpha, sigma) / (alpha^2 + sigma^2);
- *   score: (-sigma, 0). */
-static void eps_coefs(elbo_param_kind k, const elbo_noise_level *l, double *a, double *kx) {
-    double n = l->alpha * l->alpha + l->sigma * l->sigma;
-    switch (k) {
-    case ELBO_PARAM_X0: *a = -l->alpha / l->sigma, *kx = 1.0 / l->sigma; break;
-    case ELBO_PARAM_V: *a = l->alpha / n, *kx = l->sigma / n; break;
-    case ELBO_PARAM_SCORE: *a = -l->sigma, *kx = 0.0; break;
-    default: *a = 1.0, *kx = 0.0; break;
-    }
-}
-
 /* One batch of the bound's pieces, shared by loss and eval:
  *   x (B, D) data, t[B] times (in (0, 1]), eps (B, D) noise, labels or NULL ->
  *   sq (B): ||eps - eps_hat||^2 per example (on the tape when grad is on), and the levels. */
@@ -125,7 +113,7 @@ static elbo_tensor *squared_error(elbo_ctx *ctx, const diffusion_model *dm, cons
     for (int64_t b = 0; b < B; b++) {
         if (elbo_process_at(&c->process, t[b], &lv[b]) != ELBO_OK) return NULL;
         double ca, kx;
-        eps_coefs(c->param, &lv[b], &ca, &kx);
+        elbo_param_eps_coefs(c->param, lv[b].alpha, lv[b].sigma, &ca, &kx);
         a->data[b] = (float)ca;
         for (int64_t i = 0; i < D; i++) {
             double xt = lv[b].alpha * x[b * D + i] + lv[b].sigma * eps[b * D + i];
@@ -175,17 +163,23 @@ static double elbo_weight(const diffusion_model *dm, const elbo_noise_level *l) 
     return elbo_diffusion_weight(ELBO_LOSS_ELBO, l, &s, T);
 }
 
-/* The prior and reconstruction terms of example b (constants of a fixed schedule). */
-static void end_terms(const diffusion_model *dm, const float *x, const float *eps0, int64_t b,
+/* The prior and reconstruction terms of example b (constants of a fixed schedule), at the
+ * levels zero (t = 0) and one (t = 1). */
+static void end_terms(const diffusion_model *dm, const elbo_noise_level *zero,
+                      const elbo_noise_level *one, const float *x, const float *eps0, int64_t b,
                       double *prior, double *recon) {
     const elbo_diffusion_config *c = &dm->cfg;
-    elbo_noise_level zero, one;
-    elbo_process_at(&c->process, 0.0, &zero);
-    elbo_process_at(&c->process, 1.0, &one);
     const float *xb = x + b * dm->D, *eb = eps0 + b * dm->D;
-    *prior = elbo_diffusion_prior_kl(&one, elbo_process_prior_std(&c->process), xb, dm->D);
-    *recon = c->discrete ? elbo_diffusion_recon_8bit(&zero, xb, eb, dm->D)
-                         : elbo_diffusion_recon_gauss(&zero, xb, eb, dm->D);
+    *prior = elbo_diffusion_prior_kl(one, elbo_process_prior_std(&c->process), xb, dm->D);
+    *recon = c->discrete ? elbo_diffusion_recon_8bit(zero, xb, eb, dm->D)
+                         : elbo_diffusion_recon_gauss(zero, xb, eb, dm->D);
+}
+
+/* The process at t = 0 and t = 1 (the end terms' levels), once per batch. */
+static elbo_status end_levels(const diffusion_model *dm, elbo_noise_level *zero,
+                              elbo_noise_level *one) {
+    elbo_status st = elbo_process_at(&dm->cfg.process, 0.0, zero);
+    return st ? st : elbo_process_at(&dm->cfg.process, 1.0, one);
 }
 
 /* The bound with a learned schedule (VDM): gamma(t_b), gamma'(t_b) and, for T steps,
@@ -202,7 +196,8 @@ static elbo_tensor *learned_loss(elbo_ctx *ctx, diffusion_model *dm, const float
     elbo_tensor *G = elbo_tensor_new1(ctx, B), *Gp = elbo_tensor_new1(ctx, B);
     elbo_tensor *Gs = T ? elbo_tensor_new1(ctx, B) : NULL;
     double *ts = elbo_ctx_alloc(ctx, (size_t)B * sizeof *ts), *L = elbo_ctx_alloc(ctx, (size_t)B * sizeof *L);
-    if (!G || !Gp || (T && !Gs) || !ts || !L) return NULL;
+    double *coef = elbo_ctx_alloc(ctx, (size_t)(7 * B) * sizeof *coef);
+    if (!G || !Gp || (T && !Gs) || !ts || !L || !coef) return NULL;
     for (int64_t b = 0; b < B; b++) {
         elbo_noise_level ls;
         if (elbo_process_at(&c->process, t[b], &lv[b]) != ELBO_OK) return NULL;
@@ -241,11 +236,10 @@ static elbo_tensor *learned_loss(elbo_ctx *ctx, diffusion_model *dm, const float
     elbo_tensor *loss = elbo_scale(ctx, elbo_sum(ctx, Lv), 1.0f / (float)B);
     if (!loss) return NULL;
     elbo_noise_level zero, one;
-    elbo_process_at(&c->process, 0.0, &zero);
-    elbo_process_at(&c->process, 1.0, &one);
+    if (end_levels(dm, &zero, &one) != ELBO_OK) return NULL;
     double ends = 0, diff = 0, mse = 0, drecon = 0, dprior = 0, prior, recon;
     for (int64_t b = 0; b < B; b++) {
-        end_terms(dm, x, eps, b, &prior, &recon);
+        end_terms(dm, &zero, &one, x, eps, b, &prior, &recon);
         ends += prior + recon;
         drecon += elbo_diffusion_recon_8bit_dgamma0(&zero, x + b * dm->D, eps + b * dm->D, dm->D);
         dprior += elbo_diffusion_prior_kl_dgamma1(&one, x + b * dm->D, dm->D);
@@ -254,7 +248,7 @@ static elbo_tensor *learned_loss(elbo_ctx *ctx, diffusion_model *dm, const float
         mse += sq->data[b];
     }
     if (!c->discrete) drecon = 0; /* (a Gaussian recon is not learned through: see check_config) */
-    dm->last.B = B, dm->last.t = (double *)t, dm->last.s = ts, dm->last.L = L;
+    dm->last.B = B, dm->last.t = (double *)t, dm->last.s = ts, dm->last.L = L, dm->last.coef = coef;
     dm->last.G = G, dm->last.Gp = Gp, dm->last.Gs = Gs;
     dm->last.drecon = drecon / (double)B, dm->last.dprior = dprior / (double)B;
     if (extra) {
@@ -274,28 +268,24 @@ static elbo_status learned_after_backward(elbo_model *m) {
     const int64_t B = dm->last.B, n = dm->learned.n_features, P = 3 * n + 1;
     if (B < 1 || !dm->last.G) return ELBO_OK;
     const float *gG = dm->last.G->grad, *gGp = dm->last.Gp->grad, *gGs = dm->last.Gs ? dm->last.Gs->grad : NULL;
-    double cg[2][512], cgp[2][512], cs[2][512], zero[512] = {0};
-    double g0 = dm->last.drecon, g1 = dm->last.dprior, *interior = dm->vjp_grad;
-    memset(interior, 0, (size_t)(P + 2) * sizeof *interior);
-    double ends[2] = {0, 0};
-    for (int64_t b0 = 0; b0 < B; b0 += 512) { /* in chunks of 512 examples */
-        int64_t nb = B - b0 < 512 ? B - b0 : 512;
-        for (int64_t i = 0; i < nb; i++) {
-            int64_t b = b0 + i;
-            double a = gG ? gG[b] : 0, ap = gGp ? gGp[b] : 0, as = gGs ? gGs[b] : 0, L2 = 2.0 * dm->last.L[b];
-            cg[0][i] = a, cgp[0][i] = ap, cs[0][i] = as;             /* the bound */
-            cg[1][i] = L2 * a, cgp[1][i] = L2 * ap, cs[1][i] = L2 * as; /* the variance */
-        }
-        /* the bound: only its endpoint entries are kept */
-        double *tmp = dm->vjp_grad + P + 2;
-        memset(tmp, 0, (size_t)(P + 2) * sizeof *tmp);
-        elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.t + b0, cg[0], cgp[0], tmp, dm->vjp_work);
-        if (gGs) elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.s + b0, cs[0], zero, tmp, dm->vjp_work);
-        ends[0] += tmp[P], ends[1] += tmp[P + 1];
-        elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.t + b0, cg[1], cgp[1], interior, dm->vjp_work);
-        if (gGs) elbo_learned_schedule_vjp(&dm->learned, nb, dm->last.s + b0, cs[1], zero, interior, dm->vjp_work);
+    /* coefficients of d gamma(t_b), d gamma'(t_b), d gamma(s_b): the leaves' gradients for
+     * the bound, times 2 L_b for the variance; and zeros (no gamma'(s) term) */
+    double *cg = dm->last.coef, *cgp = cg + B, *cs = cgp + B, *vg = cs + B, *vgp = vg + B,
+           *vs = vgp + B, *zero = vs + B;
+    for (int64_t b = 0; b < B; b++) {
+        double L2 = 2.0 * dm->last.L[b];
+        cg[b] = gG ? gG[b] : 0, cgp[b] = gGp ? gGp[b] : 0, cs[b] = gGs ? gGs[b] : 0;
+        vg[b] = L2 * cg[b], vgp[b] = L2 * cgp[b], vs[b] = L2 * cs[b], zero[b] = 0;
     }
-    g0 += ends[0], g1 += ends[1];
+    /* the bound: only its endpoint entries are kept */
+    double *interior = dm->vjp_grad, *bound = dm->vjp_grad + P + 2;
+    memset(dm->vjp_grad, 0, (size_t)(2 * (P + 2)) * sizeof *dm->vjp_grad);
+    elbo_learned_schedule_vjp(&dm->learned, B, dm->last.t, cg, cgp, bound, vg, vgp, interior,
+                              dm->vjp_work);
+    if (gGs)
+        elbo_learned_schedule_vjp(&dm->learned, B, dm->last.s, cs, zero, bound, vs, zero, interior,
+                                  dm->vjp_work);
+    double g0 = dm->last.drecon + bound[P], g1 = dm->last.dprior + bound[P + 1];
     /* the variance objective is a mean over the batch: (1/B) sum_b 2 L_b dL_b, and the
      * leaves hold (1/B) dL_b, so interior holds (1/B) sum 2 L_b dL_b already */
     elbo_tensor *params[4] = {dm->g_w1, dm->g_w2, dm->g_b2, dm->g_w3};
@@ -344,8 +334,10 @@ static elbo_tensor *diffusion_loss(elbo_ctx *ctx, elbo_model *m, const float *x,
     if (loss && c->loss == ELBO_LOSS_ELBO) {
         /* + the prior and reconstruction terms, constant in the weights: the whole bound */
         double ends = 0, prior, recon;
+        elbo_noise_level zero, one;
+        if (end_levels(dm, &zero, &one) != ELBO_OK) return NULL;
         for (int64_t b = 0; b < B; b++) {
-            end_terms(dm, x, eps, b, &prior, &recon);
+            end_terms(dm, &zero, &one, x, eps, b, &prior, &recon);
             ends += prior + recon;
         }
         loss = elbo_add_scalar(ctx, loss, (float)(ends / (double)B));
@@ -377,10 +369,12 @@ static elbo_status diffusion_eval(elbo_ctx *ctx, elbo_model *m, const float *x,
     }
     elbo_ctx_set_grad(ctx, grad);
     elbo_ctx_set_training(ctx, training);
+    elbo_noise_level zero, one;
+    if (st == ELBO_OK) st = end_levels(dm, &zero, &one);
     if (st != ELBO_OK) return st;
     for (int64_t b = 0; b < B; b++) {
         double prior, recon, diff = 0.5 * elbo_weight(dm, &lv[b]) * sq->data[b];
-        end_terms(dm, x, eps0, b, &prior, &recon);
+        end_terms(dm, &zero, &one, x, eps0, b, &prior, &recon);
         sums[0] += prior + diff + recon;
         sums[1] += prior;
         sums[2] += diff;
@@ -448,11 +442,7 @@ static elbo_status diffusion_sample(elbo_ctx *ctx, elbo_model *m, int64_t n, elb
     elbo_diffusion_denoiser_state st = {m, ctx, n, NULL, 0.0};
     elbo_status r = elbo_diffusion_sample(&dm->cfg.process, &sp, elbo_diffusion_denoiser, &st, out,
                                           n * dm->D, NULL);
-    if (r == ELBO_OK && dm->cfg.discrete)
-        for (int64_t i = 0; i < n * dm->D; i++) {
-            float v = 0.5f * (out[i] + 1.0f);
-            out[i] = v < 0 ? 0 : v > 1 ? 1 : v;
-        }
+    if (r == ELBO_OK && dm->cfg.discrete) elbo_pixels_to01(out, n * dm->D, out);
     return r;
 }
 
@@ -578,7 +568,7 @@ elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t 
         dm->g_1 = elbo_paramset_add(dm->ps, "gamma", "gamma_1", 1, &one,
                                     (elbo_init){ELBO_INIT_CONST, (float)-c->process.log_snr_min});
         const int64_t P = 3 * nf + 1;
-        dm->vjp_work = malloc((size_t)(6 * P) * sizeof(double));
+        dm->vjp_work = malloc((size_t)(5 * P) * sizeof(double));
         dm->vjp_grad = malloc((size_t)(2 * (P + 2)) * sizeof(double));
         if (!dm->g_w1 || !dm->g_w2 || !dm->g_b2 || !dm->g_w3 || !dm->g_0 || !dm->g_1)
             st = elbo_last_status();
@@ -596,11 +586,7 @@ elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t 
     char *config = st == ELBO_OK ? config_json(c) : NULL;
     if (st == ELBO_OK && !config) st = elbo_error(ELBO_ERR_NOMEM, "diffusion: out of memory");
     if (st != ELBO_OK) {
-        elbo_unet_free(dm->unet);
-        elbo_paramset_free(dm->ps);
-        free(dm->vjp_work);
-        free(dm->vjp_grad);
-        free(dm);
+        diffusion_free(&dm->base); /* what was built so far (the rest is NULL) */
         return st;
     }
     elbo_model *m = &dm->base;

@@ -61,38 +61,41 @@ double elbo_diffusion_prior_kl(const elbo_noise_level *one, double prior_std, co
     return (double)d * (0.5 * log(s2 / v) + 0.5 * v / s2 - 0.5) + 0.5 * sum_m2 / s2;
 }
 
-/* -log softmax_k(-(y - x_k)^2 / (2 var))[k*] over the 256 bins x_k = 2k/255 - 1. Bins whose
- * logit is more than 80 below the largest add under e^-80 to the sum and are skipped: the
- * loop walks out from the nearest bin while the logits are within that margin. */
-static double neg_log_softmax_bins(double y, double var, int k_true) {
-    const double step = 2.0 / 255.0;
-    int k0 = (int)lround((y + 1.0) / step);
-    if (k0 < 0) k0 = 0;
-    if (k0 > 255) k0 = 255;
-    double c = 0.5 / var, dy0 = y - (2.0 * k0 / 255.0 - 1.0), top = -c * dy0 * dy0, sum = 0;
-    for (int k = k0; k >= 0; k--) {
-        double dy = y - (2.0 * k / 255.0 - 1.0), l = -c * dy * dy - top;
-        if (l < -80) break;
-        sum += exp(l);
-    }
-    for (int k = k0 + 1; k <= 255; k++) {
-        double dy = y - (2.0 * k / 255.0 - 1.0), l = -c * dy * dy - top;
-        if (l < -80) break;
-        sum += exp(l);
-    }
-    double dyt = y - (2.0 * k_true / 255.0 - 1.0);
-    return -(-c * dyt * dyt - top) + log(sum);
+/* The bin k = round(127.5 (v + 1)) of a value in [-1, 1], clamped to 0..255. */
+static int bin_of(double v) {
+    int k = (int)lround((v + 1.0) * 127.5);
+    return k < 0 ? 0 : k > 255 ? 255 : k;
+}
+
+/* The 8-bit decoder at one pixel: -log softmax_k(-f_k)[bin of x], f_k = (y - x_k)^2 / (2 var)
+ * over the bins x_k = 2k/255 - 1, y = x_0 / alpha_0 = x + sqrt(var) eps. With dnll, also its
+ * derivative in gamma_0 (var = e^gamma_0, d y / d gamma_0 = (y - x) / 2): d f_k = (y - x_k)
+ * (y - x) / (2 var) - f_k, d nll = d f_true - sum_k p_k d f_k. Bins whose logit is more than
+ * 80 below the largest add under e^-80 and are skipped: the loop walks out from the nearest
+ * bin while the logits are within that margin. */
+static double bin_nll(double x, double y, double var, double *dnll) {
+    const int k0 = bin_of(y), kt = bin_of(x);
+    const double c = 0.5 / var, dy0 = y - (2.0 * k0 / 255.0 - 1.0), top = -c * dy0 * dy0;
+    double z = 0, ez = 0;
+    for (int dir = -1; dir <= 1; dir += 2)
+        for (int k = dir < 0 ? k0 : k0 + 1; k >= 0 && k <= 255; k += dir) {
+            double dy = y - (2.0 * k / 255.0 - 1.0), f = c * dy * dy;
+            if (-f - top < -80) break;
+            double w = exp(-f - top);
+            z += w;
+            if (dnll) ez += w * (dy * (y - x) * c - f);
+        }
+    double dyt = y - (2.0 * kt / 255.0 - 1.0), ft = c * dyt * dyt;
+    if (dnll) *dnll = (dyt * (y - x) * c - ft) - ez / z;
+    return ft + top + log(z);
 }
 
 double elbo_diffusion_recon_8bit(const elbo_noise_level *zero, const float *x, const float *eps,
                                  int64_t d) {
     double var = zero->sigma * zero->sigma / (zero->alpha * zero->alpha), nll = 0;
     for (int64_t i = 0; i < d; i++) {
-        int k = (int)lround(((double)x[i] + 1.0) * 127.5);
-        if (k < 0) k = 0;
-        if (k > 255) k = 255;
         double z0 = zero->alpha * (double)x[i] + zero->sigma * (double)eps[i];
-        nll += neg_log_softmax_bins(z0 / zero->alpha, var, k);
+        nll += bin_nll((double)x[i], z0 / zero->alpha, var, NULL);
     }
     return nll;
 }
@@ -111,28 +114,11 @@ double elbo_diffusion_recon_gauss(const elbo_noise_level *zero, const float *x, 
 
 double elbo_diffusion_recon_8bit_dgamma0(const elbo_noise_level *zero, const float *x,
                                          const float *eps, int64_t d) {
-    const double step = 2.0 / 255.0, v = zero->sigma * zero->sigma / (zero->alpha * zero->alpha);
-    double total = 0;
+    double var = zero->sigma * zero->sigma / (zero->alpha * zero->alpha), total = 0, dnll;
     for (int64_t i = 0; i < d; i++) {
-        int kt = (int)lround(((double)x[i] + 1.0) * 127.5);
-        if (kt < 0) kt = 0;
-        if (kt > 255) kt = 255;
-        double xi = (double)x[i], y = xi + sqrt(v) * (double)eps[i];
-        int k0 = (int)lround((y + 1.0) / step);
-        if (k0 < 0) k0 = 0;
-        if (k0 > 255) k0 = 255;
-        /* softmax over the bins within 80 nats of the best, as neg_log_softmax_bins */
-        double dy0 = y - (2.0 * k0 / 255.0 - 1.0), top = -dy0 * dy0 / (2 * v), z = 0, ez = 0;
-        for (int dir = -1; dir <= 1; dir += 2)
-            for (int k = dir < 0 ? k0 : k0 + 1; k >= 0 && k <= 255; k += dir) {
-                double dy = y - (2.0 * k / 255.0 - 1.0), f = dy * dy / (2 * v);
-                if (-f - top < -80) break;
-                double w = exp(-f - top), df = dy * (y - xi) / (2 * v) - f;
-                z += w;
-                ez += w * df;
-            }
-        double dyt = y - (2.0 * kt / 255.0 - 1.0), ft = dyt * dyt / (2 * v);
-        total += (dyt * (y - xi) / (2 * v) - ft) - ez / z;
+        double z0 = zero->alpha * (double)x[i] + zero->sigma * (double)eps[i];
+        bin_nll((double)x[i], z0 / zero->alpha, var, &dnll);
+        total += dnll;
     }
     return total;
 }

@@ -144,7 +144,8 @@ static void learned_basis(const elbo_learned_schedule *l, double t, double *g, d
  * endpoints: d gamma/d g0 = 1 - N, d gamma/d g1 = N, d gamma'/d g1 = -d gamma'/d g0 =
  * g~'/Delta. */
 void elbo_learned_schedule_vjp(const elbo_learned_schedule *l, int64_t B, const double *t,
-                               const double *cg, const double *cgp, double *grad, double *work) {
+                               const double *cg, const double *cgp, double *grad,
+                               const double *cg2, const double *cgp2, double *grad2, double *work) {
     const int64_t P = 3 * (int64_t)l->n_features + 1;
     double *D0 = work, *D1 = work + P, *D = work + 2 * P, *Dp = work + 3 * P, *scratch = work + 4 * P;
     double g0, g1, gp0, gp1, g, gp;
@@ -155,12 +156,19 @@ void elbo_learned_schedule_vjp(const elbo_learned_schedule *l, int64_t B, const 
         learned_basis(l, t[b], &g, &gp, D, Dp);
         double N = (g - g0) / delta;
         for (int64_t j = 0; j < P; j++) {
-            double dN = ((D[j] - D0[j]) * delta - (g - g0) * (D1[j] - D0[j])) / (delta * delta);
-            double dGp = (Dp[j] * delta - gp * (D1[j] - D0[j])) / (delta * delta);
-            grad[j] += cg[b] * span * dN + cgp[b] * span * dGp;
+            double dG = span * ((D[j] - D0[j]) * delta - (g - g0) * (D1[j] - D0[j])) / (delta * delta);
+            double dGp = span * (Dp[j] * delta - gp * (D1[j] - D0[j])) / (delta * delta);
+            grad[j] += cg[b] * dG + cgp[b] * dGp;
+            if (grad2) grad2[j] += cg2[b] * dG + cgp2[b] * dGp;
         }
-        grad[P] += cg[b] * (1.0 - N) - cgp[b] * gp / delta;
-        grad[P + 1] += cg[b] * N + cgp[b] * gp / delta;
+        /* the endpoints */
+        double dG0 = 1.0 - N, dG1 = N, dGp1 = gp / delta;
+        grad[P] += cg[b] * dG0 - cgp[b] * dGp1;
+        grad[P + 1] += cg[b] * dG1 + cgp[b] * dGp1;
+        if (grad2) {
+            grad2[P] += cg2[b] * dG0 - cgp2[b] * dGp1;
+            grad2[P + 1] += cg2[b] * dG1 + cgp2[b] * dGp1;
+        }
     }
 }
 
@@ -274,30 +282,30 @@ const char *elbo_param_name(elbo_param_kind k) {
     return (unsigned)k < 4 ? param_names[k] : "?";
 }
 
-/* Each prediction gives both eps_hat and x0_hat (x_t = alpha x0 + sigma eps); each target
- * is formed from whichever of the two is better conditioned. */
+void elbo_param_eps_coefs(elbo_param_kind kind, double alpha, double sigma, double *a, double *k) {
+    double norm = alpha * alpha + sigma * sigma;
+    switch (kind) {
+    case ELBO_PARAM_X0: *a = -alpha / sigma, *k = 1.0 / sigma; break;  /* (x_t - alpha x0) / sigma */
+    case ELBO_PARAM_V: *a = alpha / norm, *k = sigma / norm; break;    /* v = alpha eps - sigma x0 */
+    case ELBO_PARAM_SCORE: *a = -sigma, *k = 0.0; break;               /* score = -eps / sigma */
+    default: *a = 1.0, *k = 0.0; break;
+    }
+}
+
+/* Each prediction gives eps_hat (elbo_param_eps_coefs) and x0_hat, the latter directly where
+ * that is better conditioned than (x_t - sigma eps_hat) / alpha; each target is formed from
+ * the two. */
 void elbo_param_convert(elbo_param_kind from, elbo_param_kind to, const float *pred,
                         const float *x_t, double alpha, double sigma, float *out, int64_t n) {
-    double norm = alpha * alpha + sigma * sigma;
+    double a, k, norm = alpha * alpha + sigma * sigma;
+    elbo_param_eps_coefs(from, alpha, sigma, &a, &k);
     for (int64_t i = 0; i < n; i++) {
-        double p = pred[i], x = x_t[i], eps, x0;
+        double p = pred[i], x = x_t[i], eps = a * p + k * x, x0;
         switch (from) {
-        case ELBO_PARAM_X0:
-            x0 = p;
-            eps = (x - alpha * p) / sigma;
-            break;
-        case ELBO_PARAM_V: /* v = alpha eps - sigma x0 */
-            x0 = (alpha * x - sigma * p) / norm;
-            eps = (sigma * x + alpha * p) / norm;
-            break;
-        case ELBO_PARAM_SCORE: /* score = -eps / sigma */
-            eps = -sigma * p;
-            x0 = (x + sigma * sigma * p) / alpha;
-            break;
-        default:
-            eps = p;
-            x0 = (x - sigma * p) / alpha;
-            break;
+        case ELBO_PARAM_X0: x0 = p; break;
+        case ELBO_PARAM_V: x0 = (alpha * x - sigma * p) / norm; break;
+        case ELBO_PARAM_SCORE: x0 = (x + sigma * sigma * p) / alpha; break;
+        default: x0 = (x - sigma * p) / alpha; break;
         }
         switch (to) {
         case ELBO_PARAM_X0: out[i] = (float)x0; break;

@@ -26,7 +26,8 @@ void elbo_sampler_params_init(elbo_sampler_params *sp) {
     sp->steps = 100;
 }
 
-/* Probability-flow ODE velocity dx/dt = f x + g^2 (x - alpha x0_hat) / (2 sigma^2). */
+/* Probability-flow ODE velocity dx/dt = f x + g^2 (x - alpha x0_hat) / (2 sigma^2); v may
+ * alias x0_hat. */
 static void pf_ode_velocity(const elbo_noise_level *l, const float *x, const float *x0_hat,
                             float *v, int64_t n) {
     double c = l->g2 / (2.0 * l->sigma * l->sigma);
@@ -69,11 +70,9 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
             for (int64_t j = 0; j < n; j++) aux[j] = (float)(x[j] + h * v[j]);
             if ((st = denoise(user, aux, n, &ls, x0_hat))) goto done;
             calls++;
-            double c = ls.g2 / (2.0 * ls.sigma * ls.sigma);
-            for (int64_t j = 0; j < n; j++) {
-                double v_s = ls.f * aux[j] + c * ((double)aux[j] - ls.alpha * x0_hat[j]);
-                x[j] = (float)(x[j] + 0.5 * h * (v[j] + v_s));
-            }
+            float *v_s = x0_hat; /* the velocity at the Euler point, over its x0_hat */
+            pf_ode_velocity(&ls, aux, x0_hat, v_s, n);
+            for (int64_t j = 0; j < n; j++) x[j] = (float)(x[j] + 0.5 * h * ((double)v[j] + v_s[j]));
         } else {
             elbo_posterior_coefs q;
             if ((st = elbo_posterior_coefs_at(&ls, &lt, &q))) goto done;

@@ -171,6 +171,28 @@ static int set_value(arg_flag *f, const char *v) {
     return ARGS_USAGE;
 }
 
+/* "300,300" -> w[0..n), each in 1..65536, at most max; "" -> none. Non-zero when bad
+ * (nothing printed). */
+int args_int_list(const char *s, int *w, int max, int *n) {
+    *n = 0;
+    if (!*s) return 0;
+    for (;;) {
+        char *end;
+        if (*s < '0' || *s > '9') return 1;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ',')) return 1;
+        w[(*n)++] = (int)v;
+        if (!*end) return 0;
+        s = end + 1;
+    }
+}
+
+int args_seen(const arg_flag *flags, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(flags[i].name, name)) return flags[i].seen;
+    return 0;
+}
+
 int args_parse(const char *cmd, const char *usage, arg_flag *flags, int n, int argc,
                char **argv, const char **pos, int max_pos, int *n_pos) {
     int np = 0, flags_done = 0;

@@ -56,6 +56,11 @@ arg_flag args_bool(const char *name, int *dst, const char *help);
  * stderr and ARGS_USAGE returned. */
 int args_parse(const char *cmd, const char *usage, arg_flag *flags, int n, int argc,
                char **argv, const char **pos, int max_pos, int *n_pos);
+/* "300,300" -> w[0..*n), each in 1..65536, at most max; "" -> none. Non-zero when bad
+ * (nothing printed). */
+int args_int_list(const char *s, int *w, int max, int *n);
+/* 1 when the flag `name` of flags[0..n) was given on the command line (after args_parse). */
+int args_seen(const arg_flag *flags, int n, const char *name);
 /* Prints usage and the flag table. */
 void args_print_help(FILE *f, const char *usage, const arg_flag *flags, int n);
 

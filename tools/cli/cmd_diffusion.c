@@ -33,18 +33,11 @@ static const char *TRAIN_DIFFUSION_USAGE =
     "--data toy:NAME trains on --toy-n fixed points of a 2-D toy (continuous data, a Gaussian\n"
     "reconstruction term), with a time-embedded MLP (--hidden, --layers) unless --net unet.\n";
 
-/* "32,64,64" into w[0..n), each in 1..65536. */
+/* "32,64,64" into w[0..n), each in 1..65536; a usage error naming the flag when bad. */
 static int parse_int_list(const char *flag, const char *s, int *w, int max, int *n) {
-    *n = 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ','))
-            return args_fail(ARGS_USAGE, "%s: expected up to %d comma-separated integers in "
-                             "1..65536, got \"%s\"", flag, max, s);
-        w[(*n)++] = (int)v;
-        s = *end ? end + 1 : end;
-    }
+    if (args_int_list(s, w, max, n))
+        return args_fail(ARGS_USAGE, "%s: expected up to %d comma-separated integers in "
+                         "1..65536, got \"%s\"", flag, max, s);
     return 0;
 }
 
@@ -95,8 +88,7 @@ int cmd_train_diffusion(int argc, char **argv) {
     if (r) return r;
     char default_out[64];
     if ((r = train_common_check(&tc, "diffusion", default_out, sizeof default_out))) return r;
-    int net_seen = 0;
-    for (int j = 0; j < n_flags; j++) net_seen |= !strcmp(flags[j].name, "--net") && flags[j].seen;
+    const int net_seen = args_seen(flags, n_flags, "--net");
 
     elbo_diffusion_config c;
     elbo_diffusion_config_init(&c);
@@ -216,11 +208,7 @@ static void traj_step(void *user, int i, const elbo_noise_level *l, const float 
     for (int r = 0; r < tr->rows; r++)
         for (int k = 0; k < 2; k++) {
             const float *src = (k ? x0_hat : x_t) + r * tr->D;
-            float *dst = tr->buf + (((int64_t)r * 2 + k) * tr->max_snap + tr->n_snap) * tr->D;
-            for (int64_t j = 0; j < tr->D; j++) {
-                float v = 0.5f * (src[j] + 1.0f);
-                dst[j] = v < 0 ? 0 : v > 1 ? 1 : v;
-            }
+            elbo_pixels_to01(src, tr->D, tr->buf + (((int64_t)r * 2 + k) * tr->max_snap + tr->n_snap) * tr->D);
         }
     tr->n_snap++;
 }
@@ -264,11 +252,7 @@ int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sample
     int nfe = 0;
     if (st == ELBO_OK)
         st = elbo_diffusion_sample(&c->process, &sp, elbo_diffusion_denoiser, &ds, x, n * D, &nfe);
-    if (st == ELBO_OK && c->discrete)
-        for (int64_t i = 0; i < n * D; i++) {
-            float v = 0.5f * (x[i] + 1.0f);
-            x[i] = v < 0 ? 0 : v > 1 ? 1 : v;
-        }
+    if (st == ELBO_OK && c->discrete) elbo_pixels_to01(x, n * D, x);
     if (st == ELBO_OK && trajectory_png) {
         /* rows: x_t then x0_hat of each sample; columns: the snapshots, t from 1 to 0 */
         float *grid = malloc((size_t)(tr.rows * 2 * tr.n_snap * D) * sizeof *grid);
@@ -396,19 +380,15 @@ int cmd_denoise(int argc, char **argv) {
             elbo_rng_normal(&rng, eps, (size_t)(n * D), 0.0f, 1.0f);
             float *clean = rows, *noisy = rows + n * D, *den = rows + 2 * n * D;
             elbo_pixels_scale11(ds.images + (int64_t)from * D, n * D, x0); /* x in [-1, 1] */
+            elbo_pixels_to01(x0, n * D, clean);
             for (int64_t i = 0; i < n * D; i++) {
-                double y = x0[i] + s * eps[i];
-                xt[i] = (float)(l.alpha * y);
-                clean[i] = 0.5f * (x0[i] + 1.0f);
-                float v = (float)(0.5 * (y + 1.0));
-                noisy[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+                noisy[i] = (float)(x0[i] + s * eps[i]); /* y = x + s eps */
+                xt[i] = (float)(l.alpha * noisy[i]);
             }
+            elbo_pixels_to01(noisy, n * D, noisy);
             elbo_diffusion_denoiser_state dst = {m, ctx, n, NULL, 0.0};
             st = elbo_diffusion_denoiser(&dst, xt, n * D, &l, x0);
-            for (int64_t i = 0; st == ELBO_OK && i < n * D; i++) {
-                float v = 0.5f * (x0[i] + 1.0f);
-                den[i] = v < 0 ? 0 : v > 1 ? 1 : v;
-            }
+            if (st == ELBO_OK) elbo_pixels_to01(x0, n * D, den);
             if (st == ELBO_OK) st = cli_write_images(out, rows, 3 * n, m->c, m->h, m->w, n);
             if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, rows, 3 * n, m->c, m->h, m->w, n);
             if (st == ELBO_OK) {

@@ -58,30 +58,8 @@ static const char *TRAIN_USAGE =
     "in closed form with --estimator B). --grad-clip, --kl-warmup and --logvar-min keep it\n"
     "stable. The other vae flags apply as for vae.\n";
 
-static int flag_seen(const arg_flag *flags, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(flags[i].name, name)) return flags[i].seen;
-    return 0;
-}
-
-/* "300,300" -> w[0..n), each in 1..65536, at most max; "" -> none. Non-zero when bad
- * (nothing printed). */
-static int parse_list(const char *s, int *w, int max, int *n) {
-    *n = 0;
-    if (!*s) return 0;
-    for (;;) {
-        char *end;
-        if (*s < '0' || *s > '9') return 1;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 65536 || *n >= max || (*end && *end != ',')) return 1;
-        w[(*n)++] = (int)v;
-        if (!*end) return 0;
-        s = end + 1;
-    }
-}
-
 static int parse_widths(const char *s, int *w, int max, int *n) {
-    if (parse_list(s, w, max, n))
+    if (args_int_list(s, w, max, n))
         return args_fail(ARGS_USAGE, "--hidden: expected up to %d comma-separated widths in "
                          "1..65536, like 300,300", max);
     return 0;
@@ -224,7 +202,7 @@ int cmd_train(int argc, char **argv) {
                                          "--estimator", "--samples", "--beta", "--kl-warmup",
                                          "--free-bits", "--logvar-min", "--layers"};
         for (size_t j = 0; j < sizeof vae_only / sizeof vae_only[0]; j++)
-            if (flag_seen(flags, n_flags, vae_only[j]))
+            if (args_seen(flags, n_flags, vae_only[j]))
                 return args_fail(ARGS_USAGE, "%s: applies to models vae and hvae, not %s",
                                  vae_only[j], pos[0]);
     }
@@ -237,13 +215,13 @@ int cmd_train(int argc, char **argv) {
         return r;
     if (!is_vae && n_widths >= 0 && n_widths != 1)
         return args_fail(ARGS_USAGE, "--hidden: vae-mlp takes one width, got \"%s\"", hidden_s);
-    if (is_hvae && flag_seen(flags, n_flags, "--arch"))
+    if (is_hvae && args_seen(flags, n_flags, "--arch"))
         return args_fail(ARGS_USAGE, "--arch: hvae's conditionals are MLPs (use model vae for conv)");
-    if (!is_hvae && flag_seen(flags, n_flags, "--layers"))
+    if (!is_hvae && args_seen(flags, n_flags, "--layers"))
         return args_fail(ARGS_USAGE, "--layers: applies to model hvae, not %s", pos[0]);
     int zs[ELBO_HVAE_MAX_LAYERS], n_z = 0;
     if (z_s) {
-        if (parse_list(z_s, zs, is_hvae ? ELBO_HVAE_MAX_LAYERS : 1, &n_z) || n_z < 1)
+        if (args_int_list(z_s, zs, is_hvae ? ELBO_HVAE_MAX_LAYERS : 1, &n_z) || n_z < 1)
             return args_fail(ARGS_USAGE, "--z: expected %s in 1..65536, got \"%s\"",
                              is_hvae ? "one size or one per layer" : "one latent size", z_s);
         if (is_hvae && n_z != 1 && n_z != layers)
@@ -279,7 +257,7 @@ int cmd_train(int argc, char **argv) {
             if ((r = args_parse_double("--logvar-min", logvar_min_s, -1, &lv)) != 0) return r;
             vc.obj.logvar_min = (float)lv;
         }
-        if (vc.obj.likelihood != ELBO_LIK_BERNOULLI && flag_seen(flags, n_flags, "--binarize"))
+        if (vc.obj.likelihood != ELBO_LIK_BERNOULLI && args_seen(flags, n_flags, "--binarize"))
             return args_fail(ARGS_USAGE, "--binarize: applies to --likelihood bernoulli only");
         if (vc.obj.likelihood != ELBO_LIK_GAUSSIAN && sigma != 0)
             return args_fail(ARGS_USAGE, "--sigma: applies to --likelihood gaussian only");
@@ -397,7 +375,7 @@ int cmd_sample(int argc, char **argv) {
     static const char *diffusion_only[] = {"--sampler", "--steps", "--eta", "--guidance",
                                            "--class", "--trajectory"};
     for (size_t j = 0; !is_diffusion && j < sizeof diffusion_only / sizeof *diffusion_only; j++)
-        if (flag_seen(flags, (int)(sizeof flags / sizeof flags[0]), diffusion_only[j])) {
+        if (args_seen(flags, (int)(sizeof flags / sizeof flags[0]), diffusion_only[j])) {
             int rc = args_fail(ARGS_USAGE, "%s: applies to diffusion models, not %s",
                                diffusion_only[j], m->name);
             elbo_model_free(m);
