@@ -15,7 +15,10 @@
  *   vae.h    the VAE family (SGVB A/B, beta, warm-up, free bits, IWAE), included by train.h
  *   diffusion.h  noise processes (VP, VE, sub-VP; schedules), q(x_s|x_t,x), parameterisations,
  *                the terms of the variational bound
- *   sample.h the diffusion samplers (ancestral, DDIM, Heun) over a denoiser callback
+ *   sample.h the diffusion and score samplers (ancestral, DDIM, Heun, Euler-Maruyama,
+ *            predictor-corrector, annealed Langevin, probability-flow ODE) over a denoiser
+ *   ode.h    adaptive Dormand-Prince 5(4) for dy/dt = F(t, y)
+ *   gmm.h    Gaussian mixtures with closed-form noised scores, densities and denoisers
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -23,6 +26,8 @@
 #include "elbo/core.h"
 #include "elbo/data.h"
 #include "elbo/diffusion.h"
+#include "elbo/gmm.h"
+#include "elbo/ode.h"
 #include "elbo/sample.h"
 #include "elbo/io.h"
 #include "elbo/models.h"
