@@ -78,8 +78,8 @@ elbo_status elbo_gmm_denoiser(void *gmm, const float *x_t, int64_t n, const elbo
     const elbo_gmm *g = gmm;
     if (n % g->d) return elbo_error(ELBO_ERR_ARG, "gmm denoiser: %lld values, not points of %d",
                                     (long long)n, g->d);
-    double x[64], r[ELBO_GMM_MAX_K];
     if (g->d > 64) return elbo_error(ELBO_ERR_ARG, "gmm denoiser: d = %d > 64", g->d);
+    double x[64] = {0}, r[ELBO_GMM_MAX_K];
     for (int64_t p = 0; p < n / g->d; p++) {
         for (int i = 0; i < g->d; i++) x[i] = x_t[p * g->d + i];
         log_joint(g, l, x, r);
