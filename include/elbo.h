@@ -18,6 +18,7 @@
  *   sample.h the diffusion and score samplers (ancestral, DDIM, Heun, Euler-Maruyama,
  *            predictor-corrector, annealed Langevin, probability-flow ODE) over a denoiser
  *   ode.h    adaptive Dormand-Prince 5(4) for dy/dt = F(t, y)
+ *   likelihood.h  log p(x) through the probability-flow ODE (Hutchinson-Skilling trace)
  *   gmm.h    Gaussian mixtures with closed-form noised scores, densities and denoisers
  */
 #ifndef ELBO_H
@@ -27,6 +28,7 @@
 #include "elbo/data.h"
 #include "elbo/diffusion.h"
 #include "elbo/gmm.h"
+#include "elbo/likelihood.h"
 #include "elbo/ode.h"
 #include "elbo/sample.h"
 #include "elbo/io.h"
