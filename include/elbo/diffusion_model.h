@@ -23,7 +23,9 @@
 #ifndef ELBO_DIFFUSION_MODEL_H
 #define ELBO_DIFFUSION_MODEL_H
 
+#include "data.h"
 #include "diffusion.h"
+#include "likelihood.h"
 #include "models.h"
 #include "sample.h"
 
@@ -75,6 +77,40 @@ typedef struct {
 } elbo_diffusion_denoiser_state;
 elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
                                     const elbo_noise_level *lvl, float *x0_hat);
+/* The same denoiser (no guidance) and vjp = (d x0_hat / d x_t)^T u through the network, as
+ * an elbo_denoiser_vjp_fn (likelihood.h). The parameters are left out of the tape for the
+ * call, so backward computes d / d x_t only. */
+elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
+                                        const elbo_noise_level *lvl, const float *u,
+                                        float *x0_hat, float *vjp);
+
+/* -log p(x) through the probability-flow ODE (likelihood.h) over the first ds->n items, in
+ * batches of `batch`, the model's unconditional density (null label). Points are scored as
+ * -log p(x). 8-bit images x (the grid of the model's [-1, 1] scale) are dequantized:
+ *   uniform  y = x + (2/255)(u - 1/2), u ~ U(0,1)^D: -(log p(y) + D log(2/255)), an upper
+ *            bound on -log P(x) (likelihood.h); it also charges the model for putting its
+ *            mass near the grid points it was trained on (within a bin, a density of width
+ *            sigma(0) << 2/255 scores below the uniform one)
+ *   process  the model's own q(x_0 | x) = N(alpha_0 x, sigma_0^2 I) as the dequantizer and
+ *            its 256-bin decoder p(x | x_0) (VDM): -log P(x) <= E_q[-log p(x | x_0) -
+ *            log p_ode(x_0) + log q(x_0 | x)], the ELBO with the prior and diffusion terms
+ *            replaced by the ODE's exact log p(x_0)
+ * The draws (u or the noise of x_0) come from `seed`; the probes of batch k use seed
+ * lp->seed + k. */
+typedef enum { ELBO_DEQUANT_UNIFORM = 0, ELBO_DEQUANT_PROCESS } elbo_dequant_kind;
+elbo_status elbo_dequant_parse(const char *name, elbo_dequant_kind *out); /* uniform|process */
+typedef struct {
+    int64_t n;
+    double nll_nats, nll_se;  /* mean over the items, and its standard error */
+    double bits_per_dim;      /* nll_nats / (D ln 2) */
+    double prior_nats;        /* mean -log p_1(x(1)), the part the prior scores */
+    int64_t nfe;              /* network VJP calls, all batches */
+    int batches;
+} elbo_diffusion_ode_nll;
+elbo_status elbo_diffusion_ode_likelihood(elbo_model *m, const elbo_dataset *ds, int batch,
+                                          const elbo_ode_likelihood_params *lp,
+                                          elbo_dequant_kind dequant, uint64_t seed,
+                                          elbo_diffusion_ode_nll *out);
 
 #ifdef __cplusplus
 }

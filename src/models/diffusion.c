@@ -430,6 +430,60 @@ elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
     return ELBO_OK;
 }
 
+/* Parameters in or out of the tape: off while a VJP wants d / d x_t only, so that backward
+ * computes no weight gradients. */
+static void params_require_grad(diffusion_model *dm, int on) {
+    for (int i = 0; i < elbo_paramset_count(dm->ps); i++) elbo_paramset_get(dm->ps, i)->requires_grad = on;
+}
+
+elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
+                                        const elbo_noise_level *lvl, const float *u,
+                                        float *x0_hat, float *vjp) {
+    elbo_diffusion_denoiser_state *s = state;
+    diffusion_model *dm = (diffusion_model *)s->model;
+    const elbo_diffusion_config *c = &dm->cfg;
+    const int64_t B = s->batch;
+    if (B < 1 || n != B * dm->D)
+        return elbo_error(ELBO_ERR_ARG, "diffusion denoiser: %lld values are not %lld examples of %lld",
+                          (long long)n, (long long)B, (long long)dm->D);
+    if (s->guidance_scale != 0.0)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: the likelihood takes no guidance");
+    elbo_ctx_reset(s->ctx);
+    int grad = elbo_ctx_set_grad(s->ctx, 1), training = elbo_ctx_set_training(s->ctx, 0);
+    params_require_grad(dm, 0);
+    elbo_tensor *xt = elbo_tensor_new4(s->ctx, B, c->c, c->h, c->w);
+    elbo_noise_level *t = elbo_ctx_alloc(s->ctx, (size_t)B * sizeof *t);
+    elbo_status st = ELBO_OK;
+    /* x0_hat = a0 pred + k0 x_t: from eps_hat = a pred + k x_t, x0_hat = (x_t - sigma eps_hat)
+     * / alpha; so J^T u = J_pred^T (a0 u) + k0 u */
+    double a, k;
+    elbo_param_eps_coefs(c->param, lvl->alpha, lvl->sigma, &a, &k);
+    const double a0 = -lvl->sigma * a / lvl->alpha, k0 = (1.0 - lvl->sigma * k) / lvl->alpha;
+    float *seed = elbo_ctx_alloc(s->ctx, (size_t)n * sizeof *seed);
+    elbo_tensor *pred = NULL;
+    if (!xt || !t || !seed) st = elbo_last_status();
+    else {
+        memcpy(xt->data, x_t, (size_t)n * sizeof(float));
+        elbo_tensor_requires_grad(xt, 1);
+        for (int64_t b = 0; b < B; b++) t[b] = *lvl;
+        pred = net_forward(s->ctx, dm, xt, t, NULL, s->labels);
+        if (!pred) st = elbo_last_status();
+    }
+    if (st == ELBO_OK) {
+        for (int64_t i = 0; i < n; i++) seed[i] = (float)(a0 * u[i]);
+        st = elbo_backward_with(s->ctx, pred, seed);
+    }
+    params_require_grad(dm, 1);
+    elbo_ctx_set_grad(s->ctx, grad);
+    elbo_ctx_set_training(s->ctx, training);
+    if (st != ELBO_OK) return st;
+    for (int64_t i = 0; i < n; i++) {
+        x0_hat[i] = (float)(a0 * pred->data[i] + k0 * x_t[i]);
+        vjp[i] = (float)((xt->grad ? xt->grad[i] : 0.0f) + k0 * u[i]);
+    }
+    return ELBO_OK;
+}
+
 /* n samples by ancestral sampling on the model's grid (T, or 1000 steps), mapped from the
  * data scale ([-1, 1] for 8-bit data) to [0, 1]. */
 static elbo_status diffusion_sample(elbo_ctx *ctx, elbo_model *m, int64_t n, elbo_rng *rng,
