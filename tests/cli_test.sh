@@ -302,8 +302,9 @@ PY
             [[ $OUT == *'"prior_nats":'* && $OUT == *'"diffusion_nats":'* && $OUT == *'"recon_nats":'* && $OUT == *'"bits_per_dim":'* ]] &&
                 ok "eval diffusion shows the three terms" || bad "eval diffusion shows the three terms" "$OUT"
         fi
-        for smp in ancestral ddim heun; do
-            if expect_ok "sample diffusion $smp" sample "$D/ckpt.safetensors" --sampler $smp --steps 4 --n 3 --out "$W/d_$smp.npy" --trajectory "$W/d_$smp.png"; then
+        for smp in ancestral ddim heun em pc langevin ode; do
+            if expect_ok "sample diffusion $smp" sample "$D/ckpt.safetensors" --sampler $smp --steps 4 --langevin-steps 2 --rtol 1e-3 --atol 1e-3 --n 3 --out "$W/d_$smp.npy" --trajectory "$W/d_$smp.png"; then
+                [[ $OUT == *"\"sampler\":\"$smp\", \"nfe\":"* ]] && ok "sample diffusion $smp reports its evaluations" || bad "sample diffusion $smp reports its evaluations" "$OUT"
                 [ "$(stat -c %s "$W/d_$smp.npy")" -eq $((128 + 3 * 784)) ] && [ -s "$W/d_$smp.png" ] &&
                     ok "sample diffusion $smp writes samples and trajectory" || bad "sample diffusion $smp writes samples and trajectory" "$(ls -l "$W")"
             fi
@@ -316,6 +317,21 @@ PY
         fi
         expect_fail "sample diffusion bad --sampler" 2 --sampler sample "$D/ckpt.safetensors" --sampler euler --out "$W/s.png"
         expect_fail "sample diffusion --eta above 1" 2 eta sample "$D/ckpt.safetensors" --sampler ddim --eta 1.5 --steps 2 --out "$W/s.png"
+        expect_fail "sample pc bad --predictor" 2 --predictor sample "$D/ckpt.safetensors" --sampler pc --predictor heun --out "$W/s.png"
+        expect_fail "sample pc --snr 0" 2 --snr sample "$D/ckpt.safetensors" --sampler pc --snr 0 --out "$W/s.png"
+        expect_fail "sample langevin one level" 2 "2 noise levels" sample "$D/ckpt.safetensors" --sampler langevin --steps 1 --out "$W/s.png"
+        expect_fail "sample langevin diverging step" 1 "--langevin-eps" sample "$D/ckpt.safetensors" --sampler langevin --steps 3 --langevin-steps 50 --langevin-eps 1 --n 2 --out "$W/s_div.png"
+        [ ! -e "$W/s_div.png" ] && ok "a diverged sampler writes no output" || bad "a diverged sampler writes no output" "$W/s_div.png exists"
+        expect_fail "sample --snr on a vae" 2 "applies to diffusion" sample "$R/ckpt.safetensors" --snr 0.2 --out "$W/s.png"
+        if expect_ok "eval --likelihood ode" eval "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --likelihood ode --n 4 --batch 2 --rtol 1e-3 --atol 1e-3; then
+            [[ $OUT == *'"likelihood":"ode", "dequant":"uniform"'* && $OUT == *'"nfe":'* && $OUT == *'"elbo_bits_per_dim":'* ]] && ok "eval ode JSON" || bad "eval ode JSON" "$OUT"
+            bpd=$(sed 's/.*"bits_per_dim":\([0-9.e+-]*\).*/\1/' <<<"$OUT")
+            awk -v b="$bpd" 'BEGIN { exit !(b > 0) }' && ok "eval ode bits/dim positive" || bad "eval ode bits/dim positive" "$bpd"
+        fi
+        expect_ok "eval --likelihood ode --dequant process" eval "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --likelihood ode --dequant process --n 2 --rtol 1e-3 --atol 1e-3
+        expect_fail "eval ode --probe exact on images" 2 "at most 64" eval "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --likelihood ode --probe exact
+        expect_fail "eval bad --likelihood" 2 --likelihood eval "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --likelihood flow
+        expect_fail "eval ode on a vae" 2 "not a diffusion" eval "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --likelihood ode
         expect_fail "sample guidance without classes" 2 --guidance sample "$D/ckpt.safetensors" --guidance 2 --out "$W/s.png"
         expect_fail "denoise sigma out of range" 2 --sigma denoise "$D/ckpt.safetensors" --data "npy:$T/tiny28.npy" --sigma 1000 --out "$W/den.png"
         expect_fail "denoise a vae checkpoint" 2 "not a diffusion model" denoise "$R/ckpt.safetensors" --data "npy:$T/tiny28.npy" --sigma 0.1 --out "$W/den.png"
@@ -334,6 +350,9 @@ PY
         fi
         expect_ok "sample toy points scatter" sample "$P/ckpt.safetensors" --n 50 --steps 4 --sampler heun --out "$W/p.png"
         expect_ok "eval toy points" eval "$P/ckpt.safetensors" --data toy:8gaussians --toy-n 256
+        if expect_ok "eval toy points --likelihood ode --probe exact" eval "$P/ckpt.safetensors" --data toy:8gaussians --toy-n 64 --likelihood ode --probe exact; then
+            [[ $OUT == *'"dequant":"none", "probe":"exact"'* ]] && ok "eval toy ode: no dequantization for points" || bad "eval toy ode: no dequantization for points" "$OUT"
+        fi
         expect_fail "eval toy model on images" 2 "toy:NAME" eval "$P/ckpt.safetensors" --data "npy:$T/tiny28.npy"
     fi
     expect_fail "train diffusion unet on toy points" 2 --net train diffusion --data toy:moons --net unet --out "$W/r3"

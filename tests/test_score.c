@@ -256,6 +256,14 @@ TEST(score_samplers_contract) {
     sp.rtol = 0;
     CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
     CHECK(strstr(elbo_last_error(), "--rtol"));
+    /* an unstable step is an error, not NaN samples: a / sigma^2 = 400 at every level */
+    elbo_sampler_params_init(&sp);
+    sp.kind = ELBO_SAMPLER_LANGEVIN;
+    sp.steps = 3;
+    sp.langevin_steps = 50; /* |1 - a / 2 sigma^2| = 199 a step: past float range */
+    sp.langevin_eps = 1.0;
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_STATE);
+    CHECK(strstr(elbo_last_error(), "--langevin-eps"));
     elbo_sampler_kind k;
     CHECK(elbo_sampler_parse("langevin", &k) == ELBO_OK && k == ELBO_SAMPLER_LANGEVIN);
     CHECK(elbo_sampler_parse("pc", &k) == ELBO_OK && k == ELBO_SAMPLER_PC);

@@ -306,6 +306,19 @@ output:
     if ((st = denoise(user, x, n, &lt, x0_hat))) goto done;
     calls++;
     if (sp->on_step) sp->on_step(sp->on_step_user, 0, &lt, x, x0_hat, n);
+    /* diverged: a value not finite, or beyond 1e6 times the prior's scale, in x_0 or in the
+     * output (a normalising network can map a blown-up x_0 to finite values) */
+    const double limit = 1e6 * fmax(1.0, elbo_process_prior_std(p));
+    for (int64_t j = 0; j < n; j++)
+        if (!(fabs(x[j]) <= limit) || !(fabs(x0_hat[j]) <= limit)) {
+            st = elbo_error(ELBO_ERR_STATE, "sampler %s: the samples diverged (values not finite or beyond 1e6 "
+                            "times the prior's scale)%s",
+                            elbo_sampler_name(sp->kind),
+                            sp->kind == ELBO_SAMPLER_LANGEVIN ? "; lower --langevin-eps"
+                            : sp->kind == ELBO_SAMPLER_PC     ? "; lower --snr"
+                                                              : "; try more --steps");
+            goto done;
+        }
     memcpy(x, x0_hat, (size_t)n * sizeof(float));
 done:
     free(ode_y);

@@ -213,19 +213,19 @@ static void traj_step(void *user, int i, const elbo_noise_level *l, const float 
     tr->n_snap++;
 }
 
-int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sampler, int steps,
-                         double eta, double guidance, int label, float *x, const char *trajectory_png) {
+int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp_in, double guidance,
+                         int label, float *x, const char *trajectory_png, int *nfe_out) {
     const elbo_diffusion_config *c = elbo_diffusion_config_of(m);
-    elbo_sampler_params sp;
-    elbo_sampler_params_init(&sp);
-    if (elbo_sampler_parse(sampler, &sp.kind) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--%s", elbo_last_error());
-    sp.steps = steps > 0 ? steps : c->T > 0 ? c->T : 100;
-    if (c->T > 0 && c->T % sp.steps)
+    elbo_sampler_params sp = *sp_in;
+    /* the samplers that step down the model's T-step grid */
+    const int on_grid = sp.kind != ELBO_SAMPLER_ODE && sp.kind != ELBO_SAMPLER_LANGEVIN;
+    sp.steps = sp.steps > 0 ? sp.steps
+               : c->T > 0 && on_grid ? c->T
+               : sp.kind == ELBO_SAMPLER_LANGEVIN ? 10 : 100;
+    if (c->T > 0 && on_grid && c->T % sp.steps)
         return args_fail(ARGS_USAGE, "--steps: %d does not divide the model's %d training steps",
                          sp.steps, c->T);
-    sp.eta = eta;
-    sp.seed = seed;
+    sp.batch = n;
     if ((guidance != 0 || label >= 0) && !c->classes)
         return args_fail(ARGS_USAGE, "--guidance, --class: the model is not class-conditional");
     if (label >= c->classes && c->classes)
@@ -252,6 +252,7 @@ int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sample
     int nfe = 0;
     if (st == ELBO_OK)
         st = elbo_diffusion_sample(&c->process, &sp, elbo_diffusion_denoiser, &ds, x, n * D, &nfe);
+    if (nfe_out) *nfe_out = nfe;
     if (st == ELBO_OK && c->discrete) elbo_pixels_to01(x, n * D, x);
     if (st == ELBO_OK && trajectory_png) {
         /* rows: x_t then x0_hat of each sample; columns: the snapshots, t from 1 to 0 */
@@ -270,8 +271,13 @@ int cli_sample_diffusion(elbo_model *m, int n, uint64_t seed, const char *sample
     free(labels);
     free(tr.buf);
     if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
-    fprintf(stderr, "elbo: sample: %s, %d steps, %d network evaluations\n",
-            elbo_sampler_name(sp.kind), sp.steps, nfe);
+    if (sp.kind == ELBO_SAMPLER_ODE)
+        fprintf(stderr, "elbo: sample: ode (rtol %g, atol %g), %d network evaluations\n", sp.rtol,
+                sp.atol, nfe);
+    else
+        fprintf(stderr, "elbo: sample: %s, %d %s, %d network evaluations\n",
+                elbo_sampler_name(sp.kind), sp.steps,
+                sp.kind == ELBO_SAMPLER_LANGEVIN ? "noise levels" : "steps", nfe);
     return 0;
 }
 

@@ -322,12 +322,28 @@ static const char *SAMPLE_USAGE =
     "Builds the model of checkpoint CKPT from its metadata (EMA weights when it has them)\n"
     "and draws --n samples (vae-mlp: the decoder's Bernoulli means sigmoid(dec(z)),\n"
     "z ~ N(0, I)). A .png is a grid of --nrow images per row (2 px padding); a .npy is\n"
-    "uint8 (N, C, H, W) = round(255 mean). Prints {\"ckpt\", \"model\", \"step\", \"n\", \"out\"}.\n";
+    "uint8 (N, C, H, W) = round(255 mean). Prints {\"ckpt\", \"model\", \"step\", \"n\", \"out\"}\n"
+    "and, for diffusion, score and SDE models, \"sampler\" and \"nfe\" (network evaluations).\n"
+    "Diffusion samplers, all from x_1 ~ N(0, prior_std^2) down to t = 0, then x0_hat(x_0, 0):\n"
+    "  ancestral  p(x_s|x_t) = q(x_s|x_t, x0_hat) on --steps levels (DDPM)\n"
+    "  ddim       DDIM with --eta (0: deterministic)\n"
+    "  heun       Heun's method on the probability-flow ODE (2 evaluations a step)\n"
+    "  em         Euler-Maruyama on the reverse SDE dx = [f x - g^2 score] dt + g dw\n"
+    "  pc         predictor-corrector (score SDE): --corrector-steps Langevin steps at --snr,\n"
+    "             then the --predictor (reverse diffusion, euler, or none)\n"
+    "  langevin   annealed Langevin dynamics (NCSN): --steps noise levels from t = 1 to 0,\n"
+    "             --langevin-steps updates of step --langevin-eps sigma_i^2 / sigma_L^2 each\n"
+    "  ode        the probability-flow ODE by adaptive Dormand-Prince 5(4) (--rtol, --atol)\n"
+    "The score is (alpha x0_hat - x_t) / sigma^2 of the model's prediction, so every sampler\n"
+    "runs every diffusion, NCSN and SDE checkpoint.\n";
 
 int cmd_sample(int argc, char **argv) {
     const char *out = NULL, *npy_out = NULL, *sampler = "ancestral", *eta_s = "0",
                *guidance_s = "0", *trajectory = NULL, *mmd_data = NULL, *mmd_width_s = "0.5";
-    int n = 64, nrow = 8, threads = 0, steps = 0, label = -1;
+    const char *predictor = "reverse", *snr_s = "0.16", *leps_s = "2e-5", *rtol_s = "1e-5",
+               *atol_s = "1e-5";
+    int n = 64, nrow = 8, threads = 0, steps = 0, label = -1, corrector_steps = 1,
+        langevin_steps = 100;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_int("--n", &n, 1, 1 << 20, "N", "samples to draw", "64"),
@@ -336,10 +352,22 @@ int cmd_sample(int argc, char **argv) {
         args_seed(&seed, "0"),
         args_int("--nrow", &nrow, 1, 65536, "K", "images per row of the PNG grid", "8"),
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
-        args_string("--sampler", &sampler, "S", "diffusion: ancestral | ddim | heun", "ancestral"),
+        args_string("--sampler", &sampler, "S", "diffusion: ancestral | ddim | heun | em | pc | "
+                    "langevin | ode", "ancestral"),
         args_int("--steps", &steps, 1, 1000000, "K", "diffusion: sampler steps",
                  "the model's T, or 100"),
         args_string("--eta", &eta_s, "X", "diffusion ddim: noise in [0, 1] (0: deterministic)", "0"),
+        args_string("--predictor", &predictor, "P", "pc: reverse (reverse diffusion) | euler | none",
+                    "reverse"),
+        args_int("--corrector-steps", &corrector_steps, 0, 100000, "C", "pc: Langevin corrector "
+                 "steps per level", "1"),
+        args_string("--snr", &snr_s, "R", "pc: the corrector's signal-to-noise ratio", "0.16"),
+        args_int("--langevin-steps", &langevin_steps, 1, 1000000, "T", "langevin: updates per "
+                 "noise level", "100"),
+        args_string("--langevin-eps", &leps_s, "E", "langevin: step a_i = E sigma_i^2 / sigma_L^2",
+                    "2e-5"),
+        args_string("--rtol", &rtol_s, "X", "ode: relative tolerance of Dormand-Prince 5(4)", "1e-5"),
+        args_string("--atol", &atol_s, "X", "ode: absolute tolerance", "1e-5"),
         args_string("--guidance", &guidance_s, "W", "diffusion --cond models: classifier-free "
                     "guidance weight w, eps = (1 + w) eps(x, y) - w eps(x)", "0"),
         args_int("--class", &label, -1, 100000, "K", "diffusion --cond models: the class of "
@@ -373,7 +401,9 @@ int cmd_sample(int argc, char **argv) {
     }
     const int is_diffusion = elbo_diffusion_config_of(m) != NULL;
     static const char *diffusion_only[] = {"--sampler", "--steps", "--eta", "--guidance",
-                                           "--class", "--trajectory"};
+                                           "--class", "--trajectory", "--predictor",
+                                           "--corrector-steps", "--snr", "--langevin-steps",
+                                           "--langevin-eps", "--rtol", "--atol"};
     for (size_t j = 0; !is_diffusion && j < sizeof diffusion_only / sizeof *diffusion_only; j++)
         if (args_seen(flags, (int)(sizeof flags / sizeof flags[0]), diffusion_only[j])) {
             int rc = args_fail(ARGS_USAGE, "%s: applies to diffusion models, not %s",
@@ -397,6 +427,30 @@ int cmd_sample(int argc, char **argv) {
         elbo_model_free(m);
         return r;
     }
+    elbo_sampler_params sp;
+    elbo_sampler_params_init(&sp);
+    sp.steps = steps;
+    sp.eta = eta;
+    sp.seed = seed;
+    sp.corrector_steps = corrector_steps;
+    sp.langevin_steps = langevin_steps;
+    if (is_diffusion &&
+        ((elbo_sampler_parse(sampler, &sp.kind) != ELBO_OK &&
+          (r = args_fail(ARGS_USAGE, "--%s", elbo_last_error()))) ||
+         (elbo_pc_predictor_parse(predictor, &sp.predictor) != ELBO_OK &&
+          (r = args_fail(ARGS_USAGE, "--%s", elbo_last_error()))) ||
+         (r = args_parse_double("--snr", snr_s, 1, &sp.snr)) ||
+         (r = args_parse_double("--langevin-eps", leps_s, 1, &sp.langevin_eps)) ||
+         (r = args_parse_double("--rtol", rtol_s, 1, &sp.rtol)) ||
+         (r = args_parse_double("--atol", atol_s, 1, &sp.atol)) ||
+         (sp.kind == ELBO_SAMPLER_PC && sp.predictor == ELBO_PC_NONE && corrector_steps == 0 &&
+          (r = args_fail(ARGS_USAGE, "--corrector-steps: 0 with --predictor none does nothing"))) ||
+         (sp.kind == ELBO_SAMPLER_LANGEVIN && steps == 1 &&
+          (r = args_fail(ARGS_USAGE, "--steps: langevin needs at least 2 noise levels"))))) {
+        elbo_model_free(m);
+        return r;
+    }
+    int nfe = 0;
     const int64_t per = m->c * m->h * m->w;
     float *x = malloc((size_t)(n * per) * sizeof *x);
     elbo_ctx *ctx = elbo_ctx_new(0);
@@ -406,7 +460,7 @@ int cmd_sample(int argc, char **argv) {
     elbo_rng rng;
     elbo_rng_init(&rng, seed);
     if (st == ELBO_OK && is_diffusion) {
-        int rc = cli_sample_diffusion(m, n, seed, sampler, steps, eta, guidance, label, x, trajectory);
+        int rc = cli_sample_diffusion(m, n, &sp, guidance, label, x, trajectory, &nfe);
         if (rc) {
             elbo_ctx_free(ctx);
             free(x);
@@ -447,6 +501,7 @@ int cmd_sample(int argc, char **argv) {
         printf(", \"model\":\"%s\", \"step\":%lld, \"ema\":%s, \"n\":%d, \"out\":", name,
                (long long)step, used_ema ? "true" : "false", n);
         args_json_string(stdout, out);
+        if (is_diffusion) printf(", \"sampler\":\"%s\", \"nfe\":%d", elbo_sampler_name(sp.kind), nfe);
         if (mmd_data) printf(", \"mmd2\":%.6g, \"mmd_width\":%g", mmd2, mmd_width);
         printf("}\n");
     }
