@@ -355,6 +355,18 @@ PY
         fi
         expect_fail "eval toy model on images" 2 "toy:NAME" eval "$P/ckpt.safetensors" --data "npy:$T/tiny28.npy"
     fi
+    if expect_ok "train ncsn on toy points" train ncsn --data toy:8gaussians --toy-n 512 --steps 20 --batch 64 --hidden 32 --layers 2 --levels 10 --sigma-max 5 --out "$T/ncsn"; then
+        hdr=$(head -c 4000 "$T/ncsn/ckpt.safetensors" | tr -d '\\')
+        [[ $hdr == *'"schedule":"ve"'*'"loss":"simple"'*'"levels":10'* ]] && ok "train ncsn: ve, simple, 10 levels in the config" || bad "train ncsn: ve, simple, 10 levels in the config" "${hdr:0:600}"
+        expect_ok "sample ncsn langevin" sample "$T/ncsn/ckpt.safetensors" --sampler langevin --steps 10 --langevin-steps 5 --n 20 --out "$W/nc.png"
+    fi
+    expect_ok "train sde --sde ve" train sde --sde ve --data "npy:$T/tiny28.npy" --steps 2 --batch 8 $DIF_NET --out "$T/sdeve"
+    expect_ok "train sde --sde subvp" train sde --sde subvp --data toy:moons --toy-n 256 --steps 2 --batch 32 --hidden 16 --layers 1 --out "$T/sdesub"
+    expect_fail "train sde bad --sde" 2 "--sde: expected" train sde --sde vv --data toy:moons --out "$W/r3"
+    expect_fail "train sde with --schedule" 2 "--schedule: elbo train sde" train sde --schedule cosine --data toy:moons --out "$W/r3"
+    expect_fail "train diffusion with --sde" 2 "--sde: applies" train diffusion --sde ve --data toy:moons --out "$W/r3"
+    expect_fail "train ncsn --levels 1" 2 "--levels" train ncsn --levels 1 --data toy:moons --out "$W/r3"
+    expect_fail "train ncsn --loss elbo" 2 "noise ladder" train ncsn --loss elbo --data toy:moons --out "$W/r3"
     expect_fail "train diffusion unet on toy points" 2 --net train diffusion --data toy:moons --net unet --out "$W/r3"
     expect_fail "train diffusion --cond without labels" 2 --cond train diffusion --data "npy:$T/tiny28.npy" --cond $DIF_NET --out "$W/r3"
     expect_fail "train diffusion bad --time" 2 --time train diffusion --data "npy:$T/tiny28.npy" --time discrete:0 --out "$W/r3"

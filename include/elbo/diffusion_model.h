@@ -48,6 +48,9 @@ typedef struct {
     elbo_param_kind param;    /* eps */
     elbo_loss_kind loss;      /* elbo */
     int T;                    /* 0: continuous time; T > 0: T steps */
+    int levels;               /* L > 1: train on the noise ladder t_i = i / (L - 1), i = 0..L-1
+                               * only (NCSN: with VE, the geometric sigma_1 > ... > sigma_L);
+                               * 0: every t */
     int classes;              /* 0: unconditional; K: labels 0..K-1 and a null label */
     float p_uncond;           /* 0.1 */
     int discrete;             /* 1: 8-bit images in [-1, 1] (recon over 256 bins); 0: continuous
@@ -58,7 +61,7 @@ void elbo_diffusion_config_init(elbo_diffusion_config *cfg);
 /* Config JSON: {"c","h","w","net":"unet"|"mlp","channels":[..],"blocks","attn":[..],
  * "dropout","temb","groups","hidden","layers","mlp_temb","schedule","log_snr_min",
  * "log_snr_max","beta_min","beta_max","sigma_min","sigma_max","param","loss","T","classes",
- * "p_uncond","discrete"}; each member optional. Errors name the field. */
+ * "p_uncond","discrete","levels"}; each member optional. Errors name the field. */
 elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t seed,
                                      elbo_model **out);
 /* The configuration of a diffusion model (NULL for another model). */

@@ -137,6 +137,11 @@ static elbo_status draw_batch(elbo_ctx *ctx, const diffusion_model *dm, int64_t 
     *y = NULL;
     if (!*t || !*eps) return elbo_last_status();
     elbo_diffusion_sample_times(rng, (int)B, 1, c->T, *t);
+    if (c->levels > 1) /* the ladder: level floor(u L) of t in (0, 1], u = t (low-discrepancy) */
+        for (int64_t b = 0; b < B; b++) {
+            int i = (int)((*t)[b] * c->levels);
+            (*t)[b] = (double)(i < c->levels ? i : c->levels - 1) / (c->levels - 1);
+        }
     elbo_rng_normal(rng, *eps, (size_t)(B * dm->D), 0.0f, 1.0f);
     if (c->classes && labels) {
         *y = elbo_ctx_alloc(ctx, (size_t)B * sizeof **y);
@@ -535,14 +540,14 @@ static char *config_json(const elbo_diffusion_config *c) {
              "\"mlp_temb\":%d,\"schedule\":\"%s\",\"log_snr_min\":%.17g,\"log_snr_max\":%.17g,"
              "\"beta_min\":%.17g,\"beta_max\":%.17g,\"sigma_min\":%.17g,\"sigma_max\":%.17g,"
              "\"param\":\"%s\",\"loss\":\"%s\",\"T\":%d,\"classes\":%d,\"p_uncond\":%.9g,"
-             "\"discrete\":%d}",
+             "\"discrete\":%d,\"levels\":%d}",
              (long long)c->c, (long long)c->h, (long long)c->w,
              c->net == ELBO_DENOISER_MLP ? "mlp" : "unet", ch, c->unet.blocks_per_level, at,
              (double)c->unet.dropout, c->unet.temb_dim, c->unet.groups, c->mlp_hidden,
              c->mlp_layers, c->mlp_temb, elbo_process_schedule_name(p), p->log_snr_min,
              p->log_snr_max, p->beta_min, p->beta_max, p->sigma_min, p->sigma_max,
              elbo_param_name(c->param), elbo_loss_kind_name(c->loss), c->T, c->classes,
-             (double)c->p_uncond, c->discrete);
+             (double)c->p_uncond, c->discrete, c->levels);
     return s;
 }
 
@@ -567,6 +572,12 @@ static elbo_status check_config(const elbo_diffusion_config *c) {
         return elbo_error(ELBO_ERR_ARG, "diffusion: bad param or loss");
     if (c->T < 0 || c->T > 1000000)
         return elbo_error(ELBO_ERR_ARG, "diffusion: --time discrete:T needs T in 1..1000000, got %d", c->T);
+    if (c->levels < 0 || c->levels == 1 || c->levels > 1000000)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: --levels needs L in 2..1000000 (or 0), got %d",
+                          c->levels);
+    if (c->levels && (c->T || c->loss == ELBO_LOSS_ELBO || c->process.schedule == ELBO_SCHEDULE_LEARNED))
+        return elbo_error(ELBO_ERR_ARG, "diffusion: --levels trains on a noise ladder (NCSN): it "
+                          "takes continuous time and --loss simple or snr-trunc, not the bound");
     if (c->classes < 0 || c->classes > 100000)
         return elbo_error(ELBO_ERR_ARG, "diffusion: classes %d not in [0, 100000]", c->classes);
     if (!(c->p_uncond >= 0 && c->p_uncond < 1))
@@ -692,6 +703,7 @@ elbo_status elbo__diffusion_from_json(const elbo__json *o, uint64_t seed, elbo_m
     INT_FIELD("T", 0, 1000000, c.T);
     INT_FIELD("classes", 0, 100000, c.classes);
     INT_FIELD("discrete", 0, 1, c.discrete);
+    INT_FIELD("levels", 0, 1000000, c.levels);
 #undef INT_FIELD
     if (st == ELBO_OK) st = elbo__cfg_float(o, "dropout", &c.unet.dropout);
     if (st == ELBO_OK) st = elbo__cfg_float(o, "p_uncond", &c.p_uncond);

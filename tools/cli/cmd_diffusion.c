@@ -31,7 +31,22 @@ static const char *TRAIN_DIFFUSION_USAGE =
     "(probability --p-uncond) for classifier-free guidance. The trainer's flags (data order,\n"
     "checkpoints, --resume, EMA, schedules) are those of every elbo train.\n"
     "--data toy:NAME trains on --toy-n fixed points of a 2-D toy (continuous data, a Gaussian\n"
-    "reconstruction term), with a time-embedded MLP (--hidden, --layers) unless --net unet.\n";
+    "reconstruction term), with a time-embedded MLP (--hidden, --layers) unless --net unet.\n"
+    "--levels L trains on the noise ladder t_i = i / (L - 1) only (NCSN).\n"
+    "\n"
+    "elbo train ncsn: a noise-conditional score network (Song & Ermon 2019): the same model\n"
+    "with --schedule ve (the geometric ladder sigma_i from --sigma-max to --sigma-min), --levels\n"
+    "100 and --loss simple, which is denoising score matching weighted by lambda(sigma) =\n"
+    "sigma^2: 1/2 sigma^2 ||s(x_t, sigma) + eps / sigma||^2 = 1/2 ||eps - eps_hat||^2 with\n"
+    "score = -eps_hat / sigma (--param eps is NCSNv2's s(x, sigma) = net(x, sigma) / sigma).\n"
+    "NCSNv2's rules for images: sigma_1 about the largest distance between training images,\n"
+    "adjacent levels overlapping (for 28 x 28, a ratio near 1.08: 100 levels over 0.01..50).\n"
+    "Sample with elbo sample --sampler langevin --steps L (annealed Langevin dynamics).\n"
+    "\n"
+    "elbo train sde --sde ve|vp|subvp: continuous-time denoising score matching on a score SDE\n"
+    "(Song et al. 2021): ve (sigma_min (sigma_max / sigma_min)^t), vp (beta from --beta-min to\n"
+    "--beta-max: DDPM's continuous limit) or subvp, lambda(t) = sigma(t)^2 (--loss simple), t\n"
+    "uniform in (0, 1]. Any sampler of elbo sample runs the result: em, pc, ode, ...\n";
 
 /* "32,64,64" into w[0..n), each in 1..65536; a usage error naming the flag when bad. */
 static int parse_int_list(const char *flag, const char *s, int *w, int max, int *n) {
@@ -41,20 +56,28 @@ static int parse_int_list(const char *flag, const char *s, int *w, int max, int 
     return 0;
 }
 
+/* kind: "diffusion", "ncsn" or "sde" (argv[0]): the same model with other defaults. */
 int cmd_train_diffusion(int argc, char **argv) {
     train_common tc;
-    arg_flag flags[48];
+    arg_flag flags[52];
     int n_flags = train_common_flags(flags, &tc);
-    const char *schedule = "loglinear", *param = "eps", *loss = "elbo", *time_s = "continuous",
-               *channels_s = "32,64,64", *attn_s = NULL, *net_s = "unet";
+    const char *kind = argv[0];
+    const int ncsn = !strcmp(kind, "ncsn"), sde = !strcmp(kind, "sde");
+    const char *schedule = ncsn ? "ve" : "loglinear", *param = "eps",
+               *loss = ncsn || sde ? "simple" : "elbo", *time_s = "continuous",
+               *channels_s = "32,64,64", *attn_s = NULL, *net_s = "unet", *sde_s = "vp";
     const char *lmin_s = NULL, *lmax_s = NULL, *bmin_s = NULL, *bmax_s = NULL, *smin_s = NULL,
                *smax_s = NULL, *dropout_s = "0", *p_uncond_s = "0.1";
     int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3, toy_n = 60000;
+    int levels = ncsn ? 100 : 0;
     const arg_flag model_flags[] = {
+        args_string("--sde", &sde_s, "S", "train sde: ve | vp | subvp", "vp"),
+        args_int("--levels", &levels, 0, 1000000, "L", "train on the ladder t_i = i / (L - 1) only "
+                 "(0: every t)", ncsn ? "100" : "0"),
         args_string("--schedule", &schedule, "S", "linear | cosine | loglinear | learned | subvp | ve",
-                    "loglinear"),
+                    ncsn ? "ve" : "loglinear"),
         args_string("--param", &param, "P", "network output: eps | x0 | v | score", "eps"),
-        args_string("--loss", &loss, "L", "simple | elbo | snr-trunc", "elbo"),
+        args_string("--loss", &loss, "L", "simple | elbo | snr-trunc", ncsn || sde ? "simple" : "elbo"),
         args_string("--time", &time_s, "T", "continuous | discrete:T (T steps)", "continuous"),
         args_string("--net", &net_s, "N", "unet | mlp (a time-embedded MLP on the flattened x)",
                     "unet"),
@@ -87,8 +110,17 @@ int cmd_train_diffusion(int argc, char **argv) {
     if (r == ARGS_HELP) return 0;
     if (r) return r;
     char default_out[64];
-    if ((r = train_common_check(&tc, "diffusion", default_out, sizeof default_out))) return r;
+    if ((r = train_common_check(&tc, kind, default_out, sizeof default_out))) return r;
     const int net_seen = args_seen(flags, n_flags, "--net");
+    if (!sde && args_seen(flags, n_flags, "--sde"))
+        return args_fail(ARGS_USAGE, "--sde: applies to elbo train sde");
+    if (sde) {
+        if (args_seen(flags, n_flags, "--schedule"))
+            return args_fail(ARGS_USAGE, "--schedule: elbo train sde takes --sde ve|vp|subvp");
+        if (!strcmp(sde_s, "vp")) schedule = "linear";
+        else if (!strcmp(sde_s, "ve") || !strcmp(sde_s, "subvp")) schedule = sde_s;
+        else return args_fail(ARGS_USAGE, "--sde: expected ve, vp or subvp, got \"%s\"", sde_s);
+    }
 
     elbo_diffusion_config c;
     elbo_diffusion_config_init(&c);
@@ -134,6 +166,7 @@ int cmd_train_diffusion(int argc, char **argv) {
     c.unet.groups = groups;
     c.mlp_hidden = hidden;
     c.mlp_layers = layers;
+    c.levels = levels;
 
     elbo_data_spec spec;
     if (elbo_data_spec_parse(tc.data, &spec) != ELBO_OK)

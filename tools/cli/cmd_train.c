@@ -33,7 +33,7 @@ static arg_flag flag_i64(const char *name, int64_t *dst, long long min, const ch
 static const char *TRAIN_USAGE =
     "usage: elbo train MODEL --data SPEC [flags]\n"
     "\n"
-    "Trains MODEL (vae | hvae | vae-mlp; diffusion: see elbo train diffusion --help) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
+    "Trains MODEL (vae | hvae | vae-mlp; diffusion, ncsn, sde: see elbo train diffusion --help) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
     "with Adam. Writes OUT/ckpt.safetensors (every --ckpt-every steps and at the end),\n"
     "OUT/loss.csv (one row per step; appended to when resuming) and OUT/loss.png. Progress\n"
     "goes to stderr (a bar on a terminal, a line every --log-every steps otherwise); the\n"
@@ -137,7 +137,8 @@ int train_run_and_report(elbo_model *m, elbo_dataset *ds, const elbo_train_param
 }
 
 int cmd_train(int argc, char **argv) {
-    if (argc > 0 && !strcmp(argv[0], "diffusion")) return cmd_train_diffusion(argc, argv);
+    if (argc > 0 && (!strcmp(argv[0], "diffusion") || !strcmp(argv[0], "ncsn") || !strcmp(argv[0], "sde")))
+        return cmd_train_diffusion(argc, argv);
     elbo_train_params tp;
     elbo_train_params_init(&tp);
     const char *binarize_s = "dynamic", *hidden_s = NULL, *arch_s = "mlp", *lik_s = "bernoulli",
