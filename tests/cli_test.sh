@@ -349,6 +349,9 @@ PY
             [ "$(stat -c %s "$W/p.npy")" -eq $((128 + 5 * 2 * 4)) ] && ok "sample toy points: float32 (5, 2)" || bad "sample toy points: float32 (5, 2)" "$(stat -c %s "$W/p.npy") bytes"
         fi
         expect_ok "sample toy points scatter" sample "$P/ckpt.safetensors" --n 50 --steps 4 --sampler heun --out "$W/p.png"
+        if expect_ok "score-field of a toy checkpoint" score-field "$P/ckpt.safetensors" --grid 8 --n 20 --levels 3 --langevin-steps 2 --out "$W/sf.png"; then
+            [ "$(head -c 8 "$W/sf.png" | od -An -tx1 | tr -d ' ')" = "89504e470d0a1a0a" ] && ok "score-field writes a PNG" || bad "score-field writes a PNG" "not a PNG"
+        fi
         expect_ok "eval toy points" eval "$P/ckpt.safetensors" --data toy:8gaussians --toy-n 256
         if expect_ok "eval toy points --likelihood ode --probe exact" eval "$P/ckpt.safetensors" --data toy:8gaussians --toy-n 64 --likelihood ode --probe exact; then
             [[ $OUT == *'"dequant":"none", "probe":"exact"'* ]] && ok "eval toy ode: no dequantization for points" || bad "eval toy ode: no dequantization for points" "$OUT"
@@ -367,6 +370,13 @@ PY
     expect_fail "train diffusion with --sde" 2 "--sde: applies" train diffusion --sde ve --data toy:moons --out "$W/r3"
     expect_fail "train ncsn --levels 1" 2 "--levels" train ncsn --levels 1 --data toy:moons --out "$W/r3"
     expect_fail "train ncsn --loss elbo" 2 "noise ladder" train ncsn --loss elbo --data toy:moons --out "$W/r3"
+    if expect_ok "score-field --true ncsn" score-field --true ncsn --sigma-min 0.05 --sigma-max 20 --levels 20 --langevin-steps 20 --langevin-eps 5e-4 --n 400 --grid 16 --out "$W/sft.png"; then
+        [[ $OUT == *'"weights":[0.2000,0.8000], "plain_shares":['*'"annealed_shares":['* ]] && ok "score-field reports the mode shares" || bad "score-field reports the mode shares" "$OUT"
+    fi
+    expect_fail "score-field without a source" 2 "neither" score-field --out "$W/x.png"
+    expect_fail "score-field bad --true" 2 "--true" score-field --true moons --out "$W/x.png"
+    expect_fail "score-field of an image model" 2 "2-D points" score-field "$D/ckpt.safetensors" --out "$W/x.png"
+    expect_fail "score-field npy output" 2 ".png" score-field --true ncsn --out "$W/x.npy"
     expect_fail "train diffusion unet on toy points" 2 --net train diffusion --data toy:moons --net unet --out "$W/r3"
     expect_fail "train diffusion --cond without labels" 2 --cond train diffusion --data "npy:$T/tiny28.npy" --cond $DIF_NET --out "$W/r3"
     expect_fail "train diffusion bad --time" 2 --time train diffusion --data "npy:$T/tiny28.npy" --time discrete:0 --out "$W/r3"

@@ -32,6 +32,8 @@ static const char *USAGE =
     "  interpolate CKPT   decodings along a line in latent space between two images\n"
     "  traverse CKPT      a latent traversal grid, one row per latent dimension\n"
     "  denoise CKPT       remove Gaussian noise from test images in one step (Tweedie)\n"
+    "  score-field [CKPT]  a 2-D model's density and score field, Langevin chains with and\n"
+    "                     without annealing (or a Gaussian mixture's, --true)\n"
     "  version        print the version\n"
     "\n"
     "Run `elbo COMMAND --help` for a command's flags.\n"
@@ -112,5 +114,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "interpolate")) return cmd_interpolate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "traverse")) return cmd_traverse(argc - 2, argv + 2);
     if (!strcmp(argv[1], "denoise")) return cmd_denoise(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "score-field")) return cmd_score_field(argc - 2, argv + 2);
     return args_fail(ARGS_USAGE, "unknown command \"%s\" (see elbo --help)", argv[1]);
 }
