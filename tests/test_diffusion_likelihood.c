@@ -4,21 +4,11 @@
  * dequantizations, the probes' seeds, and errors. */
 #include "test.h"
 
+#include "diffusion_testlib.h"
 #include "elbo/train.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static void tiny_config(elbo_diffusion_config *c) {
-    elbo_diffusion_config_init(c);
-    c->c = 1, c->h = 8, c->w = 8;
-    c->unet.n_levels = 2;
-    c->unet.channels[0] = 8, c->unet.channels[1] = 16;
-    memset(c->unet.attn, 0, sizeof c->unet.attn);
-    c->unet.attn[1] = 2;
-    c->unet.groups = 4;
-    c->unet.temb_dim = 16;
-}
 
 /* <vjp, e> against (<u, D(x + h e)> - <u, D(x - h e)>) / 2h for random u, e: the network is
  * float32, so h = 1e-2 and a relative tolerance of 1e-3 of |<vjp, e>| + 1e-4. */
@@ -27,7 +17,7 @@ TEST(diffusion_likelihood_vjp_matches_finite_differences) {
     const elbo_param_kind kinds[] = {ELBO_PARAM_EPS, ELBO_PARAM_X0, ELBO_PARAM_V};
     for (int k = 0; k < 3; k++) {
         elbo_diffusion_config c;
-        tiny_config(&c);
+        tiny_image_config(&c);
         c.param = kinds[k];
         elbo_model *m;
         CHECK(elbo_diffusion_model_new(&c, 3, &m) == ELBO_OK);
@@ -73,7 +63,7 @@ TEST(diffusion_likelihood_vjp_matches_finite_differences) {
  * same seed gives the same figure; a guided state is refused. */
 TEST(diffusion_likelihood_dataset_figures) {
     elbo_diffusion_config c;
-    tiny_config(&c);
+    tiny_image_config(&c);
     elbo_model *m;
     CHECK(elbo_diffusion_model_new(&c, 3, &m) == ELBO_OK);
     elbo_dataset ds = {0};

@@ -5,22 +5,11 @@
  * whose samples must fall on the modes in the right shares. */
 #include "test.h"
 
+#include "diffusion_testlib.h"
 #include "elbo/train.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* A small image config: (1, 8, 8), UNet 8-16 channels, groups 4, temb 16. */
-static void tiny_image_config(elbo_diffusion_config *c) {
-    elbo_diffusion_config_init(c);
-    c->c = 1, c->h = 8, c->w = 8;
-    c->unet.n_levels = 2;
-    c->unet.channels[0] = 8, c->unet.channels[1] = 16;
-    memset(c->unet.attn, 0, sizeof c->unet.attn);
-    c->unet.attn[1] = 2;
-    c->unet.groups = 4;
-    c->unet.temb_dim = 16;
-}
 
 /* 8-bit pixels of n images (1, 8, 8) in [-1, 1]: a bright square at a random place. */
 static void square_images(float *x, int n, uint64_t seed) {
@@ -399,16 +388,21 @@ static int check_8gaussians(const float *x, int ns, const char *what) {
     return 1;
 }
 
+/* 2-D points, a 3 x 128 MLP, DDPM's simple loss. */
+static void toy_mlp_config(elbo_diffusion_config *c) {
+    elbo_diffusion_config_init(c);
+    c->c = 2, c->h = 1, c->w = 1;
+    c->net = ELBO_DENOISER_MLP;
+    c->mlp_hidden = 128;
+    c->mlp_layers = 3;
+    c->discrete = 0;
+    c->loss = ELBO_LOSS_SIMPLE;
+}
+
 TEST(diffusion_model_8gaussians) {
     enum { NS = 2000 };
     elbo_diffusion_config c;
-    elbo_diffusion_config_init(&c);
-    c.c = 2, c.h = 1, c.w = 1;
-    c.net = ELBO_DENOISER_MLP;
-    c.mlp_hidden = 128;
-    c.mlp_layers = 3;
-    c.discrete = 0;
-    c.loss = ELBO_LOSS_SIMPLE;
+    toy_mlp_config(&c);
     c.process.log_snr_min = -10;
     c.process.log_snr_max = 10;
     elbo_model *m;
@@ -439,13 +433,7 @@ TEST(diffusion_model_8gaussians) {
 TEST(diffusion_model_ncsn_8gaussians) {
     enum { NS = 2000 };
     elbo_diffusion_config c;
-    elbo_diffusion_config_init(&c);
-    c.c = 2, c.h = 1, c.w = 1;
-    c.net = ELBO_DENOISER_MLP;
-    c.mlp_hidden = 128;
-    c.mlp_layers = 3;
-    c.discrete = 0;
-    c.loss = ELBO_LOSS_SIMPLE;
+    toy_mlp_config(&c);
     elbo_process_set_schedule(&c.process, "ve");
     c.process.sigma_min = 0.01;
     c.process.sigma_max = 10;

@@ -388,15 +388,22 @@ static elbo_status diffusion_eval(elbo_ctx *ctx, elbo_model *m, const float *x,
     return ELBO_OK;
 }
 
+/* The n values a denoiser call gets must be `batch` examples of the model's D. */
+static elbo_status check_denoiser_batch(const diffusion_model *dm, int64_t B, int64_t n) {
+    if (B < 1 || n != B * dm->D)
+        return elbo_error(ELBO_ERR_ARG, "diffusion denoiser: %lld values are not %lld examples of %lld",
+                          (long long)n, (long long)B, (long long)dm->D);
+    return ELBO_OK;
+}
+
 elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
                                     const elbo_noise_level *lvl, float *x0_hat) {
     elbo_diffusion_denoiser_state *s = state;
     diffusion_model *dm = (diffusion_model *)s->model;
     const elbo_diffusion_config *c = &dm->cfg;
     const int64_t B = s->batch;
-    if (B < 1 || n != B * dm->D)
-        return elbo_error(ELBO_ERR_ARG, "diffusion denoiser: %lld values are not %lld examples of %lld",
-                          (long long)n, (long long)B, (long long)dm->D);
+    elbo_status bst = check_denoiser_batch(dm, B, n);
+    if (bst) return bst;
     const int guided = s->guidance_scale != 0.0;
     if (guided && !c->classes)
         return elbo_error(ELBO_ERR_ARG, "diffusion: guidance needs a class-conditional model");
@@ -448,9 +455,8 @@ elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n
     diffusion_model *dm = (diffusion_model *)s->model;
     const elbo_diffusion_config *c = &dm->cfg;
     const int64_t B = s->batch;
-    if (B < 1 || n != B * dm->D)
-        return elbo_error(ELBO_ERR_ARG, "diffusion denoiser: %lld values are not %lld examples of %lld",
-                          (long long)n, (long long)B, (long long)dm->D);
+    elbo_status bst = check_denoiser_batch(dm, B, n);
+    if (bst) return bst;
     if (s->guidance_scale != 0.0)
         return elbo_error(ELBO_ERR_ARG, "diffusion: the likelihood takes no guidance");
     elbo_ctx_reset(s->ctx);
