@@ -45,9 +45,10 @@ TEST(diffusion_likelihood_vjp_matches_finite_differences) {
         CHECK(elbo_diffusion_denoiser(&s, xp, N, &l, dp) == ELBO_OK);
         CHECK(elbo_diffusion_denoiser(&s, xm, N, &l, dm) == ELBO_OK);
         for (int i = 0; i < N; i++) fd += (double)u[i] * ((double)dp[i] - dm[i]) / (2 * h);
-        printf("    %s: <vjp, e> %.6f, central difference %.6f\n", elbo_param_name(kinds[k]), jd, fd);
-        CHECK_MSG(fabs(jd - fd) <= 1e-3 * fabs(jd) + 1e-4, "%s: %.6f vs %.6f", elbo_param_name(kinds[k]),
-                  jd, fd);
+        printf("    %s: <vjp, e> %.6f, central difference %.6f\n", elbo_param_name(kinds[k]), jd,
+               fd);
+        CHECK_MSG(fabs(jd - fd) <= 1e-3 * fabs(jd) + 1e-4, "%s: %.6f vs %.6f",
+                  elbo_param_name(kinds[k]), jd, fd);
         /* the parameters stay on the tape for training, and got no gradient here */
         elbo_paramset *ps = m->ps;
         for (int i = 0; i < elbo_paramset_count(ps); i++) {
@@ -88,7 +89,8 @@ TEST(diffusion_likelihood_dataset_figures) {
     CHECK_NEAR(r1.bits_per_dim, r1.nll_nats / (64 * log(2.0)), 1e-12);
     elbo_dataset bad = ds;
     bad.h = 4;
-    CHECK(elbo_diffusion_ode_likelihood(m, &bad, 4, &lp, ELBO_DEQUANT_UNIFORM, 7, &r1) == ELBO_ERR_SHAPE);
+    CHECK(elbo_diffusion_ode_likelihood(m, &bad, 4, &lp, ELBO_DEQUANT_UNIFORM, 7, &r1) ==
+          ELBO_ERR_SHAPE);
     elbo_dequant_kind dq;
     CHECK(elbo_dequant_parse("process", &dq) == ELBO_OK && dq == ELBO_DEQUANT_PROCESS);
     CHECK(elbo_dequant_parse("variational", &dq) == ELBO_ERR_ARG);

@@ -49,7 +49,8 @@ TEST(likelihood_gmm_vjp_matches_finite_differences) {
             double xd[2] = {x[0], x[1]}, sc[2];
             xd[i] += sgn * h;
             elbo_gmm_score(&mix, &l, xd, sc);
-            for (int k = 0; k < 2; k++) fd += sgn * u[k] * (xd[k] + l.sigma * l.sigma * sc[k]) / l.alpha;
+            for (int k = 0; k < 2; k++)
+                fd += sgn * u[k] * (xd[k] + l.sigma * l.sigma * sc[k]) / l.alpha;
         }
         fd /= 2 * h;
         CHECK_NEAR(vjp[i], fd, 2e-5);
@@ -85,8 +86,8 @@ TEST(likelihood_ode_matches_analytic_density) {
             worst = fmax(worst, fabs((logp[b] - prior[b]) - want));
             worst_full = fmax(worst_full, fabs(logp[b] - log_q(&p, 0, x + 2 * b)));
         }
-        printf("    %s: |flow - closed form| %.2e, |log p_0 - log q_0| %.2e nats, %d calls\n", sched[k],
-               worst, worst_full, nfe);
+        printf("    %s: |flow - closed form| %.2e, |log p_0 - log q_0| %.2e nats, %d calls\n",
+               sched[k], worst, worst_full, nfe);
         CHECK_MSG(worst < 1e-3, "%s: change of log density off by %.3g nats", sched[k], worst);
         if (k == 1 || k == 2) /* VP: q_1 = N(0, I) up to alpha_1 |mu| */
             CHECK_MSG(worst_full < 1e-2, "%s: log p_0 off by %.3g nats", sched[k], worst_full);
@@ -120,7 +121,8 @@ TEST(likelihood_trace_estimator_is_unbiased) {
         for (int b = 0; b < B; b++) v += (logp[b] - m) * (logp[b] - m);
         v /= B - 1;
         var[k] = v;
-        printf("    %s: mean %.5f (sd %.4f), exact %.5f\n", elbo_probe_name(lp.probe), m, sqrt(v), exact);
+        printf("    %s: mean %.5f (sd %.4f), exact %.5f\n", elbo_probe_name(lp.probe), m, sqrt(v),
+               exact);
         CHECK_MSG(fabs(m - exact) <= 4 * sqrt(v / B) + 1e-4, "%s: mean %.5f, exact %.5f",
                   elbo_probe_name(lp.probe), m, exact);
         CHECK(v > 0);

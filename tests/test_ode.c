@@ -31,7 +31,8 @@ typedef struct {
 
 static elbo_status count_call(rhs *r, double *dydt) {
     r->calls++;
-    if (r->calls == r->fail_at) return elbo_error(ELBO_ERR_IO, "test rhs: failed at call %d", r->calls);
+    if (r->calls == r->fail_at)
+        return elbo_error(ELBO_ERR_IO, "test rhs: failed at call %d", r->calls);
     if (r->calls == r->nan_at) dydt[0] = NAN;
     if (r->calls == r->inf_at) dydt[0] = INFINITY;
     return ELBO_OK;
@@ -177,11 +178,13 @@ TEST(ode_fifth_order) {
         CHECK(elbo_ode_dopri5(f_oscillator, &r, 0.0, 2.0, y, 2, &p, NULL, &s) == ELBO_OK);
         int steps = (int)lround(2.0 / h_osc[k]);
         CHECK_MSG(s.accepted == steps && s.rejected == 0 && s.nfe == 1 + 6 * steps,
-                  "h %g: %d accepted, %d rejected, nfe %d", h_osc[k], s.accepted, s.rejected, s.nfe);
+                  "h %g: %d accepted, %d rejected, nfe %d", h_osc[k], s.accepted, s.rejected,
+                  s.nfe);
         double e = hypot(y[0] - cos(2.0), y[1] + sin(2.0));
         if (k) {
             double order = log2(e_prev / e);
-            CHECK_MSG(order >= 4.6 && order <= 5.4, "oscillator h %g: observed order %.3f", h_osc[k], order);
+            CHECK_MSG(order >= 4.6 && order <= 5.4, "oscillator h %g: observed order %.3f",
+                      h_osc[k], order);
         }
         e_prev = e;
     }
@@ -195,7 +198,8 @@ TEST(ode_fifth_order) {
         double e = fabs(y - exp(-4.0));
         if (k) {
             double order = log2(e_prev / e);
-            CHECK_MSG(order >= 4.6 && order <= 5.4, "y' = -2ty h %g: observed order %.3f", h_gauss[k], order);
+            CHECK_MSG(order >= 4.6 && order <= 5.4, "y' = -2ty h %g: observed order %.3f",
+                      h_gauss[k], order);
         }
         e_prev = e;
     }

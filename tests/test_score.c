@@ -31,7 +31,7 @@ static void ve_process(elbo_process *p) {
 }
 
 typedef struct {
-    double share[2];  /* of the points nearer mean j */
+    double share[2];           /* of the points nearer mean j */
     double mean[2][2], var[2]; /* per mode: mean, variance per coordinate */
 } mode_stats;
 
@@ -72,20 +72,21 @@ static mode_stats stats_of(const float *x, int64_t n) {
 static int check_reproduces_mixture(const elbo_process *p, elbo_sampler_params *sp, int64_t n,
                                     const char *what, int *nfe) {
     float *x = malloc((size_t)(2 * n) * sizeof *x);
-    elbo_status st = elbo_diffusion_sample(p, sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x,
-                                           2 * n, nfe);
+    elbo_status st =
+        elbo_diffusion_sample(p, sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 2 * n, nfe);
     mode_stats s = stats_of(x, n);
     free(x);
     REQUIRE(st == ELBO_OK, "%s: %s", what, elbo_last_error());
-    printf("    %s: shares %.4f %.4f, means (%.3f %.3f) (%.3f %.3f), variances %.3f %.3f, %d calls\n",
-           what, s.share[0], s.share[1], s.mean[0][0], s.mean[0][1], s.mean[1][0], s.mean[1][1],
-           s.var[0], s.var[1], nfe ? *nfe : -1);
+    printf(
+        "    %s: shares %.4f %.4f, means (%.3f %.3f) (%.3f %.3f), variances %.3f %.3f, %d calls\n",
+        what, s.share[0], s.share[1], s.mean[0][0], s.mean[0][1], s.mean[1][0], s.mean[1][1],
+        s.var[0], s.var[1], nfe ? *nfe : -1);
     for (int j = 0; j < 2; j++) {
         REQUIRE(fabs(s.share[j] - ncsn_w[j]) <= 0.03, "%s: mode %d share %.4f, want %.2f", what, j,
-                  s.share[j], ncsn_w[j]);
+                s.share[j], ncsn_w[j]);
         for (int i = 0; i < 2; i++)
             REQUIRE(fabs(s.mean[j][i] - ncsn_mu[2 * j + i]) <= 0.15, "%s: mode %d mean %.3f", what,
-                      j, s.mean[j][i]);
+                    j, s.mean[j][i]);
         REQUIRE(fabs(s.var[j] - 1) <= 0.15, "%s: mode %d variance %.3f, want 1", what, j, s.var[j]);
     }
     return 1;
@@ -103,7 +104,7 @@ TEST(score_annealed_langevin_true_score_recovers_mode_weights) {
      * mix, which is why NCSNv2 (technique 2) asks adjacent levels to overlap. */
     sp.steps = 200;
     sp.langevin_steps = 20;
-    sp.langevin_eps = 5e-4;  /* a_L = 5e-4 at sigma 0.05: a / sigma^2 = 0.2 at every level */
+    sp.langevin_eps = 5e-4; /* a_L = 5e-4 at sigma 0.05: a / sigma^2 = 0.2 at every level */
     sp.seed = 3;
     int nfe = 0;
     if (!check_reproduces_mixture(&p, &sp, 4000, "annealed langevin", &nfe)) return;
@@ -121,8 +122,8 @@ TEST(score_plain_langevin_misses_mode_weights) {
     elbo_noise_level l = {0};
     l.alpha = 1;
     l.sigma = 0.05;
-    elbo_status st = elbo_langevin(elbo_gmm_denoiser, (void *)&ncsn_mixture, &l, 0.01, 1000, &rng, x,
-                                   2 * n, work, NULL);
+    elbo_status st = elbo_langevin(elbo_gmm_denoiser, (void *)&ncsn_mixture, &l, 0.01, 1000, &rng,
+                                   x, 2 * n, work, NULL);
     mode_stats s = stats_of(x, n);
     free(x);
     free(work);
@@ -215,7 +216,8 @@ TEST(score_sde_marginals_match_closed_form) {
                 v /= n - 1;
                 double want_v = lt.sigma * lt.sigma, se_m = lt.sigma / sqrt(n);
                 CHECK_MSG(fabs(m - lt.alpha * x) <= 4 * se_m + 0.01 * fabs(lt.alpha * x) + 1e-4,
-                          "%s t=%.2f: mean %.5f, closed form %.5f", sched[k], lt.t, m, lt.alpha * x);
+                          "%s t=%.2f: mean %.5f, closed form %.5f", sched[k], lt.t, m,
+                          lt.alpha * x);
                 CHECK_MSG(fabs(v / want_v - 1) <= 4 * sqrt(2.0 / n) + 0.01,
                           "%s t=%.2f: variance %.6g, closed form %.6g", sched[k], lt.t, v, want_v);
             }
@@ -233,28 +235,34 @@ TEST(score_samplers_contract) {
     float x[8];
     sp.kind = ELBO_SAMPLER_PC;
     sp.snr = 0;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_ARG);
     CHECK(strstr(elbo_last_error(), "--snr"));
     sp.snr = 0.16;
     sp.corrector_steps = 0;
     sp.predictor = ELBO_PC_NONE;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_ARG);
     sp.predictor = ELBO_PC_REVERSE;
     sp.batch = 3;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_ARG);
     CHECK(strstr(elbo_last_error(), "examples"));
     elbo_sampler_params_init(&sp);
     sp.kind = ELBO_SAMPLER_LANGEVIN;
     sp.steps = 1;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_ARG);
     CHECK(strstr(elbo_last_error(), "levels"));
     sp.steps = 3;
     sp.langevin_eps = -1;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_ARG);
     elbo_sampler_params_init(&sp);
     sp.kind = ELBO_SAMPLER_ODE;
     sp.rtol = 0;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_ARG);
     CHECK(strstr(elbo_last_error(), "--rtol"));
     /* an unstable step is an error, not NaN samples: a / sigma^2 = 400 at every level */
     elbo_sampler_params_init(&sp);
@@ -262,7 +270,8 @@ TEST(score_samplers_contract) {
     sp.steps = 3;
     sp.langevin_steps = 50; /* |1 - a / 2 sigma^2| = 199 a step: past float range */
     sp.langevin_eps = 1.0;
-    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) == ELBO_ERR_STATE);
+    CHECK(elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture, x, 8, NULL) ==
+          ELBO_ERR_STATE);
     CHECK(strstr(elbo_last_error(), "--langevin-eps"));
     elbo_sampler_kind k;
     CHECK(elbo_sampler_parse("langevin", &k) == ELBO_OK && k == ELBO_SAMPLER_LANGEVIN);
@@ -279,7 +288,8 @@ TEST(score_samplers_allocate_outside_the_loop) {
     elbo_process p;
     ve_process(&p);
     float x[64];
-    elbo_sampler_kind kinds[] = {ELBO_SAMPLER_EM, ELBO_SAMPLER_PC, ELBO_SAMPLER_LANGEVIN, ELBO_SAMPLER_ODE};
+    elbo_sampler_kind kinds[] = {ELBO_SAMPLER_EM, ELBO_SAMPLER_PC, ELBO_SAMPLER_LANGEVIN,
+                                 ELBO_SAMPLER_ODE};
     for (int k = 0; k < 4; k++) {
         long counts[2];
         for (int r = 0; r < 2; r++) {
@@ -290,8 +300,8 @@ TEST(score_samplers_allocate_outside_the_loop) {
             sp.langevin_steps = 3;
             malloc_count_result res;
             malloc_count_start();
-            elbo_status st = elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser, (void *)&ncsn_mixture,
-                                                   x, 64, NULL);
+            elbo_status st = elbo_diffusion_sample(&p, &sp, elbo_gmm_denoiser,
+                                                   (void *)&ncsn_mixture, x, 64, NULL);
             malloc_count_stop(&res);
             CHECK(st == ELBO_OK);
             counts[r] = res.calls[0];
@@ -314,12 +324,14 @@ TEST(score_gmm_closed_forms) {
         double xp[2] = {x[0], x[1]}, xm[2] = {x[0], x[1]}, h = 1e-5;
         xp[i] += h, xm[i] -= h;
         double fd = (elbo_gmm_log_density(&ncsn_mixture, &l, xp, NULL) -
-                     elbo_gmm_log_density(&ncsn_mixture, &l, xm, NULL)) / (2 * h);
+                     elbo_gmm_log_density(&ncsn_mixture, &l, xm, NULL)) /
+                    (2 * h);
         CHECK_NEAR(sc[i], fd, 1e-6);
     }
     float xf[2] = {1.5f, -0.4f}, x0[2];
     CHECK(elbo_gmm_denoiser((void *)&ncsn_mixture, xf, 2, &l, x0) == ELBO_OK);
-    for (int i = 0; i < 2; i++) CHECK_NEAR(x0[i], (xf[i] + l.sigma * l.sigma * sc[i]) / l.alpha, 1e-5);
+    for (int i = 0; i < 2; i++)
+        CHECK_NEAR(x0[i], (xf[i] + l.sigma * l.sigma * sc[i]) / l.alpha, 1e-5);
     double mass = 0, hgrid = 0.05;
     for (double a = -15; a < 15; a += hgrid)
         for (double b = -15; b < 15; b += hgrid) {

@@ -84,8 +84,8 @@ elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
  * an elbo_denoiser_vjp_fn (likelihood.h). The parameters are left out of the tape for the
  * call, so backward computes d / d x_t only. */
 elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
-                                        const elbo_noise_level *lvl, const float *u,
-                                        float *x0_hat, float *vjp);
+                                        const elbo_noise_level *lvl, const float *u, float *x0_hat,
+                                        float *vjp);
 
 /* -log p(x) through the probability-flow ODE (likelihood.h) over the first ds->n items, in
  * batches of `batch`, the model's unconditional density (null label). Points are scored as
@@ -104,10 +104,10 @@ typedef enum { ELBO_DEQUANT_UNIFORM = 0, ELBO_DEQUANT_PROCESS } elbo_dequant_kin
 elbo_status elbo_dequant_parse(const char *name, elbo_dequant_kind *out); /* uniform|process */
 typedef struct {
     int64_t n;
-    double nll_nats, nll_se;  /* mean over the items, and its standard error */
-    double bits_per_dim;      /* nll_nats / (D ln 2) */
-    double prior_nats;        /* mean -log p_1(x(1)), the part the prior scores */
-    int64_t nfe;              /* network VJP calls, all batches */
+    double nll_nats, nll_se; /* mean over the items, and its standard error */
+    double bits_per_dim;     /* nll_nats / (D ln 2) */
+    double prior_nats;       /* mean -log p_1(x(1)), the part the prior scores */
+    int64_t nfe;             /* network VJP calls, all batches */
     int batches;
 } elbo_diffusion_ode_nll;
 elbo_status elbo_diffusion_ode_likelihood(elbo_model *m, const elbo_dataset *ds, int batch,

@@ -38,8 +38,7 @@ elbo_status elbo_gmm_check(const elbo_gmm *g);
 double elbo_gmm_log_density(const elbo_gmm *g, const elbo_noise_level *l, const double *x,
                             double *r);
 /* score[0..d) = grad log q_t(x); returns log q_t(x). */
-double elbo_gmm_score(const elbo_gmm *g, const elbo_noise_level *l, const double *x,
-                      double *score);
+double elbo_gmm_score(const elbo_gmm *g, const elbo_noise_level *l, const double *x, double *score);
 
 /* An elbo_denoiser_fn (sample.h) with user = const elbo_gmm *: x0_hat = E[x | x_t] for each
  * of the n / d points of x_t (n a multiple of d). */
@@ -48,8 +47,7 @@ elbo_status elbo_gmm_denoiser(void *gmm, const float *x_t, int64_t n, const elbo
 
 /* n points from the mixture (or its one component) into x (n, d), their components into
  * labels[0..n) unless NULL. */
-elbo_status elbo_gmm_sample(const elbo_gmm *g, elbo_rng *rng, float *x, int32_t *labels,
-                            int64_t n);
+elbo_status elbo_gmm_sample(const elbo_gmm *g, elbo_rng *rng, float *x, int32_t *labels, int64_t n);
 
 /* toy:8gaussians of data.h as a mixture: 8 equal weights, means 4 (cos k pi/4, sin k pi/4) /
  * 1.414, std 0.5 / 1.414. The arrays are written into mean (16) and std, weight (8). */

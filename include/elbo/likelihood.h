@@ -33,7 +33,8 @@ typedef elbo_status (*elbo_denoiser_vjp_fn)(void *user, const float *x_t, int64_
                                             float *x0_hat, float *vjp);
 
 typedef enum { ELBO_PROBE_RADEMACHER = 0, ELBO_PROBE_GAUSSIAN, ELBO_PROBE_EXACT } elbo_probe_kind;
-elbo_status elbo_probe_parse(const char *name, elbo_probe_kind *out); /* rademacher|gaussian|exact */
+elbo_status elbo_probe_parse(const char *name,
+                             elbo_probe_kind *out); /* rademacher|gaussian|exact */
 const char *elbo_probe_name(elbo_probe_kind k);
 
 typedef struct {

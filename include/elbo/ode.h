@@ -42,30 +42,36 @@ extern "C" {
 typedef elbo_status (*elbo_ode_fn)(void *user, double t, const double *y, double *dydt, int64_t n);
 
 typedef struct {
-    double rtol, atol;  /* relative and absolute tolerance: 1e-5, 1e-5 (score_sde's defaults) */
-    double h0;          /* first step size, > 0; 0: chosen automatically (Hairer's rule, as scipy's select_initial_step) */
-    double h_fixed;     /* > 0: take fixed steps of this size (the last one shortened to land on t1), no error control; for order tests. 0: adaptive */
-    int max_steps;      /* attempted steps (accepted + rejected) before giving up with ELBO_ERR_STATE: 100000 */
+    double rtol, atol; /* relative and absolute tolerance: 1e-5, 1e-5 (score_sde's defaults) */
+    double h0;         /* first step size, > 0; 0: chosen automatically (Hairer's rule, as scipy's
+                          select_initial_step) */
+    double h_fixed; /* > 0: take fixed steps of this size (the last one shortened to land on t1), no
+                       error control; for order tests. 0: adaptive */
+    int max_steps;  /* attempted steps (accepted + rejected) before giving up with ELBO_ERR_STATE:
+                       100000 */
 } elbo_ode_params;
 /* The defaults above. */
 void elbo_ode_params_init(elbo_ode_params *p);
 
 typedef struct {
-    int nfe;        /* evaluations of F */
+    int nfe; /* evaluations of F */
     int accepted, rejected;
-    double h_last;  /* last accepted step size (absolute) */
+    double h_last; /* last accepted step size (absolute) */
 } elbo_ode_stats;
 
 /* Doubles of work space elbo_ode_dopri5 needs for n unknowns: 8 n (seven stages and the
  * stage argument). */
 size_t elbo_ode_work_size(int64_t n);
 
-/* Integrates y (n doubles, in place) from t0 to t1 (t1 < t0 integrates backward; t1 == t0 returns at once with nfe 0).
- * work: room for elbo_ode_work_size(n) doubles, or NULL to allocate it once here (freed before returning); nothing is allocated inside the step loop.
- * stats optional. ELBO_ERR_ARG (message names the parameter) for non-finite t0/t1, rtol < 0, atol < 0, rtol == atol == 0 in adaptive mode, h0 < 0, h_fixed < 0, max_steps < 1, n < 1, NULL y or f.
- * ELBO_ERR_STATE with a clear message if the step size underflows (|h| < 10 ulp(t), about 10 * eps * |t|, as scipy) or max_steps is reached, or if F returns a non-finite value.
- * p NULL: the defaults. On an error y holds the solution at the last accepted step and stats
- * the counts so far. With h_fixed, every step costs 6 evaluations after the first. */
+/* Integrates y (n doubles, in place) from t0 to t1 (t1 < t0 integrates backward; t1 == t0 returns
+ * at once with nfe 0). work: room for elbo_ode_work_size(n) doubles, or NULL to allocate it once
+ * here (freed before returning); nothing is allocated inside the step loop. stats optional.
+ * ELBO_ERR_ARG (message names the parameter) for non-finite t0/t1, rtol < 0, atol < 0, rtol == atol
+ * == 0 in adaptive mode, h0 < 0, h_fixed < 0, max_steps < 1, n < 1, NULL y or f. ELBO_ERR_STATE
+ * with a clear message if the step size underflows (|h| < 10 ulp(t), about 10 * eps * |t|, as
+ * scipy) or max_steps is reached, or if F returns a non-finite value. p NULL: the defaults. On an
+ * error y holds the solution at the last accepted step and stats the counts so far. With h_fixed,
+ * every step costs 6 evaluations after the first. */
 elbo_status elbo_ode_dopri5(elbo_ode_fn f, void *user, double t0, double t1, double *y, int64_t n,
                             const elbo_ode_params *p, double *work, elbo_ode_stats *stats);
 

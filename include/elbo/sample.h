@@ -55,8 +55,13 @@ typedef void (*elbo_sample_step_fn)(void *user, int i, const elbo_noise_level *l
                                     const float *x_t, const float *x0_hat, int64_t n);
 
 typedef enum {
-    ELBO_SAMPLER_ANCESTRAL = 0, ELBO_SAMPLER_DDIM, ELBO_SAMPLER_HEUN,
-    ELBO_SAMPLER_EM, ELBO_SAMPLER_PC, ELBO_SAMPLER_LANGEVIN, ELBO_SAMPLER_ODE,
+    ELBO_SAMPLER_ANCESTRAL = 0,
+    ELBO_SAMPLER_DDIM,
+    ELBO_SAMPLER_HEUN,
+    ELBO_SAMPLER_EM,
+    ELBO_SAMPLER_PC,
+    ELBO_SAMPLER_LANGEVIN,
+    ELBO_SAMPLER_ODE,
     ELBO_SAMPLER_COUNT
 } elbo_sampler_kind;
 /* ancestral|ddim|heun|em|pc|langevin|ode */
@@ -64,7 +69,8 @@ elbo_status elbo_sampler_parse(const char *name, elbo_sampler_kind *out);
 const char *elbo_sampler_name(elbo_sampler_kind k);
 
 typedef enum { ELBO_PC_REVERSE = 0, ELBO_PC_EULER, ELBO_PC_NONE } elbo_pc_predictor;
-elbo_status elbo_pc_predictor_parse(const char *name, elbo_pc_predictor *out); /* reverse|euler|none */
+elbo_status elbo_pc_predictor_parse(const char *name,
+                                    elbo_pc_predictor *out); /* reverse|euler|none */
 
 typedef struct {
     elbo_sampler_kind kind;
@@ -73,11 +79,11 @@ typedef struct {
     uint64_t seed;    /* x_1 and the noise of each step */
     int64_t batch;    /* examples the n values hold (pc's per-example norms); 0: one */
     elbo_pc_predictor predictor; /* pc: reverse */
-    int corrector_steps; /* pc: Langevin steps per level, >= 0: 1 */
-    double snr;          /* pc: the corrector's signal-to-noise ratio r > 0: 0.16 */
-    int langevin_steps;  /* langevin: T >= 1 updates per level: 100 */
-    double langevin_eps; /* langevin: the step scale eps > 0: 2e-5 (NCSN) */
-    double rtol, atol;   /* ode: 1e-5, 1e-5 (score SDE) */
+    int corrector_steps;         /* pc: Langevin steps per level, >= 0: 1 */
+    double snr;                  /* pc: the corrector's signal-to-noise ratio r > 0: 0.16 */
+    int langevin_steps;          /* langevin: T >= 1 updates per level: 100 */
+    double langevin_eps;         /* langevin: the step scale eps > 0: 2e-5 (NCSN) */
+    double rtol, atol;           /* ode: 1e-5, 1e-5 (score SDE) */
     elbo_sample_step_fn on_step; /* optional */
     void *on_step_user;
 } elbo_sampler_params;
@@ -85,8 +91,8 @@ typedef struct {
 void elbo_sampler_params_init(elbo_sampler_params *sp);
 
 /* Draws n values (a batch of images, flattened) into x. Allocates its scratch (3 n floats;
- * ode: the solver's 9 n doubles) once before the loop; nothing inside it. *nfe (optional) gets the denoiser calls made.
- * ELBO_ERR_ARG for bad params or process; a denoiser error is passed back. */
+ * ode: the solver's 9 n doubles) once before the loop; nothing inside it. *nfe (optional) gets the
+ * denoiser calls made. ELBO_ERR_ARG for bad params or process; a denoiser error is passed back. */
 elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_params *sp,
                                   elbo_denoiser_fn denoise, void *user, float *x, int64_t n,
                                   int *nfe);
@@ -96,9 +102,8 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
  * failure NCSN sec. 3.2 describes: mode weights are not recovered). work: 2 n floats (on
  * return work[0..n) holds x0_hat at the last step's start); *calls (optional) is
  * incremented per denoiser call. */
-elbo_status elbo_langevin(elbo_denoiser_fn denoise, void *user, const elbo_noise_level *l,
-                          double a, int T, elbo_rng *rng, float *x, int64_t n, float *work,
-                          int *calls);
+elbo_status elbo_langevin(elbo_denoiser_fn denoise, void *user, const elbo_noise_level *l, double a,
+                          int T, elbo_rng *rng, float *x, int64_t n, float *work, int *calls);
 
 #ifdef __cplusplus
 }

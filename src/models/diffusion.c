@@ -391,7 +391,8 @@ static elbo_status diffusion_eval(elbo_ctx *ctx, elbo_model *m, const float *x,
 /* The n values a denoiser call gets must be `batch` examples of the model's D. */
 static elbo_status check_denoiser_batch(const diffusion_model *dm, int64_t B, int64_t n) {
     if (B < 1 || n != B * dm->D)
-        return elbo_error(ELBO_ERR_ARG, "diffusion denoiser: %lld values are not %lld examples of %lld",
+        return elbo_error(ELBO_ERR_ARG,
+                          "diffusion denoiser: %lld values are not %lld examples of %lld",
                           (long long)n, (long long)B, (long long)dm->D);
     return ELBO_OK;
 }
@@ -445,12 +446,13 @@ elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
 /* Parameters in or out of the tape: off while a VJP wants d / d x_t only, so that backward
  * computes no weight gradients. */
 static void params_require_grad(diffusion_model *dm, int on) {
-    for (int i = 0; i < elbo_paramset_count(dm->ps); i++) elbo_paramset_get(dm->ps, i)->requires_grad = on;
+    for (int i = 0; i < elbo_paramset_count(dm->ps); i++)
+        elbo_paramset_get(dm->ps, i)->requires_grad = on;
 }
 
 elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
-                                        const elbo_noise_level *lvl, const float *u,
-                                        float *x0_hat, float *vjp) {
+                                        const elbo_noise_level *lvl, const float *u, float *x0_hat,
+                                        float *vjp) {
     elbo_diffusion_denoiser_state *s = state;
     diffusion_model *dm = (diffusion_model *)s->model;
     const elbo_diffusion_config *c = &dm->cfg;
@@ -472,7 +474,8 @@ elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n
     const double a0 = -lvl->sigma * a / lvl->alpha, k0 = (1.0 - lvl->sigma * k) / lvl->alpha;
     float *seed = elbo_ctx_alloc(s->ctx, (size_t)n * sizeof *seed);
     elbo_tensor *pred = NULL;
-    if (!xt || !t || !seed) st = elbo_last_status();
+    if (!xt || !t || !seed)
+        st = elbo_last_status();
     else {
         memcpy(xt->data, x_t, (size_t)n * sizeof(float));
         elbo_tensor_requires_grad(xt, 1);
@@ -581,8 +584,10 @@ static elbo_status check_config(const elbo_diffusion_config *c) {
     if (c->levels < 0 || c->levels == 1 || c->levels > 1000000)
         return elbo_error(ELBO_ERR_ARG, "diffusion: --levels needs L in 2..1000000 (or 0), got %d",
                           c->levels);
-    if (c->levels && (c->T || c->loss == ELBO_LOSS_ELBO || c->process.schedule == ELBO_SCHEDULE_LEARNED))
-        return elbo_error(ELBO_ERR_ARG, "diffusion: --levels trains on a noise ladder (NCSN): it "
+    if (c->levels &&
+        (c->T || c->loss == ELBO_LOSS_ELBO || c->process.schedule == ELBO_SCHEDULE_LEARNED))
+        return elbo_error(ELBO_ERR_ARG,
+                          "diffusion: --levels trains on a noise ladder (NCSN): it "
                           "takes continuous time and --loss simple or snr-trunc, not the bound");
     if (c->classes < 0 || c->classes > 100000)
         return elbo_error(ELBO_ERR_ARG, "diffusion: classes %d not in [0, 100000]", c->classes);

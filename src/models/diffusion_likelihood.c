@@ -10,9 +10,13 @@
 #define LOG_2PI 1.8378770664093454836
 
 elbo_status elbo_dequant_parse(const char *name, elbo_dequant_kind *out) {
-    if (name && !strcmp(name, "uniform")) *out = ELBO_DEQUANT_UNIFORM;
-    else if (name && !strcmp(name, "process")) *out = ELBO_DEQUANT_PROCESS;
-    else return elbo_error(ELBO_ERR_ARG, "dequant: unknown '%s' (uniform, process)", name ? name : "(null)");
+    if (name && !strcmp(name, "uniform"))
+        *out = ELBO_DEQUANT_UNIFORM;
+    else if (name && !strcmp(name, "process"))
+        *out = ELBO_DEQUANT_PROCESS;
+    else
+        return elbo_error(ELBO_ERR_ARG, "dequant: unknown '%s' (uniform, process)",
+                          name ? name : "(null)");
     return ELBO_OK;
 }
 
@@ -25,9 +29,11 @@ elbo_status elbo_diffusion_ode_likelihood(elbo_model *m, const elbo_dataset *ds,
     if (!ds || ds->n < 1 || batch < 1 || !lp || !out)
         return elbo_error(ELBO_ERR_ARG, "ode likelihood: bad argument");
     if (ds->c != m->c || ds->h != m->h || ds->w != m->w)
-        return elbo_error(ELBO_ERR_SHAPE, "ode likelihood: the data's items are (%lld, %lld, %lld), "
-                          "the model's (%lld, %lld, %lld)", (long long)ds->c, (long long)ds->h,
-                          (long long)ds->w, (long long)m->c, (long long)m->h, (long long)m->w);
+        return elbo_error(ELBO_ERR_SHAPE,
+                          "ode likelihood: the data's items are (%lld, %lld, %lld), "
+                          "the model's (%lld, %lld, %lld)",
+                          (long long)ds->c, (long long)ds->h, (long long)ds->w, (long long)m->c,
+                          (long long)m->h, (long long)m->w);
     const int64_t D = m->c * m->h * m->w, B = batch < ds->n ? batch : ds->n;
     const double log_delta = log(2.0 / 255.0); /* the bin width of the [-1, 1] grid */
     elbo_ctx *ctx = elbo_ctx_new(0);
@@ -39,7 +45,8 @@ elbo_status elbo_diffusion_ode_likelihood(elbo_model *m, const elbo_dataset *ds,
     if (st0) return st0;
     double *logp = malloc((size_t)(2 * B) * sizeof *logp), *prior = logp ? logp + B : NULL;
     elbo_status st = ELBO_OK;
-    if (!ctx || !idx || !x || !logp) st = elbo_error(ELBO_ERR_NOMEM, "ode likelihood: out of memory");
+    if (!ctx || !idx || !x || !logp)
+        st = elbo_error(ELBO_ERR_NOMEM, "ode likelihood: out of memory");
     elbo_rng rng;
     elbo_rng_init(&rng, seed);
     double sum = 0, sum2 = 0, sum_prior = 0;
@@ -58,7 +65,8 @@ elbo_status elbo_diffusion_ode_likelihood(elbo_model *m, const elbo_dataset *ds,
         } else {
             /* x_0 = alpha_0 x + sigma_0 eps */
             elbo_rng_normal(&rng, u, (size_t)(b * D), 0.0f, 1.0f);
-            for (int64_t i = 0; i < b * D; i++) y[i] = (float)(zero.alpha * x[i] + zero.sigma * u[i]);
+            for (int64_t i = 0; i < b * D; i++)
+                y[i] = (float)(zero.alpha * x[i] + zero.sigma * u[i]);
         }
         elbo_diffusion_denoiser_state dst = {m, ctx, b, NULL, 0.0};
         elbo_ode_likelihood_params bl = *lp;

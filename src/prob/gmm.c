@@ -17,7 +17,8 @@ elbo_status elbo_gmm_check(const elbo_gmm *g) {
             return elbo_error(ELBO_ERR_ARG, "gmm: std %d is %g, not > 0", j, g->std[j]);
         sum += g->weight[j];
     }
-    if (fabs(sum - 1) > 1e-9) return elbo_error(ELBO_ERR_ARG, "gmm: weights sum to %.12g, not 1", sum);
+    if (fabs(sum - 1) > 1e-9)
+        return elbo_error(ELBO_ERR_ARG, "gmm: weights sum to %.12g, not 1", sum);
     if (g->component < -1 || g->component >= g->k)
         return elbo_error(ELBO_ERR_ARG, "gmm: component %d not in [-1, %d)", g->component, g->k);
     return ELBO_OK;
@@ -76,8 +77,9 @@ double elbo_gmm_score(const elbo_gmm *g, const elbo_noise_level *l, const double
 elbo_status elbo_gmm_denoiser(void *gmm, const float *x_t, int64_t n, const elbo_noise_level *l,
                               float *x0_hat) {
     const elbo_gmm *g = gmm;
-    if (n % g->d) return elbo_error(ELBO_ERR_ARG, "gmm denoiser: %lld values, not points of %d",
-                                    (long long)n, g->d);
+    if (n % g->d)
+        return elbo_error(ELBO_ERR_ARG, "gmm denoiser: %lld values, not points of %d", (long long)n,
+                          g->d);
     if (g->d > 64) return elbo_error(ELBO_ERR_ARG, "gmm denoiser: d = %d > 64", g->d);
     double x[64] = {0}, r[ELBO_GMM_MAX_K];
     for (int64_t p = 0; p < n / g->d; p++) {
@@ -87,7 +89,8 @@ elbo_status elbo_gmm_denoiser(void *gmm, const float *x_t, int64_t n, const elbo
             double e = 0;
             for (int j = 0; j < g->k; j++) {
                 if (r[j] == 0) continue;
-                double s2 = g->std[j] * g->std[j], v = l->alpha * l->alpha * s2 + l->sigma * l->sigma;
+                double s2 = g->std[j] * g->std[j],
+                       v = l->alpha * l->alpha * s2 + l->sigma * l->sigma;
                 double mu = g->mean[j * g->d + i];
                 e += r[j] * (mu + l->alpha * s2 / v * (x[i] - l->alpha * mu));
             }

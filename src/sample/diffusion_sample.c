@@ -1,15 +1,15 @@
 /* The samplers of include/elbo/sample.h over a noise process and a denoiser callback:
  * ancestral, DDIM and Heun (the variational view), Euler-Maruyama, predictor-corrector,
  * annealed Langevin and the probability-flow ODE (the score view). */
-#include "elbo/sample.h"
 #include "elbo/ode.h"
+#include "elbo/sample.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *sampler_names[ELBO_SAMPLER_COUNT] = {"ancestral", "ddim", "heun", "em",
-                                                        "pc", "langevin", "ode"};
+static const char *sampler_names[ELBO_SAMPLER_COUNT] = {"ancestral", "ddim",     "heun", "em",
+                                                        "pc",        "langevin", "ode"};
 static const char *predictor_names[] = {"reverse", "euler", "none"};
 
 elbo_status elbo_sampler_parse(const char *name, elbo_sampler_kind *out) {
@@ -18,8 +18,10 @@ elbo_status elbo_sampler_parse(const char *name, elbo_sampler_kind *out) {
             *out = (elbo_sampler_kind)k;
             return ELBO_OK;
         }
-    return elbo_error(ELBO_ERR_ARG, "sampler: unknown '%s' (ancestral, ddim, heun, em, pc, "
-                      "langevin, ode)", name ? name : "(null)");
+    return elbo_error(ELBO_ERR_ARG,
+                      "sampler: unknown '%s' (ancestral, ddim, heun, em, pc, "
+                      "langevin, ode)",
+                      name ? name : "(null)");
 }
 
 const char *elbo_sampler_name(elbo_sampler_kind k) {
@@ -90,9 +92,8 @@ static void reverse_sde_euler_step(elbo_rng *rng, const elbo_noise_level *t, dou
         x[i] = (float)(x[i] - h * (t->f * x[i] - t->g2 * score[i]) + sd * z[i]);
 }
 
-elbo_status elbo_langevin(elbo_denoiser_fn denoise, void *user, const elbo_noise_level *l,
-                          double a, int T, elbo_rng *rng, float *x, int64_t n, float *work,
-                          int *calls) {
+elbo_status elbo_langevin(elbo_denoiser_fn denoise, void *user, const elbo_noise_level *l, double a,
+                          int T, elbo_rng *rng, float *x, int64_t n, float *work, int *calls) {
     float *x0_hat = work, *z = work + n;
     double sd = sqrt(a), c = 1.0 / (l->sigma * l->sigma);
     for (int k = 0; k < T; k++) {
@@ -179,31 +180,37 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
         if (!(sp->snr > 0) || !isfinite(sp->snr))
             return elbo_error(ELBO_ERR_ARG, "sampler pc: --snr must be > 0, got %g", sp->snr);
         if (sp->corrector_steps == 0 && sp->predictor == ELBO_PC_NONE)
-            return elbo_error(ELBO_ERR_ARG, "sampler pc: predictor none needs --corrector-steps >= 1");
+            return elbo_error(ELBO_ERR_ARG,
+                              "sampler pc: predictor none needs --corrector-steps >= 1");
         if (n % B)
-            return elbo_error(ELBO_ERR_ARG, "sampler pc: %lld values do not split into %lld examples",
+            return elbo_error(ELBO_ERR_ARG,
+                              "sampler pc: %lld values do not split into %lld examples",
                               (long long)n, (long long)B);
     }
     if (sp->kind == ELBO_SAMPLER_LANGEVIN) {
         if (sp->steps < 2)
-            return elbo_error(ELBO_ERR_ARG, "sampler langevin: --steps (noise levels) must be >= 2, "
-                              "got %d", sp->steps);
+            return elbo_error(ELBO_ERR_ARG,
+                              "sampler langevin: --steps (noise levels) must be >= 2, "
+                              "got %d",
+                              sp->steps);
         if (sp->langevin_steps < 1)
-            return elbo_error(ELBO_ERR_ARG, "sampler langevin: --langevin-steps must be >= 1, got %d",
+            return elbo_error(ELBO_ERR_ARG,
+                              "sampler langevin: --langevin-steps must be >= 1, got %d",
                               sp->langevin_steps);
         if (!(sp->langevin_eps > 0) || !isfinite(sp->langevin_eps))
             return elbo_error(ELBO_ERR_ARG, "sampler langevin: --langevin-eps must be > 0, got %g",
                               sp->langevin_eps);
     }
-    if (sp->kind == ELBO_SAMPLER_ODE && !(sp->rtol > 0 && sp->atol > 0 && isfinite(sp->rtol) &&
-                                          isfinite(sp->atol)))
+    if (sp->kind == ELBO_SAMPLER_ODE &&
+        !(sp->rtol > 0 && sp->atol > 0 && isfinite(sp->rtol) && isfinite(sp->atol)))
         return elbo_error(ELBO_ERR_ARG, "sampler ode: --rtol and --atol must be > 0, got %g, %g",
                           sp->rtol, sp->atol);
     if (!denoise || !x || n < 1) return elbo_error(ELBO_ERR_ARG, "sampler: no denoiser or no output");
     /* one block: (ode) the state and the solver's work in double, then 3 n floats */
     size_t n_double = sp->kind == ELBO_SAMPLER_ODE ? (size_t)n + elbo_ode_work_size(n) : 0;
     double *ode_y = malloc(n_double * sizeof(double) + (size_t)n * 3 * sizeof(float));
-    if (!ode_y) return elbo_error(ELBO_ERR_NOMEM, "sampler: out of memory for %lld values", (long long)n);
+    if (!ode_y)
+        return elbo_error(ELBO_ERR_NOMEM, "sampler: out of memory for %lld values", (long long)n);
     float *x0_hat = (float *)(ode_y + n_double);
     float *z = x0_hat + n, *aux = z + n; /* noise; Heun's Euler point and velocity */
     elbo_rng rng;
@@ -224,7 +231,8 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
         elbo_ode_params_init(&op);
         op.rtol = sp->rtol;
         op.atol = sp->atol;
-        if ((st = elbo_ode_dopri5(pf_ode_fn, &os, 1.0, 0.0, ode_y, n, &op, ode_y + n, NULL))) goto done;
+        if ((st = elbo_ode_dopri5(pf_ode_fn, &os, 1.0, 0.0, ode_y, n, &op, ode_y + n, NULL)))
+            goto done;
         for (int64_t j = 0; j < n; j++) x[j] = (float)ode_y[j];
         if ((st = elbo_process_at(p, 0.0, &lt))) goto done;
         goto output;
@@ -273,7 +281,8 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
                 if (sp->predictor == ELBO_PC_EULER) {
                     reverse_sde_euler_step(&rng, &lt, lt.t - ls.t, x, score, z, n);
                 } else {
-                    /* reverse diffusion: x_s = x_t - (alpha_ts - 1) x_t + var_ts score + sqrt(var_ts) z */
+                    /* reverse diffusion: x_s = x_t - (alpha_ts - 1) x_t + var_ts score +
+                     * sqrt(var_ts) z */
                     elbo_rng_normal(&rng, z, (size_t)n, 0.0f, 1.0f);
                     double sd = sqrt(q.var_ts);
                     for (int64_t j = 0; j < n; j++)
@@ -311,7 +320,8 @@ output:
     const double limit = 1e6 * fmax(1.0, elbo_process_prior_std(p));
     for (int64_t j = 0; j < n; j++)
         if (!(fabs(x[j]) <= limit) || !(fabs(x0_hat[j]) <= limit)) {
-            st = elbo_error(ELBO_ERR_STATE, "sampler %s: the samples diverged (values not finite or beyond 1e6 "
+            st = elbo_error(ELBO_ERR_STATE,
+                            "sampler %s: the samples diverged (values not finite or beyond 1e6 "
                             "times the prior's scale)%s",
                             elbo_sampler_name(sp->kind),
                             sp->kind == ELBO_SAMPLER_LANGEVIN ? "; lower --langevin-eps"

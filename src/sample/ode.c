@@ -19,13 +19,14 @@ static const double dp_a[6][5] = {
     {19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729},
     {9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656},
 };
-static const double dp_b[6] = {35.0 / 384, 0.0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84};
-static const double dp_e[7] = {-71.0 / 57600,   0.0,          71.0 / 16695, -71.0 / 1920,
+static const double dp_b[6] = {35.0 / 384,     0.0,      500.0 / 1113, 125.0 / 192,
+                               -2187.0 / 6784, 11.0 / 84};
+static const double dp_e[7] = {-71.0 / 57600,    0.0,         71.0 / 16695, -71.0 / 1920,
                                17253.0 / 339200, -22.0 / 525, 1.0 / 40};
 
-#define SAFETY 0.9     /* factor = SAFETY err_norm^(-1/5) (scipy's rk.py) */
-#define MIN_FACTOR 0.2 /* largest decrease of h after a rejection */
-#define MAX_FACTOR 10.0 /* largest increase of h after an acceptance */
+#define SAFETY 0.9              /* factor = SAFETY err_norm^(-1/5) (scipy's rk.py) */
+#define MIN_FACTOR 0.2          /* largest decrease of h after a rejection */
+#define MAX_FACTOR 10.0         /* largest increase of h after an acceptance */
 #define ERR_EXPONENT (-1.0 / 5) /* -1 / (q + 1), q = 4 the order of the error estimate */
 
 void elbo_ode_params_init(elbo_ode_params *p) {
@@ -121,8 +122,8 @@ static double rms_scaled(const double *x1, const double *x0, const double *sc, i
  *   h0 = min(100 h', h1, |t1 - t0|).
  * sc, y1 and f1 are scratch of n doubles each. */
 static elbo_status initial_step(ode_rhs *r, double t0, double t1, double dir, const double *y0,
-                                const double *f0, double rtol, double atol, double *sc,
-                                double *y1, double *f1, double *h_out) {
+                                const double *f0, double rtol, double atol, double *sc, double *y1,
+                                double *f1, double *h_out) {
     const int64_t n = r->n;
     double interval = fabs(t1 - t0);
     for (int64_t i = 0; i < n; i++) sc[i] = atol + fabs(y0[i]) * rtol;
@@ -133,8 +134,8 @@ static elbo_status initial_step(ode_rhs *r, double t0, double t1, double dir, co
     elbo_status st = rhs_eval(r, t0 + h * dir, y1, f1);
     if (st) return st;
     double d2 = rms_scaled(f1, f0, sc, n) / h;
-    double h1 = (d1 <= 1e-15 && d2 <= 1e-15) ? fmax(1e-6, h * 1e-3)
-                                             : pow(0.01 / fmax(d1, d2), 1.0 / 5);
+    double h1 =
+        (d1 <= 1e-15 && d2 <= 1e-15) ? fmax(1e-6, h * 1e-3) : pow(0.01 / fmax(d1, d2), 1.0 / 5);
     *h_out = fmin(fmin(100 * h, h1), interval);
     return ELBO_OK;
 }
@@ -169,7 +170,8 @@ elbo_status elbo_ode_dopri5(elbo_ode_fn f, void *user, double t0, double t1, dou
         return elbo_error(ELBO_ERR_ARG, "ode: max_steps must be >= 1, got %d", p->max_steps);
     const int fixed = p->h_fixed > 0;
     if (!fixed && p->rtol == 0 && p->atol == 0)
-        return elbo_error(ELBO_ERR_ARG, "ode: rtol and atol are both 0 (adaptive steps need a tolerance)");
+        return elbo_error(ELBO_ERR_ARG,
+                          "ode: rtol and atol are both 0 (adaptive steps need a tolerance)");
     if (t0 == t1) return ELBO_OK;
 
     double *own = NULL;
@@ -210,7 +212,8 @@ elbo_status elbo_ode_dopri5(elbo_ode_fn f, void *user, double t0, double t1, dou
             if (h_abs < min_step) {
                 st = elbo_error(ELBO_ERR_STATE,
                                 "ode: step size underflow at t = %.17g (|h| = %g < 10 ulp(t); "
-                                "the ODE may be stiff or singular there)", t, h_abs);
+                                "the ODE may be stiff or singular there)",
+                                t, h_abs);
                 goto done;
             }
             if (accepted + rejected >= p->max_steps) {
@@ -235,7 +238,8 @@ elbo_status elbo_ode_dopri5(elbo_ode_fn f, void *user, double t0, double t1, dou
             }
             double err = error_norm(h, k, y, y_new, n, rtol, atol);
             if (err < 1) {
-                double factor = err == 0 ? MAX_FACTOR : fmin(MAX_FACTOR, SAFETY * pow(err, ERR_EXPONENT));
+                double factor =
+                    err == 0 ? MAX_FACTOR : fmin(MAX_FACTOR, SAFETY * pow(err, ERR_EXPONENT));
                 if (rejected_here) factor = fmin(1.0, factor);
                 h_abs *= factor;
                 accepted++;

@@ -1,7 +1,7 @@
 /* Exact log-likelihood through the probability-flow ODE with a Hutchinson-Skilling (or exact)
  * trace; see include/elbo/likelihood.h. */
-#include "elbo/likelihood.h"
 #include "elbo/gmm.h"
+#include "elbo/likelihood.h"
 #include "elbo/ode.h"
 
 #include <math.h>
@@ -40,7 +40,7 @@ typedef struct {
     elbo_denoiser_vjp_fn f;
     void *user;
     int64_t B, D;
-    const float *eps;       /* the probes (B D) */
+    const float *eps;             /* the probes (B D) */
     float *xf, *x0_hat, *u, *vjp; /* B D each */
     int *calls;
 } aug_state;
@@ -86,21 +86,29 @@ elbo_status elbo_ode_log_likelihood(const elbo_process *p, const elbo_ode_likeli
     if ((unsigned)lp->probe > ELBO_PROBE_EXACT)
         return elbo_error(ELBO_ERR_ARG, "ode likelihood: unknown probe %d", (int)lp->probe);
     if (lp->probe == ELBO_PROBE_EXACT && D > 64)
-        return elbo_error(ELBO_ERR_ARG, "ode likelihood: --probe exact needs D <= 64 values per "
-                          "example (%lld here); use rademacher or gaussian", (long long)D);
+        return elbo_error(ELBO_ERR_ARG,
+                          "ode likelihood: --probe exact needs D <= 64 values per "
+                          "example (%lld here); use rademacher or gaussian",
+                          (long long)D);
     if (!(lp->rtol > 0 && lp->atol > 0 && isfinite(lp->rtol) && isfinite(lp->atol)))
         return elbo_error(ELBO_ERR_ARG, "ode likelihood: --rtol and --atol must be > 0, got %g, %g",
                           lp->rtol, lp->atol);
     const int64_t N = B * D, n = N + B;
-    double *y = malloc(((size_t)n + elbo_ode_work_size(n)) * sizeof(double) + (size_t)(5 * N) * sizeof(float));
-    if (!y) return elbo_error(ELBO_ERR_NOMEM, "ode likelihood: out of memory for %lld values", (long long)N);
+    double *y = malloc(((size_t)n + elbo_ode_work_size(n)) * sizeof(double) +
+                       (size_t)(5 * N) * sizeof(float));
+    if (!y)
+        return elbo_error(ELBO_ERR_NOMEM, "ode likelihood: out of memory for %lld values",
+                          (long long)N);
     float *eps = (float *)(y + n + elbo_ode_work_size(n));
     int calls = 0;
-    aug_state s = {p, lp->probe, f, user, B, D, eps, eps + N, eps + 2 * N, eps + 3 * N, eps + 4 * N, &calls};
+    aug_state s = {p,   lp->probe, f,           user,        B,           D,
+                   eps, eps + N,   eps + 2 * N, eps + 3 * N, eps + 4 * N, &calls};
     elbo_rng rng;
     elbo_rng_init(&rng, lp->seed);
-    if (lp->probe == ELBO_PROBE_RADEMACHER) elbo_rng_rademacher(&rng, eps, (size_t)N);
-    else elbo_rng_normal(&rng, eps, (size_t)N, 0.0f, 1.0f);
+    if (lp->probe == ELBO_PROBE_RADEMACHER)
+        elbo_rng_rademacher(&rng, eps, (size_t)N);
+    else
+        elbo_rng_normal(&rng, eps, (size_t)N, 0.0f, 1.0f);
     for (int64_t i = 0; i < N; i++) y[i] = x[i];
     for (int64_t b = 0; b < B; b++) y[N + b] = 0;
     elbo_ode_params op;
