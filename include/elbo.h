@@ -20,6 +20,7 @@
  *   ode.h    adaptive Dormand-Prince 5(4) for dy/dt = F(t, y)
  *   likelihood.h  log p(x) through the probability-flow ODE (Hutchinson-Skilling trace)
  *   gmm.h    Gaussian mixtures with closed-form noised scores, densities and denoisers
+ *   guidance.h  classifier guidance as a wrapping denoiser, the classifier-free mix
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -28,6 +29,7 @@
 #include "elbo/data.h"
 #include "elbo/diffusion.h"
 #include "elbo/gmm.h"
+#include "elbo/guidance.h"
 #include "elbo/likelihood.h"
 #include "elbo/ode.h"
 #include "elbo/sample.h"
