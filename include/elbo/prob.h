@@ -147,6 +147,21 @@ elbo_tensor *elbo_gamma_standard(elbo_ctx *ctx, elbo_tensor *alpha, elbo_rng *rn
  * slightly negative when the two laws are equal. NAN for bad arguments. */
 double elbo_mmd2_rbf(const float *x, int64_t n, const float *y, int64_t m, int64_t d, double h);
 
+/* The mean mu (d) and the unbiased covariance cov (d, d) of the n >= 2 rows of x (n, d), in
+ * double. ELBO_ERR_ARG for n < 2 or d < 1. */
+elbo_status elbo_mean_cov(const float *x, int64_t n, int d, double *mu, double *cov);
+/* The Frechet (2-Wasserstein) distance between N(mu1, cov1) and N(mu2, cov2) (Dowson &
+ * Landau 1982; Heusel et al. 2017's FID on other features):
+ *   d^2 = |mu1 - mu2|^2 + tr(cov1 + cov2 - 2 (cov1^1/2 cov2 cov1^1/2)^1/2),
+ * the square roots by cyclic Jacobi eigendecompositions of the symmetric matrices in double
+ * (eigenvalues below 0 from rounding clipped to 0). d <= 1024; work: 4 d^2 + d doubles or
+ * NULL (allocated once here). Returns d^2 (>= 0) in *out. */
+elbo_status elbo_frechet_distance(const double *mu1, const double *cov1, const double *mu2,
+                                  const double *cov2, int d, double *work, double *out);
+/* Eigenvalues w (d) and eigenvectors (the columns of v, (d, d) row-major) of the symmetric
+ * a (d, d) by cyclic Jacobi rotations (Golub & Van Loan, 8.5); a is overwritten. */
+void elbo_sym_eigen(double *a, int d, double *w, double *v);
+
 #ifdef __cplusplus
 }
 #endif
