@@ -342,7 +342,41 @@ PY
         expect_ok "sample guided" sample "$C/ckpt.safetensors" --guidance 3 --class 2 --steps 5 --n 2 --out "$W/g.png"
         expect_fail "sample --steps not dividing T" 2 --steps sample "$C/ckpt.safetensors" --steps 3 --out "$W/g.png"
         expect_fail "sample --class past the classes" 2 --class sample "$C/ckpt.safetensors" --class 3 --steps 5 --out "$W/g.png"
+        if expect_ok "sample --class all" sample "$C/ckpt.safetensors" --class all --nrow 2 --guidance 1 --steps 5 --out "$W/gall.npy"; then
+            [[ $OUT == *'"n":6'*'"guidance":"classifier-free", "guidance_weight":1'*'"labels":'* ]] && [ -s "$W/gall.labels.npy" ] &&
+                ok "sample --class all: a row per class, labels written" || bad "sample --class all: a row per class, labels written" "$OUT"
+        fi
+        expect_fail "sample --class bad" 2 --class sample "$C/ckpt.safetensors" --class two --out "$W/g.png"
     fi
+    # ---- classifiers: clean (test accuracy, eval-samples) and noisy (classifier guidance) --
+    LAB="npy:$T/tiny28.npy,$T/tiny28_labels.npy"
+    CLF_NET="--channels 8,16 --groups 4"
+    if expect_ok "train classifier" train classifier --data "$LAB" --steps 3 --batch 16 $CLF_NET --out "$T/clf"; then
+        if expect_ok "eval classifier" eval "$T/clf/ckpt.safetensors" --data "$LAB"; then
+            [[ $OUT == *'"model":"classifier"'*'"noisy":false'*'"accuracy":'* ]] && ok "eval classifier JSON" || bad "eval classifier JSON" "$OUT"
+        fi
+    fi
+    if expect_ok "train classifier --noisy --process-of" train classifier --noisy --process-of "$D/ckpt.safetensors" --data "$LAB" --steps 3 --batch 16 $CLF_NET --temb 16 --out "$T/nclf"; then
+        if expect_ok "sample with classifier guidance" sample "$D/ckpt.safetensors" --classifier "$T/nclf/ckpt.safetensors" --class 1 --guidance 1 --steps 4 --n 3 --out "$W/cg.npy"; then
+            [[ $OUT == *'"guidance":"classifier", "classifier_scale":1'* ]] && [ -s "$W/cg.labels.npy" ] && ok "classifier guidance JSON and labels" || bad "classifier guidance JSON and labels" "$OUT"
+            if expect_ok "eval-samples" eval-samples "$W/cg.npy" --classifier "$T/clf/ckpt.safetensors" --data "$LAB"; then
+                [[ $OUT == *'"accuracy":'[0-9]*'"frechet":'*'"entropy_nats":'* ]] && ok "eval-samples JSON" || bad "eval-samples JSON" "$OUT"
+            fi
+            expect_fail "eval-samples with a noisy classifier" 2 "noisy" eval-samples "$W/cg.npy" --classifier "$T/nclf/ckpt.safetensors" --data "$LAB"
+        fi
+        for smp in ddim pc ode; do
+            expect_ok "classifier guidance with $smp" sample "$D/ckpt.safetensors" --classifier "$T/nclf/ckpt.safetensors" --sampler $smp --class 0 --guidance 2 --steps 3 --rtol 1e-2 --atol 1e-2 --n 2 --out "$W/cg_$smp.png"
+        done
+        expect_fail "classifier guidance: class past the classifier's" 2 --class sample "$D/ckpt.safetensors" --classifier "$T/nclf/ckpt.safetensors" --class 7 --out "$W/cg.png"
+        expect_fail "classifier guidance without --class" 2 "which class" sample "$D/ckpt.safetensors" --classifier "$T/nclf/ckpt.safetensors" --out "$W/cg.png"
+        expect_fail "classifier guidance with a clean classifier" 2 "clean classifier" sample "$D/ckpt.safetensors" --classifier "$T/clf/ckpt.safetensors" --class 0 --out "$W/cg.png"
+    fi
+    if expect_ok "train classifier --noisy on another process" train classifier --noisy --schedule cosine --data "$LAB" --steps 1 --batch 16 $CLF_NET --temb 16 --out "$T/nclf2"; then
+        expect_fail "classifier guidance: another process" 2 "another noise process" sample "$D/ckpt.safetensors" --classifier "$T/nclf2/ckpt.safetensors" --class 0 --out "$W/cg.png"
+    fi
+    expect_fail "classifier guidance: not a classifier" 2 "not a classifier" sample "$D/ckpt.safetensors" --classifier "$D/ckpt.safetensors" --class 0 --out "$W/cg.png"
+    expect_fail "train classifier without labels" 2 "no labels" train classifier --data "npy:$T/tiny28.npy" --out "$W/r4"
+    expect_fail "train classifier --temb without --noisy" 2 "--noisy" train classifier --data "$LAB" --temb 16 --out "$W/r4"
     P=$T/diftoy
     if expect_ok "train diffusion on toy points" train diffusion --data toy:8gaussians --toy-n 512 --steps 20 --batch 64 --hidden 32 --layers 2 --loss simple --out "$P"; then
         if expect_ok "sample toy points npy" sample "$P/ckpt.safetensors" --n 5 --steps 4 --out "$W/p.npy"; then

@@ -28,6 +28,7 @@
 #include <stdio.h>
 
 #include "checkpoint.h"
+#include "classifier.h"
 #include "data.h"
 #include "diffusion_model.h"
 #include "optim.h"

@@ -64,5 +64,6 @@ void elbo__vae_family_fill(elbo_model *m, const char *name, elbo_paramset *ps, i
 elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
 elbo_status elbo__hvae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
 elbo_status elbo__diffusion_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
+elbo_status elbo__classifier_from_json(const elbo__json *o, uint64_t seed, elbo_model **out);
 
 #endif

@@ -195,7 +195,7 @@ elbo_status elbo_vae_mlp_model_new(const elbo_vae_mlp_config *cfg, uint64_t seed
 }
 
 /* ---- the registry ---------------------------------------------------------------------- */
-const char *elbo_model_names(void) { return "vae | hvae | diffusion | vae-mlp"; }
+const char *elbo_model_names(void) { return "vae | hvae | diffusion | classifier | vae-mlp"; }
 
 
 
@@ -221,7 +221,8 @@ elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, 
     *out = NULL;
     int vae = name && !strcmp(name, "vae"), hvae = name && !strcmp(name, "hvae");
     int diffusion = name && !strcmp(name, "diffusion");
-    if (!name || (!vae && !hvae && !diffusion && strcmp(name, "vae-mlp")))
+    int classifier = name && !strcmp(name, "classifier");
+    if (!name || (!vae && !hvae && !diffusion && !classifier && strcmp(name, "vae-mlp")))
         return elbo_error(ELBO_ERR_ARG, "unknown model \"%s\" (known: %s)", name ? name : "",
                           elbo_model_names());
     elbo__json o;
@@ -233,6 +234,7 @@ elbo_status elbo_model_new(const char *name, const char *config, uint64_t seed, 
                          ? (vae    ? elbo__vae_from_json(&o, seed, out)
                             : hvae      ? elbo__hvae_from_json(&o, seed, out)
                             : diffusion ? elbo__diffusion_from_json(&o, seed, out)
+                            : classifier ? elbo__classifier_from_json(&o, seed, out)
                                         : vae_from_json(&o, seed, out))
                          : elbo_error(ELBO_ERR_ARG, "%s config: not a JSON object", name);
     elbo__json_free(&o);

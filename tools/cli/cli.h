@@ -13,6 +13,8 @@ int cmd_train(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_score_field(int argc, char **argv);
+int cmd_train_classifier(int argc, char **argv);
+int cmd_eval_samples(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_interpolate(int argc, char **argv);
 int cmd_traverse(int argc, char **argv);
@@ -37,11 +39,14 @@ void train_common_apply(const train_common *c, elbo_train_params *tp);
 /* Runs the trainer, frees m and ds, prints the JSON line; the exit status. */
 int train_run_and_report(elbo_model *m, elbo_dataset *ds, const elbo_train_params *tp);
 /* Diffusion sampling for `elbo sample` (cmd_diffusion.c): n samples into x (n, c, h, w) in
- * [0, 1] with the sampler of sp (steps 0: the model's own, T or 100), classifier-free
- * --guidance for --label (-1: the null label), and optionally a trajectory PNG; *nfe gets
- * the network evaluations. Returns the exit status (0 or the printed error's). */
+ * [0, 1] with the sampler of sp (steps 0: the model's own, T or 100), for labels[0..n) (NULL:
+ * unconditional / the null label), guided by --guidance: with a (noisy) classifier clf, the
+ * classifier scale s of classifier guidance; without, the classifier-free weight w of a
+ * class-conditional model. Optionally a trajectory PNG; *nfe gets the network evaluations.
+ * Returns the exit status (0 or the printed error's). */
 int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp, double guidance,
-                         int label, float *x, const char *trajectory, int *nfe);
+                         const int32_t *labels, elbo_model *clf, float *x, const char *trajectory,
+                         int *nfe);
 /* Images x (n, c, h, w) in [0, 1] to path: a PNG grid of nrow per row (2 px padding) or,
  * for a .npy path, uint8 (n, c, h, w) = round(255 x). Atomic. */
 elbo_status cli_write_images(const char *path, const float *x, int64_t n, int64_t c, int64_t h,

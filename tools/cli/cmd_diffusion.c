@@ -246,8 +246,17 @@ static void traj_step(void *user, int i, const elbo_noise_level *l, const float 
     tr->n_snap++;
 }
 
+/* 1 when two processes are the same (every field a sample or a classifier reads). */
+static int process_equal(const elbo_process *a, const elbo_process *b) {
+    return a->kind == b->kind && a->schedule == b->schedule && a->beta_min == b->beta_min &&
+           a->beta_max == b->beta_max && a->t0 == b->t0 && a->log_snr_min == b->log_snr_min &&
+           a->log_snr_max == b->log_snr_max && a->sigma_min == b->sigma_min &&
+           a->sigma_max == b->sigma_max;
+}
+
 int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp_in, double guidance,
-                         int label, float *x, const char *trajectory_png, int *nfe_out) {
+                         const int32_t *labels, elbo_model *clf, float *x,
+                         const char *trajectory_png, int *nfe_out) {
     const elbo_diffusion_config *c = elbo_diffusion_config_of(m);
     elbo_sampler_params sp = *sp_in;
     /* the samplers that step down the model's T-step grid */
@@ -259,12 +268,34 @@ int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp_in,
         return args_fail(ARGS_USAGE, "--steps: %d does not divide the model's %d training steps",
                          sp.steps, c->T);
     sp.batch = n;
-    if ((guidance != 0 || label >= 0) && !c->classes)
-        return args_fail(ARGS_USAGE, "--guidance, --class: the model is not class-conditional");
-    if (label >= c->classes && c->classes)
-        return args_fail(ARGS_USAGE, "--class: %d not in [0, %d)", label, c->classes);
+    const elbo_classifier_config *cc = clf ? elbo_classifier_config_of(clf) : NULL;
+    if (clf) { /* classifier guidance: a noisy classifier of this model's process and images */
+        if (!cc || !cc->noisy)
+            return args_fail(ARGS_USAGE, "--classifier: %s", cc ? "a clean classifier cannot "
+                             "guide (train one with --noisy)" : "not a classifier checkpoint");
+        if (cc->c != c->c || cc->h != c->h || cc->w != c->w)
+            return args_fail(ARGS_USAGE, "--classifier: it takes (%lld, %lld, %lld) images, the "
+                             "model makes (%lld, %lld, %lld)", (long long)cc->c, (long long)cc->h,
+                             (long long)cc->w, (long long)c->c, (long long)c->h, (long long)c->w);
+        if (!process_equal(&cc->process, &c->process))
+            return args_fail(ARGS_USAGE, "--classifier: trained on another noise process (%s) "
+                             "than the model's (%s); train it with --process-of CKPT",
+                             elbo_process_schedule_name(&cc->process),
+                             elbo_process_schedule_name(&c->process));
+        if (!labels) return args_fail(ARGS_USAGE, "--classifier: which class? (--class)");
+        for (int i = 0; i < n; i++)
+            if (labels[i] >= cc->classes)
+                return args_fail(ARGS_USAGE, "--class: %d not in [0, %d) (the classifier's)",
+                                 labels[i], cc->classes);
+    } else {
+        if ((guidance != 0 || labels) && !c->classes)
+            return args_fail(ARGS_USAGE, "--guidance, --class: the model is not class-conditional "
+                             "(or give a --classifier)");
+        for (int i = 0; labels && i < n; i++)
+            if (labels[i] >= c->classes)
+                return args_fail(ARGS_USAGE, "--class: %d not in [0, %d)", labels[i], c->classes);
+    }
     const int64_t D = m->c * m->h * m->w;
-    int32_t *labels = label >= 0 ? malloc((size_t)n * sizeof *labels) : NULL;
     trajectory tr = {0};
     if (trajectory_png) {
         tr.rows = n < 8 ? n : 8;
@@ -275,16 +306,20 @@ int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp_in,
         sp.on_step = traj_step;
         sp.on_step_user = &tr;
     }
-    elbo_ctx *ctx = elbo_ctx_new(0);
-    elbo_status st = !ctx || (label >= 0 && !labels) || (trajectory_png && !tr.buf)
+    elbo_ctx *ctx = elbo_ctx_new(0), *cctx = clf ? elbo_ctx_new(0) : NULL;
+    float *work = clf ? malloc((size_t)(n * D) * sizeof *work) : NULL;
+    elbo_status st = !ctx || (trajectory_png && !tr.buf) || (clf && (!cctx || !work))
                          ? elbo_error(ELBO_ERR_NOMEM, "sample: out of memory")
                          : ELBO_OK;
-    if (labels)
-        for (int i = 0; i < n; i++) labels[i] = label;
-    elbo_diffusion_denoiser_state ds = {m, ctx, n, labels, guidance};
+    /* the model's own labels only when it has classes; the classifier's otherwise */
+    elbo_diffusion_denoiser_state ds = {m, ctx, n, c->classes ? labels : NULL, clf ? 0.0 : guidance};
+    elbo_classifier_grad_state cgs = {clf, cctx, n};
+    elbo_guided_state gs = {elbo_diffusion_denoiser, &ds, elbo_classifier_grad, &cgs, labels,
+                            guidance, work};
     int nfe = 0;
     if (st == ELBO_OK)
-        st = elbo_diffusion_sample(&c->process, &sp, elbo_diffusion_denoiser, &ds, x, n * D, &nfe);
+        st = clf ? elbo_diffusion_sample(&c->process, &sp, elbo_guided_denoiser, &gs, x, n * D, &nfe)
+                 : elbo_diffusion_sample(&c->process, &sp, elbo_diffusion_denoiser, &ds, x, n * D, &nfe);
     if (nfe_out) *nfe_out = nfe;
     if (st == ELBO_OK && c->discrete) elbo_pixels_to01(x, n * D, x);
     if (st == ELBO_OK && trajectory_png) {
@@ -301,7 +336,8 @@ int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp_in,
         }
     }
     elbo_ctx_free(ctx);
-    free(labels);
+    elbo_ctx_free(cctx);
+    free(work);
     free(tr.buf);
     if (st != ELBO_OK) return args_fail(ARGS_RUNTIME, "sample: %s", elbo_last_error());
     if (sp.kind == ELBO_SAMPLER_ODE)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static arg_flag flag_double(const char *name, double *dst, const char *help, const char *deflt) {
     arg_flag f = args_lr(dst, deflt); /* a non-negative double (min 0) under another name */
@@ -33,7 +34,9 @@ static arg_flag flag_i64(const char *name, int64_t *dst, long long min, const ch
 static const char *TRAIN_USAGE =
     "usage: elbo train MODEL --data SPEC [flags]\n"
     "\n"
-    "Trains MODEL (vae | hvae | vae-mlp; diffusion, ncsn, sde: see elbo train diffusion --help) on the train split of SPEC (" ELBO_DATA_SPEC_FORMS ")\n"
+    "Trains MODEL (vae | hvae | vae-mlp; diffusion, ncsn, sde: see elbo train diffusion --help;\n"
+    "classifier: see elbo train classifier --help) on the train split of SPEC\n"
+    "(" ELBO_DATA_SPEC_FORMS ")\n"
     "with Adam. Writes OUT/ckpt.safetensors (every --ckpt-every steps and at the end),\n"
     "OUT/loss.csv (one row per step; appended to when resuming) and OUT/loss.png. Progress\n"
     "goes to stderr (a bar on a terminal, a line every --log-every steps otherwise); the\n"
@@ -139,6 +142,7 @@ int train_run_and_report(elbo_model *m, elbo_dataset *ds, const elbo_train_param
 int cmd_train(int argc, char **argv) {
     if (argc > 0 && (!strcmp(argv[0], "diffusion") || !strcmp(argv[0], "ncsn") || !strcmp(argv[0], "sde")))
         return cmd_train_diffusion(argc, argv);
+    if (argc > 0 && !strcmp(argv[0], "classifier")) return cmd_train_classifier(argc, argv);
     elbo_train_params tp;
     elbo_train_params_init(&tp);
     const char *binarize_s = "dynamic", *hidden_s = NULL, *arch_s = "mlp", *lik_s = "bernoulli",
@@ -343,8 +347,8 @@ int cmd_sample(int argc, char **argv) {
                *guidance_s = "0", *trajectory = NULL, *mmd_data = NULL, *mmd_width_s = "0.5";
     const char *predictor = "reverse", *snr_s = "0.16", *leps_s = "2e-5", *rtol_s = "1e-5",
                *atol_s = "1e-5";
-    int n = 64, nrow = 8, threads = 0, steps = 0, label = -1, corrector_steps = 1,
-        langevin_steps = 100;
+    const char *class_s = NULL, *classifier = NULL;
+    int n = 64, nrow = 8, threads = 0, steps = 0, corrector_steps = 1, langevin_steps = 100;
     uint64_t seed = 0;
     arg_flag flags[] = {
         args_int("--n", &n, 1, 1 << 20, "N", "samples to draw", "64"),
@@ -369,10 +373,14 @@ int cmd_sample(int argc, char **argv) {
                     "2e-5"),
         args_string("--rtol", &rtol_s, "X", "ode: relative tolerance of Dormand-Prince 5(4)", "1e-5"),
         args_string("--atol", &atol_s, "X", "ode: absolute tolerance", "1e-5"),
-        args_string("--guidance", &guidance_s, "W", "diffusion --cond models: classifier-free "
-                    "guidance weight w, eps = (1 + w) eps(x, y) - w eps(x)", "0"),
-        args_int("--class", &label, -1, 100000, "K", "diffusion --cond models: the class of "
-                 "every sample (-1: the null label)", "-1"),
+        args_string("--guidance", &guidance_s, "W", "without --classifier: the classifier-free "
+                    "weight w (Ho & Salimans: eps = (1 + w) eps(x, y) - w eps(x), w = 0 is "
+                    "p(x|y)); with --classifier: the classifier scale s (Dhariwal & Nichol: "
+                    "score + s grad log p(y|x_t), s = 1 is p(x|y))", "0"),
+        args_string("--class", &class_s, "K", "the class of every sample, or all: one row of "
+                    "--nrow per class (--n ignored)", "none: unconditional"),
+        args_string("--classifier", &classifier, "CKPT", "classifier guidance by this noisy "
+                    "classifier (elbo train classifier --noisy)", "none"),
         args_string("--trajectory", &trajectory, "FILE.png", "diffusion: x_t and x0_hat of the "
                     "first 8 samples at about 10 times, rows x_t / x0_hat", "none"),
         args_string("--data", &mmd_data, "toy:NAME", "point models: report MMD^2 of the samples "
@@ -402,7 +410,7 @@ int cmd_sample(int argc, char **argv) {
     }
     const int is_diffusion = elbo_diffusion_config_of(m) != NULL;
     static const char *diffusion_only[] = {"--sampler", "--steps", "--eta", "--guidance",
-                                           "--class", "--trajectory", "--predictor",
+                                           "--class", "--classifier", "--trajectory", "--predictor",
                                            "--corrector-steps", "--snr", "--langevin-steps",
                                            "--langevin-eps", "--rtol", "--atol"};
     for (size_t j = 0; !is_diffusion && j < sizeof diffusion_only / sizeof *diffusion_only; j++)
@@ -451,20 +459,56 @@ int cmd_sample(int argc, char **argv) {
         elbo_model_free(m);
         return r;
     }
+    /* --class K or all, against the classes of the guide (classifier or model) */
+    elbo_model *clf = NULL;
+    if (is_diffusion && classifier && elbo_model_load(classifier, &clf, NULL, NULL) != ELBO_OK) {
+        elbo_model_free(m);
+        return args_fail(ARGS_RUNTIME, "--classifier: %s", elbo_last_error());
+    }
+    const elbo_classifier_config *clf_cfg = clf ? elbo_classifier_config_of(clf) : NULL;
+    if (clf && !clf_cfg) {
+        elbo_model_free(clf);
+        elbo_model_free(m);
+        return args_fail(ARGS_USAGE, "--classifier: %s is not a classifier checkpoint", classifier);
+    }
+    const int n_classes = clf_cfg ? clf_cfg->classes : is_diffusion ? elbo_diffusion_config_of(m)->classes : 0;
+    int32_t *labels = NULL;
+    if (class_s) {
+        long long k = -1;
+        const int all = !strcmp(class_s, "all");
+        if (!all && (r = args_parse_ll("--class", class_s, 0, 100000, &k))) {
+            elbo_model_free(clf);
+            elbo_model_free(m);
+            return r;
+        }
+        if (n_classes < 1 || (!all && k >= n_classes)) {
+            r = n_classes < 1 ? args_fail(ARGS_USAGE, "--class: the model is not class-conditional "
+                                          "(or give a --classifier)")
+                              : args_fail(ARGS_USAGE, "--class: %lld not in [0, %d)", k, n_classes);
+            elbo_model_free(clf);
+            elbo_model_free(m);
+            return r;
+        }
+        if (all) n = n_classes * nrow;
+        labels = malloc((size_t)n * sizeof *labels);
+        for (int i = 0; labels && i < n; i++) labels[i] = all ? i / nrow : (int32_t)k;
+    }
     int nfe = 0;
     const int64_t per = m->c * m->h * m->w;
     float *x = malloc((size_t)(n * per) * sizeof *x);
     elbo_ctx *ctx = elbo_ctx_new(0);
-    elbo_status st = (!x || !ctx)
+    elbo_status st = (!x || !ctx || (class_s && !labels))
                          ? elbo_error(ELBO_ERR_NOMEM, "out of memory for %d samples", n)
                          : ELBO_OK;
     elbo_rng rng;
     elbo_rng_init(&rng, seed);
     if (st == ELBO_OK && is_diffusion) {
-        int rc = cli_sample_diffusion(m, n, &sp, guidance, label, x, trajectory, &nfe);
+        int rc = cli_sample_diffusion(m, n, &sp, guidance, labels, clf, x, trajectory, &nfe);
         if (rc) {
             elbo_ctx_free(ctx);
             free(x);
+            free(labels);
+            elbo_model_free(clf);
             elbo_model_free(m);
             return rc;
         }
@@ -485,6 +529,20 @@ int cmd_sample(int argc, char **argv) {
         if (st == ELBO_OK) st = cli_write_images(out, x, n, m->c, m->h, m->w, nrow);
         if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, x, n, m->c, m->h, m->w, nrow);
     }
+    /* the requested labels beside the .npy (NAME.labels.npy, int64), for elbo eval-samples */
+    char labels_path[4096] = "";
+    const char *npy_path = cli_ends_with(out, ".npy") ? out : npy_out;
+    if (st == ELBO_OK && labels && npy_path) {
+        snprintf(labels_path, sizeof labels_path, "%.*s.labels.npy", (int)(strlen(npy_path) - 4),
+                 npy_path);
+        int64_t *l64 = malloc((size_t)n * sizeof *l64);
+        const int64_t lshape[1] = {n};
+        for (int i = 0; l64 && i < n; i++) l64[i] = labels[i];
+        st = l64 ? elbo_npy_write(labels_path, ELBO_NPY_I64, 1, lshape, l64)
+                 : elbo_error(ELBO_ERR_NOMEM, "sample: out of memory");
+        free(l64);
+        if (st != ELBO_OK) unlink(npy_path); /* both or neither */
+    }
     double mmd2 = NAN;
     if (st == ELBO_OK && mmd_data) { /* against n points of the toy's test split */
         elbo_dataset ref;
@@ -503,11 +561,20 @@ int cmd_sample(int argc, char **argv) {
                (long long)step, used_ema ? "true" : "false", n);
         args_json_string(stdout, out);
         if (is_diffusion) printf(", \"sampler\":\"%s\", \"nfe\":%d", elbo_sampler_name(sp.kind), nfe);
+        if (is_diffusion && (guidance != 0 || clf))
+            printf(", \"guidance\":\"%s\", \"%s\":%g", clf ? "classifier" : "classifier-free",
+                   clf ? "classifier_scale" : "guidance_weight", guidance);
+        if (labels_path[0]) {
+            printf(", \"labels\":");
+            args_json_string(stdout, labels_path);
+        }
         if (mmd_data) printf(", \"mmd2\":%.6g, \"mmd_width\":%g", mmd2, mmd_width);
         printf("}\n");
     }
     elbo_ctx_free(ctx);
     free(x);
+    free(labels);
+    elbo_model_free(clf);
     elbo_model_free(m);
     return status;
 }
@@ -634,6 +701,27 @@ int cmd_eval(int argc, char **argv) {
     if ((spec.kind == ELBO_DATA_TOY) != points) {
         int rc = args_fail(ARGS_USAGE, "--data: %s: model %s of %s takes %s", data, m->name, pos[0],
                            points ? "toy:NAME points" : "images");
+        elbo_model_free(m);
+        return rc;
+    }
+    if (elbo_classifier_config_of(m) && !ode) { /* a classifier: its test accuracy */
+        elbo_dataset cds;
+        double cm[ELBO_MODEL_MAX_FIGURES] = {0};
+        elbo_status cst = elbo_dataset_load(&spec, split, &cds);
+        if (cst == ELBO_OK && n_items > 0 && n_items < cds.n) cds.n = n_items;
+        if (cst == ELBO_OK) cst = elbo_evaluate(m, &cds, batch, seed, cm);
+        int rc = 0;
+        if (cst != ELBO_OK) rc = args_fail(ARGS_RUNTIME, "eval: %s: %s", pos[0], elbo_last_error());
+        else {
+            printf("{\"ckpt\":");
+            args_json_string(stdout, pos[0]);
+            printf(", \"model\":\"classifier\", \"step\":%lld, \"data\":", (long long)step);
+            args_json_string(stdout, data);
+            printf(", \"split\":\"%s\", \"n\":%lld, \"noisy\":%s, \"xent_nats\":%.6f, "
+                   "\"accuracy\":%.4f}\n", split_s, (long long)cds.n,
+                   elbo_classifier_config_of(m)->noisy ? "true" : "false", cm[0], cm[1]);
+        }
+        elbo_dataset_free(&cds);
         elbo_model_free(m);
         return rc;
     }

@@ -20,8 +20,8 @@ static const char *USAGE =
     "  data show      write a grid (PNG), scatter plot (toy data) or .npy of a dataset's\n"
     "                 first images\n"
     "  info FILE      print a safetensors file's metadata and tensors\n"
-    "  train MODEL    train a model (vae | hvae | diffusion | ncsn | sde | vae-mlp) on a\n"
-    "                 dataset, with checkpoints and a loss log\n"
+    "  train MODEL    train a model (vae | hvae | diffusion | ncsn | sde | classifier |\n"
+    "                 vae-mlp) on a dataset, with checkpoints and a loss log\n"
     "  sample CKPT    draw samples of a checkpoint's model to a PNG grid or .npy (diffusion:\n"
     "                 ancestral, DDIM, Heun, Euler-Maruyama, predictor-corrector, annealed\n"
     "                 Langevin, the probability-flow ODE; guidance, trajectories)\n"
@@ -34,6 +34,8 @@ static const char *USAGE =
     "  denoise CKPT       remove Gaussian noise from test images in one step (Tweedie)\n"
     "  score-field [CKPT]  a 2-D model's density and score field, Langevin chains with and\n"
     "                     without annealing (or a Gaussian mixture's, --true)\n"
+    "  eval-samples S.npy  a clean classifier's accuracy, feature Frechet distance and class\n"
+    "                     entropy for a set of samples\n"
     "  version        print the version\n"
     "\n"
     "Run `elbo COMMAND --help` for a command's flags.\n"
@@ -115,5 +117,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "traverse")) return cmd_traverse(argc - 2, argv + 2);
     if (!strcmp(argv[1], "denoise")) return cmd_denoise(argc - 2, argv + 2);
     if (!strcmp(argv[1], "score-field")) return cmd_score_field(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "eval-samples")) return cmd_eval_samples(argc - 2, argv + 2);
     return args_fail(ARGS_USAGE, "unknown command \"%s\" (see elbo --help)", argv[1]);
 }
