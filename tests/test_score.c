@@ -157,7 +157,7 @@ TEST(score_pc_sampler_true_score_recovers_mode_weights) {
     CHECK(nfe == 100 * 20 + 1);
 }
 
-TEST(score_reverse_sde_and_ode_true_score_recover_mode_weights) {
+TEST(score_reverse_sde_pc_and_ode_true_score_recover_mode_weights) {
     const char *sched[] = {"ve", "linear", "subvp"};
     for (int k = 0; k < 3; k++) {
         elbo_process p;
@@ -170,6 +170,10 @@ TEST(score_reverse_sde_and_ode_true_score_recover_mode_weights) {
         sp.kind = ELBO_SAMPLER_EM;
         sp.steps = 500;
         snprintf(what, sizeof what, "em %s", sched[k]);
+        if (!check_reproduces_mixture(&p, &sp, 4000, what, NULL)) return;
+        sp.kind = ELBO_SAMPLER_PC;
+        sp.batch = 4000;
+        snprintf(what, sizeof what, "pc %s", sched[k]);
         if (!check_reproduces_mixture(&p, &sp, 4000, what, NULL)) return;
         sp.kind = ELBO_SAMPLER_ODE;
         snprintf(what, sizeof what, "ode %s", sched[k]);
