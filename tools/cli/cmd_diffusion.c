@@ -263,7 +263,7 @@ int cli_sample_diffusion(elbo_model *m, int n, const elbo_sampler_params *sp_in,
     const int on_grid = sp.kind != ELBO_SAMPLER_ODE && sp.kind != ELBO_SAMPLER_LANGEVIN;
     sp.steps = sp.steps > 0 ? sp.steps
                : c->T > 0 && on_grid ? c->T
-               : sp.kind == ELBO_SAMPLER_LANGEVIN ? 10 : 100;
+               : sp.kind == ELBO_SAMPLER_LANGEVIN ? (c->levels > 1 ? c->levels : 10) : 100;
     if (c->T > 0 && on_grid && c->T % sp.steps)
         return args_fail(ARGS_USAGE, "--steps: %d does not divide the model's %d training steps",
                          sp.steps, c->T);

@@ -359,8 +359,8 @@ int cmd_sample(int argc, char **argv) {
         args_threads(&threads, "0: OMP_NUM_THREADS or all cores"),
         args_string("--sampler", &sampler, "S", "diffusion: ancestral | ddim | heun | em | pc | "
                     "langevin | ode", "ancestral"),
-        args_int("--steps", &steps, 1, 1000000, "K", "diffusion: sampler steps",
-                 "the model's T, or 100"),
+        args_int("--steps", &steps, 1, 1000000, "K", "diffusion: sampler steps (langevin: noise "
+                 "levels)", "the model's T (langevin: its --levels, or 10), or 100"),
         args_string("--eta", &eta_s, "X", "diffusion ddim: noise in [0, 1] (0: deterministic)", "0"),
         args_string("--predictor", &predictor, "P", "pc: reverse (reverse diffusion) | euler | none",
                     "reverse"),
