@@ -154,6 +154,26 @@ TEST(diffusion_model_config_roundtrip_and_errors) {
     CHECK(elbo_model_new("diffusion", "{\"T\":-1}", 1, &m) == ELBO_ERR_ARG);
     CHECK(elbo_model_new("diffusion", "{\"net\":\"cnn\"}", 1, &m) == ELBO_ERR_ARG);
     CHECK(strstr(elbo_last_error(), "net"));
+    /* Fourier features: 1 + 2 x 2 input channels per data channel, and the round trip */
+    tiny_image_config(&c);
+    c.fourier = 1;
+    CHECK(elbo_diffusion_model_new(&c, 1, &m) == ELBO_OK);
+    CHECK(elbo_model_new("diffusion", m->config, 1, &m2) == ELBO_OK);
+    CHECK(strcmp(m->config, m2->config) == 0 && strstr(m->config, "\"fourier\":1"));
+    const elbo_tensor *w0 = NULL;
+    for (int i = 0; i < elbo_paramset_count(m->ps) && !w0; i++)
+        if (elbo_paramset_get(m->ps, i)->ndim == 4) w0 = elbo_paramset_get(m->ps, i);
+    CHECK_MSG(w0 && w0->shape[1] == 5, "the first convolution takes %lld channels, want 5",
+              w0 ? (long long)w0->shape[1] : -1LL);
+    elbo_model_free(m2);
+    elbo_model_free(m);
+    CHECK(elbo_model_new("diffusion", "{\"net\":\"mlp\",\"c\":2,\"h\":1,\"w\":1,\"fourier\":1}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "fourier"));
+    /* the NCSN ladder: L >= 2, not with the bound's loss */
+    CHECK(elbo_model_new("diffusion", "{\"levels\":1,\"loss\":\"simple\"}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "levels"));
+    CHECK(elbo_model_new("diffusion", "{\"levels\":10,\"loss\":\"elbo\"}", 1, &m) == ELBO_ERR_ARG);
+    CHECK(strstr(elbo_last_error(), "ladder"));
 }
 
 enum { SQ_N = 64, SQ_D = 64, SQ_B = 16 };

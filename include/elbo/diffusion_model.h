@@ -48,6 +48,10 @@ typedef struct {
     elbo_param_kind param;    /* eps */
     elbo_loss_kind loss;      /* elbo */
     int T;                    /* 0: continuous time; T > 0: T steps */
+    int fourier;              /* unet: 1 adds VDM's Fourier features of x_t to the input,
+                               * sin(2^n 2 pi x_t) and cos(2^n 2 pi x_t) for n = 6, 7 (4 c more
+                               * input channels: the fine scale of 8-bit data, where the
+                               * likelihood is decided; Kingma et al. 2021, app. B); 0 */
     int levels;               /* L > 1: train on the noise ladder t_i = i / (L - 1), i = 0..L-1
                                * only (NCSN: with VE, the geometric sigma_1 > ... > sigma_L);
                                * 0: every t */
@@ -61,7 +65,7 @@ void elbo_diffusion_config_init(elbo_diffusion_config *cfg);
 /* Config JSON: {"c","h","w","net":"unet"|"mlp","channels":[..],"blocks","attn":[..],
  * "dropout","temb","groups","hidden","layers","mlp_temb","schedule","log_snr_min",
  * "log_snr_max","beta_min","beta_max","sigma_min","sigma_max","param","loss","T","classes",
- * "p_uncond","discrete","levels"}; each member optional. Errors name the field. */
+ * "p_uncond","discrete","levels","fourier"}; each member optional. Errors name the field. */
 elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t seed,
                                      elbo_model **out);
 /* The configuration of a diffusion model (NULL for another model). */

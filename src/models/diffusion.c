@@ -71,6 +71,21 @@ static float net_time(const diffusion_model *dm, const elbo_noise_level *l) {
     return (float)(TIME_SCALE * (p->log_snr_max - l->log_snr) / (p->log_snr_max - p->log_snr_min));
 }
 
+/* VDM's Fourier features (Kingma et al. 2021, app. B; vdm's Base2FourierFeatures(6, 8)):
+ * [x, sin(2^6 2 pi x), sin(2^7 2 pi x), cos(2^6 2 pi x), cos(2^7 2 pi x)] along the channels
+ * (B, 5 c, h, w), on the tape. */
+#define FOURIER_N0 6
+#define FOURIER_NF 2
+static elbo_tensor *fourier_features(elbo_ctx *ctx, elbo_tensor *x) {
+    elbo_tensor *s = NULL, *co = NULL;
+    for (int k = 0; k < FOURIER_NF; k++) {
+        elbo_tensor *f = elbo_scale(ctx, x, (float)(ldexp(2.0 * M_PI, FOURIER_N0 + k)));
+        s = k ? elbo_cat2(ctx, s, elbo_sin(ctx, f), 1) : elbo_sin(ctx, f);
+        co = k ? elbo_cat2(ctx, co, elbo_cos(ctx, f), 1) : elbo_cos(ctx, f);
+    }
+    return elbo_cat2(ctx, elbo_cat2(ctx, x, s, 1), co, 1);
+}
+
 /* pred (B, c, h, w) = net(x_t, t, y) at the levels lv[0..B), or at the network times t_net (B)
  * on the tape when given (the learned schedule): labels NULL means the null label. */
 static elbo_tensor *net_forward(elbo_ctx *ctx, const diffusion_model *dm, elbo_tensor *x_t,
@@ -81,9 +96,11 @@ static elbo_tensor *net_forward(elbo_ctx *ctx, const diffusion_model *dm, elbo_t
     float *tf = elbo_ctx_alloc(ctx, (size_t)B * sizeof *tf);
     if (!tf) return NULL;
     for (int64_t b = 0; b < B; b++) tf[b] = net_time(dm, &lv[b]);
-    if (c->net == ELBO_DENOISER_UNET)
-        return t_net ? elbo_unet_forward_t(ctx, dm->unet, x_t, t_net, c->classes ? labels : NULL)
-                     : elbo_unet_forward_cond(ctx, dm->unet, x_t, tf, c->classes ? labels : NULL);
+    if (c->net == ELBO_DENOISER_UNET) {
+        elbo_tensor *in = c->fourier ? fourier_features(ctx, x_t) : x_t;
+        return t_net ? elbo_unet_forward_t(ctx, dm->unet, in, t_net, c->classes ? labels : NULL)
+                     : elbo_unet_forward_cond(ctx, dm->unet, in, tf, c->classes ? labels : NULL);
+    }
     /* mlp: h = [x_t, emb(t) (+ label_emb(y))] */
     elbo_tensor *emb = t_net ? elbo_timestep_embedding_t(ctx, t_net, c->mlp_temb)
                              : elbo_timestep_embedding(ctx, tf, B, c->mlp_temb);
@@ -549,14 +566,14 @@ static char *config_json(const elbo_diffusion_config *c) {
              "\"mlp_temb\":%d,\"schedule\":\"%s\",\"log_snr_min\":%.17g,\"log_snr_max\":%.17g,"
              "\"beta_min\":%.17g,\"beta_max\":%.17g,\"sigma_min\":%.17g,\"sigma_max\":%.17g,"
              "\"param\":\"%s\",\"loss\":\"%s\",\"T\":%d,\"classes\":%d,\"p_uncond\":%.9g,"
-             "\"discrete\":%d,\"levels\":%d}",
+             "\"discrete\":%d,\"levels\":%d,\"fourier\":%d}",
              (long long)c->c, (long long)c->h, (long long)c->w,
              c->net == ELBO_DENOISER_MLP ? "mlp" : "unet", ch, c->unet.blocks_per_level, at,
              (double)c->unet.dropout, c->unet.temb_dim, c->unet.groups, c->mlp_hidden,
              c->mlp_layers, c->mlp_temb, elbo_process_schedule_name(p), p->log_snr_min,
              p->log_snr_max, p->beta_min, p->beta_max, p->sigma_min, p->sigma_max,
              elbo_param_name(c->param), elbo_loss_kind_name(c->loss), c->T, c->classes,
-             (double)c->p_uncond, c->discrete, c->levels);
+             (double)c->p_uncond, c->discrete, c->levels, c->fourier);
     return s;
 }
 
@@ -581,6 +598,10 @@ static elbo_status check_config(const elbo_diffusion_config *c) {
         return elbo_error(ELBO_ERR_ARG, "diffusion: bad param or loss");
     if (c->T < 0 || c->T > 1000000)
         return elbo_error(ELBO_ERR_ARG, "diffusion: --time discrete:T needs T in 1..1000000, got %d", c->T);
+    if (c->fourier && c->net != ELBO_DENOISER_UNET)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: --fourier is for the unet (images)");
+    if (c->fourier != 0 && c->fourier != 1)
+        return elbo_error(ELBO_ERR_ARG, "diffusion: fourier must be 0 or 1, got %d", c->fourier);
     if (c->levels < 0 || c->levels == 1 || c->levels > 1000000)
         return elbo_error(ELBO_ERR_ARG, "diffusion: --levels needs L in 2..1000000 (or 0), got %d",
                           c->levels);
@@ -615,7 +636,7 @@ elbo_status elbo_diffusion_model_new(const elbo_diffusion_config *cfg, uint64_t 
     dm->ps = elbo_paramset_new();
     if (!dm->ps) st = elbo_last_status();
     if (st == ELBO_OK && c->net == ELBO_DENOISER_UNET) {
-        c->unet.in_channels = (int)c->c;
+        c->unet.in_channels = (int)(c->fourier ? c->c * (1 + 2 * FOURIER_NF) : c->c);
         c->unet.out_channels = (int)c->c;
         c->unet.n_classes = c->classes;
         dm->unet = elbo_unet_new(dm->ps, "", &c->unet);
@@ -715,6 +736,7 @@ elbo_status elbo__diffusion_from_json(const elbo__json *o, uint64_t seed, elbo_m
     INT_FIELD("classes", 0, 100000, c.classes);
     INT_FIELD("discrete", 0, 1, c.discrete);
     INT_FIELD("levels", 0, 1000000, c.levels);
+    INT_FIELD("fourier", 0, 1, c.fourier);
 #undef INT_FIELD
     if (st == ELBO_OK) st = elbo__cfg_float(o, "dropout", &c.unet.dropout);
     if (st == ELBO_OK) st = elbo__cfg_float(o, "p_uncond", &c.p_uncond);

@@ -69,7 +69,7 @@ int cmd_train_diffusion(int argc, char **argv) {
     const char *lmin_s = NULL, *lmax_s = NULL, *bmin_s = NULL, *bmax_s = NULL, *smin_s = NULL,
                *smax_s = NULL, *dropout_s = "0", *p_uncond_s = "0.1";
     int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3, toy_n = 60000;
-    int levels = ncsn ? 100 : 0;
+    int levels = ncsn ? 100 : 0, fourier = 0;
     const arg_flag model_flags[] = {
         args_string("--sde", &sde_s, "S", "train sde: ve | vp | subvp", "vp"),
         args_int("--levels", &levels, 0, 1000000, "L", "train on the ladder t_i = i / (L - 1) only "
@@ -93,6 +93,8 @@ int cmd_train_diffusion(int argc, char **argv) {
         args_int("--toy-n", &toy_n, 1, 1 << 28, "N", "toy:NAME data: points in the train set "
                  "(drawn from --seed)", "60000"),
         args_bool("--cond", &cond, "condition on the dataset's class labels (plus a null label)"),
+        args_bool("--fourier", &fourier, "unet: VDM's Fourier features sin, cos(2^n 2 pi x_t), n = "
+                  "6, 7, as extra input channels"),
         args_string("--p-uncond", &p_uncond_s, "P", "--cond: probability of the null label in "
                     "training", "0.1"),
         args_string("--log-snr-min", &lmin_s, "X", "cosine, loglinear: log SNR at t = 1", "-5"),
@@ -167,6 +169,7 @@ int cmd_train_diffusion(int argc, char **argv) {
     c.mlp_hidden = hidden;
     c.mlp_layers = layers;
     c.levels = levels;
+    c.fourier = fourier;
 
     elbo_data_spec spec;
     if (elbo_data_spec_parse(tc.data, &spec) != ELBO_OK)
