@@ -102,8 +102,8 @@ elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n
  *            its 256-bin decoder p(x | x_0) (VDM): -log P(x) <= E_q[-log p(x | x_0) -
  *            log p_ode(x_0) + log q(x_0 | x)], the ELBO with the prior and diffusion terms
  *            replaced by the ODE's exact log p(x_0)
- * The draws (u or the noise of x_0) come from `seed`; the probes of batch k use seed
- * lp->seed + k. */
+ * The draws (u or the noise of x_0) come from `seed`; the probes of batch k (from 0) use
+ * seed lp->seed + 0x9E3779B97F4A7C15 (k + 1), a stream apart from them. */
 typedef enum { ELBO_DEQUANT_UNIFORM = 0, ELBO_DEQUANT_PROCESS } elbo_dequant_kind;
 elbo_status elbo_dequant_parse(const char *name, elbo_dequant_kind *out); /* uniform|process */
 typedef struct {

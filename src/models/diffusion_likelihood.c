@@ -70,7 +70,8 @@ elbo_status elbo_diffusion_ode_likelihood(elbo_model *m, const elbo_dataset *ds,
         }
         elbo_diffusion_denoiser_state dst = {m, ctx, b, NULL, 0.0};
         elbo_ode_likelihood_params bl = *lp;
-        bl.seed = lp->seed + (uint64_t)batches;
+        /* the probes' stream apart from the dequantization's (seed) */
+        bl.seed = lp->seed + 0x9E3779B97F4A7C15ull * (uint64_t)(batches + 1);
         int nfe = 0;
         st = elbo_ode_log_likelihood(&c->process, &bl, elbo_diffusion_denoiser_vjp, &dst, y, b, D,
                                      logp, prior, NULL, &nfe);
