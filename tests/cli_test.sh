@@ -393,7 +393,7 @@ PY
         expect_fail "eval toy model on images" 2 "toy:NAME" eval "$P/ckpt.safetensors" --data "npy:$T/tiny28.npy"
     fi
     if expect_ok "train ncsn on toy points" train ncsn --data toy:8gaussians --toy-n 512 --steps 20 --batch 64 --hidden 32 --layers 2 --levels 10 --sigma-max 5 --out "$T/ncsn"; then
-        hdr=$(head -c 4000 "$T/ncsn/ckpt.safetensors" | tr -d '\\')
+        hdr=$(head -c 4000 "$T/ncsn/ckpt.safetensors" | tr -d '\\\000')
         [[ $hdr == *'"schedule":"ve"'*'"loss":"simple"'*'"levels":10'* ]] && ok "train ncsn: ve, simple, 10 levels in the config" || bad "train ncsn: ve, simple, 10 levels in the config" "${hdr:0:600}"
         expect_ok "sample ncsn langevin" sample "$T/ncsn/ckpt.safetensors" --sampler langevin --steps 10 --langevin-steps 5 --n 20 --out "$W/nc.png"
     fi
