@@ -277,17 +277,15 @@ static char *config_json(const elbo_classifier_config *c) {
     size_t k = 0;
     for (int l = 0; l < c->n_levels; l++)
         k += (size_t)snprintf(ch + k, sizeof ch - k, "%s%d", l ? "," : "", c->channels[l]);
-    const elbo_process *p = &c->process;
+    char proc[512];
+    elbo__process_json(&c->process, proc, sizeof proc);
     char *s = malloc(1024);
     if (!s) return NULL;
     snprintf(s, 1024,
              "{\"c\":%lld,\"h\":%lld,\"w\":%lld,\"classes\":%d,\"channels\":[%s],\"groups\":%d,"
-             "\"temb\":%d,\"noisy\":%d,\"dropout\":%.9g,\"schedule\":\"%s\",\"log_snr_min\":%.17g,"
-             "\"log_snr_max\":%.17g,\"beta_min\":%.17g,\"beta_max\":%.17g,\"sigma_min\":%.17g,"
-             "\"sigma_max\":%.17g}",
+             "\"temb\":%d,\"noisy\":%d,\"dropout\":%.9g,%s}",
              (long long)c->c, (long long)c->h, (long long)c->w, c->classes, ch, c->groups, c->temb,
-             c->noisy, (double)c->dropout, elbo_process_schedule_name(p), p->log_snr_min,
-             p->log_snr_max, p->beta_min, p->beta_max, p->sigma_min, p->sigma_max);
+             c->noisy, (double)c->dropout, proc);
     return s;
 }
 
@@ -424,21 +422,6 @@ elbo_status elbo__classifier_from_json(const elbo__json *o, uint64_t seed, elbo_
         return elbo_error(ELBO_ERR_ARG, "config: \"channels\" needs 1..%d entries, got none",
                           ELBO_CLASSIFIER_MAX_LEVELS);
     c.n_levels = n_ch;
-    const char *s;
-    if ((s = elbo__cfg_str(o, "schedule")) && elbo_process_set_schedule(&c.process, s) != ELBO_OK)
-        return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
-    const struct {
-        const char *key;
-        double *dst;
-    } dbl[] = {{"log_snr_min", &c.process.log_snr_min}, {"log_snr_max", &c.process.log_snr_max},
-               {"beta_min", &c.process.beta_min},       {"beta_max", &c.process.beta_max},
-               {"sigma_min", &c.process.sigma_min},     {"sigma_max", &c.process.sigma_max}};
-    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++) {
-        const elbo__json *j = elbo__json_get(o, dbl[i].key);
-        if (!j) continue;
-        if (j->type != ELBO__JSON_NUMBER)
-            return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be a number", dbl[i].key);
-        *dbl[i].dst = j->num;
-    }
+    if ((st = elbo__cfg_process(o, &c.process)) != ELBO_OK) return st;
     return elbo_classifier_model_new(&c, seed, out);
 }

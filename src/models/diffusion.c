@@ -557,22 +557,20 @@ static char *config_json(const elbo_diffusion_config *c) {
             q += (size_t)snprintf(at + q, sizeof at - q, "%s%lld", q ? "," : "",
                                   (long long)(c->h >> l));
     }
-    const elbo_process *p = &c->process;
+    char proc[512];
+    elbo__process_json(&c->process, proc, sizeof proc);
     char *s = malloc(1024);
     if (!s) return NULL;
     snprintf(s, 1024,
              "{\"c\":%lld,\"h\":%lld,\"w\":%lld,\"net\":\"%s\",\"channels\":[%s],\"blocks\":%d,"
              "\"attn\":[%s],\"dropout\":%.9g,\"temb\":%d,\"groups\":%d,\"hidden\":%d,\"layers\":%d,"
-             "\"mlp_temb\":%d,\"schedule\":\"%s\",\"log_snr_min\":%.17g,\"log_snr_max\":%.17g,"
-             "\"beta_min\":%.17g,\"beta_max\":%.17g,\"sigma_min\":%.17g,\"sigma_max\":%.17g,"
+             "\"mlp_temb\":%d,%s,"
              "\"param\":\"%s\",\"loss\":\"%s\",\"T\":%d,\"classes\":%d,\"p_uncond\":%.9g,"
              "\"discrete\":%d,\"levels\":%d,\"fourier\":%d}",
              (long long)c->c, (long long)c->h, (long long)c->w,
              c->net == ELBO_DENOISER_MLP ? "mlp" : "unet", ch, c->unet.blocks_per_level, at,
              (double)c->unet.dropout, c->unet.temb_dim, c->unet.groups, c->mlp_hidden,
-             c->mlp_layers, c->mlp_temb, elbo_process_schedule_name(p), p->log_snr_min,
-             p->log_snr_max, p->beta_min, p->beta_max, p->sigma_min, p->sigma_max,
-             elbo_param_name(c->param), elbo_loss_kind_name(c->loss), c->T, c->classes,
+             c->mlp_layers, c->mlp_temb, proc, elbo_param_name(c->param), elbo_loss_kind_name(c->loss), c->T, c->classes,
              (double)c->p_uncond, c->discrete, c->levels, c->fourier);
     return s;
 }
@@ -773,24 +771,10 @@ elbo_status elbo__diffusion_from_json(const elbo__json *o, uint64_t seed, elbo_m
         else if (!strcmp(s, "mlp")) c.net = ELBO_DENOISER_MLP;
         else return elbo_error(ELBO_ERR_ARG, "config: \"net\" must be unet or mlp, got \"%s\"", s);
     }
-    if ((s = elbo__cfg_str(o, "schedule")) && elbo_process_set_schedule(&c.process, s) != ELBO_OK)
-        return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
+    if ((st = elbo__cfg_process(o, &c.process)) != ELBO_OK) return st;
     if ((s = elbo__cfg_str(o, "param")) && elbo_param_parse(s, &c.param) != ELBO_OK)
         return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
     if ((s = elbo__cfg_str(o, "loss")) && elbo_loss_kind_parse(s, &c.loss) != ELBO_OK)
         return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
-    const struct {
-        const char *key;
-        double *dst;
-    } dbl[] = {{"log_snr_min", &c.process.log_snr_min}, {"log_snr_max", &c.process.log_snr_max},
-               {"beta_min", &c.process.beta_min},       {"beta_max", &c.process.beta_max},
-               {"sigma_min", &c.process.sigma_min},     {"sigma_max", &c.process.sigma_max}};
-    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++) {
-        const elbo__json *j = elbo__json_get(o, dbl[i].key);
-        if (!j) continue;
-        if (j->type != ELBO__JSON_NUMBER)
-            return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be a number", dbl[i].key);
-        *dbl[i].dst = j->num;
-    }
     return elbo_diffusion_model_new(&c, seed, out);
 }

@@ -703,6 +703,34 @@ const char *elbo__cfg_str(const elbo__json *o, const char *key) {
     return v && v->type == ELBO__JSON_STRING ? v->str : NULL;
 }
 
+elbo_status elbo__cfg_process(const elbo__json *o, elbo_process *p) {
+    const char *s = elbo__cfg_str(o, "schedule");
+    if (s && elbo_process_set_schedule(p, s) != ELBO_OK)
+        return elbo_error(ELBO_ERR_ARG, "config: %s", elbo_last_error());
+    const struct {
+        const char *key;
+        double *dst;
+    } dbl[] = {{"log_snr_min", &p->log_snr_min}, {"log_snr_max", &p->log_snr_max},
+               {"beta_min", &p->beta_min},       {"beta_max", &p->beta_max},
+               {"sigma_min", &p->sigma_min},     {"sigma_max", &p->sigma_max}};
+    for (size_t i = 0; i < sizeof dbl / sizeof dbl[0]; i++) {
+        const elbo__json *j = elbo__json_get(o, dbl[i].key);
+        if (!j) continue;
+        if (j->type != ELBO__JSON_NUMBER)
+            return elbo_error(ELBO_ERR_ARG, "config: \"%s\" must be a number", dbl[i].key);
+        *dbl[i].dst = j->num;
+    }
+    return ELBO_OK;
+}
+
+void elbo__process_json(const elbo_process *p, char *buf, size_t n) {
+    snprintf(buf, n,
+             "\"schedule\":\"%s\",\"log_snr_min\":%.17g,\"log_snr_max\":%.17g,\"beta_min\":%.17g,"
+             "\"beta_max\":%.17g,\"sigma_min\":%.17g,\"sigma_max\":%.17g",
+             elbo_process_schedule_name(p), p->log_snr_min, p->log_snr_max, p->beta_min,
+             p->beta_max, p->sigma_min, p->sigma_max);
+}
+
 elbo_status elbo__vae_from_json(const elbo__json *o, uint64_t seed, elbo_model **out) {
     elbo_vae_config cfg;
     elbo_vae_config_init(&cfg);

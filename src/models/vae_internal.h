@@ -4,6 +4,7 @@
 #define ELBO_MODELS_VAE_INTERNAL_H
 
 #include "elbo/train.h"
+#include "elbo/diffusion.h"
 #include "io/json.h"
 
 /* p(x|z) over D pixels: its kind and, for a Gaussian, a fixed std (0: learned). */
@@ -40,6 +41,13 @@ elbo_status elbo__cfg_int(const elbo__json *o, const char *key, int64_t lo, int6
                           int64_t *dst);
 elbo_status elbo__cfg_float(const elbo__json *o, const char *key, float *dst);
 const char *elbo__cfg_str(const elbo__json *o, const char *key); /* NULL unless a string */
+/* The noise process's members of a config object ("schedule", "log_snr_min", "log_snr_max",
+ * "beta_min", "beta_max", "sigma_min", "sigma_max"), each optional, into p (the diffusion
+ * model's and the classifier's configs). Errors name the member. */
+elbo_status elbo__cfg_process(const elbo__json *o, elbo_process *p);
+/* Those members as JSON, "\"schedule\":\"..\",...,\"sigma_max\":.." (no braces, doubles
+ * to 17 digits so a config round-trips exactly), into buf[0..n). */
+void elbo__process_json(const elbo_process *p, char *buf, size_t n);
 /* An array of at most max integers in 1..65536 into dst[0..*n) (absent: unchanged). */
 elbo_status elbo__cfg_int_list(const elbo__json *o, const char *key, int max, int *dst, int *n);
 

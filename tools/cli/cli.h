@@ -14,6 +14,15 @@ int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_score_field(int argc, char **argv);
 int cmd_train_classifier(int argc, char **argv);
+/* The noise process's numeric flags, shared by train diffusion | ncsn | sde | classifier:
+ * --log-snr-min, --log-snr-max, --beta-min, --beta-max, --sigma-min, --sigma-max. */
+typedef struct {
+    const char *lmin, *lmax, *bmin, *bmax, *smin, *smax; /* NULL: not given */
+} cli_process_nums;
+/* Appends the six flags (writing into p) to f; returns 6. */
+int cli_process_num_flags(arg_flag *f, cli_process_nums *p);
+/* Parses the given ones into proc's fields: 0, or the usage error's status (printed). */
+int cli_process_nums_apply(const cli_process_nums *p, elbo_process *proc);
 int cmd_eval_samples(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_interpolate(int argc, char **argv);

@@ -56,6 +56,35 @@ static int parse_int_list(const char *flag, const char *s, int *w, int max, int 
     return 0;
 }
 
+int cli_process_num_flags(arg_flag *f, cli_process_nums *p) {
+    memset(p, 0, sizeof *p);
+    f[0] = args_string("--log-snr-min", &p->lmin, "X", "cosine, loglinear: log SNR at t = 1", "-5");
+    f[1] = args_string("--log-snr-max", &p->lmax, "X", "cosine, loglinear: log SNR at t = 0", "13.3");
+    f[2] = args_string("--beta-min", &p->bmin, "X", "linear, subvp: beta at t = 0", "0.1");
+    f[3] = args_string("--beta-max", &p->bmax, "X", "linear, subvp: beta at t = 1", "20");
+    f[4] = args_string("--sigma-min", &p->smin, "X", "ve: sigma at t = 0", "0.01");
+    f[5] = args_string("--sigma-max", &p->smax, "X", "ve: sigma at t = 1", "50");
+    return 6;
+}
+
+int cli_process_nums_apply(const cli_process_nums *p, elbo_process *proc) {
+    const struct {
+        const char *flag, *s;
+        int positive;
+        double *dst;
+    } nums[] = {{"--log-snr-min", p->lmin, -1, &proc->log_snr_min},
+                {"--log-snr-max", p->lmax, -1, &proc->log_snr_max},
+                {"--beta-min", p->bmin, 1, &proc->beta_min},
+                {"--beta-max", p->bmax, 1, &proc->beta_max},
+                {"--sigma-min", p->smin, 1, &proc->sigma_min},
+                {"--sigma-max", p->smax, 1, &proc->sigma_max}};
+    int r;
+    for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
+        if (nums[j].s && (r = args_parse_double(nums[j].flag, nums[j].s, nums[j].positive, nums[j].dst)))
+            return r;
+    return 0;
+}
+
 /* kind: "diffusion", "ncsn" or "sde" (argv[0]): the same model with other defaults. */
 int cmd_train_diffusion(int argc, char **argv) {
     train_common tc;
@@ -66,8 +95,8 @@ int cmd_train_diffusion(int argc, char **argv) {
     const char *schedule = ncsn ? "ve" : "loglinear", *param = "eps",
                *loss = ncsn || sde ? "simple" : "elbo", *time_s = "continuous",
                *channels_s = "32,64,64", *attn_s = NULL, *net_s = "unet", *sde_s = "vp";
-    const char *lmin_s = NULL, *lmax_s = NULL, *bmin_s = NULL, *bmax_s = NULL, *smin_s = NULL,
-               *smax_s = NULL, *dropout_s = "0", *p_uncond_s = "0.1";
+    const char *dropout_s = "0", *p_uncond_s = "0.1";
+    cli_process_nums pn;
     int blocks = 1, temb = 128, groups = 8, cond = 0, hidden = 256, layers = 3, toy_n = 60000;
     int levels = ncsn ? 100 : 0, fourier = 0;
     const arg_flag model_flags[] = {
@@ -97,15 +126,10 @@ int cmd_train_diffusion(int argc, char **argv) {
                   "6, 7, as extra input channels"),
         args_string("--p-uncond", &p_uncond_s, "P", "--cond: probability of the null label in "
                     "training", "0.1"),
-        args_string("--log-snr-min", &lmin_s, "X", "cosine, loglinear: log SNR at t = 1", "-5"),
-        args_string("--log-snr-max", &lmax_s, "X", "cosine, loglinear: log SNR at t = 0", "13.3"),
-        args_string("--beta-min", &bmin_s, "X", "linear, subvp: beta at t = 0", "0.1"),
-        args_string("--beta-max", &bmax_s, "X", "linear, subvp: beta at t = 1", "20"),
-        args_string("--sigma-min", &smin_s, "X", "ve: sigma at t = 0", "0.01"),
-        args_string("--sigma-max", &smax_s, "X", "ve: sigma at t = 1", "50"),
     };
     for (size_t j = 0; j < sizeof model_flags / sizeof model_flags[0]; j++)
         flags[n_flags++] = model_flags[j];
+    n_flags += cli_process_num_flags(flags + n_flags, &pn);
     const char *pos[1];
     int np = 0;
     int r = args_parse("train", TRAIN_DIFFUSION_USAGE, flags, n_flags, argc, argv, pos, 1, &np);
@@ -139,19 +163,7 @@ int cmd_train_diffusion(int argc, char **argv) {
         if ((r = args_parse_ll("--time", time_s + 9, 1, 1000000, &T))) return r;
         c.T = (int)T;
     }
-    const struct {
-        const char *flag, *s;
-        int positive;
-        double *dst;
-    } nums[] = {{"--log-snr-min", lmin_s, -1, &c.process.log_snr_min},
-                {"--log-snr-max", lmax_s, -1, &c.process.log_snr_max},
-                {"--beta-min", bmin_s, 1, &c.process.beta_min},
-                {"--beta-max", bmax_s, 1, &c.process.beta_max},
-                {"--sigma-min", smin_s, 1, &c.process.sigma_min},
-                {"--sigma-max", smax_s, 1, &c.process.sigma_max}};
-    for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
-        if (nums[j].s && (r = args_parse_double(nums[j].flag, nums[j].s, nums[j].positive, nums[j].dst)))
-            return r;
+    if ((r = cli_process_nums_apply(&pn, &c.process))) return r;
     double dropout, p_uncond;
     if ((r = args_parse_double("--dropout", dropout_s, 0, &dropout)) ||
         (r = args_parse_double("--p-uncond", p_uncond_s, 0, &p_uncond)))

@@ -31,8 +31,7 @@ int cmd_train_classifier(int argc, char **argv) {
     int n_flags = train_common_flags(flags, &tc);
     const char *channels_s = "32,64,128", *process_of = NULL, *schedule = "loglinear",
                *dropout_s = "0";
-    const char *lmin_s = NULL, *lmax_s = NULL, *bmin_s = NULL, *bmax_s = NULL, *smin_s = NULL,
-               *smax_s = NULL;
+    cli_process_nums pn;
     int noisy = 0, groups = 8, temb = 128;
     const arg_flag model_flags[] = {
         args_bool("--noisy", &noisy, "train on noised images x_t, conditioned on t"),
@@ -44,15 +43,10 @@ int cmd_train_classifier(int argc, char **argv) {
         args_string("--dropout", &dropout_s, "P", "dropout in the residual blocks", "0"),
         args_string("--schedule", &schedule, "S", "--noisy: linear | cosine | loglinear | subvp | ve",
                     "loglinear"),
-        args_string("--log-snr-min", &lmin_s, "X", "cosine, loglinear: log SNR at t = 1", "-5"),
-        args_string("--log-snr-max", &lmax_s, "X", "cosine, loglinear: log SNR at t = 0", "13.3"),
-        args_string("--beta-min", &bmin_s, "X", "linear, subvp: beta at t = 0", "0.1"),
-        args_string("--beta-max", &bmax_s, "X", "linear, subvp: beta at t = 1", "20"),
-        args_string("--sigma-min", &smin_s, "X", "ve: sigma at t = 0", "0.01"),
-        args_string("--sigma-max", &smax_s, "X", "ve: sigma at t = 1", "50"),
     };
     for (size_t j = 0; j < sizeof model_flags / sizeof model_flags[0]; j++)
         flags[n_flags++] = model_flags[j];
+    n_flags += cli_process_num_flags(flags + n_flags, &pn);
     const char *pos[1];
     int np = 0;
     int r = args_parse("train", TRAIN_CLASSIFIER_USAGE, flags, n_flags, argc, argv, pos, 1, &np);
@@ -103,20 +97,7 @@ int cmd_train_classifier(int argc, char **argv) {
     } else if (noisy) {
         if (elbo_process_set_schedule(&c.process, schedule) != ELBO_OK)
             return args_fail(ARGS_USAGE, "--%s", elbo_last_error());
-        const struct {
-            const char *flag, *s;
-            int positive;
-            double *dst;
-        } nums[] = {{"--log-snr-min", lmin_s, -1, &c.process.log_snr_min},
-                    {"--log-snr-max", lmax_s, -1, &c.process.log_snr_max},
-                    {"--beta-min", bmin_s, 1, &c.process.beta_min},
-                    {"--beta-max", bmax_s, 1, &c.process.beta_max},
-                    {"--sigma-min", smin_s, 1, &c.process.sigma_min},
-                    {"--sigma-max", smax_s, 1, &c.process.sigma_max}};
-        for (size_t j = 0; j < sizeof nums / sizeof nums[0]; j++)
-            if (nums[j].s &&
-                (r = args_parse_double(nums[j].flag, nums[j].s, nums[j].positive, nums[j].dst)))
-                return r;
+        if ((r = cli_process_nums_apply(&pn, &c.process))) return r;
     }
     elbo_data_spec spec;
     if (elbo_data_spec_parse(tc.data, &spec) != ELBO_OK)
