@@ -450,6 +450,17 @@ else
     echo "skip npy and safetensors cases (no python3)"
 fi
 
+# ---- plot: a CSV's columns as lines ---------------------------------------------------
+printf 'w,fd_a,acc_a,fd_b,acc_b\n0,3.7,0.1,3.9,0.1\n1,2.9,0.6,2.0,0.8\n2,1.7,0.8,1.5,0.9\n' > "$T/sweep.csv"
+if expect_ok "plot parametric series with markers" plot "$T/sweep.csv" --x fd_a,fd_b --y acc_a,acc_b --markers --out "$W/tradeoff.png"; then
+    [ "$(head -c 8 "$W/tradeoff.png" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] && ok "plot writes a PNG" || bad "plot writes a PNG" "not a PNG"
+fi
+rm -f "$W/tradeoff.png"
+expect_fail "plot unknown column" 1 nope plot "$T/sweep.csv" --y nope --out "$W/p.png"
+expect_fail "plot x columns not matching the series" 1 "x columns" plot "$T/sweep.csv" --x fd_a,fd_b,w --y acc_a,acc_b --out "$W/p.png"
+expect_fail "plot missing csv" 1 /nonexistent_elbo.csv plot /nonexistent_elbo.csv --out "$W/p.png"
+expect_fail "plot bad --out" 2 --out plot "$T/sweep.csv" --out "$W/p.jpg"
+
 # ---- bad input ------------------------------------------------------------------------
 expect_fail "missing dataset dir" 1 /nonexistent_elbo_dir data show --data mnist:/nonexistent_elbo_dir --out "$W/a.png"
 expect_fail "unknown spec" 2 bogus-spec data show --data bogus-spec --out "$W/a.png"

@@ -500,6 +500,49 @@ TEST(plot_loss_csv_columns) {
     free(b.px);
 }
 
+/* elbo_plot_csv with one x column per series: a metric-against-metric curve per series, and
+ * markers at the vertices. Series a runs (0.1, 0.1) -> (0.9, 0.9), series b (0.1, 0.9) ->
+ * (0.9, 0.1) on [0, 1]^2 (pixel column 10 + 80 x, row 90 - 80 y). */
+TEST(plot_csv_parametric_series_and_markers) {
+    tmpdir td;
+    CHECK(td_make(&td));
+    char csv[128], p[128], q[128];
+    snprintf(csv, sizeof csv, "%s", td_file(&td, "sweep.csv"));
+    snprintf(p, sizeof p, "%s", td_file(&td, "lines.png"));
+    snprintf(q, sizeof q, "%s", td_file(&td, "marks.png"));
+    int ok = write_text(csv, "w,xa,ya,xb,yb\n0,0.1,0.1,0.1,0.9\n1,0.9,0.9,0.9,0.1\n");
+    elbo_plot_opts o = small_opts();
+    o.radius = 3;
+    ok = ok && elbo_plot_csv(csv, p, "xa,xb", "ya,yb", 0, &o) == ELBO_OK;
+    ok = ok && elbo_plot_csv(csv, q, "xa,xb", "ya,yb", 1, &o) == ELBO_OK;
+    image a = {0}, b = {0};
+    ok = ok && load(p, &a) && load(q, &b);
+    elbo_clear_error();
+    elbo_status st = elbo_plot_csv(csv, td_file(&td, "no.png"), "xa,xb,w", "ya,yb", 0, &o);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", elbo_last_error());
+    elbo_status st2 = elbo_plot_csv(csv, td_file(&td, "no.png"), "nope", "ya", 0, &o);
+    int files = td_count(&td);
+    td_remove(&td);
+    CHECK(ok);
+    CHECK_MSG(st == ELBO_ERR_ARG && has(msg, "x columns") && has(msg, "3 names"), "'%s'", msg);
+    CHECK(st2 == ELBO_ERR_ARG);
+    CHECK_MSG(files == 3, "%d files", files);
+    if (!ok) return;
+    int blue_a = 0, orange_a = 0;
+    for (int d = -1; d <= 1; d++) {
+        blue_a |= is_rgb(&a, 70 + d, 30, 31, 119, 180);   /* (0.25, 0.25) on series a */
+        orange_a |= is_rgb(&a, 30 + d, 30, 255, 127, 14); /* (0.25, 0.75) on series b */
+    }
+    CHECK(blue_a && orange_a);
+    /* (0.125, 0.1): 2 px right of series a's first vertex, off its line; inside its marker */
+    CHECK(is_rgb(&a, 82, 20, 255, 255, 255));
+    CHECK(is_rgb(&b, 82, 20, 31, 119, 180));
+    CHECK(is_rgb(&b, 18, 20, 255, 127, 14)); /* series b's first vertex (0.1, 0.9) */
+    free(a.px);
+    free(b.px);
+}
+
 TEST(plot_loss_csv_malformed) {
     tmpdir td;
     CHECK(td_make(&td));

@@ -145,17 +145,26 @@ elbo_status elbo_plot_vector_field(const char *path, const float *x, const float
  * ELBO_ERR_IO. */
 elbo_status elbo_plot_lines(const char *path, const float *x, const float *y,
                             int64_t n_series, int64_t n, const elbo_plot_opts *o);
-/* Plots columns of a CSV training log against its "step" column (or the data row index
- * 0, 1, ... if there is no "step" column). The first line is a header of column names
+/* Plots columns of a CSV file as lines. The first line is a header of column names
  * separated by ',' (surrounding spaces and a final '\r' are ignored); every other non-empty
  * line is a data row of exactly as many cells, each a number as strtod reads it (nan, inf
- * allowed; NaN cells are skipped when drawing). `columns` is a comma-separated list of
- * names ("loss" or "loss,kl"), at most 64; NULL or "" plots every column except "step".
- * Errors: ELBO_ERR_ARG (NULL path, unknown column name: message names it, bad options);
- * ELBO_ERR_IO (the CSV cannot be opened or read, or the PNG cannot be written);
- * ELBO_ERR_FORMAT (an empty file, a header missing or with a numeric or empty name, a
- * non-numeric cell, a row with a different number of cells, no data rows): the message is
+ * allowed; NaN cells are skipped when drawing). `y_columns` is a comma-separated list of
+ * names ("loss" or "loss,kl"), at most 64, series k drawn in tab10[k]; NULL or "" plots every
+ * column except the x column(s). `x_columns` is NULL or "" (the "step" column, or the row
+ * index 0, 1, ... if there is none), one name (x of every series), or one name per series
+ * (series k is y_k against x_k: a parametric curve such as a metric-against-metric
+ * trade-off). markers != 0 also draws each vertex as a disc of o's radius. The axis range
+ * is o's (has_range) or that of every series' finite data with o's margin; o->log_y for a
+ * log y axis. Errors: ELBO_ERR_ARG (NULL path, unknown column name: message names it, a
+ * count of x columns that is neither 1 nor that of the series, bad options); ELBO_ERR_IO
+ * (the CSV cannot be opened or read, or the PNG cannot be written); ELBO_ERR_FORMAT (an
+ * empty file, a header missing or with a numeric or empty name, a non-numeric cell, a row
+ * with a different number of cells, no data rows): the message is
  * "<csv_path>:<line>: <reason>". */
+elbo_status elbo_plot_csv(const char *csv_path, const char *png_path, const char *x_columns,
+                          const char *y_columns, int markers, const elbo_plot_opts *o);
+/* A training log's loss curves: elbo_plot_csv(csv_path, png_path, NULL, columns, 0, o), i.e.
+ * columns against "step". */
 elbo_status elbo_plot_loss_csv(const char *csv_path, const char *png_path, const char *columns,
                                const elbo_plot_opts *o);
 

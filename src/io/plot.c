@@ -651,17 +651,50 @@ static void chomp(char *s) {
 
 #define CSV_MAX_COLS 4096
 
+/* Index of the column `name` among names[0..ncols), or -1. */
+static int64_t column_index(char **names, int64_t ncols, const char *name) {
+    for (int64_t k = 0; k < ncols; k++)
+        if (!strcmp(names[k], name)) return k;
+    return -1;
+}
+
+/* Resolves the comma-separated column list `list` into sel[0..*nsel) (at most 64 names).
+ * `what` names the argument in messages. */
+static elbo_status select_columns(const char *list, const char *what, char **names,
+                                  int64_t ncols, const char *csv_path, int64_t *sel,
+                                  int64_t *nsel, char **buf) {
+    *buf = strdup(list);
+    if (!*buf) return elbo_error(ELBO_ERR_NOMEM, "%s: out of memory", csv_path);
+    char *want[65];
+    int64_t nw = split(*buf, want, 64);
+    if (nw > 64) return elbo_error(ELBO_ERR_ARG, "elbo_plot_csv: %s: more than 64 names", what);
+    for (int64_t w = 0; w < nw; w++) {
+        int64_t k = column_index(names, ncols, want[w]);
+        if (k < 0)
+            return elbo_error(ELBO_ERR_ARG, "elbo_plot_csv: %s: no column '%s' in %s", what,
+                              want[w], csv_path);
+        sel[w] = k;
+    }
+    *nsel = nw;
+    return ELBO_OK;
+}
+
 elbo_status elbo_plot_loss_csv(const char *csv_path, const char *png_path, const char *columns,
                                const elbo_plot_opts *o) {
-    if (!csv_path) return elbo_error(ELBO_ERR_ARG, "elbo_plot_loss_csv: csv_path is NULL");
-    if (!png_path) return elbo_error(ELBO_ERR_ARG, "elbo_plot_loss_csv: png_path is NULL");
+    return elbo_plot_csv(csv_path, png_path, NULL, columns, 0, o);
+}
+
+elbo_status elbo_plot_csv(const char *csv_path, const char *png_path, const char *x_columns,
+                          const char *y_columns, int markers, const elbo_plot_opts *o) {
+    if (!csv_path) return elbo_error(ELBO_ERR_ARG, "elbo_plot_csv: csv_path is NULL");
+    if (!png_path) return elbo_error(ELBO_ERR_ARG, "elbo_plot_csv: png_path is NULL");
     elbo_plot_opts def;
     o = opts_or_default(o, &def);
     elbo_status st = check_opts(o);
     if (st) return st;
     FILE *fp = fopen(csv_path, "rb");
     if (!fp) return elbo_error(ELBO_ERR_IO, "%s: cannot open for reading", csv_path);
-    char *line = NULL, *hdr = NULL, *colbuf = NULL;
+    char *line = NULL, *hdr = NULL, *colbuf = NULL, *xbuf = NULL;
     size_t cap = 0;
     char **names = malloc(CSV_MAX_COLS * sizeof *names);
     char **cells = malloc((CSV_MAX_COLS + 1) * sizeof *cells);
@@ -745,59 +778,80 @@ elbo_status elbo_plot_loss_csv(const char *csv_path, const char *png_path, const
         st = elbo_error(ELBO_ERR_FORMAT, "%s:%lld: no data rows", csv_path, (long long)lineno + 1);
         goto done;
     }
-    /* the columns to plot */
-    int64_t step = -1, sel[64], nsel = 0;
-    for (int64_t k = 0; k < ncols; k++)
-        if (!strcmp(names[k], "step")) {
-            step = k;
-            break;
-        }
-    if (columns && *columns) {
-        colbuf = strdup(columns);
-        if (!colbuf) {
-            st = elbo_error(ELBO_ERR_NOMEM, "%s: out of memory", csv_path);
+    /* the columns to plot: x either one column for every series (default "step", else
+     * the row index) or one per series */
+    int64_t xsel[64], nx = 0, sel[64], nsel = 0;
+    if (x_columns && *x_columns) {
+        if ((st = select_columns(x_columns, "x columns", names, ncols, csv_path, xsel, &nx,
+                                 &xbuf)))
             goto done;
-        }
-        char *want[65];
-        int64_t nw = split(colbuf, want, 64);
-        if (nw > 64) {
-            st = elbo_error(ELBO_ERR_ARG, "elbo_plot_loss_csv: columns: more than 64 names");
-            goto done;
-        }
-        for (int64_t w = 0; w < nw; w++) {
-            int64_t k = 0;
-            while (k < ncols && strcmp(names[k], want[w])) k++;
-            if (k == ncols) {
-                st = elbo_error(ELBO_ERR_ARG, "elbo_plot_loss_csv: columns: no column '%s' in %s",
-                                want[w], csv_path);
-                goto done;
-            }
-            sel[nsel++] = k;
-        }
     } else {
-        for (int64_t k = 0; k < ncols && nsel < 64; k++)
-            if (k != step) sel[nsel++] = k;
+        int64_t k = column_index(names, ncols, "step");
+        if (k >= 0) xsel[0] = k, nx = 1;
+    }
+    if (y_columns && *y_columns) {
+        if ((st = select_columns(y_columns, "columns", names, ncols, csv_path, sel, &nsel,
+                                 &colbuf)))
+            goto done;
+    } else {
+        for (int64_t k = 0; k < ncols && nsel < 64; k++) {
+            int is_x = 0;
+            for (int64_t j = 0; j < nx; j++) is_x |= xsel[j] == k;
+            if (!is_x) sel[nsel++] = k;
+        }
         if (nsel == 0) {
-            st = elbo_error(ELBO_ERR_FORMAT, "%s:1: no column to plot besides 'step'", csv_path);
+            st = elbo_error(ELBO_ERR_FORMAT, "%s:1: no column to plot besides '%s'", csv_path,
+                            nx ? names[xsel[0]] : "step");
             goto done;
         }
     }
-    xs = malloc((size_t)nrows * sizeof *xs);
+    if (nx > 1 && nx != nsel) {
+        st = elbo_error(ELBO_ERR_ARG,
+                        "elbo_plot_csv: x columns: %lld names for %lld series (give one, or "
+                        "one per series)",
+                        (long long)nx, (long long)nsel);
+        goto done;
+    }
+    xs = malloc((size_t)nrows * (size_t)nsel * sizeof *xs);
     ys = malloc((size_t)nrows * (size_t)nsel * sizeof *ys);
     if (!xs || !ys) {
         st = elbo_error(ELBO_ERR_NOMEM, "%s: out of memory", csv_path);
         goto done;
     }
-    for (int64_t i = 0; i < nrows; i++) {
-        xs[i] = step >= 0 ? (float)data[i * ncols + step] : (float)i;
-        for (int64_t s = 0; s < nsel; s++) ys[s * nrows + i] = (float)data[i * ncols + sel[s]];
+    for (int64_t s = 0; s < nsel; s++)
+        for (int64_t i = 0; i < nrows; i++) {
+            int64_t xk = nx ? xsel[nx > 1 ? s : 0] : -1;
+            xs[s * nrows + i] = xk >= 0 ? (float)data[i * ncols + xk] : (float)i;
+            ys[s * nrows + i] = (float)data[i * ncols + sel[s]];
+        }
+    /* the range over every series, then each series as a line (and its vertices) */
+    double x0 = o->xmin, x1 = o->xmax, y0 = o->ymin, y1 = o->ymax;
+    if (!o->has_range) {
+        double lo = INFINITY, hi = -INFINITY;
+        extent(xs, nsel * nrows, 1, 0, &lo, &hi);
+        pad_range(lo, hi, o->margin, 0, &x0, &x1);
+        lo = INFINITY, hi = -INFINITY;
+        extent(ys, nsel * nrows, 1, o->log_y, &lo, &hi);
+        pad_range(lo, hi, o->margin, o->log_y, &y0, &y1);
     }
-    st = elbo_plot_lines(png_path, xs, ys, nsel, nrows, o);
+    elbo_plot pl;
+    if ((st = elbo_plot_init(&pl, o, x0, x1, y0, y1))) goto done;
+    for (int64_t s = 0; s < nsel && !st; s++) {
+        st = elbo_plot_polyline(&pl, xs + s * nrows, ys + s * nrows, nrows, TAB10[s % 10]);
+        if (markers)
+            for (int64_t i = 0; i < nrows && !st; i++) {
+                float xy[2] = {xs[s * nrows + i], ys[s * nrows + i]};
+                st = elbo_plot_points(&pl, xy, 1, NULL, TAB10[s % 10], o->radius, 1);
+            }
+    }
+    if (!st) st = elbo_plot_save(&pl, png_path);
+    elbo_plot_free(&pl);
 done:
     fclose(fp);
     free(line);
     free(hdr);
     free(colbuf);
+    free(xbuf);
     free(names);
     free(cells);
     free(data);

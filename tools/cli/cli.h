@@ -24,6 +24,7 @@ int cli_process_num_flags(arg_flag *f, cli_process_nums *p);
 /* Parses the given ones into proc's fields: 0, or the usage error's status (printed). */
 int cli_process_nums_apply(const cli_process_nums *p, elbo_process *proc);
 int cmd_eval_samples(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_interpolate(int argc, char **argv);
 int cmd_traverse(int argc, char **argv);

@@ -36,6 +36,7 @@ static const char *USAGE =
     "                     without annealing (or a Gaussian mixture's, --true)\n"
     "  eval-samples S.npy  a clean classifier's accuracy, feature Frechet distance and class\n"
     "                     entropy for a set of samples\n"
+    "  plot FILE.csv  columns of a CSV file (a loss log, a sweep) as lines in a PNG\n"
     "  version        print the version\n"
     "\n"
     "Run `elbo COMMAND --help` for a command's flags.\n"
@@ -118,5 +119,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "denoise")) return cmd_denoise(argc - 2, argv + 2);
     if (!strcmp(argv[1], "score-field")) return cmd_score_field(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval-samples")) return cmd_eval_samples(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "plot")) return cmd_plot(argc - 2, argv + 2);
     return args_fail(ARGS_USAGE, "unknown command \"%s\" (see elbo --help)", argv[1]);
 }
