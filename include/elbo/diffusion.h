@@ -105,6 +105,12 @@ typedef struct {
 elbo_status elbo_process_at(const elbo_process *p, double t, elbo_noise_level *out);
 /* The standard deviation of the prior p(x_1): 1 for VP and sub-VP, sigma_max for VE. */
 double elbo_process_prior_std(const elbo_process *p);
+/* The time t in [0, 1] where log_snr(t) = target (log_snr decreases in t), by bisection to
+ * machine precision, and its level; ELBO_ERR_ARG when target is outside [log_snr(1),
+ * log_snr(0)] (the message gives the range). Used to read a noisy observation y = x + s n as
+ * x_t / alpha at log_snr = -2 log s (Tweedie's one-step denoiser). */
+elbo_status elbo_process_time_at_log_snr(const elbo_process *p, double target,
+                                         elbo_noise_level *out);
 
 /* ---- q(x_s | x_t, x) for s < t (VDM eq. 3, 4; Ho et al. eq. 6, 7) ----------------------
  *   alpha_ts = alpha_t / alpha_s,  sigma_ts^2 = sigma_t^2 - alpha_ts^2 sigma_s^2,

@@ -248,6 +248,32 @@ double elbo_process_prior_std(const elbo_process *p) {
     return p->kind == ELBO_PROCESS_VE ? p->sigma_max : 1.0;
 }
 
+/* Bisection on the decreasing log_snr(t): 100 halvings of [0, 1] reach the double grid. */
+elbo_status elbo_process_time_at_log_snr(const elbo_process *p, double target,
+                                         elbo_noise_level *out) {
+    if (!p || !out) return elbo_error(ELBO_ERR_ARG, "elbo_process_time_at_log_snr: NULL argument");
+    elbo_noise_level lo, hi, l;
+    elbo_status st = elbo_process_at(p, 0.0, &lo);
+    if (!st) st = elbo_process_at(p, 1.0, &hi);
+    if (st) return st;
+    const double tol = 1e-12 * (1 + fabs(lo.log_snr) + fabs(hi.log_snr)); /* endpoint rounding */
+    if (target > lo.log_snr && target <= lo.log_snr + tol) return elbo_process_at(p, 0.0, out);
+    if (target < hi.log_snr && target >= hi.log_snr - tol) return elbo_process_at(p, 1.0, out);
+    if (!(target <= lo.log_snr && target >= hi.log_snr))
+        return elbo_error(ELBO_ERR_ARG,
+                          "elbo_process_time_at_log_snr: log SNR %g outside the process's range "
+                          "[%.4g, %.4g]",
+                          target, hi.log_snr, lo.log_snr);
+    double a = 0, b = 1;
+    for (int it = 0; it < 100; it++) {
+        double mid = 0.5 * (a + b);
+        if ((st = elbo_process_at(p, mid, &l))) return st;
+        if (l.log_snr > target) a = mid;
+        else b = mid;
+    }
+    return elbo_process_at(p, 0.5 * (a + b), out);
+}
+
 elbo_status elbo_posterior_coefs_at(const elbo_noise_level *s, const elbo_noise_level *t,
                                     elbo_posterior_coefs *out) {
     if (!(s->t < t->t) || !(s->log_snr > t->log_snr))

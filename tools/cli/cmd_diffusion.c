@@ -428,25 +428,17 @@ int cmd_denoise(int argc, char **argv) {
         elbo_model_free(m);
         return rc;
     }
-    /* the time where sigma / alpha = s: log_snr(t) = -2 log s, by bisection (decreasing) */
-    const double s = 2.0 * sigma, target = -2.0 * log(s);
+    /* the time where sigma / alpha = s: log_snr(t) = -2 log s */
+    const double s = 2.0 * sigma;
     elbo_noise_level lo, hi, l;
     elbo_process_at(&c->process, 0.0, &lo);
     elbo_process_at(&c->process, 1.0, &hi);
-    if (!(target <= lo.log_snr && target >= hi.log_snr)) {
+    if (elbo_process_time_at_log_snr(&c->process, -2.0 * log(s), &l) != ELBO_OK) {
         int rc = args_fail(ARGS_USAGE, "--sigma: %g is outside the model's noise range [%.3g, %.3g]",
                            sigma, 0.5 * exp(-0.5 * lo.log_snr), 0.5 * exp(-0.5 * hi.log_snr));
         elbo_model_free(m);
         return rc;
     }
-    double a = 0, b = 1;
-    for (int it = 0; it < 100; it++) {
-        double mid = 0.5 * (a + b);
-        elbo_process_at(&c->process, mid, &l);
-        if (l.log_snr > target) a = mid;
-        else b = mid;
-    }
-    elbo_process_at(&c->process, 0.5 * (a + b), &l);
     elbo_dataset ds;
     if (elbo_dataset_load(&spec, split, &ds) != ELBO_OK) {
         elbo_model_free(m);
