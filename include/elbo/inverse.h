@@ -150,7 +150,9 @@ typedef struct {
  *   anneal   the paper's: t_i = clamp((1 - i/N)(1 + cos(i/50) / 4) t_max, t_min, t_max),
  *            high to low noise (their MNIST notebook), mode-seeking
  *   uniform  t_i ~ U(t_min, t_max): stochastic gradient on the bound above
- * x starts at x_init if non-NULL, else N(0, I) from seed. The output is x itself. */
+ * x starts at x_init if non-NULL, else N(0, I) from seed. The output is x itself. Each step
+ * calls prior->denoise for x0_hat, then prior->denoise_vjp at u = eps_hat - eps (u needs
+ * x0_hat first); all B images share t_i. energy is required. */
 typedef enum { ELBO_PNP_ANNEAL = 0, ELBO_PNP_UNIFORM } elbo_pnp_schedule;
 elbo_status elbo_pnp_schedule_parse(const char *name, elbo_pnp_schedule *out); /* anneal|uniform */
 
@@ -176,10 +178,13 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
  *               p(y | x_t) ~ p(y | x0_hat(x_t)) = N(y; A x0_hat, sigma_y^2 I), i.e. grad log
  *               p(y | x_t) added to the score, times sigma_ts^2-free step 1 (the paper's
  *               eq. 16 with zeta_i = 1)
- *   norm        zeta_i = zeta / ||r||, r the residual: x_s -= zeta grad ||y - A x0_hat||_2,
+ *   norm        zeta_i = zeta s^2 / ||r||, r the residual: x_s -= zeta grad ||y - A x0_hat||_2,
  *               the released code's (scale zeta, per image ||r|| = s sqrt(2 E), s =
- *               norm_scale); the paper's zeta_i = zeta' / ||y - A(x0_hat)|| (app. C.2)
- * Output: x0_hat at t = 0. */
+ *               norm_scale, so grad ||r|| = s^2 grad E / ||r||; 0 where r = 0); the paper's
+ *               zeta_i = zeta' / ||y - A(x0_hat)|| (app. C.2) on grad ||r||^2 is zeta = 2 zeta'
+ * Each step calls prior->denoise for x0_hat, then prior->denoise_vjp at u = grad E(x0_hat)
+ * (u needs x0_hat first); K + 1 denoiser and K VJP calls. With E = 0 it is the ancestral
+ * sampler (same seed, same bytes). Output: x0_hat at t = 0. */
 typedef enum { ELBO_DPS_LIKELIHOOD = 0, ELBO_DPS_NORM } elbo_dps_step;
 elbo_status elbo_dps_step_parse(const char *name, elbo_dps_step *out); /* likelihood|norm */
 
@@ -200,7 +205,10 @@ elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
  * ancestral step); the time schedule goes back up `jump` steps `resample - 1` times after
  * each `jump` steps down (their jump schedule; jump 1, resample 1: no resampling), each step
  * up x_t ~ q(x_t | x_s) = N(alpha_ts x_s, sigma_ts^2 I). Output: x0_hat at t = 0 with the
- * known pixels of y pasted in. ELBO_ERR_ARG unless op is an inpaint operator. */
+ * known pixels of y pasted in. ELBO_ERR_ARG unless op is an inpaint operator with a mask of
+ * 0s and 1s and the prior's shape. The unknown pixels' chain draws from seed as the ancestral
+ * sampler does (the known pixels' noise from a second stream): with an all-zero mask and
+ * resample 1 it is that sampler, bit for bit. Calls: one per step down, plus the output. */
 typedef struct {
     int steps;     /* K >= 1: 250 */
     int jump;      /* >= 1: 10 */
@@ -210,7 +218,9 @@ typedef struct {
 void elbo_repaint_params_init(elbo_repaint_params *rp);
 elbo_status elbo_repaint_solve(const elbo_prior *prior, const elbo_operator *op, const float *y,
                                const elbo_repaint_params *rp, float *x, int64_t B);
-/* The number of steps (down plus up) of the jump schedule, for progress and NFE counts. */
+/* The number of steps (down plus up) of the jump schedule, for progress and NFE counts:
+ * K + 2 (resample - 1) jump n_j, n_j = #{j = 0, jump, 2 jump, ... < K - jump}; the denoiser
+ * calls are (length + K) / 2 + 1. -1 for NULL or a field out of range. */
 int64_t elbo_repaint_schedule_length(const elbo_repaint_params *rp);
 
 /* ---- metrics (on images in [0, 1], data range 1) ----------------------------------------- */

@@ -3,6 +3,7 @@
  * annealed Langevin and the probability-flow ODE (the score view). */
 #include "elbo/ode.h"
 #include "elbo/sample.h"
+#include "sample_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -106,6 +107,19 @@ elbo_status elbo_langevin(elbo_denoiser_fn denoise, void *user, const elbo_noise
             x[j] = (float)(x[j] + 0.5 * a * c * (l->alpha * x0_hat[j] - (double)x[j]) + sd * z[j]);
     }
     return ELBO_OK;
+}
+
+void elbo__ancestral_step(elbo_rng *rng, const elbo_posterior_coefs *q, float *x,
+                          const float *x0_hat, float *z, int64_t n) {
+    const double c = sqrt(q->var);
+    if (c > 0) {
+        /* the mean of q(x_s | x_t, x0_hat) plus its standard deviation times z */
+        elbo_rng_normal(rng, z, (size_t)n, 0.0f, 1.0f);
+        for (int64_t j = 0; j < n; j++)
+            x[j] = (float)(q->coef_xt * x[j] + q->coef_x * x0_hat[j] + c * z[j]);
+    } else {
+        for (int64_t j = 0; j < n; j++) x[j] = (float)(q->coef_xt * x[j] + q->coef_x * x0_hat[j]);
+    }
 }
 
 /* Annealed Langevin dynamics (Song & Ermon 2019, alg. 1) over K levels t_i = i / (K - 1):
@@ -292,14 +306,11 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
         } else {
             elbo_posterior_coefs q;
             if ((st = elbo_posterior_coefs_at(&ls, &lt, &q))) goto done;
-            double eta = sp->kind == ELBO_SAMPLER_ANCESTRAL ? 1.0 : sp->eta;
-            double c2 = eta * eta * q.var, c = sqrt(c2);
-            if (c > 0) elbo_rng_normal(&rng, z, (size_t)n, 0.0f, 1.0f);
             if (sp->kind == ELBO_SAMPLER_ANCESTRAL) {
-                /* mean of q(x_s | x_t, x0_hat) plus its standard deviation times z */
-                for (int64_t j = 0; j < n; j++)
-                    x[j] = (float)(q.coef_xt * x[j] + q.coef_x * x0_hat[j] + c * z[j]);
+                elbo__ancestral_step(&rng, &q, x, x0_hat, z, n);
             } else {
+                double c2 = sp->eta * sp->eta * q.var, c = sqrt(c2);
+                if (c > 0) elbo_rng_normal(&rng, z, (size_t)n, 0.0f, 1.0f);
                 /* eps_hat = (x_t - alpha_t x0_hat) / sigma_t */
                 double d = sqrt(fmax(ls.sigma * ls.sigma - c2, 0.0)) / lt.sigma;
                 for (int64_t j = 0; j < n; j++) {

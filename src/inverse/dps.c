@@ -1,0 +1,116 @@
+/* Diffusion posterior sampling (Chung et al. 2023, "Diffusion posterior sampling for general
+ * noisy inverse problems", alg. 1): the ancestral sampler with a gradient step on E(x0_hat)
+ * through the denoiser after each step; see include/elbo/inverse.h. */
+#include "sample/sample_internal.h"
+#include "solvers_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *dps_step_names[] = {"likelihood", "norm"};
+
+elbo_status elbo_dps_step_parse(const char *name, elbo_dps_step *out) {
+    for (int k = 0; name && k < 2; k++)
+        if (strcmp(name, dps_step_names[k]) == 0) {
+            *out = (elbo_dps_step)k;
+            return ELBO_OK;
+        }
+    return elbo_error(ELBO_ERR_ARG, "dps step: unknown '%s' (likelihood, norm)",
+                      name ? name : "(null)");
+}
+
+void elbo_dps_params_init(elbo_dps_params *dp) {
+    memset(dp, 0, sizeof *dp);
+    dp->steps = 1000;
+    dp->zeta = 1.0;
+    dp->step = ELBO_DPS_NORM;
+    dp->seed = 0;
+}
+
+static elbo_status dps_check(const elbo_energy *energy, const elbo_dps_params *dp) {
+    if (!energy || !energy->fn)
+        return elbo_error(ELBO_ERR_ARG, "dps_solve: energy (or its fn) is NULL");
+    if (!dp) return elbo_error(ELBO_ERR_ARG, "dps_solve: params are NULL");
+    if (dp->steps < 1)
+        return elbo_error(ELBO_ERR_ARG, "dps_solve: steps must be >= 1, got %d", dp->steps);
+    if (!(dp->zeta > 0) || !isfinite(dp->zeta))
+        return elbo_error(ELBO_ERR_ARG, "dps_solve: zeta must be > 0 and finite, got %g", dp->zeta);
+    if (dp->step != ELBO_DPS_LIKELIHOOD && dp->step != ELBO_DPS_NORM)
+        return elbo_error(ELBO_ERR_ARG, "dps_solve: unknown step %d", (int)dp->step);
+    if (dp->step == ELBO_DPS_NORM && (!(energy->norm_scale > 0) || !isfinite(energy->norm_scale)))
+        return elbo_error(ELBO_ERR_ARG,
+                          "dps_solve: energy->norm_scale must be > 0 and finite for the norm step, "
+                          "got %g",
+                          energy->norm_scale);
+    return ELBO_OK;
+}
+
+/* On the grid t_i = i / K from x_1 ~ N(0, prior_std^2 I), for i = K .. 1 (t = t_i, s = t_{i-1}):
+ *   x0_hat = D(x_t, t),  g = grad E(x0_hat),  vjp = (d x0_hat / d x_t)^T g,
+ *   x_s ~ q(x_s | x_t, x = x0_hat)   (the ancestral step of the sampler, its RNG draws),
+ *   x_s -= zeta_b vjp   per image b, with
+ *     likelihood  zeta_b = zeta
+ *     norm        zeta_b = zeta s^2 / ||r_b||, ||r_b|| = s sqrt(2 E_b) (s = norm_scale), i.e.
+ *                 x_s -= zeta grad_{x_t} ||r_b|| since grad ||r|| = s^2 grad E / ||r||
+ *                 (the released code's x_t -= scale grad ||y - A x0_hat||; 0 when r_b = 0);
+ * then the output x0_hat = D(x_0, 0). Calls: K denoiser + K VJP + 1. */
+elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
+                           const elbo_dps_params *dp, float *x, int64_t B) {
+    int64_t D = 0;
+    elbo_status st = elbo__solver_check("dps_solve", prior, 1, x, B, &D);
+    if (st) return st;
+    if ((st = dps_check(energy, dp))) return st;
+    const int64_t n = B * D;
+    const int K = dp->steps, norm = dp->step == ELBO_DPS_NORM;
+    /* scratch, once: x0_hat, grad E, vjp, z (also the VJP call's x0_hat); E's values, zeta_b */
+    float *x0_hat = malloc((size_t)n * 4 * sizeof(float) + (size_t)B * 2 * sizeof(double));
+    if (!x0_hat)
+        return elbo_error(ELBO_ERR_NOMEM, "dps_solve: out of memory for %lld values", (long long)n);
+    float *g = x0_hat + n, *vjp = g + n, *z = vjp + n;
+    double *value = (double *)(z + n), *zeta_b = value + B;
+    const elbo_process *p = prior->process;
+    elbo_rng rng;
+    elbo_rng_init(&rng, dp->seed);
+    elbo_rng_normal(&rng, x, (size_t)n, 0.0f, (float)elbo_process_prior_std(p));
+    elbo_noise_level lt, ls;
+    if ((st = elbo_process_at(p, 1.0, &lt))) goto done;
+    for (int i = K; i >= 1; i--) {
+        if ((st = elbo_process_at(p, (double)(i - 1) / K, &ls))) goto done;
+        if ((st = prior->denoise(prior->denoise_user, x, n, &lt, x0_hat))) goto done;
+        if ((st = energy->fn(energy->user, x0_hat, B, norm ? value : NULL, g))) goto done;
+        if ((st = prior->denoise_vjp(prior->vjp_user, x, n, &lt, g, z, vjp))) goto done;
+        for (int64_t b = 0; b < B; b++) {
+            if (!norm) {
+                zeta_b[b] = dp->zeta;
+                continue;
+            }
+            if (!(value[b] >= 0) || !isfinite(value[b])) {
+                st = elbo_error(ELBO_ERR_ARG,
+                                "dps_solve: the norm step needs an energy >= 0, got E = %g for "
+                                "image %lld",
+                                value[b], (long long)b);
+                goto done;
+            }
+            const double s = energy->norm_scale, r = s * sqrt(2.0 * value[b]);
+            zeta_b[b] = r > 0 ? dp->zeta * s * s / r : 0.0;
+        }
+        elbo_posterior_coefs q;
+        if ((st = elbo_posterior_coefs_at(&ls, &lt, &q))) goto done;
+        elbo__ancestral_step(&rng, &q, x, x0_hat, z, n);
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t j = b * D; j < (b + 1) * D; j++) x[j] = (float)(x[j] - zeta_b[b] * vjp[j]);
+        lt = ls;
+    }
+    /* the output: x0_hat at t = 0 */
+    if ((st = prior->denoise(prior->denoise_user, x, n, &lt, x0_hat))) goto done;
+    if (!elbo__all_finite(x0_hat, n)) {
+        st = elbo_error(ELBO_ERR_STATE, "dps_solve: the samples diverged (values not finite); "
+                                        "lower zeta or use the norm step");
+        goto done;
+    }
+    memcpy(x, x0_hat, (size_t)n * sizeof(float));
+done:
+    free(x0_hat);
+    return st;
+}
