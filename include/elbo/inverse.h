@@ -74,7 +74,7 @@ elbo_status elbo_op_adjoint(const elbo_operator *op, const float *r, int64_t B, 
 /* x (B, D) = A^+ y (inpaint, superres, denoise); ELBO_ERR_ARG for deblur. */
 elbo_status elbo_op_pinv(const elbo_operator *op, const float *y, int64_t B, float *x);
 /* y = A x + sigma_y z, z ~ N(0, I) from rng (a measurement of x); for inpaint
- * y = A (x + sigma_y z), so y stays 0 where m is 0. Draws B M normals (B D for inpaint). */
+ * y = A (x + sigma_y z), so y stays 0 where m is 0. Draws B M normals when sigma_y > 0. */
 elbo_status elbo_op_measure(const elbo_operator *op, const float *x, int64_t B, elbo_rng *rng,
                             float *y);
 
