@@ -791,7 +791,7 @@ TEST(inverse_fill_mean) {
 /* The source pixel of each output of a fill_nearest over y = 0, 1, 2, ... (y[i] = i). */
 static elbo_status nearest_src(const float *mask, int64_t h, int64_t w, int *src) {
     float y[32 * 32], x[32 * 32];
-    for (int64_t i = 0; i < h * w; i++) y[i] = (float)i;
+    for (int i = 0; i < 32 * 32; i++) y[i] = (float)i;
     elbo_status st = elbo_fill_nearest(y, mask, 1, 1, h, w, x);
     for (int64_t i = 0; i < h * w; i++) src[i] = (int)x[i];
     return st;
