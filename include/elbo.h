@@ -21,6 +21,8 @@
  *   likelihood.h  log p(x) through the probability-flow ODE (Hutchinson-Skilling trace)
  *   gmm.h    Gaussian mixtures with closed-form noised scores, densities and denoisers
  *   guidance.h  classifier guidance as a wrapping denoiser, the classifier-free mix
+ *   inverse.h   inverse problems with a diffusion prior: measurement operators, masks,
+ *               energies, PnP / DPS / RePaint solvers, PSNR / SSIM, simple baselines
  */
 #ifndef ELBO_H
 #define ELBO_H
@@ -30,6 +32,7 @@
 #include "elbo/diffusion.h"
 #include "elbo/gmm.h"
 #include "elbo/guidance.h"
+#include "elbo/inverse.h"
 #include "elbo/likelihood.h"
 #include "elbo/ode.h"
 #include "elbo/sample.h"

@@ -73,12 +73,14 @@ elbo_status elbo_op_forward(const elbo_operator *op, const float *x, int64_t B, 
 elbo_status elbo_op_adjoint(const elbo_operator *op, const float *r, int64_t B, float *x);
 /* x (B, D) = A^+ y (inpaint, superres, denoise); ELBO_ERR_ARG for deblur. */
 elbo_status elbo_op_pinv(const elbo_operator *op, const float *y, int64_t B, float *x);
-/* y = A x + sigma_y z, z ~ N(0, I) from rng (a measurement of x). */
+/* y = A x + sigma_y z, z ~ N(0, I) from rng (a measurement of x); for inpaint
+ * y = A (x + sigma_y z), so y stays 0 where m is 0. Draws B M normals when sigma_y > 0. */
 elbo_status elbo_op_measure(const elbo_operator *op, const float *x, int64_t B, elbo_rng *rng,
                             float *y);
 
 /* Masks of h x w (1 observed, 0 missing) into mask[0..h w):
- *   box     a centred square of side h/2 x w/2 (rounded down) missing
+ *   box     a centred rectangle of h/2 x w/2 (rounded down) missing: rows
+ *           [(h - h/2)/2, (h - h/2)/2 + h/2), columns likewise (offsets rounded down)
  *   random  each pixel observed with probability keep (Bernoulli, from seed)
  *   half    the right half (columns >= w/2) missing */
 typedef enum { ELBO_MASK_BOX = 0, ELBO_MASK_RANDOM, ELBO_MASK_HALF } elbo_mask_kind;
@@ -121,6 +123,7 @@ typedef struct {
     void *classifier_user;
     const int32_t *labels; /* (B) */
     double weight;         /* > 0 */
+    int64_t dim;           /* D = c h w, the values per image (the classifier takes n = B D) */
 } elbo_constraint_energy;
 elbo_status elbo_constraint_energy_fn(void *user, const float *x, int64_t B, double *value,
                                       float *grad);
@@ -235,7 +238,8 @@ elbo_status elbo_ssim(const float *x, const float *ref, int64_t c, int64_t h, in
                       double *out);
 
 /* ---- baselines ---------------------------------------------------------------------------- */
-/* Inpainting: missing pixels get the mean of the image's observed pixels (per channel). */
+/* Inpainting: missing pixels get the mean of the image's observed pixels (per channel); the
+ * observed pixels are copied from y. An all-missing mask is ELBO_ERR_ARG. */
 elbo_status elbo_fill_mean(const float *y, const float *mask, int64_t B, int64_t c, int64_t h,
                            int64_t w, float *x);
 /* Inpainting: each missing pixel takes the value of the nearest observed pixel (Euclidean
@@ -243,12 +247,13 @@ elbo_status elbo_fill_mean(const float *y, const float *mask, int64_t B, int64_t
 elbo_status elbo_fill_nearest(const float *y, const float *mask, int64_t B, int64_t c,
                               int64_t h, int64_t w, float *x);
 /* Super-resolution: bicubic upsampling by `factor` of y (B, c, h/f, w/f) to (B, c, h, w),
- * Keys' kernel with a = -0.5, half-pixel centres (align_corners=False), edge clamping
- * (PyTorch's interpolate(mode="bicubic", align_corners=False)). */
+ * Keys' cubic convolution kernel with a = -0.75 (PyTorch's choice; Keys and Matlab use
+ * -0.5), half-pixel centres (align_corners=False), edge clamping: PyTorch's
+ * interpolate(mode="bicubic", align_corners=False). */
 elbo_status elbo_upsample_bicubic(const float *y, int64_t B, int64_t c, int64_t h, int64_t w,
                                   int factor, float *x);
-/* Denoising: a Gaussian filter of std sigma pixels (radius ceil(3 sigma)), per channel, with
- * circular boundaries (the deblur operator's kernel). */
+/* Denoising: a Gaussian filter of std sigma pixels (radius ceil(3 sigma), capped at
+ * ELBO_OP_MAX_RADIUS), per channel, with circular boundaries (the deblur operator's kernel). */
 elbo_status elbo_gaussian_filter(const float *x, int64_t B, int64_t c, int64_t h, int64_t w,
                                  double sigma, float *out);
 
