@@ -375,6 +375,35 @@ PY
         expect_fail "classifier guidance: another process" 2 "another noise process" sample "$D/ckpt.safetensors" --classifier "$T/nclf2/ckpt.safetensors" --class 0 --out "$W/cg.png"
     fi
     expect_fail "classifier guidance: not a classifier" 2 "not a classifier" sample "$D/ckpt.safetensors" --classifier "$D/ckpt.safetensors" --class 0 --out "$W/cg.png"
+    # ---- inverse problems with the tiny diffusion model as the prior --------------------
+    for task in inpaint superres denoise deblur; do
+        for solver in pnp dps; do
+            if expect_ok "inverse $task $solver --eval" inverse "$D/ckpt.safetensors" --task $task --solver $solver --data "npy:$T/tiny28.npy" --n 2 --steps 3 --eval --out "$W/inv_$task.png"; then
+                [[ $OUT == *'"psnr_db":'*'"ssim":'*'"baselines":{"'* && $OUT == *'"sigma_y":0.05, "sigma_y_units":"[0,1] pixels"'* ]] && ok "inverse $task $solver JSON" || bad "inverse $task $solver JSON" "$OUT"
+            fi
+        done
+    done
+    if expect_ok "inverse inpaint repaint, 3 samples, .npy" inverse "$D/ckpt.safetensors" --task inpaint --solver repaint --mask half --data "npy:$T/tiny28.npy" --n 2 --steps 4 --jump 2 --resample 2 --samples 3 --out "$W/inv_rp.png" --npy "$W/inv_rp.npy"; then
+        [ -s "$W/inv_rp.npy" ] && [ -s "$W/inv_rp.std.npy" ] && [ -s "$W/inv_rp.samples.npy" ] && ok "inverse writes mean, std and samples" || bad "inverse writes mean, std and samples" "$(ls "$W")"
+    fi
+    expect_ok "inverse constraint pnp" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --classifier "$T/clf/ckpt.safetensors" --class all --n 1 --steps 3 --eval --out "$W/inv_c.png"
+    [[ $OUT == *'"accuracy":'* ]] && ok "inverse constraint accuracy" || bad "inverse constraint accuracy" "$OUT"
+    rm -f "$W"/inv_*
+    python3 - "$T" <<'PY'
+import struct, sys
+h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 14, 14), }"
+h = h + " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
+open(sys.argv[1] + "/y_bad.npy", "wb").write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + bytes(4 * 196))
+PY
+    expect_fail "inverse: a measurement of the wrong shape" 2 "y_bad.npy" inverse "$D/ckpt.safetensors" --task superres --factor 4 --solver dps --y "$T/y_bad.npy" --out "$W/inv.png"
+    expect_fail "inverse: repaint for superres" 2 "repaint" inverse "$D/ckpt.safetensors" --task superres --solver repaint --data "npy:$T/tiny28.npy" --out "$W/inv.png"
+    expect_fail "inverse: bad task" 2 "--task" inverse "$D/ckpt.safetensors" --task colorize --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
+    expect_fail "inverse: factor not dividing the image" 2 "factor" inverse "$D/ckpt.safetensors" --task superres --factor 3 --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
+    expect_fail "inverse: bad mask file" 1 "/nonexistent_elbo_mask.png" inverse "$D/ckpt.safetensors" --task inpaint --mask /nonexistent_elbo_mask.png --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
+    expect_fail "inverse: constraint without a classifier" 2 "--classifier" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --out "$W/inv.png"
+    expect_fail "inverse: constraint with a class past the classifier's" 2 "--class" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --classifier "$T/clf/ckpt.safetensors" --class 9 --out "$W/inv.png"
+    expect_fail "inverse: two inputs" 2 "one of" inverse "$D/ckpt.safetensors" --task denoise --solver dps --data "npy:$T/tiny28.npy" --in "$T/y_bad.npy" --out "$W/inv.png"
+    expect_fail "inverse: not a diffusion model" 2 "not a diffusion" inverse "$T/clf/ckpt.safetensors" --task denoise --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
     expect_fail "train classifier without labels" 2 "no labels" train classifier --data "npy:$T/tiny28.npy" --out "$W/r4"
     expect_fail "train classifier --temb without --noisy" 2 "--noisy" train classifier --data "$LAB" --temb 16 --out "$W/r4"
     P=$T/diftoy

@@ -25,6 +25,7 @@ int cli_process_num_flags(arg_flag *f, cli_process_nums *p);
 int cli_process_nums_apply(const cli_process_nums *p, elbo_process *proc);
 int cmd_eval_samples(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_inverse(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_interpolate(int argc, char **argv);
 int cmd_traverse(int argc, char **argv);

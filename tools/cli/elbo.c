@@ -36,6 +36,9 @@ static const char *USAGE =
     "                     without annealing (or a Gaussian mixture's, --true)\n"
     "  eval-samples S.npy  a clean classifier's accuracy, feature Frechet distance and class\n"
     "                     entropy for a set of samples\n"
+    "  inverse CKPT   inverse problems with the model as a prior: inpainting, super-\n"
+    "                 resolution, denoising, deblurring, a classifier constraint (PnP, DPS,\n"
+    "                 RePaint), PSNR / SSIM against baselines\n"
     "  plot FILE.csv  columns of a CSV file (a loss log, a sweep) as lines in a PNG\n"
     "  version        print the version\n"
     "\n"
@@ -120,5 +123,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "score-field")) return cmd_score_field(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval-samples")) return cmd_eval_samples(argc - 2, argv + 2);
     if (!strcmp(argv[1], "plot")) return cmd_plot(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "inverse")) return cmd_inverse(argc - 2, argv + 2);
     return args_fail(ARGS_USAGE, "unknown command \"%s\" (see elbo --help)", argv[1]);
 }
