@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include "diffusion_testlib.h"
+#include "elbo/inverse.h"
 #include "elbo/train.h"
 
 #include <stdlib.h>
@@ -119,5 +120,78 @@ TEST(diffusion_likelihood_dataset_figures) {
     CHECK(strstr(elbo_last_error(), "guidance"));
     elbo_ctx_free(ctx);
     free(ds.images);
+    elbo_model_free(m);
+}
+
+/* u = 2 x0_hat - 1, a cotangent formed from the output. */
+static elbo_status twice_minus_one(void *user, const float *x0_hat, int64_t n, float *u) {
+    (void)user;
+    for (int64_t i = 0; i < n; i++) u[i] = 2.0f * x0_hat[i] - 1.0f;
+    return ELBO_OK;
+}
+
+/* A quadratic energy E(x) = |x - 0.3|^2 / 2 per image, for the solvers below. */
+static elbo_status quad_energy(void *user, const float *x, int64_t B, double *value, float *grad) {
+    const int64_t D = *(const int64_t *)user;
+    for (int64_t b = 0; b < B; b++) {
+        double e = 0;
+        for (int64_t j = b * D; j < (b + 1) * D; j++) {
+            double r = x[j] - 0.3;
+            e += 0.5 * r * r;
+            if (grad) grad[j] = (float)r;
+        }
+        if (value) value[b] = e;
+    }
+    return ELBO_OK;
+}
+
+/* The fused VJP (one forward, the cotangent formed from x0_hat) gives the bytes of the
+ * denoiser followed by the two-pass VJP; PnP and DPS on the diffusion model give the same
+ * bytes with and without prior->denoise_vjp_at. */
+TEST(diffusion_denoiser_vjp_at_matches_two_passes) {
+    enum { B = 2, D = 64, N = B * D };
+    elbo_diffusion_config c;
+    tiny_image_config(&c);
+    elbo_model *m;
+    CHECK(elbo_diffusion_model_new(&c, 5, &m) == ELBO_OK);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    float x[N], x0a[N], x0b[N], ua[N], ub[N], va[N], vb[N];
+    elbo_rng rng;
+    elbo_rng_init(&rng, 2);
+    elbo_rng_normal(&rng, x, N, 0.0f, 1.0f);
+    elbo_noise_level l;
+    CHECK(elbo_process_at(&c.process, 0.4, &l) == ELBO_OK);
+    elbo_diffusion_denoiser_state s = {m, ctx, B, NULL, 0.0};
+    CHECK(elbo_diffusion_denoiser_vjp_at(&s, x, N, &l, twice_minus_one, NULL, x0a, ua, va) == ELBO_OK);
+    CHECK(elbo_diffusion_denoiser(&s, x, N, &l, x0b) == ELBO_OK);
+    CHECK(twice_minus_one(NULL, x0b, N, ub) == ELBO_OK);
+    float x0c[N];
+    CHECK(elbo_diffusion_denoiser_vjp(&s, x, N, &l, ub, x0c, vb) == ELBO_OK);
+    CHECK(memcmp(x0a, x0b, sizeof x0a) == 0 && memcmp(x0a, x0c, sizeof x0a) == 0);
+    CHECK(memcmp(ua, ub, sizeof ua) == 0 && memcmp(va, vb, sizeof va) == 0);
+    double vn = 0;
+    for (int i = 0; i < N; i++) vn += fabs(va[i]);
+    CHECK(vn > 0);
+    CHECK(elbo_diffusion_denoiser_vjp_at(&s, x, N, &l, NULL, NULL, x0a, ua, va) == ELBO_ERR_ARG);
+
+    int64_t dim = D;
+    elbo_energy e = {quad_energy, &dim, 1.0};
+    elbo_prior fused = {&c.process, elbo_diffusion_denoiser, &s, elbo_diffusion_denoiser_vjp, &s,
+                        1, 8, 8, elbo_diffusion_denoiser_vjp_at};
+    elbo_prior plain = fused;
+    plain.denoise_vjp_at = NULL;
+    elbo_pnp_params pp;
+    elbo_pnp_params_init(&pp);
+    pp.steps = 4;
+    CHECK(elbo_pnp_solve(&fused, &e, &pp, 0, x0a, B) == ELBO_OK);
+    CHECK(elbo_pnp_solve(&plain, &e, &pp, 0, x0b, B) == ELBO_OK);
+    CHECK(memcmp(x0a, x0b, sizeof x0a) == 0);
+    elbo_dps_params dp;
+    elbo_dps_params_init(&dp);
+    dp.steps = 4;
+    CHECK(elbo_dps_solve(&fused, &e, &dp, x0a, B) == ELBO_OK);
+    CHECK(elbo_dps_solve(&plain, &e, &dp, x0b, B) == ELBO_OK);
+    CHECK(memcmp(x0a, x0b, sizeof x0a) == 0);
+    elbo_ctx_free(ctx);
     elbo_model_free(m);
 }

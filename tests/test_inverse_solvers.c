@@ -111,7 +111,7 @@ static elbo_status gauss_denoise_vjp(void *user, const float *x_t, int64_t n,
 }
 
 static elbo_prior gauss_as_prior(gauss_prior *g, const elbo_process *p) {
-    elbo_prior pr = {p, gauss_denoise, g, gauss_denoise_vjp, g, 1, GH, GW};
+    elbo_prior pr = {p, gauss_denoise, g, gauss_denoise_vjp, g, 1, GH, GW, NULL};
     return pr;
 }
 

@@ -90,6 +90,12 @@ elbo_status elbo_diffusion_denoiser(void *state, const float *x_t, int64_t n,
 elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
                                         const elbo_noise_level *lvl, const float *u, float *x0_hat,
                                         float *vjp);
+/* The same with the cotangent formed from x0_hat between the forward and the backward pass
+ * (an elbo_denoiser_vjp_at_fn): one network forward instead of the two of
+ * elbo_diffusion_denoiser followed by elbo_diffusion_denoiser_vjp, the same bytes. */
+elbo_status elbo_diffusion_denoiser_vjp_at(void *state, const float *x_t, int64_t n,
+                                           const elbo_noise_level *lvl, elbo_cotangent_fn cot,
+                                           void *cot_user, float *x0_hat, float *u, float *vjp);
 
 /* -log p(x) through the probability-flow ODE (likelihood.h) over the first ds->n items, in
  * batches of `batch`, the model's unconditional density (null label). Points are scored as

@@ -136,6 +136,10 @@ typedef struct {
     elbo_denoiser_vjp_fn denoise_vjp; /* x0_hat and (d x0_hat / d x_t)^T u */
     void *vjp_user;
     int64_t c, h, w;                 /* the model's image shape (checked against the op) */
+    /* optional: the VJP at a cotangent formed from x0_hat, in one forward pass (the diffusion
+     * model's elbo_diffusion_denoiser_vjp_at, user vjp_user); NULL: denoise, then denoise_vjp
+     * (two passes). PnP and DPS use it when set; the results are the same bytes. */
+    elbo_denoiser_vjp_at_fn denoise_vjp_at;
 } elbo_prior;
 
 /* ---- plug-and-play (Graikos et al. 2022) ---------------------------------------------------
@@ -154,8 +158,8 @@ typedef struct {
  *            high to low noise (their MNIST notebook), mode-seeking
  *   uniform  t_i ~ U(t_min, t_max): stochastic gradient on the bound above
  * x starts at x_init if non-NULL, else N(0, I) from seed. The output is x itself. Each step
- * calls prior->denoise for x0_hat, then prior->denoise_vjp at u = eps_hat - eps (u needs
- * x0_hat first); all B images share t_i. energy is required. */
+ * needs the VJP at u = eps_hat - eps, formed from x0_hat: one prior->denoise_vjp_at call, or
+ * prior->denoise then prior->denoise_vjp; all B images share t_i. energy is required. */
 typedef enum { ELBO_PNP_ANNEAL = 0, ELBO_PNP_UNIFORM } elbo_pnp_schedule;
 elbo_status elbo_pnp_schedule_parse(const char *name, elbo_pnp_schedule *out); /* anneal|uniform */
 
@@ -185,8 +189,8 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
  *               the released code's (scale zeta, per image ||r|| = s sqrt(2 E), s =
  *               norm_scale, so grad ||r|| = s^2 grad E / ||r||; 0 where r = 0); the paper's
  *               zeta_i = zeta' / ||y - A(x0_hat)|| (app. C.2) on grad ||r||^2 is zeta = 2 zeta'
- * Each step calls prior->denoise for x0_hat, then prior->denoise_vjp at u = grad E(x0_hat)
- * (u needs x0_hat first); K + 1 denoiser and K VJP calls. With E = 0 it is the ancestral
+ * Each step needs the VJP at u = grad E(x0_hat), formed from x0_hat: one prior->denoise_vjp_at
+ * call, or without it prior->denoise then prior->denoise_vjp; K fused calls + 1 denoiser call. With E = 0 it is the ancestral
  * sampler (same seed, same bytes). Output: x0_hat at t = 0. */
 typedef enum { ELBO_DPS_LIKELIHOOD = 0, ELBO_DPS_NORM } elbo_dps_step;
 elbo_status elbo_dps_step_parse(const char *name, elbo_dps_step *out); /* likelihood|norm */

@@ -31,6 +31,15 @@ extern "C" {
 typedef elbo_status (*elbo_denoiser_vjp_fn)(void *user, const float *x_t, int64_t n,
                                             const elbo_noise_level *lvl, const float *u,
                                             float *x0_hat, float *vjp);
+/* u[0..n) = a cotangent formed from x0_hat[0..n) (e.g. grad E(x0_hat) for DPS). */
+typedef elbo_status (*elbo_cotangent_fn)(void *user, const float *x0_hat, int64_t n, float *u);
+/* The VJP at a cotangent that depends on the output: x0_hat = D(x_t, t), u = cot(x0_hat),
+ * vjp = (d x0_hat / d x_t)^T u, from one forward pass (with elbo_denoiser_vjp_fn, u is needed
+ * before the forward, so such a caller pays a second one). */
+typedef elbo_status (*elbo_denoiser_vjp_at_fn)(void *user, const float *x_t, int64_t n,
+                                               const elbo_noise_level *lvl, elbo_cotangent_fn cot,
+                                               void *cot_user, float *x0_hat, float *u,
+                                               float *vjp);
 
 typedef enum { ELBO_PROBE_RADEMACHER = 0, ELBO_PROBE_GAUSSIAN, ELBO_PROBE_EXACT } elbo_probe_kind;
 elbo_status elbo_probe_parse(const char *name,

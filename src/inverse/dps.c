@@ -46,6 +46,19 @@ static elbo_status dps_check(const elbo_energy *energy, const elbo_dps_params *d
     return ELBO_OK;
 }
 
+/* The cotangent u = grad E(x0_hat) (and E's values when wanted). */
+typedef struct {
+    const elbo_energy *energy;
+    int64_t B;
+    double *value;
+} dps_cot_state;
+
+static elbo_status dps_cotangent(void *user, const float *x0_hat, int64_t n, float *u) {
+    const dps_cot_state *c = user;
+    (void)n;
+    return c->energy->fn(c->energy->user, x0_hat, c->B, c->value, u);
+}
+
 /* On the grid t_i = i / K from x_1 ~ N(0, prior_std^2 I), for i = K .. 1 (t = t_i, s = t_{i-1}):
  *   x0_hat = D(x_t, t),  g = grad E(x0_hat),  vjp = (d x0_hat / d x_t)^T g,
  *   x_s ~ q(x_s | x_t, x = x0_hat)   (the ancestral step of the sampler, its RNG draws),
@@ -54,7 +67,8 @@ static elbo_status dps_check(const elbo_energy *energy, const elbo_dps_params *d
  *     norm        zeta_b = zeta s^2 / ||r_b||, ||r_b|| = s sqrt(2 E_b) (s = norm_scale), i.e.
  *                 x_s -= zeta grad_{x_t} ||r_b|| since grad ||r|| = s^2 grad E / ||r||
  *                 (the released code's x_t -= scale grad ||y - A x0_hat||; 0 when r_b = 0);
- * then the output x0_hat = D(x_0, 0). Calls: K denoiser + K VJP + 1. */
+ * then the output x0_hat = D(x_0, 0). Calls: K fused VJP + 1 (K denoiser + K VJP + 1
+ * without prior->denoise_vjp_at). */
 elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
                            const elbo_dps_params *dp, float *x, int64_t B) {
     int64_t D = 0;
@@ -77,9 +91,9 @@ elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
     if ((st = elbo_process_at(p, 1.0, &lt))) goto done;
     for (int i = K; i >= 1; i--) {
         if ((st = elbo_process_at(p, (double)(i - 1) / K, &ls))) goto done;
-        if ((st = prior->denoise(prior->denoise_user, x, n, &lt, x0_hat))) goto done;
-        if ((st = energy->fn(energy->user, x0_hat, B, norm ? value : NULL, g))) goto done;
-        if ((st = prior->denoise_vjp(prior->vjp_user, x, n, &lt, g, z, vjp))) goto done;
+        dps_cot_state cs = {energy, B, norm ? value : NULL};
+        if ((st = elbo__prior_vjp_at(prior, x, n, &lt, dps_cotangent, &cs, x0_hat, g, vjp, z)))
+            goto done;
         for (int64_t b = 0; b < B; b++) {
             if (!norm) {
                 zeta_b[b] = dp->zeta;

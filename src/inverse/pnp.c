@@ -58,6 +58,19 @@ static elbo_status pnp_check(const elbo_energy *energy, const elbo_pnp_params *p
     return ELBO_OK;
 }
 
+/* The cotangent of the prior term: u = eps_hat - eps, eps_hat = (x_t - alpha x0_hat) / sigma. */
+typedef struct {
+    const float *x_t, *eps;
+    double alpha, sigma;
+} pnp_cot_state;
+
+static elbo_status pnp_cotangent(void *user, const float *x0_hat, int64_t n, float *u) {
+    const pnp_cot_state *c = user;
+    for (int64_t j = 0; j < n; j++)
+        u[j] = (float)(((double)c->x_t[j] - c->alpha * x0_hat[j]) / c->sigma - c->eps[j]);
+    return ELBO_OK;
+}
+
 /* Per step i (k = i + 1 the Adam step):
  *   t_i by the schedule, eps ~ N(0, I), x_t = alpha x + sigma eps,
  *   x0_hat = D(x_t, t), u = eps_hat - eps with eps_hat = (x_t - alpha x0_hat) / sigma,
@@ -65,8 +78,8 @@ static elbo_status pnp_check(const elbo_energy *energy, const elbo_pnp_params *p
  *   g = prior_weight w(t) 2 alpha J_eps^T u + grad E(x),  w(t) = -dlog_snr/dt / 2,
  *   Adam (Kingma & Ba 2015): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
  *   x -= lr (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps_adam).
- * u depends on x0_hat, so each step makes one denoiser call (for x0_hat) and one VJP call
- * (at that u). The batch shares t_i; eps is drawn for every value. */
+ * u depends on x0_hat: one fused call (prior->denoise_vjp_at) or a denoiser call and a VJP
+ * call a step. The batch shares t_i; eps is drawn for every value. */
 elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
                            const elbo_pnp_params *pp, int init_from_x, float *x, int64_t B) {
     int64_t D = 0;
@@ -75,13 +88,14 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
     if ((st = pnp_check(energy, pp))) return st;
     const int64_t n = B * D;
     const int N = pp->steps;
-    /* scratch, once: eps, x_t, x0_hat, u, vjp, grad E, Adam's m and v; E's values */
-    float *eps = malloc((size_t)n * 8 * sizeof(float) + (size_t)B * sizeof(double));
+    /* scratch, once: eps, x_t, x0_hat, u, vjp, grad E, Adam's m and v, the VJP's x0_hat copy;
+     * E's values */
+    float *eps = malloc((size_t)n * 9 * sizeof(float) + (size_t)B * sizeof(double));
     if (!eps)
         return elbo_error(ELBO_ERR_NOMEM, "pnp_solve: out of memory for %lld values", (long long)n);
     float *x_t = eps + n, *x0_hat = x_t + n, *u = x0_hat + n, *vjp = u + n, *g = vjp + n;
-    float *m = g + n, *v = m + n;
-    double *value = (double *)(v + n);
+    float *m = g + n, *v = m + n, *scratch = v + n;
+    double *value = (double *)(scratch + n);
     memset(m, 0, (size_t)n * 2 * sizeof(float));
     elbo_rng rng;
     elbo_rng_init(&rng, pp->seed);
@@ -101,10 +115,9 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
         if ((st = elbo_process_at(prior->process, t, &l))) goto done;
         elbo_rng_normal(&rng, eps, (size_t)n, 0.0f, 1.0f);
         for (int64_t j = 0; j < n; j++) x_t[j] = (float)(l.alpha * x[j] + l.sigma * eps[j]);
-        if ((st = prior->denoise(prior->denoise_user, x_t, n, &l, x0_hat))) goto done;
-        for (int64_t j = 0; j < n; j++)
-            u[j] = (float)(((double)x_t[j] - l.alpha * x0_hat[j]) / l.sigma - eps[j]);
-        if ((st = prior->denoise_vjp(prior->vjp_user, x_t, n, &l, u, x0_hat, vjp))) goto done;
+        pnp_cot_state cs = {x_t, eps, l.alpha, l.sigma};
+        if ((st = elbo__prior_vjp_at(prior, x_t, n, &l, pnp_cotangent, &cs, x0_hat, u, vjp, scratch)))
+            goto done;
         if ((st = energy->fn(energy->user, x, B, value, g))) goto done;
         /* prior_weight w(t) 2 alpha / sigma = -prior_weight dlog_snr/dt alpha / sigma */
         const double cp = -pp->prior_weight * l.dlog_snr_dt * l.alpha / l.sigma;

@@ -34,6 +34,20 @@ static inline elbo_status elbo__solver_check(const char *fn, const elbo_prior *p
     return ELBO_OK;
 }
 
+/* x0_hat = D(x_t), u = cot(x0_hat), vjp = (d x0_hat / d x_t)^T u: by the prior's fused
+ * denoise_vjp_at when it has one (one network pass), else denoise, cot and denoise_vjp (two;
+ * scratch: n floats for the VJP call's copy of x0_hat). */
+static inline elbo_status elbo__prior_vjp_at(const elbo_prior *p, const float *x_t, int64_t n,
+                                             const elbo_noise_level *l, elbo_cotangent_fn cot,
+                                             void *cot_user, float *x0_hat, float *u, float *vjp,
+                                             float *scratch) {
+    if (p->denoise_vjp_at) return p->denoise_vjp_at(p->vjp_user, x_t, n, l, cot, cot_user, x0_hat, u, vjp);
+    elbo_status st = p->denoise(p->denoise_user, x_t, n, l, x0_hat);
+    if (!st) st = cot(cot_user, x0_hat, n, u);
+    if (!st) st = p->denoise_vjp(p->vjp_user, x_t, n, l, u, scratch, vjp);
+    return st;
+}
+
 /* 1 when every value of v[0..n) is finite. */
 static inline int elbo__all_finite(const float *v, int64_t n) {
     for (int64_t i = 0; i < n; i++)

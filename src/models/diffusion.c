@@ -467,9 +467,12 @@ static void params_require_grad(diffusion_model *dm, int on) {
         elbo_paramset_get(dm->ps, i)->requires_grad = on;
 }
 
-elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
-                                        const elbo_noise_level *lvl, const float *u, float *x0_hat,
-                                        float *vjp) {
+/* The VJP of the denoiser at u, or, with cot, at u = cot(x0_hat) written to u_out: the
+ * forward on the tape, x0_hat, the cotangent, then the backward. */
+static elbo_status denoiser_vjp(void *state, const float *x_t, int64_t n,
+                                const elbo_noise_level *lvl, const float *u_in,
+                                elbo_cotangent_fn cot, void *cot_user, float *u_out,
+                                float *x0_hat, float *vjp) {
     elbo_diffusion_denoiser_state *s = state;
     diffusion_model *dm = (diffusion_model *)s->model;
     const elbo_diffusion_config *c = &dm->cfg;
@@ -500,6 +503,14 @@ elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n
         pred = net_forward(s->ctx, dm, xt, t, NULL, s->labels);
         if (!pred) st = elbo_last_status();
     }
+    const float *u = u_in;
+    if (st == ELBO_OK) {
+        for (int64_t i = 0; i < n; i++) x0_hat[i] = (float)(a0 * pred->data[i] + k0 * x_t[i]);
+        if (cot) {
+            st = cot(cot_user, x0_hat, n, u_out);
+            u = u_out;
+        }
+    }
     if (st == ELBO_OK) {
         for (int64_t i = 0; i < n; i++) seed[i] = (float)(a0 * u[i]);
         st = elbo_backward_with(s->ctx, pred, seed);
@@ -508,11 +519,23 @@ elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n
     elbo_ctx_set_grad(s->ctx, grad);
     elbo_ctx_set_training(s->ctx, training);
     if (st != ELBO_OK) return st;
-    for (int64_t i = 0; i < n; i++) {
-        x0_hat[i] = (float)(a0 * pred->data[i] + k0 * x_t[i]);
-        vjp[i] = (float)((xt->grad ? xt->grad[i] : 0.0f) + k0 * u[i]);
-    }
+    for (int64_t i = 0; i < n; i++) vjp[i] = (float)((xt->grad ? xt->grad[i] : 0.0f) + k0 * u[i]);
     return ELBO_OK;
+}
+
+elbo_status elbo_diffusion_denoiser_vjp(void *state, const float *x_t, int64_t n,
+                                        const elbo_noise_level *lvl, const float *u, float *x0_hat,
+                                        float *vjp) {
+    return denoiser_vjp(state, x_t, n, lvl, u, NULL, NULL, NULL, x0_hat, vjp);
+}
+
+elbo_status elbo_diffusion_denoiser_vjp_at(void *state, const float *x_t, int64_t n,
+                                           const elbo_noise_level *lvl, elbo_cotangent_fn cot,
+                                           void *cot_user, float *x0_hat, float *u, float *vjp) {
+    if (!cot || !u)
+        return elbo_error(ELBO_ERR_ARG, "elbo_diffusion_denoiser_vjp_at: %s is NULL",
+                          !cot ? "cot" : "u");
+    return denoiser_vjp(state, x_t, n, lvl, NULL, cot, cot_user, u, x0_hat, vjp);
 }
 
 /* n samples by ancestral sampling on the model's grid (T, or 1000 steps), mapped from the

@@ -378,7 +378,8 @@ int cmd_inverse(int argc, char **argv) {
     }
     elbo_diffusion_denoiser_state dst = {I.m, ctx, B, NULL, 0.0};
     elbo_prior prior = {&cfg->process, elbo_diffusion_denoiser, &dst,
-                        elbo_diffusion_denoiser_vjp, &dst, I.c, I.h, I.w};
+                        elbo_diffusion_denoiser_vjp, &dst, I.c, I.h, I.w,
+                        elbo_diffusion_denoiser_vjp_at};
     elbo_classifier_grad_state cgs = {clf, cctx, B};
     for (int64_t s = 0; s < S && !status; s++)
         for (int64_t i0 = 0; i0 < N && !status; i0 += B) {
