@@ -279,8 +279,10 @@ static void matmul(const double *A, const double *Bm, double *C) {
 /* The output law of DPS with the likelihood step on the Gaussian problem. Every step is affine
  * in x_t plus independent Gaussian noise:
  *   x0_hat = mu + K_t (x_t - alpha_t mu),
- *   x_s = coef_xt x_t + coef_x x0_hat + sqrt(var) z - zeta K_t A^T (A x0_hat - y) / sy^2,
- * so with G_t = coef_xt I + coef_x K_t - zeta K_t A^T A K_t / sy^2 the mean and covariance
+ *   x_s = coef_xt x_t + coef_x (x0_hat - zeta (sigma_t^2 / alpha_t) K_t A^T (A x0_hat - y) /
+ *         sy^2) + sqrt(var) z,
+ * so with z_t = zeta coef_x sigma_t^2 / alpha_t and G_t = coef_xt I + coef_x K_t - z_t K_t
+ * A^T A K_t / sy^2 the mean and covariance
  * follow exactly from x_1 ~ N(0, I): mean_s = (the map at mean_t), C_s = G_t C_t G_t^T + var I;
  * the output x0_hat(x_0) has mean mu + K_0 (mean_0 - alpha_0 mu), covariance K_0 C_0 K_0. */
 static void dps_law(const gauss_problem *P, const elbo_process *p, int K, double zeta, double *mean,
@@ -329,11 +331,13 @@ static void dps_law(const gauss_problem *P, const elbo_process *p, int K, double
             g[r] = s / (P->sy * P->sy);
         }
         gauss_apply_K(&P->g, &lt, g, kg);
-        for (int r = 0; r < GD; r++) ms[r] = q.coef_xt * mt[r] + q.coef_x * x0[r] - zeta * kg[r];
-        /* G = coef_xt I + coef_x K_t - zeta K_t AtA K_t */
+        /* the guided x0_hat - zeta (sigma^2 / alpha) K_t grad E enters through coef_x */
+        const double zt = zeta * q.coef_x * lt.sigma * lt.sigma / lt.alpha;
+        for (int r = 0; r < GD; r++) ms[r] = q.coef_xt * mt[r] + q.coef_x * x0[r] - zt * kg[r];
+        /* G = coef_xt I + coef_x K_t - zt K_t AtA K_t */
         matmul(Kt, AtA, T1);
         matmul(T1, Kt, G);
-        for (int r = 0; r < GD * GD; r++) G[r] = q.coef_x * Kt[r] - zeta * G[r];
+        for (int r = 0; r < GD * GD; r++) G[r] = q.coef_x * Kt[r] - zt * G[r];
         for (int r = 0; r < GD; r++) G[r * GD + r] += q.coef_xt;
         matmul(G, C, T1);
         for (int r = 0; r < GD; r++)
@@ -542,18 +546,17 @@ TEST(inverse_pnp_anneal_lands_near_the_posterior_mean) {
     free(x);
 }
 
-/* (b) DPS with the likelihood step: K = 200, zeta = 0.003 (zeta K = 0.6), sigma_y = 0.1, B =
+/* (b) DPS with the likelihood step: guidance by DPS's p(y | x_t) ~ N(y; A x0_hat, sigma_y^2 I)
+ * at zeta = 1 through Tweedie (x0_hat - (sigma^2 / alpha) grad E), K = 200, sigma_y = 0.1, B =
  * 2000 copies. Its output law is Gaussian and known exactly (dps_law): the sample mean matches
  * the law's mean within 4.5 standard errors in every pixel (this checks the implementation:
- * grid, ancestral step, VJP, step size), and the law's mean shows DPS's bias, from two
- * approximations: p(y | x_t) ~ N(y; A x0_hat, sigma_y^2 I) ignores A Cov[x | x_t] A^T (it
- * over-weights the data at high noise), and a constant step zeta where guidance by grad log
- * p(y | x_t) in the reverse SDE would step sigma_t^2 (-dlog_snr/dt) / K (it over-weights the
- * data at low noise). Measured |law mean - m| at zeta K = 0.2, 0.6, 1.8, 5.4 (K = 200): 0.44,
- * 0.14, 0.23, 0.34 (K = 50 and 1000 similar at the same zeta K; zeta >= 0.24 diverges): no zeta
- * makes DPS exact. At zeta K = 0.6: |law mean - m| 0.138, |sample mean - m| 0.15 (sampling
- * error rms 0.054). Asserted: |law mean - m| < 0.2 and |sample mean - m| < 0.25, both below
- * 0.15 |mu - m| (|mu - m| = 1.82). */
+ * grid, ancestral step, VJP, step size). The law's mean shows DPS's bias: p(y | x_t) ~ N(y;
+ * A x0_hat, sigma_y^2 I) ignores A Cov[x | x_t] A^T, over-weighting the data at high noise.
+ * Measured |law mean - m| at zeta 0.1, 0.3, 0.5, 1, 2: 0.257, 0.309, 0.362, 0.407, 0.435 (K =
+ * 200), and nearly the same at K = 50 and 1000 (zeta 1: 0.412, 0.406): the convention makes
+ * zeta a guidance scale independent of the step count. Sample mean at zeta 1: 0.417 (sampling
+ * error rms ~0.04). Asserted: |law mean - m| < 0.45 and < 0.25 |mu - m| (|mu - m| = 1.82);
+ * the sample mean likewise with 0.05 more; laws at K = 50 and K = 1000 within 0.02. */
 TEST(inverse_dps_likelihood_step_matches_its_law_near_the_posterior_mean) {
     gauss_problem P;
     problem_init(&P, 0.1, 7);
@@ -566,7 +569,7 @@ TEST(inverse_dps_likelihood_step_matches_its_law_near_the_posterior_mean) {
     CHECK(x);
     elbo_dps_params dp;
     elbo_dps_params_init(&dp);
-    dp.steps = 200, dp.step = ELBO_DPS_LIKELIHOOD, dp.zeta = 0.003, dp.seed = 5;
+    dp.steps = 200, dp.step = ELBO_DPS_LIKELIHOOD, dp.zeta = 1.0, dp.seed = 5;
     CHECK(elbo_dps_solve(&prior, &en, &dp, x, B) == ELBO_OK);
     CHECK(P.g.calls == 201 && P.g.vjp_calls == 200);
     double mean[GD], lm[GD], cov[GD * GD], worst = 0;
@@ -580,8 +583,13 @@ TEST(inverse_dps_likelihood_step_matches_its_law_near_the_posterior_mean) {
         "m| %.4f, |mu - m| %.3f\n",
         worst, e_law, e, d_mu);
     CHECK_MSG(worst < 4.5, "sample mean %.2f standard errors from the law's", worst);
-    CHECK_MSG(e_law < 0.2 && e_law < 0.15 * d_mu, "|law mean - m| %.4f", e_law);
-    CHECK_MSG(e < 0.25 && e < 0.15 * d_mu, "|sample mean - m| %.4f", e);
+    CHECK_MSG(e_law < 0.45 && e_law < 0.25 * d_mu, "|law mean - m| %.4f", e_law);
+    CHECK_MSG(e < 0.5 && e < 0.25 * d_mu + 0.05, "|sample mean - m| %.4f", e);
+    double lm50[GD], lm1000[GD], cv[GD * GD];
+    dps_law(&P, &p, 50, dp.zeta, lm50, cv);
+    dps_law(&P, &p, 1000, dp.zeta, lm1000, cv);
+    CHECK_MSG(dist(lm50, lm1000, GD) < 0.02, "the guidance depends on K: %.4f",
+              dist(lm50, lm1000, GD));
     free(x);
 }
 

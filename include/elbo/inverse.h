@@ -177,21 +177,22 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
                            const elbo_pnp_params *pp, int init_from_x, float *x, int64_t B);
 
 /* ---- DPS: diffusion posterior sampling (Chung et al. 2023, alg. 1) --------------------------
- * The ancestral sampler of sample.h on the grid t_i = i / K, with after each step
- *   x_s <- x_s - zeta_i grad_{x_t} E(x0_hat(x_t))
- * the gradient taken through Tweedie's x0_hat (the denoiser's VJP at u = grad E(x0_hat)).
+ * The ancestral sampler of sample.h on the grid t_i = i / K, pushed by the gradient of
+ * E(x0_hat(x_t)) taken through Tweedie's x0_hat (the denoiser's VJP at u = grad E(x0_hat)).
  * Step-size conventions (elbo_dps_step):
- *   likelihood  zeta_i = zeta: with zeta = 1 this is guidance by DPS's approximation
- *               p(y | x_t) ~ p(y | x0_hat(x_t)) = N(y; A x0_hat, sigma_y^2 I), i.e. grad log
- *               p(y | x_t) added to the score, times sigma_ts^2-free step 1 (the paper's
- *               eq. 16 with zeta_i = 1)
- *   norm        zeta_i = zeta s^2 / ||r||, r the residual: x_s -= zeta grad ||y - A x0_hat||_2,
- *               the released code's (scale zeta, per image ||r|| = s sqrt(2 E), s =
- *               norm_scale, so grad ||r|| = s^2 grad E / ||r||; 0 where r = 0); the paper's
- *               zeta_i = zeta' / ||y - A(x0_hat)|| (app. C.2) on grad ||r||^2 is zeta = 2 zeta'
+ *   likelihood  guidance by DPS's approximation p(y | x_t) ~ p(y | x0_hat(x_t)) = N(y; A x0_hat,
+ *               sigma_y^2 I) at scale zeta, as classifier guidance (guidance.h): x0_hat <-
+ *               x0_hat - zeta (sigma_t^2 / alpha_t) grad_{x_t} E before the ancestral step, so
+ *               zeta = 1 adds grad log p(y | x_t) to the score exactly, at every step size
+ *   norm        after the ancestral step, x_s -= zeta_i grad_{x_t} E with zeta_i = zeta s^2 /
+ *               ||r||, i.e. x_s -= zeta grad ||y - A x0_hat||_2, the released code's (scale
+ *               zeta, per image ||r|| = s sqrt(2 E), s = norm_scale, so grad ||r|| = s^2 grad E
+ *               / ||r||; 0 where r = 0); the paper's zeta_i = zeta' / ||y - A(x0_hat)|| (app.
+ *               C.2) on grad ||r||^2 is zeta = 2 zeta'. It does not depend on sigma_y.
  * Each step needs the VJP at u = grad E(x0_hat), formed from x0_hat: one prior->denoise_vjp_at
- * call, or without it prior->denoise then prior->denoise_vjp; K fused calls + 1 denoiser call. With E = 0 it is the ancestral
- * sampler (same seed, same bytes). Output: x0_hat at t = 0. */
+ * call, or without it prior->denoise then prior->denoise_vjp; K fused calls + 1 denoiser
+ * call. With E = 0 it is the ancestral sampler (same seed, same bytes). Output: x0_hat at
+ * t = 0. */
 typedef enum { ELBO_DPS_LIKELIHOOD = 0, ELBO_DPS_NORM } elbo_dps_step;
 elbo_status elbo_dps_step_parse(const char *name, elbo_dps_step *out); /* likelihood|norm */
 

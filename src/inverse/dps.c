@@ -61,10 +61,12 @@ static elbo_status dps_cotangent(void *user, const float *x0_hat, int64_t n, flo
 
 /* On the grid t_i = i / K from x_1 ~ N(0, prior_std^2 I), for i = K .. 1 (t = t_i, s = t_{i-1}):
  *   x0_hat = D(x_t, t),  g = grad E(x0_hat),  vjp = (d x0_hat / d x_t)^T g,
- *   x_s ~ q(x_s | x_t, x = x0_hat)   (the ancestral step of the sampler, its RNG draws),
- *   x_s -= zeta_b vjp   per image b, with
- *     likelihood  zeta_b = zeta
- *     norm        zeta_b = zeta s^2 / ||r_b||, ||r_b|| = s sqrt(2 E_b) (s = norm_scale), i.e.
+ *   likelihood  x0_hat <- x0_hat - zeta (sigma_t^2 / alpha_t) vjp, then the ancestral step
+ *               x_s ~ q(x_s | x_t, x = x0_hat): guidance by grad_{x_t} log p(y | x_t) ~
+ *               -grad E(x0_hat(x_t)) at scale zeta, as classifier guidance (guidance.h)
+ *   norm        x_s ~ q(x_s | x_t, x = x0_hat) (the ancestral step of the sampler, its RNG
+ *               draws), then x_s -= zeta_b vjp per image b with
+ *               zeta_b = zeta s^2 / ||r_b||, ||r_b|| = s sqrt(2 E_b) (s = norm_scale), i.e.
  *                 x_s -= zeta grad_{x_t} ||r_b|| since grad ||r|| = s^2 grad E / ||r||
  *                 (the released code's x_t -= scale grad ||y - A x0_hat||; 0 when r_b = 0);
  * then the output x0_hat = D(x_0, 0). Calls: K fused VJP + 1 (K denoiser + K VJP + 1
@@ -111,9 +113,16 @@ elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
         }
         elbo_posterior_coefs q;
         if ((st = elbo_posterior_coefs_at(&ls, &lt, &q))) goto done;
+        if (!norm) {
+            /* guidance through Tweedie: x0_hat - zeta (sigma_t^2 / alpha_t) grad E */
+            const double c = dp->zeta * lt.sigma * lt.sigma / lt.alpha;
+            for (int64_t j = 0; j < n; j++) x0_hat[j] = (float)(x0_hat[j] - c * vjp[j]);
+        }
         elbo__ancestral_step(&rng, &q, x, x0_hat, z, n);
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t j = b * D; j < (b + 1) * D; j++) x[j] = (float)(x[j] - zeta_b[b] * vjp[j]);
+        if (norm)
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = b * D; j < (b + 1) * D; j++)
+                    x[j] = (float)(x[j] - zeta_b[b] * vjp[j]);
         lt = ls;
     }
     /* the output: x0_hat at t = 0 */

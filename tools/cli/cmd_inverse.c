@@ -34,7 +34,8 @@ static const char *INVERSE_USAGE =
     "           (2 sigma_y^2), the gradient through the network, w(t) = -dlog_snr/dt / 2 (the\n"
     "           ELBO's), t annealed from --t-max to --t-min (--schedule anneal, the paper's) or\n"
     "           drawn uniformly (--schedule uniform: stochastic gradient on the bound, whose\n"
-    "           fixed point is the MAP of p(x | y))\n"
+    "           fixed point is the MAP of p(x | y)); x starts at A^+ y (y for denoise and\n"
+    "           deblur; --init measurement) or N(0, I) (--init noise, the paper's; constraint)\n"
     "  dps      diffusion posterior sampling (Chung et al. 2023): ancestral steps, each followed\n"
     "           by x -= zeta_i grad_{x_t} E(x0_hat(x_t)) through Tweedie's x0_hat; --dps-step norm\n"
     "           (zeta_i = --zeta / ||y - A x0_hat||, i.e. x -= zeta grad ||y - A x0_hat||, the\n"
@@ -141,7 +142,7 @@ static elbo_status score(const float *x, const float *ref, int64_t N, int64_t c,
 int cmd_inverse(int argc, char **argv) {
     const char *task_s = NULL, *solver_s = NULL, *out = NULL, *npy_out = NULL, *data = NULL,
                *split_s = "test", *in = NULL, *y_in = NULL, *mask_s = "box", *clf_path = NULL,
-               *class_s = "0", *schedule_s = "anneal", *dps_step_s = "norm";
+               *class_s = "0", *schedule_s = "anneal", *dps_step_s = "norm", *init_s = NULL;
     int n_flag = 8, from = 0, threads = 0, samples = 1, factor = 4, batch = 64, do_eval = 0;
     int steps = 0, jump = 10, resample = 10;
     double keep = 0.5, sigma_y = 0.05, blur_sigma = 2.0, lr = 0.01, t_min = 0.02, t_max = 1.0;
@@ -176,6 +177,8 @@ int cmd_inverse(int argc, char **argv) {
                  "repaint 250)", "0"),
         {"--lr", ARG_DOUBLE, &lr, "LR", "pnp: Adam's step size", "0.01", 1, 0, 0},
         args_string("--schedule", &schedule_s, "S", "pnp: anneal | uniform", "anneal"),
+        args_string("--init", &init_s, "I", "pnp: x's start, measurement (A^+ y, or y for denoise "
+                    "and deblur) | noise (N(0, I), the paper's)", "measurement; constraint: noise"),
         {"--t-min", ARG_DOUBLE, &t_min, "T", "pnp: the lowest t", "0.02", 0, 0, 0},
         {"--t-max", ARG_DOUBLE, &t_max, "T", "pnp: the highest t", "1", 1, 0, 0},
         {"--prior-weight", ARG_DOUBLE, &prior_weight, "W", "pnp: the prior term's weight", "1", 1,
@@ -232,6 +235,9 @@ int cmd_inverse(int argc, char **argv) {
                          t_min, t_max);
     if (keep > 1) return args_fail(ARGS_USAGE, "--keep: expected a share in (0, 1], got %g", keep);
     pp.lr = lr, pp.t_min = t_min, pp.t_max = t_max, pp.prior_weight = prior_weight;
+    if (init_s && strcmp(init_s, "measurement") && strcmp(init_s, "noise"))
+        return args_fail(ARGS_USAGE, "--init: expected measurement or noise, got \"%s\"", init_s);
+    const int init_measured = !constraint && (!init_s || !strcmp(init_s, "measurement"));
     if (steps) pp.steps = dp.steps = rp.steps = steps;
     dp.zeta = zeta;
     rp.jump = jump, rp.resample = resample;
@@ -397,7 +403,12 @@ int cmd_inverse(int argc, char **argv) {
             elbo_status st;
             if (solver == SOLVER_PNP) {
                 pp.seed = sd_seed;
-                st = elbo_pnp_solve(&prior, &e, &pp, 0, x, b);
+                st = ELBO_OK;
+                if (init_measured && (op_kind == ELBO_OP_INPAINT || op_kind == ELBO_OP_SUPERRES))
+                    st = elbo_op_pinv(&op, I.y + i0 * I.M, b, x);
+                else if (init_measured)
+                    memcpy(x, I.y + i0 * I.M, (size_t)(b * D) * sizeof *x);
+                if (!st) st = elbo_pnp_solve(&prior, &e, &pp, init_measured, x, b);
             } else if (solver == SOLVER_DPS) {
                 dp.seed = sd_seed;
                 st = elbo_dps_solve(&prior, &e, &dp, x, b);
