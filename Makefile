@@ -62,6 +62,7 @@ bench: all
 # Regenerates the committed PyTorch fixtures (needs python3-torch; the tests do not).
 fixtures:
 	/usr/bin/python3 tools/gen_fixtures.py tests/fixtures
+	/usr/bin/python3 tools/gen_fixtures_prob.py tests/fixtures
 	/usr/bin/python3 tools/gen_fixtures_inverse.py tests/fixtures
 
 install: all
