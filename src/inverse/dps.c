@@ -8,15 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *dps_step_names[] = {"likelihood", "norm"};
+static const char *dps_step_names[] = {"likelihood", "norm", "pigdm"};
 
 elbo_status elbo_dps_step_parse(const char *name, elbo_dps_step *out) {
-    for (int k = 0; name && k < 2; k++)
+    for (int k = 0; name && k < 3; k++)
         if (strcmp(name, dps_step_names[k]) == 0) {
             *out = (elbo_dps_step)k;
             return ELBO_OK;
         }
-    return elbo_error(ELBO_ERR_ARG, "dps step: unknown '%s' (likelihood, norm)",
+    return elbo_error(ELBO_ERR_ARG, "dps step: unknown '%s' (likelihood, norm, pigdm)",
                       name ? name : "(null)");
 }
 
@@ -36,11 +36,13 @@ static elbo_status dps_check(const elbo_energy *energy, const elbo_dps_params *d
         return elbo_error(ELBO_ERR_ARG, "dps_solve: steps must be >= 1, got %d", dp->steps);
     if (!(dp->zeta > 0) || !isfinite(dp->zeta))
         return elbo_error(ELBO_ERR_ARG, "dps_solve: zeta must be > 0 and finite, got %g", dp->zeta);
-    if (dp->step != ELBO_DPS_LIKELIHOOD && dp->step != ELBO_DPS_NORM)
+    if (dp->step != ELBO_DPS_LIKELIHOOD && dp->step != ELBO_DPS_NORM && dp->step != ELBO_DPS_PIGDM)
         return elbo_error(ELBO_ERR_ARG, "dps_solve: unknown step %d", (int)dp->step);
-    if (dp->step == ELBO_DPS_NORM && (!(energy->norm_scale > 0) || !isfinite(energy->norm_scale)))
+    if (dp->step != ELBO_DPS_LIKELIHOOD &&
+        (!(energy->norm_scale > 0) || !isfinite(energy->norm_scale)))
         return elbo_error(ELBO_ERR_ARG,
-                          "dps_solve: energy->norm_scale must be > 0 and finite for the norm step, "
+                          "dps_solve: energy->norm_scale must be > 0 and finite for the norm and "
+                          "pigdm steps, "
                           "got %g",
                           energy->norm_scale);
     return ELBO_OK;
@@ -62,6 +64,7 @@ static elbo_status dps_cotangent(void *user, const float *x0_hat, int64_t n, flo
 /* On the grid t_i = i / K from x_1 ~ N(0, prior_std^2 I), for i = K .. 1 (t = t_i, s = t_{i-1}):
  *   x0_hat = D(x_t, t),  g = grad E(x0_hat),  vjp = (d x0_hat / d x_t)^T g,
  *   likelihood  x0_hat <- x0_hat - zeta (sigma_t^2 / alpha_t) vjp, then the ancestral step
+ *               (pigdm: times s^2 / (s^2 + r_t^2), r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2))
  *               x_s ~ q(x_s | x_t, x = x0_hat): guidance by grad_{x_t} log p(y | x_t) ~
  *               -grad E(x0_hat(x_t)) at scale zeta, as classifier guidance (guidance.h)
  *   norm        x_s ~ q(x_s | x_t, x = x0_hat) (the ancestral step of the sampler, its RNG
@@ -114,8 +117,14 @@ elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
         elbo_posterior_coefs q;
         if ((st = elbo_posterior_coefs_at(&ls, &lt, &q))) goto done;
         if (!norm) {
-            /* guidance through Tweedie: x0_hat - zeta (sigma_t^2 / alpha_t) grad E */
-            const double c = dp->zeta * lt.sigma * lt.sigma / lt.alpha;
+            /* guidance through Tweedie: x0_hat - zeta (sigma_t^2 / alpha_t) grad E; pigdm:
+             * E's variance s^2 inflated to s^2 + r_t^2, r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2) */
+            double c = dp->zeta * lt.sigma * lt.sigma / lt.alpha;
+            if (dp->step == ELBO_DPS_PIGDM) {
+                const double s2 = energy->norm_scale * energy->norm_scale,
+                             r2 = lt.sigma * lt.sigma / (lt.alpha * lt.alpha + lt.sigma * lt.sigma);
+                c *= s2 / (s2 + r2);
+            }
             for (int64_t j = 0; j < n; j++) x0_hat[j] = (float)(x0_hat[j] - c * vjp[j]);
         }
         elbo__ancestral_step(&rng, &q, x, x0_hat, z, n);

@@ -36,11 +36,14 @@ static const char *INVERSE_USAGE =
     "           drawn uniformly (--schedule uniform: stochastic gradient on the bound, whose\n"
     "           fixed point is the MAP of p(x | y)); x starts at A^+ y (y for denoise and\n"
     "           deblur; --init measurement) or N(0, I) (--init noise, the paper's; constraint)\n"
-    "  dps      diffusion posterior sampling (Chung et al. 2023): ancestral steps, each followed\n"
-    "           by x -= zeta_i grad_{x_t} E(x0_hat(x_t)) through Tweedie's x0_hat; --dps-step norm\n"
-    "           (zeta_i = --zeta / ||y - A x0_hat||, i.e. x -= zeta grad ||y - A x0_hat||, the\n"
-    "           released code's) or likelihood (zeta_i = --zeta; 1 is guidance by DPS's\n"
-    "           p(y | x_t) ~ N(y; A x0_hat, sigma_y^2 I))\n"
+    "  dps      diffusion posterior sampling (Chung et al. 2023): ancestral steps pushed by\n"
+    "           grad_{x_t} E(x0_hat(x_t)) through Tweedie's x0_hat. --dps-step norm: after each\n"
+    "           step x -= zeta grad ||y - A x0_hat|| (the released code's; independent of\n"
+    "           sigma_y); likelihood: guidance by DPS's p(y | x_t) ~ N(y; A x0_hat, sigma_y^2 I)\n"
+    "           at scale zeta, x0_hat -= zeta (sigma_t^2 / alpha_t) grad E (zeta = 1: that\n"
+    "           likelihood exactly; over-confident at high noise, it can diverge); pigdm: the\n"
+    "           same with the variance sigma_y^2 + r_t^2, r_t^2 = sigma_t^2 / (alpha_t^2 +\n"
+    "           sigma_t^2) (PiGDM's, Song et al. 2023)\n"
     "  repaint  RePaint (Lugmayr et al. 2022), inpainting only: known pixels from q(x_s | y),\n"
     "           unknown from the ancestral step, --jump / --resample resampling\n"
     "Images: --data SPEC (--split, --from, --n) or --in FILE (.npy uint8 or float32 [0, 1]\n"
@@ -184,7 +187,7 @@ int cmd_inverse(int argc, char **argv) {
         {"--prior-weight", ARG_DOUBLE, &prior_weight, "W", "pnp: the prior term's weight", "1", 1,
          0, 0},
         {"--zeta", ARG_DOUBLE, &zeta, "Z", "dps: the step scale", "1", 1, 0, 0},
-        args_string("--dps-step", &dps_step_s, "S", "dps: norm | likelihood", "norm"),
+        args_string("--dps-step", &dps_step_s, "S", "dps: norm | likelihood | pigdm", "norm"),
         args_int("--jump", &jump, 1, 1 << 20, "J", "repaint: jump length", "10"),
         args_int("--resample", &resample, 1, 1 << 20, "R", "repaint: resamplings per jump", "10"),
         args_bool("--eval", &do_eval, "PSNR / SSIM against the task's baselines"),
@@ -229,7 +232,8 @@ int cmd_inverse(int argc, char **argv) {
     if (elbo_pnp_schedule_parse(schedule_s, &pp.schedule) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--schedule: expected anneal or uniform, got \"%s\"", schedule_s);
     if (elbo_dps_step_parse(dps_step_s, &dp.step) != ELBO_OK)
-        return args_fail(ARGS_USAGE, "--dps-step: expected norm or likelihood, got \"%s\"", dps_step_s);
+        return args_fail(ARGS_USAGE, "--dps-step: expected norm, likelihood or pigdm, got \"%s\"",
+                         dps_step_s);
     if (!(t_min < t_max) || t_max > 1)
         return args_fail(ARGS_USAGE, "--t-min, --t-max: need 0 <= t-min < t-max <= 1, got %g, %g",
                          t_min, t_max);
