@@ -558,6 +558,42 @@ TEST(inverse_pnp_anneal_lands_near_the_posterior_mean) {
     free(x);
 }
 
+/* DPS (zeta 1, K = 200, B = 2000 copies, seed 5) with `step` on the Gaussian problem of
+ * sigma_y 0.1: *worst, the largest gap between the sample mean and the exact law's mean in
+ * standard errors; *e_law and *e the distances of the law's and the sample mean to m; *d_mu
+ * that of the prior mean. 0 on failure (the CHECK's message is in place). */
+static int dps_against_law(elbo_dps_step step, double *worst, double *e_law, double *e,
+                           double *d_mu) {
+    gauss_problem P;
+    problem_init(&P, 0.1, 7);
+    elbo_process p;
+    elbo_process_init(&p);
+    elbo_prior prior = gauss_as_prior(&P.g, &p);
+    elbo_energy en = {pool_energy, &P, P.sy};
+    enum { B = 2000 };
+    float *x = malloc(sizeof(float) * B * GD);
+    if (!x) return 0;
+    elbo_dps_params dp;
+    elbo_dps_params_init(&dp);
+    dp.steps = 200, dp.step = step, dp.zeta = 1.0, dp.seed = 5;
+    int ok = elbo_dps_solve(&prior, &en, &dp, x, B) == ELBO_OK;
+    ok = ok && P.g.calls == 201 && P.g.vjp_calls == 200;
+    double mean[GD], lm[GD], cov[GD * GD];
+    *worst = 0;
+    if (ok) {
+        batch_mean(x, B, mean);
+        dps_law_step(&P, &p, dp.steps, dp.zeta, step == ELBO_DPS_PIGDM, lm, cov);
+        for (int i = 0; i < GD; i++)
+            *worst = fmax(*worst, fabs(mean[i] - lm[i]) / sqrt(cov[i * GD + i] / B));
+        *e_law = dist(lm, P.m, GD), *e = dist(mean, P.m, GD), *d_mu = dist(P.g.mu, P.m, GD);
+        printf("    sample mean vs law: worst %.2f standard errors; |law mean - m| %.4f, |sample "
+               "mean - m| %.4f, |mu - m| %.3f\n",
+               *worst, *e_law, *e, *d_mu);
+    }
+    free(x);
+    return ok;
+}
+
 /* (b) DPS with the likelihood step: guidance by DPS's p(y | x_t) ~ N(y; A x0_hat, sigma_y^2 I)
  * at zeta = 1 through Tweedie (x0_hat - (sigma^2 / alpha) grad E), K = 200, sigma_y = 0.1, B =
  * 2000 copies. Its output law is Gaussian and known exactly (dps_law): the sample mean matches
@@ -570,39 +606,20 @@ TEST(inverse_pnp_anneal_lands_near_the_posterior_mean) {
  * error rms ~0.04). Asserted: |law mean - m| < 0.45 and < 0.25 |mu - m| (|mu - m| = 1.82);
  * the sample mean likewise with 0.05 more; laws at K = 50 and K = 1000 within 0.02. */
 TEST(inverse_dps_likelihood_step_matches_its_law_near_the_posterior_mean) {
+    double worst, e_law, e, d_mu;
+    CHECK(dps_against_law(ELBO_DPS_LIKELIHOOD, &worst, &e_law, &e, &d_mu));
+    CHECK_MSG(worst < 4.5, "sample mean %.2f standard errors from the law's", worst);
+    CHECK_MSG(e_law < 0.45 && e_law < 0.25 * d_mu, "|law mean - m| %.4f", e_law);
+    CHECK_MSG(e < 0.5 && e < 0.25 * d_mu + 0.05, "|sample mean - m| %.4f", e);
     gauss_problem P;
     problem_init(&P, 0.1, 7);
     elbo_process p;
     elbo_process_init(&p);
-    elbo_prior prior = gauss_as_prior(&P.g, &p);
-    elbo_energy en = {pool_energy, &P, P.sy};
-    enum { B = 2000 };
-    float *x = malloc(sizeof(float) * B * GD);
-    CHECK(x);
-    elbo_dps_params dp;
-    elbo_dps_params_init(&dp);
-    dp.steps = 200, dp.step = ELBO_DPS_LIKELIHOOD, dp.zeta = 1.0, dp.seed = 5;
-    CHECK(elbo_dps_solve(&prior, &en, &dp, x, B) == ELBO_OK);
-    CHECK(P.g.calls == 201 && P.g.vjp_calls == 200);
-    double mean[GD], lm[GD], cov[GD * GD], worst = 0;
-    batch_mean(x, B, mean);
-    dps_law(&P, &p, dp.steps, dp.zeta, lm, cov);
-    for (int i = 0; i < GD; i++)
-        worst = fmax(worst, fabs(mean[i] - lm[i]) / sqrt(cov[i * GD + i] / B));
-    const double e_law = dist(lm, P.m, GD), e = dist(mean, P.m, GD), d_mu = dist(P.g.mu, P.m, GD);
-    printf(
-        "    sample mean vs law: worst %.2f standard errors; |law mean - m| %.4f, |sample mean - "
-        "m| %.4f, |mu - m| %.3f\n",
-        worst, e_law, e, d_mu);
-    CHECK_MSG(worst < 4.5, "sample mean %.2f standard errors from the law's", worst);
-    CHECK_MSG(e_law < 0.45 && e_law < 0.25 * d_mu, "|law mean - m| %.4f", e_law);
-    CHECK_MSG(e < 0.5 && e < 0.25 * d_mu + 0.05, "|sample mean - m| %.4f", e);
     double lm50[GD], lm1000[GD], cv[GD * GD];
-    dps_law(&P, &p, 50, dp.zeta, lm50, cv);
-    dps_law(&P, &p, 1000, dp.zeta, lm1000, cv);
+    dps_law(&P, &p, 50, 1.0, lm50, cv);
+    dps_law(&P, &p, 1000, 1.0, lm1000, cv);
     CHECK_MSG(dist(lm50, lm1000, GD) < 0.02, "the guidance depends on K: %.4f",
               dist(lm50, lm1000, GD));
-    free(x);
 }
 
 /* DPS with the pigdm step (zeta 1, K = 200, B = 2000): the likelihood step with the variance
@@ -615,32 +632,12 @@ TEST(inverse_dps_likelihood_step_matches_its_law_near_the_posterior_mean) {
  * computed exactly, so the check that matters is the samples against it; the bound on the law,
  * |law mean - m| < 0.5 |mu - m|, only guards against a regression of the step's form. */
 TEST(inverse_dps_pigdm_step_matches_its_law) {
-    gauss_problem P;
-    problem_init(&P, 0.1, 7);
-    elbo_process p;
-    elbo_process_init(&p);
-    elbo_prior prior = gauss_as_prior(&P.g, &p);
-    elbo_energy en = {pool_energy, &P, P.sy};
-    enum { B = 2000 };
-    float *x = malloc(sizeof(float) * B * GD);
-    CHECK(x);
-    elbo_dps_params dp;
-    elbo_dps_params_init(&dp);
-    dp.steps = 200, dp.step = ELBO_DPS_PIGDM, dp.zeta = 1.0, dp.seed = 5;
-    CHECK(elbo_dps_solve(&prior, &en, &dp, x, B) == ELBO_OK);
-    double mean[GD], lm[GD], cov[GD * GD], worst = 0;
-    batch_mean(x, B, mean);
-    dps_law_step(&P, &p, dp.steps, dp.zeta, 1, lm, cov);
-    for (int i = 0; i < GD; i++)
-        worst = fmax(worst, fabs(mean[i] - lm[i]) / sqrt(cov[i * GD + i] / B));
-    const double e_law = dist(lm, P.m, GD), d_mu = dist(P.g.mu, P.m, GD);
-    printf("    sample mean vs law: worst %.2f standard errors; |law mean - m| %.4f, |mu - m| %.3f\n",
-           worst, e_law, d_mu);
+    double worst, e_law, e, d_mu;
+    CHECK(dps_against_law(ELBO_DPS_PIGDM, &worst, &e_law, &e, &d_mu));
     CHECK_MSG(worst < 4.5, "sample mean %.2f standard errors from the law's", worst);
     CHECK_MSG(e_law < 0.5 * d_mu, "|law mean - m| %.4f", e_law);
     elbo_dps_step k;
     CHECK(elbo_dps_step_parse("pigdm", &k) == ELBO_OK && k == ELBO_DPS_PIGDM);
-    free(x);
 }
 
 /* DPS with the norm step (the default, zeta 1, K = 200): x_s -= zeta grad ||y - A x0_hat||, so
