@@ -189,11 +189,12 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
  *               zeta, per image ||r|| = s sqrt(2 E), s = norm_scale, so grad ||r|| = s^2 grad E
  *               / ||r||; 0 where r = 0); the paper's zeta_i = zeta' / ||y - A(x0_hat)|| (app.
  *               C.2) on grad ||r||^2 is zeta = 2 zeta'. It does not depend on sigma_y.
- *   pigdm       likelihood with p(y | x_t) ~ N(y; A x0_hat, (s^2 + r_t^2) I), s = norm_scale
+ *   pigdm       likelihood with p(y | x_t) ~ N(y; A x0_hat, (s^2 + c r_t^2) I), s = norm_scale
  *               (sigma_y), r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2) the variance of x given
  *               x_t under a unit-variance Gaussian prior (Song et al. 2023, PiGDM's r_t): the
- *               guidance step times s^2 / (s^2 + r_t^2), which stops DPS's over-confidence at
- *               high noise (exact for A A^T = I and that prior; approximate otherwise)
+ *               guidance step times s^2 / (s^2 + c r_t^2), c = aat (A A^T = c I), which stops
+ *               DPS's over-confidence at high noise (exact for A A^T = c I and that prior:
+ *               inpainting, super-resolution, denoising; approximate for deblurring)
  * Each step needs the VJP at u = grad E(x0_hat), formed from x0_hat: one prior->denoise_vjp_at
  * call, or without it prior->denoise then prior->denoise_vjp; K fused calls + 1 denoiser
  * call. With E = 0 it is the ancestral sampler (same seed, same bytes). Output: x0_hat at
@@ -206,6 +207,9 @@ typedef struct {
     int steps;           /* K >= 1: 1000 */
     double zeta;         /* > 0: 1 */
     elbo_dps_step step;  /* norm */
+    double aat;          /* pigdm: c of A A^T = c I (superres 1 / f^2; inpaint on the observed
+                          * pixels, denoise: 1; deblur: 1, the kernel's largest eigenvalue);
+                          * the variance is s^2 + c r_t^2. 0: 1 */
     uint64_t seed;
 } elbo_dps_params;
 void elbo_dps_params_init(elbo_dps_params *dp);

@@ -34,6 +34,8 @@ static elbo_status dps_check(const elbo_energy *energy, const elbo_dps_params *d
     if (!dp) return elbo_error(ELBO_ERR_ARG, "dps_solve: params are NULL");
     if (dp->steps < 1)
         return elbo_error(ELBO_ERR_ARG, "dps_solve: steps must be >= 1, got %d", dp->steps);
+    if (!(dp->aat >= 0) || !isfinite(dp->aat))
+        return elbo_error(ELBO_ERR_ARG, "dps_solve: aat must be >= 0 and finite, got %g", dp->aat);
     if (!(dp->zeta > 0) || !isfinite(dp->zeta))
         return elbo_error(ELBO_ERR_ARG, "dps_solve: zeta must be > 0 and finite, got %g", dp->zeta);
     if (dp->step != ELBO_DPS_LIKELIHOOD && dp->step != ELBO_DPS_NORM && dp->step != ELBO_DPS_PIGDM)
@@ -64,7 +66,8 @@ static elbo_status dps_cotangent(void *user, const float *x0_hat, int64_t n, flo
 /* On the grid t_i = i / K from x_1 ~ N(0, prior_std^2 I), for i = K .. 1 (t = t_i, s = t_{i-1}):
  *   x0_hat = D(x_t, t),  g = grad E(x0_hat),  vjp = (d x0_hat / d x_t)^T g,
  *   likelihood  x0_hat <- x0_hat - zeta (sigma_t^2 / alpha_t) vjp, then the ancestral step
- *               (pigdm: times s^2 / (s^2 + r_t^2), r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2))
+ *               (pigdm: times s^2 / (s^2 + c r_t^2), r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2),
+ *               c = aat)
  *               x_s ~ q(x_s | x_t, x = x0_hat): guidance by grad_{x_t} log p(y | x_t) ~
  *               -grad E(x0_hat(x_t)) at scale zeta, as classifier guidance (guidance.h)
  *   norm        x_s ~ q(x_s | x_t, x = x0_hat) (the ancestral step of the sampler, its RNG
@@ -122,7 +125,9 @@ elbo_status elbo_dps_solve(const elbo_prior *prior, const elbo_energy *energy,
             double c = dp->zeta * lt.sigma * lt.sigma / lt.alpha;
             if (dp->step == ELBO_DPS_PIGDM) {
                 const double s2 = energy->norm_scale * energy->norm_scale,
-                             r2 = lt.sigma * lt.sigma / (lt.alpha * lt.alpha + lt.sigma * lt.sigma);
+                             cA = dp->aat > 0 ? dp->aat : 1.0,
+                             r2 = cA * lt.sigma * lt.sigma /
+                                  (lt.alpha * lt.alpha + lt.sigma * lt.sigma);
                 c *= s2 / (s2 + r2);
             }
             for (int64_t j = 0; j < n; j++) x0_hat[j] = (float)(x0_hat[j] - c * vjp[j]);

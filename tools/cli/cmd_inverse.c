@@ -42,8 +42,8 @@ static const char *INVERSE_USAGE =
     "           sigma_y); likelihood: guidance by DPS's p(y | x_t) ~ N(y; A x0_hat, sigma_y^2 I)\n"
     "           at scale zeta, x0_hat -= zeta (sigma_t^2 / alpha_t) grad E (zeta = 1: that\n"
     "           likelihood exactly; over-confident at high noise, it can diverge); pigdm: the\n"
-    "           same with the variance sigma_y^2 + r_t^2, r_t^2 = sigma_t^2 / (alpha_t^2 +\n"
-    "           sigma_t^2) (PiGDM's, Song et al. 2023)\n"
+    "           same with the variance sigma_y^2 + c r_t^2, r_t^2 = sigma_t^2 / (alpha_t^2 +\n"
+    "           sigma_t^2), A A^T = c I (PiGDM's, Song et al. 2023; c = 1 / f^2 for superres)\n"
     "  repaint  RePaint (Lugmayr et al. 2022), inpainting only: known pixels from q(x_s | y),\n"
     "           unknown from the ancestral step, --jump / --resample resampling\n"
     "Images: --data SPEC (--split, --from, --n) or --in FILE (.npy uint8 or float32 [0, 1]\n"
@@ -244,6 +244,8 @@ int cmd_inverse(int argc, char **argv) {
     const int init_measured = !constraint && (!init_s || !strcmp(init_s, "measurement"));
     if (steps) pp.steps = dp.steps = rp.steps = steps;
     dp.zeta = zeta;
+    /* pigdm: A A^T = c I with c = 1 / f^2 for super-resolution, 1 otherwise */
+    dp.aat = op_kind == ELBO_OP_SUPERRES ? 1.0 / ((double)factor * factor) : 1.0;
     rp.jump = jump, rp.resample = resample;
     int inputs = (data != NULL) + (in != NULL) + (y_in != NULL);
     if (constraint && inputs)
