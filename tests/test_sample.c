@@ -255,3 +255,26 @@ TEST(sample_contract) {
     CHECK(elbo_sampler_parse("heun", &k) == ELBO_OK && k == ELBO_SAMPLER_HEUN);
     CHECK(elbo_sampler_parse("euler", &k) == ELBO_ERR_ARG && strstr(elbo_last_error(), "euler"));
 }
+
+/* Tweedie's one-step denoiser on a Gaussian prior N(mu, v I) (a one-component mixture, whose
+ * noised denoiser is exact): E[x | y] = mu + v / (v + s^2) (y - mu) for y = x + s n, at s =
+ * 0.05, 0.3, 1 on the default VP process; an s outside the process's range is refused. */
+TEST(sample_tweedie_denoise_gaussian_posterior_mean) {
+    const double w[1] = {1}, mean[2] = {0.5, -1}, sd[1] = {0.7};
+    elbo_gmm g = {1, 2, w, mean, sd, -1};
+    elbo_process p;
+    elbo_process_init(&p);
+    float y[8] = {0.3f, -0.2f, 1.5f, -1.1f, -2.f, 0.f, 0.9f, -3.f}, work[8], x0[8];
+    const double ss[3] = {0.05, 0.3, 1.0};
+    for (int k = 0; k < 3; k++) {
+        elbo_noise_level l;
+        CHECK(elbo_tweedie_denoise(&p, elbo_gmm_denoiser, &g, y, 8, ss[k], work, x0, &l) == ELBO_OK);
+        CHECK_NEAR(l.sigma / l.alpha, ss[k], 1e-9);
+        const double v = sd[0] * sd[0], c = v / (v + ss[k] * ss[k]);
+        for (int i = 0; i < 8; i++)
+            CHECK_NEAR(x0[i], mean[i % 2] + c * (y[i] - mean[i % 2]), 1e-5);
+    }
+    elbo_clear_error();
+    CHECK(elbo_tweedie_denoise(&p, elbo_gmm_denoiser, &g, y, 8, 1e-9, work, x0, NULL) == ELBO_ERR_ARG);
+    CHECK(elbo_tweedie_denoise(&p, elbo_gmm_denoiser, &g, y, 8, -1, work, x0, NULL) == ELBO_ERR_ARG);
+}

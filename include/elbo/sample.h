@@ -97,6 +97,14 @@ elbo_status elbo_diffusion_sample(const elbo_process *p, const elbo_sampler_para
                                   elbo_denoiser_fn denoise, void *user, float *x, int64_t n,
                                   int *nfe);
 
+/* Tweedie's one-step denoiser of a Gaussian observation y = x + s n, n ~ N(0, I) (Efron
+ * 2011): y is x_t / alpha at the level where sigma / alpha = s (log_snr = -2 log s), so
+ * E[x | y] = D(alpha y, t), one denoiser call on the n values. work: n floats; *lvl
+ * (optional) gets the level. ELBO_ERR_ARG when s is outside the process's noise range. */
+elbo_status elbo_tweedie_denoise(const elbo_process *p, elbo_denoiser_fn denoise, void *user,
+                                 const float *y, int64_t n, double s, float *work, float *x0_hat,
+                                 elbo_noise_level *lvl);
+
 /* T steps of Langevin dynamics at one level, x <- x + a/2 score(x) + sqrt(a) z (Song & Ermon
  * 2019, eq. 4), score from the denoiser as above; without annealing when called alone (the
  * failure NCSN sec. 3.2 describes: mode weights are not recovered). work: 2 n floats (on

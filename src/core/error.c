@@ -28,3 +28,18 @@ elbo_status elbo_error(elbo_status st, const char *fmt, ...) {
     err_status = st;
     return st;
 }
+
+elbo_status elbo__parse_name(const char *what, const char *const *names, int n, const char *name,
+                             int *out) {
+    for (int k = 0; name && out && k < n; k++)
+        if (strcmp(name, names[k]) == 0) {
+            *out = k;
+            return ELBO_OK;
+        }
+    char list[512];
+    size_t len = 0;
+    list[0] = 0;
+    for (int k = 0; k < n && len < sizeof list; k++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", names[k]);
+    return elbo_error(ELBO_ERR_ARG, "%s: unknown '%s' (%s)", what, name ? name : "(null)", list);
+}

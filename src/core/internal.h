@@ -18,6 +18,11 @@
  * one-thread region, which would put malloc calls in the training loop). The loop's
  * iterations must be independent, so the result does not depend on the path taken. */
 int elbo__parallel_ok(void);
+
+/* *out = k where names[k] equals name (k < n); else ELBO_ERR_ARG "<what>: unknown '<name>'
+ * (names[0], names[1], ...)". The enum parsers (samplers, operators, schedules) share it. */
+elbo_status elbo__parse_name(const char *what, const char *const *names, int n, const char *name,
+                             int *out);
 #define ELBO_PARALLEL_FOR(cond, ...)                                                               \
     do {                                                                                           \
         if ((cond) && elbo__parallel_ok()) {                                                       \

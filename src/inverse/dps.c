@@ -1,6 +1,7 @@
 /* Diffusion posterior sampling (Chung et al. 2023, "Diffusion posterior sampling for general
  * noisy inverse problems", alg. 1): the ancestral sampler with a gradient step on E(x0_hat)
  * through the denoiser after each step; see include/elbo/inverse.h. */
+#include "core/internal.h"
 #include "sample/sample_internal.h"
 #include "solvers_internal.h"
 
@@ -8,16 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *dps_step_names[] = {"likelihood", "norm", "pigdm"};
+static const char *const dps_step_names[] = {"likelihood", "norm", "pigdm"};
 
 elbo_status elbo_dps_step_parse(const char *name, elbo_dps_step *out) {
-    for (int k = 0; name && k < 3; k++)
-        if (strcmp(name, dps_step_names[k]) == 0) {
-            *out = (elbo_dps_step)k;
-            return ELBO_OK;
-        }
-    return elbo_error(ELBO_ERR_ARG, "dps step: unknown '%s' (likelihood, norm, pigdm)",
-                      name ? name : "(null)");
+    int k = 0;
+    elbo_status st = elbo__parse_name("dps step", dps_step_names, 3, name, &k);
+    if (st == ELBO_OK) *out = (elbo_dps_step)k;
+    return st;
 }
 
 void elbo_dps_params_init(elbo_dps_params *dp) {

@@ -2,6 +2,7 @@
  * deblur) with their adjoints and pseudo-inverses, the masks, and the two energies (a
  * measurement's Gaussian likelihood, a classifier's constraint). Sums are accumulated in
  * double; each function allocates its scratch once, outside its loops. */
+#include "core/internal.h"
 #include "elbo/inverse.h"
 
 #include "elbo/io.h"
@@ -14,13 +15,10 @@ static const char *const op_names[ELBO_OP_COUNT] = {"inpaint", "superres", "deno
 static const char *const mask_names[3] = {"box", "random", "half"};
 
 elbo_status elbo_op_kind_parse(const char *name, elbo_op_kind *out) {
-    for (int k = 0; name && out && k < ELBO_OP_COUNT; k++)
-        if (strcmp(name, op_names[k]) == 0) {
-            *out = (elbo_op_kind)k;
-            return ELBO_OK;
-        }
-    return elbo_error(ELBO_ERR_ARG, "operator: unknown '%s' (inpaint, superres, denoise, deblur)",
-                      name ? name : "(null)");
+    int k = 0;
+    elbo_status st = elbo__parse_name("operator", op_names, ELBO_OP_COUNT, name, &k);
+    if (st == ELBO_OK) *out = (elbo_op_kind)k;
+    return st;
 }
 
 const char *elbo_op_kind_name(elbo_op_kind k) {
@@ -28,13 +26,10 @@ const char *elbo_op_kind_name(elbo_op_kind k) {
 }
 
 elbo_status elbo_mask_kind_parse(const char *name, elbo_mask_kind *out) {
-    for (int k = 0; name && out && k < 3; k++)
-        if (strcmp(name, mask_names[k]) == 0) {
-            *out = (elbo_mask_kind)k;
-            return ELBO_OK;
-        }
-    return elbo_error(ELBO_ERR_ARG, "mask: unknown '%s' (box, random, half)",
-                      name ? name : "(null)");
+    int k = 0;
+    elbo_status st = elbo__parse_name("mask", mask_names, 3, name, &k);
+    if (st == ELBO_OK) *out = (elbo_mask_kind)k;
+    return st;
 }
 
 /* ---- operators ---------------------------------------------------------------------------- */

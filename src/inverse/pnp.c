@@ -1,22 +1,20 @@
 /* Plug-and-play optimisation with a diffusion prior (Graikos et al. 2022, "Diffusion models
  * as plug-and-play priors"): Adam on L(x) = w(t) ||eps - eps_hat(alpha x + sigma eps, t)||^2
  * + E(x) with the gradient through the denoiser; see include/elbo/inverse.h. */
+#include "core/internal.h"
 #include "solvers_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *pnp_schedule_names[] = {"anneal", "uniform"};
+static const char *const pnp_schedule_names[] = {"anneal", "uniform"};
 
 elbo_status elbo_pnp_schedule_parse(const char *name, elbo_pnp_schedule *out) {
-    for (int k = 0; name && k < 2; k++)
-        if (strcmp(name, pnp_schedule_names[k]) == 0) {
-            *out = (elbo_pnp_schedule)k;
-            return ELBO_OK;
-        }
-    return elbo_error(ELBO_ERR_ARG, "pnp schedule: unknown '%s' (anneal, uniform)",
-                      name ? name : "(null)");
+    int k = 0;
+    elbo_status st = elbo__parse_name("pnp schedule", pnp_schedule_names, 2, name, &k);
+    if (st == ELBO_OK) *out = (elbo_pnp_schedule)k;
+    return st;
 }
 
 void elbo_pnp_params_init(elbo_pnp_params *pp) {

@@ -1,6 +1,7 @@
 /* The samplers of include/elbo/sample.h over a noise process and a denoiser callback:
  * ancestral, DDIM and Heun (the variational view), Euler-Maruyama, predictor-corrector,
  * annealed Langevin and the probability-flow ODE (the score view). */
+#include "core/internal.h"
 #include "elbo/ode.h"
 #include "elbo/sample.h"
 #include "sample_internal.h"
@@ -9,20 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *sampler_names[ELBO_SAMPLER_COUNT] = {"ancestral", "ddim",     "heun", "em",
+static const char *const sampler_names[ELBO_SAMPLER_COUNT] = {"ancestral", "ddim",     "heun", "em",
                                                         "pc",        "langevin", "ode"};
-static const char *predictor_names[] = {"reverse", "euler", "none"};
+static const char *const predictor_names[] = {"reverse", "euler", "none"};
 
 elbo_status elbo_sampler_parse(const char *name, elbo_sampler_kind *out) {
-    for (int k = 0; name && k < ELBO_SAMPLER_COUNT; k++)
-        if (strcmp(name, sampler_names[k]) == 0) {
-            *out = (elbo_sampler_kind)k;
-            return ELBO_OK;
-        }
-    return elbo_error(ELBO_ERR_ARG,
-                      "sampler: unknown '%s' (ancestral, ddim, heun, em, pc, "
-                      "langevin, ode)",
-                      name ? name : "(null)");
+    int k = 0;
+    elbo_status st = elbo__parse_name("sampler", sampler_names, ELBO_SAMPLER_COUNT, name, &k);
+    if (st == ELBO_OK) *out = (elbo_sampler_kind)k;
+    return st;
 }
 
 const char *elbo_sampler_name(elbo_sampler_kind k) {
@@ -30,13 +26,10 @@ const char *elbo_sampler_name(elbo_sampler_kind k) {
 }
 
 elbo_status elbo_pc_predictor_parse(const char *name, elbo_pc_predictor *out) {
-    for (int k = 0; name && k < 3; k++)
-        if (strcmp(name, predictor_names[k]) == 0) {
-            *out = (elbo_pc_predictor)k;
-            return ELBO_OK;
-        }
-    return elbo_error(ELBO_ERR_ARG, "predictor: unknown '%s' (reverse, euler, none)",
-                      name ? name : "(null)");
+    int k = 0;
+    elbo_status st = elbo__parse_name("predictor", predictor_names, 3, name, &k);
+    if (st == ELBO_OK) *out = (elbo_pc_predictor)k;
+    return st;
 }
 
 void elbo_sampler_params_init(elbo_sampler_params *sp) {
@@ -345,4 +338,20 @@ done:
     free(ode_y);
     if (nfe) *nfe = calls;
     return st;
+}
+
+elbo_status elbo_tweedie_denoise(const elbo_process *p, elbo_denoiser_fn denoise, void *user,
+                                 const float *y, int64_t n, double s, float *work, float *x0_hat,
+                                 elbo_noise_level *lvl) {
+    if (!p || !denoise || !y || !work || !x0_hat)
+        return elbo_error(ELBO_ERR_ARG, "tweedie_denoise: NULL argument");
+    if (!(s > 0) || !isfinite(s))
+        return elbo_error(ELBO_ERR_ARG, "tweedie_denoise: noise std %g, need a finite s > 0", s);
+    elbo_noise_level l;
+    elbo_status st = elbo_process_time_at_log_snr(p, -2.0 * log(s), &l);
+    if (st) return st;
+    for (int64_t i = 0; i < n; i++) work[i] = (float)(l.alpha * y[i]);
+    if ((st = denoise(user, work, n, &l, x0_hat))) return st;
+    if (lvl) *lvl = l;
+    return ELBO_OK;
 }

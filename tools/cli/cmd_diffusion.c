@@ -1,6 +1,7 @@
 /* `elbo train diffusion`, diffusion sampling for `elbo sample`, and `elbo denoise`: the
  * variational diffusion model of include/elbo/diffusion_model.h from the command line. */
 #include "elbo.h"
+#include "elbo/inverse.h"
 #include "elbo/train.h"
 
 #include "args.h"
@@ -377,15 +378,6 @@ static const char *DENOISE_USAGE =
     "The PNG has three rows: clean, noisy, denoised. Prints {\"ckpt\", \"sigma\", \"t\",\n"
     "\"log_snr\", \"n\", \"psnr_noisy_db\", \"psnr_denoised_db\", \"out\"} (PSNR on [0, 1]).\n";
 
-static double psnr_db(const float *a, const float *b, int64_t n) {
-    double se = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        se += d * d;
-    }
-    return se > 0 ? 10.0 * log10((double)n / se) : INFINITY;
-}
-
 int cmd_denoise(int argc, char **argv) {
     const char *data = NULL, *out = NULL, *npy_out = NULL, *split_s = "test", *sigma_s = NULL;
     int n = 8, from = 0, threads = 0;
@@ -463,13 +455,11 @@ int cmd_denoise(int argc, char **argv) {
             float *clean = rows, *noisy = rows + n * D, *den = rows + 2 * n * D;
             elbo_pixels_scale11(ds.images + (int64_t)from * D, n * D, x0); /* x in [-1, 1] */
             elbo_pixels_to01(x0, n * D, clean);
-            for (int64_t i = 0; i < n * D; i++) {
-                noisy[i] = (float)(x0[i] + s * eps[i]); /* y = x + s eps */
-                xt[i] = (float)(l.alpha * noisy[i]);
-            }
-            elbo_pixels_to01(noisy, n * D, noisy);
+            for (int64_t i = 0; i < n * D; i++) noisy[i] = (float)(x0[i] + s * eps[i]); /* y = x + s eps */
             elbo_diffusion_denoiser_state dst = {m, ctx, n, NULL, 0.0};
-            st = elbo_diffusion_denoiser(&dst, xt, n * D, &l, x0);
+            st = elbo_tweedie_denoise(&c->process, elbo_diffusion_denoiser, &dst, noisy, n * D, s,
+                                      xt, x0, NULL);
+            elbo_pixels_to01(noisy, n * D, noisy);
             if (st == ELBO_OK) elbo_pixels_to01(x0, n * D, den);
             if (st == ELBO_OK) st = cli_write_images(out, rows, 3 * n, m->c, m->h, m->w, n);
             if (st == ELBO_OK && npy_out) st = cli_write_images(npy_out, rows, 3 * n, m->c, m->h, m->w, n);
@@ -478,7 +468,7 @@ int cmd_denoise(int argc, char **argv) {
                 args_json_string(stdout, pos[0]);
                 printf(", \"sigma\":%g, \"t\":%.6f, \"log_snr\":%.4f, \"n\":%d, \"psnr_noisy_db\":%.3f, "
                        "\"psnr_denoised_db\":%.3f, \"out\":", sigma, l.t, l.log_snr, n,
-                       psnr_db(clean, noisy, n * D), psnr_db(clean, den, n * D));
+                       elbo_psnr(noisy, clean, n * D), elbo_psnr(den, clean, n * D));
                 args_json_string(stdout, out);
                 printf("}\n");
             }

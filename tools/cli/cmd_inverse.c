@@ -522,13 +522,12 @@ int cmd_inverse(int argc, char **argv) {
             if (k == 0) {
                 /* one Tweedie step: y = x + s n is x_t / alpha at log_snr = -2 log s */
                 bname[k] = "Tweedie step";
-                elbo_noise_level l;
-                st = elbo_process_time_at_log_snr(&cfg->process, -2.0 * log(op.sigma_y), &l);
                 for (int64_t i0 = 0; !st && i0 < N; i0 += B) {
                     const int64_t b = N - i0 < B ? N - i0 : B;
-                    for (int64_t j = 0; j < b * D; j++) work[j] = (float)(l.alpha * I.y[i0 * D + j]);
                     dst.batch = b;
-                    st = elbo_diffusion_denoiser(&dst, work, b * D, &l, base + i0 * D);
+                    st = elbo_tweedie_denoise(&cfg->process, elbo_diffusion_denoiser, &dst,
+                                              I.y + i0 * D, b * D, op.sigma_y, work,
+                                              base + i0 * D, NULL);
                 }
             } else {
                 bname[k] = "Gaussian filter";
