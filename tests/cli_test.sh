@@ -388,6 +388,8 @@ PY
     fi
     expect_ok "inverse constraint pnp" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --classifier "$T/clf/ckpt.safetensors" --class all --n 1 --steps 3 --eval --out "$W/inv_c.png"
     [[ $OUT == *'"accuracy":'* ]] && ok "inverse constraint accuracy" || bad "inverse constraint accuracy" "$OUT"
+    expect_ok "inverse constraint pnp, the paper's weighting" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --classifier "$T/clf/ckpt.safetensors" --class 1 --n 1 --steps 3 --weighting simple --energy-decay --out "$W/inv_c2.png"
+    [[ $OUT == *'"weighting":"simple", "energy_decay":true'* ]] && ok "inverse pnp weighting in the JSON line" || bad "inverse pnp weighting in the JSON line" "$OUT"
     rm -f "$W"/inv_*
     python3 - "$T" <<'PY'
 import struct, sys
@@ -400,6 +402,7 @@ PY
     expect_fail "inverse: bad task" 2 "--task" inverse "$D/ckpt.safetensors" --task colorize --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
     expect_fail "inverse: factor not dividing the image" 2 "factor" inverse "$D/ckpt.safetensors" --task superres --factor 3 --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
     expect_fail "inverse: bad mask file" 1 "/nonexistent_elbo_mask.png" inverse "$D/ckpt.safetensors" --task inpaint --mask /nonexistent_elbo_mask.png --solver dps --data "npy:$T/tiny28.npy" --out "$W/inv.png"
+    expect_fail "inverse: an unknown pnp weighting" 2 "--weighting" inverse "$D/ckpt.safetensors" --task denoise --solver pnp --data "npy:$T/tiny28.npy" --n 1 --weighting snr --out "$W/inv.png"
     expect_fail "inverse: constraint without a classifier" 2 "--classifier" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --out "$W/inv.png"
     expect_fail "inverse: constraint with a class past the classifier's" 2 "--class" inverse "$D/ckpt.safetensors" --task constraint --solver pnp --classifier "$T/clf/ckpt.safetensors" --class 9 --out "$W/inv.png"
     expect_fail "inverse: two inputs" 2 "one of" inverse "$D/ckpt.safetensors" --task denoise --solver dps --data "npy:$T/tiny28.npy" --in "$T/y_bad.npy" --out "$W/inv.png"

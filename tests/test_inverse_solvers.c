@@ -503,6 +503,123 @@ TEST(inverse_pnp_uniform_recovers_the_posterior_mean) {
     free(x);
 }
 
+/* The fixed point of PnP at one level t (t_min = t_max - 1e-9) with the prior weight
+ * prior_weight w(t): as in (a) a step's mean prior gradient is kappa_k (x - mu) in the
+ * eigenbasis, kappa_k = prior_weight w(t) 2 (alpha sigma / v_k)^2, v_k = alpha^2 s2_k + sigma^2,
+ * so it lands on the posterior mean under N(mu, U diag(1 / kappa_k) U^T). */
+static void pnp_fixed_point_at(const gauss_problem *P, const elbo_process *p, double t, double w,
+                               double *m_eff) {
+    elbo_noise_level l;
+    elbo_process_at(p, t, &l);
+    double S[GD * GD];
+    for (int i = 0; i < GD; i++)
+        for (int j = 0; j < GD; j++) {
+            double s = 0;
+            for (int k = 0; k < GD; k++) {
+                double v = l.alpha * l.alpha * P->g.s2[k] + l.sigma * l.sigma;
+                double kappa = w * 2 * (l.alpha * l.sigma / v) * (l.alpha * l.sigma / v);
+                s += P->g.U[i * GD + k] / kappa * P->g.U[j * GD + k];
+            }
+            S[i * GD + j] = s;
+        }
+    gauss_posterior_mean(S, P->g.mu, P->A, GM, P->y, P->sy * P->sy, m_eff);
+}
+
+/* (b) The simple weighting, w(t) = 1 / D (the paper's per-image mean squared error), at one
+ * level t = 0.9 with prior_weight 100 (kappa_k 0.45 .. 0.52, against the measurement's 1 /
+ * sigma_y^2 = 11): 64 copies land on the fixed point of pnp_fixed_point_at with w = 100 / D,
+ * within 3 standard errors, and not on that of the ELBO weight at the same t (w = 100 *
+ * -dlog_snr/dt / 2, 146 times larger). Measured: |mean - m_simple| 0.0019 (standard error
+ * 0.0022), |m_simple - m_elbo| 1.63. */
+TEST(inverse_pnp_simple_weighting_fixed_point) {
+    gauss_problem P;
+    problem_init(&P, 0.3, 7);
+    elbo_process p;
+    elbo_process_init(&p);
+    elbo_prior prior = gauss_as_prior(&P.g, &p);
+    elbo_energy en = {pool_energy, &P, P.sy};
+    enum { B = 64 };
+    float *x = malloc(sizeof(float) * B * GD);
+    CHECK(x);
+    const double t = 0.9, pw = 100;
+    elbo_noise_level l;
+    elbo_process_at(&p, t, &l);
+    double m_simple[GD], m_elbo[GD], mean[GD];
+    pnp_fixed_point_at(&P, &p, t, pw / GD, m_simple);
+    pnp_fixed_point_at(&P, &p, t, pw * -0.5 * l.dlog_snr_dt, m_elbo);
+    elbo_pnp_params pp;
+    elbo_pnp_params_init(&pp);
+    CHECK(pp.weighting == ELBO_PNP_WEIGHT_ELBO && pp.energy_decay == 0);
+    pp.weighting = ELBO_PNP_WEIGHT_SIMPLE;
+    pp.schedule = ELBO_PNP_UNIFORM;
+    pp.t_min = t - 1e-9, pp.t_max = t, pp.prior_weight = pw;
+    const double lrs[] = {0.03, 0.01, 0.003, 0.001, 0.0003};
+    const int steps[] = {1000, 2000, 2000, 3000, 3000};
+    for (int s = 0; s < 5; s++) {
+        pp.lr = lrs[s], pp.steps = steps[s], pp.seed = 21 + s;
+        CHECK(elbo_pnp_solve(&prior, &en, &pp, s > 0, x, B) == ELBO_OK);
+    }
+    batch_mean(x, B, mean);
+    const double se = sqrt(batch_spread2(x, B, mean) / B);
+    const double e = dist(mean, m_simple, GD), gap = dist(m_simple, m_elbo, GD);
+    printf("    |mean - m_simple| %.4f (standard error %.4f), |m_simple - m_elbo| %.3f\n", e, se,
+           gap);
+    CHECK_MSG(e < 3 * se, "|mean - m_simple| %.4f, 3 standard errors %.4f", e, 3 * se);
+    CHECK_MSG(gap > 20 * se, "the two weightings' fixed points are %.4f apart", gap);
+    free(x);
+}
+
+/* E(x) = g . x with a fixed g (grad g everywhere); user = const float * (GD values). */
+static elbo_status linear_energy(void *user, const float *x, int64_t B, double *value,
+                                 float *grad) {
+    const float *gv = user;
+    for (int64_t b = 0; b < B; b++) {
+        double e = 0;
+        for (int i = 0; i < GD; i++) e += (double)gv[i] * x[b * GD + i];
+        if (value) value[b] = e;
+        if (grad)
+            for (int i = 0; i < GD; i++) grad[b * GD + i] = gv[i];
+    }
+    return ELBO_OK;
+}
+
+/* energy_decay multiplies grad E by c_i = 1 - i/N at step i. With prior_weight 0 and a linear
+ * E (a constant gradient g) the path is Adam's on c_i g alone, recomputed here in double from
+ * Kingma & Ba's recurrences: the solver matches it to float rounding (1e-5), and differs
+ * from the undecayed path (whose steps keep their full size) by far more. */
+TEST(inverse_pnp_energy_decay) {
+    gauss_problem P;
+    problem_init(&P, 0.3, 7);
+    elbo_process p;
+    elbo_process_init(&p);
+    elbo_prior prior = gauss_as_prior(&P.g, &p);
+    float gv[GD], x[GD], x_plain[GD];
+    for (int i = 0; i < GD; i++) gv[i] = (float)(0.5 + 0.1 * i) * (i % 2 ? -1.0f : 1.0f);
+    elbo_energy en = {linear_energy, gv, 1.0};
+    elbo_pnp_params pp;
+    elbo_pnp_params_init(&pp);
+    pp.steps = 50, pp.prior_weight = 0, pp.lr = 0.1, pp.energy_decay = 1;
+    for (int i = 0; i < GD; i++) x[i] = x_plain[i] = 0.25f;
+    CHECK(elbo_pnp_solve(&prior, &en, &pp, 1, x, 1) == ELBO_OK);
+    pp.energy_decay = 0;
+    CHECK(elbo_pnp_solve(&prior, &en, &pp, 1, x_plain, 1) == ELBO_OK);
+    double worst = 0, apart = 0;
+    for (int i = 0; i < GD; i++) {
+        double xr = 0.25, m = 0, v = 0, b1k = 1, b2k = 1;
+        for (int k = 0; k < pp.steps; k++) {
+            double g = (1.0 - (double)k / pp.steps) * gv[i];
+            m = 0.9 * m + 0.1 * g, v = 0.999 * v + 0.001 * g * g;
+            b1k *= 0.9, b2k *= 0.999;
+            xr -= pp.lr * (m / (1 - b1k)) / (sqrt(v / (1 - b2k)) + 1e-8);
+        }
+        worst = fmax(worst, fabs(x[i] - xr));
+        apart = fmax(apart, fabs(x_plain[i] - xr));
+    }
+    printf("    |x - Adam on (1 - i/N) g| %.2e, the undecayed path %.3f away\n", worst, apart);
+    CHECK_MSG(worst < 1e-5, "|x - reference| %.3g", worst);
+    CHECK(apart > 0.5);
+}
+
 /* (c) PnP with the paper's anneal schedule (t from t_max down to t_min): the levels follow
  * t_i = clamp((1 - i/N)(1 + cos(i/50)/4) t_max, t_min, t_max) (recorded at the denoiser); it is
  * not the MAP. As t -> t_min, sigma -> 0 and the prior term's weight w 2 (alpha sigma / v)^2
@@ -924,6 +1041,10 @@ TEST(inverse_solvers_arguments) {
     CHECK(elbo_pnp_schedule_parse("cosine", &ps) == ELBO_ERR_ARG &&
           strstr(elbo_last_error(), "cosine"));
     CHECK(elbo_pnp_schedule_parse(NULL, &ps) == ELBO_ERR_ARG);
+    elbo_pnp_weighting pw;
+    CHECK(elbo_pnp_weighting_parse("elbo", &pw) == ELBO_OK && pw == ELBO_PNP_WEIGHT_ELBO);
+    CHECK(elbo_pnp_weighting_parse("simple", &pw) == ELBO_OK && pw == ELBO_PNP_WEIGHT_SIMPLE);
+    CHECK(elbo_pnp_weighting_parse("snr", &pw) == ELBO_ERR_ARG && strstr(elbo_last_error(), "snr"));
     elbo_dps_step ds;
     CHECK(elbo_dps_step_parse("likelihood", &ds) == ELBO_OK && ds == ELBO_DPS_LIKELIHOOD);
     CHECK(elbo_dps_step_parse("norm", &ds) == ELBO_OK && ds == ELBO_DPS_NORM);
@@ -965,6 +1086,12 @@ TEST(inverse_solvers_arguments) {
     elbo_pnp_params_init(&pp);
     pp.prior_weight = -1;
     CHECK_ARG(elbo_pnp_solve(&prior, &en, &pp, 0, x, 2), "prior_weight");
+    elbo_pnp_params_init(&pp);
+    pp.weighting = (elbo_pnp_weighting)7;
+    CHECK_ARG(elbo_pnp_solve(&prior, &en, &pp, 0, x, 2), "weighting");
+    elbo_pnp_params_init(&pp);
+    pp.energy_decay = 2;
+    CHECK_ARG(elbo_pnp_solve(&prior, &en, &pp, 0, x, 2), "energy_decay");
     elbo_pnp_params_init(&pp);
     CHECK_ARG(elbo_pnp_solve(&prior, NULL, &pp, 0, x, 2), "energy");
     CHECK_ARG(elbo_pnp_solve(&prior, &en, &pp, 0, x, 0), "B");

@@ -149,10 +149,15 @@ typedef struct {
  *   d/dx ||eps - eps_hat||^2 = 2 alpha J_eps^T (eps_hat - eps),
  *   J_eps = (I - alpha J_x0) / sigma  (eps_hat = (x_t - alpha x0_hat) / sigma),
  * so J_eps^T u = (u - alpha vjp_x0(u)) / sigma.
- * w(t) = -dlog_snr/dt / 2, the ELBO's weight: with t ~ U(0, 1) the prior term is an
- * unbiased estimate of the diffusion ELBO's -log p(x) bound (VDM eq. 17, the prior and
- * reconstruction terms aside), which for the exact denoiser of a Gaussian equals -log p(x)
- * + const; so the fixed point is the MAP of p(x | y).
+ * Weightings of the prior term (elbo_pnp_weighting):
+ *   elbo    w(t) = -dlog_snr/dt / 2, the ELBO's weight: with t ~ U(0, 1) the prior term is an
+ *           unbiased estimate of the diffusion ELBO's -log p(x) bound (VDM eq. 17, the prior
+ *           and reconstruction terms aside), which for the exact denoiser of a Gaussian equals
+ *           -log p(x) + const; so the fixed point is the MAP of p(x | y)
+ *   simple  w(t) = 1 / D, the mean squared error per image (the paper's notebook:
+ *           F.mse_loss(eps_pred, eps) for one image), which weighs high noise far more
+ * energy_decay = 1 multiplies E by (1 - i/N) at step i (the notebook's 0.01 (steps - i) /
+ * steps on its constraint), so the prior alone shapes the last steps; 0 keeps E whole.
  * Schedules of t over the steps i = 0..N-1:
  *   anneal   the paper's: t_i = clamp((1 - i/N)(1 + cos(i/50) / 4) t_max, t_min, t_max),
  *            high to low noise (their MNIST notebook), mode-seeking
@@ -162,6 +167,8 @@ typedef struct {
  * prior->denoise then prior->denoise_vjp; all B images share t_i. energy is required. */
 typedef enum { ELBO_PNP_ANNEAL = 0, ELBO_PNP_UNIFORM } elbo_pnp_schedule;
 elbo_status elbo_pnp_schedule_parse(const char *name, elbo_pnp_schedule *out); /* anneal|uniform */
+typedef enum { ELBO_PNP_WEIGHT_ELBO = 0, ELBO_PNP_WEIGHT_SIMPLE } elbo_pnp_weighting;
+elbo_status elbo_pnp_weighting_parse(const char *name, elbo_pnp_weighting *out); /* elbo|simple */
 
 typedef struct {
     int steps;                 /* N >= 1: 1000 */
@@ -169,6 +176,8 @@ typedef struct {
     elbo_pnp_schedule schedule; /* anneal */
     double t_min, t_max;       /* 0.02, 1 (0 <= t_min < t_max <= 1) */
     double prior_weight;       /* multiplies w(t): 1 */
+    elbo_pnp_weighting weighting; /* w(t): elbo */
+    int energy_decay;          /* 1: E's weight (1 - i/N) at step i; 0 (default): E whole */
     uint64_t seed;             /* x's init and the eps of each step */
 } elbo_pnp_params;
 void elbo_pnp_params_init(elbo_pnp_params *pp);

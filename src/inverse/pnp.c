@@ -17,6 +17,15 @@ elbo_status elbo_pnp_schedule_parse(const char *name, elbo_pnp_schedule *out) {
     return st;
 }
 
+static const char *const pnp_weighting_names[] = {"elbo", "simple"};
+
+elbo_status elbo_pnp_weighting_parse(const char *name, elbo_pnp_weighting *out) {
+    int k = 0;
+    elbo_status st = elbo__parse_name("pnp weighting", pnp_weighting_names, 2, name, &k);
+    if (st == ELBO_OK) *out = (elbo_pnp_weighting)k;
+    return st;
+}
+
 void elbo_pnp_params_init(elbo_pnp_params *pp) {
     memset(pp, 0, sizeof *pp);
     pp->steps = 1000;
@@ -25,6 +34,8 @@ void elbo_pnp_params_init(elbo_pnp_params *pp) {
     pp->t_min = 0.02;
     pp->t_max = 1.0;
     pp->prior_weight = 1.0;
+    pp->weighting = ELBO_PNP_WEIGHT_ELBO;
+    pp->energy_decay = 0;
     pp->seed = 0;
 }
 
@@ -50,6 +61,11 @@ static elbo_status pnp_check(const elbo_energy *energy, const elbo_pnp_params *p
             ELBO_ERR_ARG,
             "pnp_solve: t_min, t_max must satisfy 0 <= t_min < t_max <= 1, got %g, %g", pp->t_min,
             pp->t_max);
+    if (pp->weighting != ELBO_PNP_WEIGHT_ELBO && pp->weighting != ELBO_PNP_WEIGHT_SIMPLE)
+        return elbo_error(ELBO_ERR_ARG, "pnp_solve: unknown weighting %d", (int)pp->weighting);
+    if (pp->energy_decay != 0 && pp->energy_decay != 1)
+        return elbo_error(ELBO_ERR_ARG, "pnp_solve: energy_decay must be 0 or 1, got %d",
+                          pp->energy_decay);
     if (!(pp->prior_weight >= 0) || !isfinite(pp->prior_weight))
         return elbo_error(ELBO_ERR_ARG, "pnp_solve: prior_weight must be >= 0 and finite, got %g",
                           pp->prior_weight);
@@ -73,7 +89,8 @@ static elbo_status pnp_cotangent(void *user, const float *x0_hat, int64_t n, flo
  *   t_i by the schedule, eps ~ N(0, I), x_t = alpha x + sigma eps,
  *   x0_hat = D(x_t, t), u = eps_hat - eps with eps_hat = (x_t - alpha x0_hat) / sigma,
  *   J_eps^T u = (u - alpha vjp_x0(u)) / sigma,
- *   g = prior_weight w(t) 2 alpha J_eps^T u + grad E(x),  w(t) = -dlog_snr/dt / 2,
+ *   g = prior_weight w(t) 2 alpha J_eps^T u + c_i grad E(x),
+ *   w(t) = -dlog_snr/dt / 2 (elbo) or 1 / D (simple), c_i = 1 - i/N (energy_decay) or 1,
  *   Adam (Kingma & Ba 2015): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
  *   x -= lr (m / (1 - b1^k)) / (sqrt(v / (1 - b2^k)) + eps_adam).
  * u depends on x0_hat: one fused call (prior->denoise_vjp_at) or a denoiser call and a VJP
@@ -117,12 +134,15 @@ elbo_status elbo_pnp_solve(const elbo_prior *prior, const elbo_energy *energy,
         if ((st = elbo__prior_vjp_at(prior, x_t, n, &l, pnp_cotangent, &cs, x0_hat, u, vjp, scratch)))
             goto done;
         if ((st = energy->fn(energy->user, x, B, value, g))) goto done;
-        /* prior_weight w(t) 2 alpha / sigma = -prior_weight dlog_snr/dt alpha / sigma */
-        const double cp = -pp->prior_weight * l.dlog_snr_dt * l.alpha / l.sigma;
+        /* prior_weight w(t) 2 alpha / sigma; elbo: -prior_weight dlog_snr/dt alpha / sigma */
+        const double w_t = pp->weighting == ELBO_PNP_WEIGHT_SIMPLE ? 1.0 / (double)D
+                                                                   : -0.5 * l.dlog_snr_dt;
+        const double cp = pp->prior_weight * w_t * 2.0 * l.alpha / l.sigma;
+        const double ce = pp->energy_decay ? 1.0 - (double)i / N : 1.0;
         b1k *= b1, b2k *= b2;
         const double step = pp->lr / (1.0 - b1k), bc2 = 1.0 - b2k;
         for (int64_t j = 0; j < n; j++) {
-            double gj = g[j] + cp * ((double)u[j] - l.alpha * vjp[j]);
+            double gj = ce * g[j] + cp * ((double)u[j] - l.alpha * vjp[j]);
             double mj = b1 * m[j] + (1.0 - b1) * gj, vj = b2 * v[j] + (1.0 - b2) * gj * gj;
             m[j] = (float)mj, v[j] = (float)vj;
             x[j] = (float)(x[j] - step * mj / (sqrt(vj / bc2) + eps_adam));

@@ -145,9 +145,10 @@ static elbo_status score(const float *x, const float *ref, int64_t N, int64_t c,
 int cmd_inverse(int argc, char **argv) {
     const char *task_s = NULL, *solver_s = NULL, *out = NULL, *npy_out = NULL, *data = NULL,
                *split_s = "test", *in = NULL, *y_in = NULL, *mask_s = "box", *clf_path = NULL,
-               *class_s = "0", *schedule_s = "anneal", *dps_step_s = "norm", *init_s = NULL;
+               *class_s = "0", *schedule_s = "anneal", *dps_step_s = "norm", *init_s = NULL,
+               *weighting_s = "elbo";
     int n_flag = 8, from = 0, threads = 0, samples = 1, factor = 4, batch = 64, do_eval = 0;
-    int steps = 0, jump = 10, resample = 10;
+    int steps = 0, jump = 10, resample = 10, energy_decay = 0;
     double keep = 0.5, sigma_y = 0.05, blur_sigma = 2.0, lr = 0.01, t_min = 0.02, t_max = 1.0;
     double prior_weight = 1.0, zeta = 1.0, cweight = 1.0, filter_sigma = 1.0;
     uint64_t seed = 0;
@@ -186,6 +187,10 @@ int cmd_inverse(int argc, char **argv) {
         {"--t-max", ARG_DOUBLE, &t_max, "T", "pnp: the highest t", "1", 1, 0, 0},
         {"--prior-weight", ARG_DOUBLE, &prior_weight, "W", "pnp: the prior term's weight", "1", 1,
          0, 0},
+        args_string("--weighting", &weighting_s, "W", "pnp: the prior term's w(t), elbo "
+                    "(-dlog_snr/dt / 2) | simple (1 / D, the paper's mean squared error)", "elbo"),
+        args_bool("--energy-decay", &energy_decay, "pnp: E's weight (1 - i/N) at step i, the "
+                  "paper's"),
         {"--zeta", ARG_DOUBLE, &zeta, "Z", "dps: the step scale", "1", 1, 0, 0},
         args_string("--dps-step", &dps_step_s, "S", "dps: norm | likelihood | pigdm", "norm"),
         args_int("--jump", &jump, 1, 1 << 20, "J", "repaint: jump length", "10"),
@@ -231,6 +236,10 @@ int cmd_inverse(int argc, char **argv) {
     elbo_repaint_params_init(&rp);
     if (elbo_pnp_schedule_parse(schedule_s, &pp.schedule) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--schedule: expected anneal or uniform, got \"%s\"", schedule_s);
+    if (elbo_pnp_weighting_parse(weighting_s, &pp.weighting) != ELBO_OK)
+        return args_fail(ARGS_USAGE, "--weighting: expected elbo or simple, got \"%s\"",
+                         weighting_s);
+    pp.energy_decay = energy_decay;
     if (elbo_dps_step_parse(dps_step_s, &dp.step) != ELBO_OK)
         return args_fail(ARGS_USAGE, "--dps-step: expected norm, likelihood or pigdm, got \"%s\"",
                          dps_step_s);
@@ -583,7 +592,9 @@ int cmd_inverse(int argc, char **argv) {
            (long long)N, (long long)S);
     if (!constraint) printf(", \"sigma_y\":%g, \"sigma_y_units\":\"[0,1] pixels\"", sigma_y);
     if (solver == SOLVER_PNP)
-        printf(", \"steps\":%d, \"schedule\":\"%s\", \"lr\":%g", pp.steps, schedule_s, pp.lr);
+        printf(", \"steps\":%d, \"schedule\":\"%s\", \"lr\":%g, \"weighting\":\"%s\", "
+               "\"energy_decay\":%s", pp.steps, schedule_s, pp.lr, weighting_s,
+               pp.energy_decay ? "true" : "false");
     else if (solver == SOLVER_DPS)
         printf(", \"steps\":%d, \"dps_step\":\"%s\", \"zeta\":%g", dp.steps, dps_step_s, dp.zeta);
     else
