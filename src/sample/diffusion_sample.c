@@ -11,7 +11,7 @@
 #include <string.h>
 
 static const char *const sampler_names[ELBO_SAMPLER_COUNT] = {"ancestral", "ddim",     "heun", "em",
-                                                        "pc",        "langevin", "ode"};
+                                                              "pc",        "langevin", "ode"};
 static const char *const predictor_names[] = {"reverse", "euler", "none"};
 
 elbo_status elbo_sampler_parse(const char *name, elbo_sampler_kind *out) {
