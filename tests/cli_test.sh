@@ -452,13 +452,13 @@ PY
         expect_ok "eval diffusion learned schedule" eval "$T/diflearn/ckpt.safetensors" --data "npy:$T/tiny28.npy"
         expect_ok "sample diffusion learned schedule" sample "$T/diflearn/ckpt.safetensors" --steps 5 --n 2 --out "$W/l.png"
     fi
-    expect_ok "train diffusion --fourier" train diffusion --data "npy:$T/tiny28.npy" --fourier --steps 2 --batch 8 $DIF_NET --out "$T/diffourier"
+    expect_ok "train diffusion --fourier, --ema-warmup" train diffusion --data "npy:$T/tiny28.npy" --fourier --ema 0.999 --ema-warmup --steps 2 --batch 8 $DIF_NET --out "$T/diffourier"
     expect_fail "train diffusion --fourier with the mlp" 2 fourier train diffusion --data toy:moons --fourier --out "$W/r3"
     expect_fail "train diffusion bad --attn" 2 --attn train diffusion --data "npy:$T/tiny28.npy" --attn 5 --out "$W/r3"
     expect_fail "train diffusion bad --param" 2 --param train diffusion --data "npy:$T/tiny28.npy" --param noise --out "$W/r3"
     run train diffusion --help
     missing=
-    for f in --data --steps --ema --schedule --param --loss --time --net --channels --blocks --attn --dropout --temb --groups --cond --p-uncond --log-snr-min --log-snr-max --sigma-min --sigma-max; do
+    for f in --data --steps --ema --ema-warmup --schedule --param --loss --time --net --channels --blocks --attn --dropout --temb --groups --cond --p-uncond --log-snr-min --log-snr-max --sigma-min --sigma-max; do
         printf '%s\n' "$OUT" | grep -q -- "^  $f .*(default: " || missing="$missing $f"
     done
     [ $RC -eq 0 ] && [ -z "$missing" ] && ok "train diffusion --help lists every flag with its default" ||

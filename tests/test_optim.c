@@ -349,6 +349,49 @@ TEST(optim_ema_update_and_swap) {
     elbo_paramset_free(ps);
 }
 
+/* The warm-up of diffusers' EMAModel: d_1 = 0 (a copy), d_n = min(decay, n / (n + 9)). */
+TEST(optim_ema_warmup) {
+    elbo_paramset *ps = vector_params(3);
+    CHECK(ps);
+    float *p = elbo_paramset_data(ps);
+    p[0] = 1;
+    p[1] = 2;
+    p[2] = -4;
+    elbo_ema *e = elbo_ema_new(ps, 0.999f);
+    CHECK(e);
+    /* off: the constant decay at every update */
+    CHECK(elbo_ema_decay_at(e, 1) == 0.999f && elbo_ema_decay_at(e, 50) == 0.999f);
+    elbo_ema_set_warmup(e, 1);
+    CHECK(elbo_ema_decay_at(e, 1) == 0.0f);
+    CHECK(elbo_ema_decay_at(e, 2) == (float)(2.0 / 11.0));
+    CHECK(elbo_ema_decay_at(e, 3) == 0.25f);
+    CHECK(elbo_ema_decay_at(e, 1000) == (float)(1000.0 / 1009.0));
+    CHECK(elbo_ema_decay_at(e, 8990) == (float)(8990.0 / 8999.0)); /* just under 0.999 */
+    CHECK(elbo_ema_decay_at(e, 8991) == 0.999f);                   /* 8991 / 9000 = 0.999 */
+    CHECK(elbo_ema_decay_at(e, 1000000) == 0.999f);
+    float *w = elbo_ema_data(e, NULL);
+    p[0] = 5;
+    p[1] = 2;
+    p[2] = 0;
+    elbo_ema_update_at(e, ps, 1); /* a copy of the weights, the initial ones forgotten */
+    CHECK(w[0] == 5.0f && w[1] == 2.0f && w[2] == 0.0f);
+    p[0] = 6;
+    p[2] = 11;
+    elbo_ema_update_at(e, ps, 2); /* 2/11 ema + 9/11 theta */
+    CHECK_NEAR(w[0], 6.0 - 2.0 / 11.0, 1e-6);
+    CHECK_NEAR(w[2], 9.0, 1e-6);
+    CHECK(w[1] == 2.0f);
+    float w0 = w[0];
+    elbo_ema_update_at(e, ps, 3); /* 1/4 ema + 3/4 theta */
+    CHECK_NEAR(w[0], 0.25 * w0 + 4.5, 1e-6);
+    /* elbo_ema_update keeps the constant decay */
+    w0 = w[0];
+    elbo_ema_update(e, ps);
+    CHECK(w[0] == 0.999f * w0 + (float)(1.0 - 0.999f) * 6.0f);
+    elbo_ema_free(e);
+    elbo_paramset_free(ps);
+}
+
 TEST(optim_lr_schedule_values) {
     elbo_lr_schedule s = {
         .base_lr = 1e-3f, .min_lr = 1e-5f, .warmup_steps = 10, .total_steps = 110};

@@ -4,6 +4,7 @@
  * the evaluation bound is the training loss. */
 #include "test.h"
 
+#include "elbo/safetensors.h"
 #include "elbo/train.h"
 #include "malloc_count.h"
 
@@ -266,6 +267,57 @@ TEST(trainer_interrupt_saves_checkpoint) {
     CHECK_MSG(same, "resumed after the interrupt, the weights differ from a straight run");
 }
 
+/* ---- EMA warm-up ---------------------------------------------------------------------- */
+/* With ema_warmup the first update copies the weights (decay 0), so after one step the
+ * checkpoint's ema.NAME equals NAME bit for bit; without it the EMA after one step is
+ * 0.99 theta_0 + 0.01 theta_1 and differs. */
+static int ema_equals_weights(const char *ck, int *n_params) {
+    elbo_safetensors *st = NULL;
+    if (elbo_safetensors_open(ck, &st) != ELBO_OK) return -1;
+    int same = 1, n = 0;
+    for (int i = 0; i < elbo_safetensors_count(st); i++) {
+        const elbo_st_tensor *t = elbo_safetensors_get(st, i);
+        if (strncmp(t->name, "ema.", 4) != 0) continue;
+        const elbo_st_tensor *w = elbo_safetensors_find(st, t->name + 4);
+        if (!w || w->nbytes != t->nbytes) {
+            same = -1;
+            break;
+        }
+        n++;
+        if (memcmp(w->data, t->data, t->nbytes) != 0) same = 0;
+    }
+    elbo_safetensors_close(st);
+    *n_params = n;
+    return same;
+}
+
+TEST(trainer_ema_warmup_first_update_copies) {
+    int same[2] = {-2, -2}, n[2] = {0, 0};
+    for (int warm = 0; warm < 2; warm++) {
+        char dir[256], ck[300];
+        CHECK(make_dir(dir, sizeof dir));
+        snprintf(ck, sizeof ck, "%s/ckpt.safetensors", dir);
+        elbo_dataset ds;
+        CHECK(make_data(&ds));
+        elbo_model *m = small_model();
+        elbo_train_params p;
+        quiet_params(&p, dir, 1);
+        p.ema_decay = 0.99f;
+        p.ema_warmup = warm;
+        elbo_train_result res;
+        int ok = m && elbo_train(m, &ds, &p, &res) == ELBO_OK;
+        elbo_model_free(m);
+        elbo_dataset_free(&ds);
+        if (ok) same[warm] = ema_equals_weights(ck, &n[warm]);
+        remove_dir(dir);
+        CHECK_MSG(ok, "training failed: %s", elbo_last_error());
+    }
+    CHECK_MSG(n[0] > 0 && n[0] == n[1], "%d and %d ema tensors", n[0], n[1]);
+    CHECK_MSG(same[1] == 1, "with warm-up, the EMA after one step is not the weights (%d)", same[1]);
+    CHECK_MSG(same[0] == 0, "without warm-up, the EMA after one step equals the weights (%d)",
+              same[0]);
+}
+
 /* ---- no allocation in the steady state ---------------------------------------------- */
 static int count_steps_4_to_9(int64_t step, double loss, void *user) {
     (void)loss;
@@ -286,6 +338,7 @@ TEST(trainer_no_alloc_in_steady_state) {
     quiet_params(&p, dir, 10);
     p.grad_clip = 1.0f;
     p.ema_decay = 0.99f;
+    p.ema_warmup = 1;
     p.warmup_steps = 3;
     p.cosine = 1;
     malloc_count_result r;

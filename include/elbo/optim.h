@@ -43,6 +43,13 @@ typedef struct elbo_ema elbo_ema;
 elbo_ema *elbo_ema_new(elbo_paramset *ps, float decay);
 void elbo_ema_free(elbo_ema *e);
 void elbo_ema_update(elbo_ema *e, const elbo_paramset *ps);
+/* Warm-up of the decay (off by default), as diffusers' EMAModel: the n-th update (n >= 1)
+ * uses 0 for n = 1 (a copy of the weights), then min(decay, n / (n + 9)). Without it, an
+ * EMA started at the initial weights keeps decay^n of them after n updates (0.9995^4000 =
+ * 0.14), which spoils the EMA of a run short against 1 / (1 - decay). */
+void elbo_ema_set_warmup(elbo_ema *e, int on);
+float elbo_ema_decay_at(const elbo_ema *e, int64_t n);
+void elbo_ema_update_at(elbo_ema *e, const elbo_paramset *ps, int64_t n);
 /* Exchanges the live weights and the EMA weights (call twice to restore). */
 void elbo_ema_swap(elbo_ema *e, elbo_paramset *ps);
 float *elbo_ema_data(elbo_ema *e, int64_t *n);

@@ -132,6 +132,7 @@ typedef struct {
     float min_lr;         /* 0 */
     float grad_clip;      /* max global L2 norm; 0 = off */
     float ema_decay;      /* 0 = off; else an EMA of the weights, saved in the checkpoint */
+    int ema_warmup;       /* 1: the EMA's decay ramps up (elbo_ema_set_warmup); 0 */
     int64_t log_every;    /* plain progress line every N steps; 100 */
     int64_t ckpt_every;   /* checkpoint every N steps (0: only at the end); 1000 */
     const char *out_dir;  /* required: ckpt.safetensors, loss.csv, loss.png; created if missing */

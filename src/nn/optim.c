@@ -203,6 +203,7 @@ float elbo_clip_grad_norm(elbo_paramset *ps, float max_norm) {
 
 struct elbo_ema {
     float decay;
+    int warmup; /* 1: the decay ramps up as in diffusers' EMAModel (elbo_ema_decay_at) */
     int64_t n;
     float *w;
 };
@@ -238,15 +239,40 @@ void elbo_ema_free(elbo_ema *e) {
     free(e);
 }
 
-/* ema <- decay ema + (1 - decay) theta. */
-void elbo_ema_update(elbo_ema *e, const elbo_paramset *ps) {
-    if (!e || !ps) return;
+void elbo_ema_set_warmup(elbo_ema *e, int on) {
+    if (e) e->warmup = on != 0;
+}
+
+/* The decay of the n-th update (n >= 1). Without warm-up, the constant decay. With it,
+ * diffusers' EMAModel.get_decay (use_ema_warmup off, update_after_step 0): with s = n - 1,
+ * 0 at s = 0 (the first update copies the weights), then min(decay, (1 + s) / (10 + s)),
+ * so that the EMA forgets the initial weights within the first few hundred steps. */
+float elbo_ema_decay_at(const elbo_ema *e, int64_t n) {
+    if (!e) return 0.0f;
+    if (!e->warmup) return e->decay;
+    if (n <= 1) return 0.0f;
+    double s = (double)(n - 1), ramp = (1.0 + s) / (10.0 + s);
+    return ramp < decimal(e->decay) ? (float)ramp : e->decay;
+}
+
+/* ema <- d ema + (1 - d) theta. */
+static void ema_mix(elbo_ema *e, const elbo_paramset *ps, float d) {
     const float *theta = elbo_paramset_data((elbo_paramset *)ps);
-    float d = e->decay, one_m_d = (float)(1.0 - e->decay);
+    float one_m_d = (float)(1.0 - d);
     float *w = e->w;
     int64_t n = e->n;
     ELBO_PARALLEL_FOR(n > ELBO_PAR_MIN,
                       for (int64_t i = 0; i < n; i++) w[i] = d * w[i] + one_m_d * theta[i];);
+}
+
+/* The n-th update (n >= 1), with d = elbo_ema_decay_at(e, n). */
+void elbo_ema_update_at(elbo_ema *e, const elbo_paramset *ps, int64_t n) {
+    if (e && ps) ema_mix(e, ps, elbo_ema_decay_at(e, n));
+}
+
+/* ema <- decay ema + (1 - decay) theta, the constant decay whatever the warm-up. */
+void elbo_ema_update(elbo_ema *e, const elbo_paramset *ps) {
+    if (e && ps) ema_mix(e, ps, e->decay);
 }
 
 void elbo_ema_swap(elbo_ema *e, elbo_paramset *ps) {

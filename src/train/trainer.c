@@ -39,6 +39,7 @@ void elbo_train_params_init(elbo_train_params *p) {
     p->min_lr = 0.0f;
     p->grad_clip = 0.0f;
     p->ema_decay = 0.0f;
+    p->ema_warmup = 0;
     p->log_every = 100;
     p->ckpt_every = 1000;
     p->out_dir = NULL;
@@ -196,6 +197,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
     char *config = checkpoint_config(m, p);
     elbo_optim *opt = elbo_optim_new(m->ps, &op);
     elbo_ema *ema = p->ema_decay > 0 ? elbo_ema_new(m->ps, p->ema_decay) : NULL;
+    elbo_ema_set_warmup(ema, p->ema_warmup);
     elbo_ctx *ctx = elbo_ctx_new(0);
     int64_t *perm = malloc((size_t)ds->n * sizeof *perm);
     float *x = malloc((size_t)(B * x_dim) * sizeof *x);
@@ -285,7 +287,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
         if (m->after_backward && (st = m->after_backward(m)) != ELBO_OK) break;
         if (p->grad_clip > 0) elbo_clip_grad_norm(m->ps, p->grad_clip);
         if ((st = elbo_optim_step(opt, elbo_lr_at(&sched, s))) != ELBO_OK) break;
-        if (ema) elbo_ema_update(ema, m->ps);
+        if (ema) elbo_ema_update_at(ema, m->ps, s + 1);
         r->step = s + 1;
         r->loss = lv;
         if ((st = elbo_progress_step(prog, s + 1, lv, extra)) != ELBO_OK) break;

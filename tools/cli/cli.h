@@ -37,7 +37,7 @@ int cmd_denoise(int argc, char **argv);
 typedef struct {
     const char *data, *out, *resume;
     int64_t steps, ckpt_every, log_every, warmup;
-    int batch, threads, cosine, keep_denormals;
+    int batch, threads, cosine, keep_denormals, ema_warmup;
     double lr, clip, ema;
     uint64_t seed;
 } train_common;

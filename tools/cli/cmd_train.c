@@ -87,6 +87,8 @@ int train_common_flags(arg_flag *f, train_common *c) {
                       "100");
     f[n++] = flag_double("--grad-clip", &c->clip, "clip the global gradient L2 norm (0: off)", "0");
     f[n++] = flag_double("--ema", &c->ema, "EMA decay of the weights, < 1 (0: off)", "0");
+    f[n++] = args_bool("--ema-warmup", &c->ema_warmup,
+                       "ramp the EMA decay up as min(decay, n / (n + 9)) at update n (diffusers)");
     f[n++] = flag_i64("--warmup", &c->warmup, 0, "linear learning-rate warm-up steps (0: off)", "0");
     f[n++] = args_bool("--cosine", &c->cosine, "cosine learning-rate decay to 0 at --steps");
     f[n++] = args_bool("--keep-denormals", &c->keep_denormals,
@@ -117,6 +119,7 @@ void train_common_apply(const train_common *c, elbo_train_params *tp) {
     tp->log_every = c->log_every;
     tp->grad_clip = (float)c->clip;
     tp->ema_decay = (float)c->ema;
+    tp->ema_warmup = c->ema_warmup;
     tp->warmup_steps = c->warmup;
     tp->cosine = c->cosine;
 }
