@@ -453,6 +453,7 @@ PY
         expect_ok "sample diffusion learned schedule" sample "$T/diflearn/ckpt.safetensors" --steps 5 --n 2 --out "$W/l.png"
     fi
     expect_ok "train diffusion --fourier, --ema-warmup" train diffusion --data "npy:$T/tiny28.npy" --fourier --ema 0.999 --ema-warmup --steps 2 --batch 8 $DIF_NET --out "$T/diffourier"
+    expect_fail "train --ema-warmup without --ema" 2 --ema-warmup train diffusion --data "npy:$T/tiny28.npy" --ema-warmup --out "$W/r3"
     expect_fail "train diffusion --fourier with the mlp" 2 fourier train diffusion --data toy:moons --fourier --out "$W/r3"
     expect_fail "train diffusion bad --attn" 2 --attn train diffusion --data "npy:$T/tiny28.npy" --attn 5 --out "$W/r3"
     expect_fail "train diffusion bad --param" 2 --param train diffusion --data "npy:$T/tiny28.npy" --param noise --out "$W/r3"

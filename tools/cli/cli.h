@@ -43,8 +43,8 @@ typedef struct {
 } train_common;
 /* Writes the flags into f (room for 16) and returns how many; sets the defaults. */
 int train_common_flags(arg_flag *f, train_common *c);
-/* --data required, --out defaulting to runs/MODEL (in default_out), --ema < 1; 0 or the
- * exit status of the usage error it printed. */
+/* --data required, --out defaulting to runs/MODEL (in default_out), --ema < 1, --ema-warmup
+ * only with --ema; 0 or the exit status of the usage error it printed. */
 int train_common_check(train_common *c, const char *model, char *default_out, size_t len);
 void train_common_apply(const train_common *c, elbo_train_params *tp);
 /* Runs the trainer, frees m and ds, prints the JSON line; the exit status. */

@@ -103,6 +103,8 @@ int train_common_check(train_common *c, const char *model, char *default_out, si
     if (!c->out) c->out = default_out;
     if (!*c->out) return args_fail(ARGS_USAGE, "--out: empty");
     if (!(c->ema < 1)) return args_fail(ARGS_USAGE, "--ema: expected a decay < 1, got %g", c->ema);
+    if (c->ema_warmup && !(c->ema > 0))
+        return args_fail(ARGS_USAGE, "--ema-warmup: needs an EMA (--ema D, 0 < D < 1)");
     return 0;
 }
 
