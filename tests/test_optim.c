@@ -16,6 +16,13 @@ static elbo_paramset *vector_params(int64_t n) {
     return ps;
 }
 
+/* p[0..2] <- a, b, c: the weights of the 3-parameter EMA tests. */
+static void set3(float *p, float a, float b, float c) {
+    p[0] = a;
+    p[1] = b;
+    p[2] = c;
+}
+
 /* Largest distance in units in the last place between a[i] and b[i] (finite floats). */
 static int64_t max_ulp(const float *a, const float *b, int64_t n, int64_t *where) {
     int64_t worst = 0;
@@ -325,17 +332,13 @@ TEST(optim_ema_update_and_swap) {
     elbo_paramset *ps = vector_params(3);
     CHECK(ps);
     float *p = elbo_paramset_data(ps);
-    p[0] = 1;
-    p[1] = 2;
-    p[2] = -4;
+    set3(p, 1, 2, -4);
     elbo_ema *e = elbo_ema_new(ps, 0.75f);
     CHECK(e);
     int64_t n;
     float *w = elbo_ema_data(e, &n);
     CHECK(n == 3 && w[0] == 1 && w[1] == 2 && w[2] == -4); /* starts at the weights */
-    p[0] = 5;
-    p[1] = 2;
-    p[2] = 0;
+    set3(p, 5, 2, 0);
     elbo_ema_update(e, ps);
     /* 0.75 ema + 0.25 theta, exact in binary. */
     CHECK(w[0] == 2.0f && w[1] == 2.0f && w[2] == -3.0f);
@@ -354,9 +357,7 @@ TEST(optim_ema_warmup) {
     elbo_paramset *ps = vector_params(3);
     CHECK(ps);
     float *p = elbo_paramset_data(ps);
-    p[0] = 1;
-    p[1] = 2;
-    p[2] = -4;
+    set3(p, 1, 2, -4);
     elbo_ema *e = elbo_ema_new(ps, 0.999f);
     CHECK(e);
     /* off: the constant decay at every update */
@@ -370,13 +371,10 @@ TEST(optim_ema_warmup) {
     CHECK(elbo_ema_decay_at(e, 8991) == 0.999f);                   /* 8991 / 9000 = 0.999 */
     CHECK(elbo_ema_decay_at(e, 1000000) == 0.999f);
     float *w = elbo_ema_data(e, NULL);
-    p[0] = 5;
-    p[1] = 2;
-    p[2] = 0;
+    set3(p, 5, 2, 0);
     elbo_ema_update_at(e, ps, 1); /* a copy of the weights, the initial ones forgotten */
     CHECK(w[0] == 5.0f && w[1] == 2.0f && w[2] == 0.0f);
-    p[0] = 6;
-    p[2] = 11;
+    set3(p, 6, 2, 11);
     elbo_ema_update_at(e, ps, 2); /* 2/11 ema + 9/11 theta */
     CHECK_NEAR(w[0], 6.0 - 2.0 / 11.0, 1e-6);
     CHECK_NEAR(w[2], 9.0, 1e-6);
