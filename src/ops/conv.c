@@ -463,22 +463,12 @@ static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const floa
                                        t == t0 ? 0.0f : 1.0f, dU + xi * OC * C, C);
             }
         });
-    /* dU = dU_0 + dU_1 + .. + dU_{G-1}, added in group order into dU_0 (the order of
-     * elbo__wino_kernel_grad's own sum, so the same bits), on contiguous blocks of 1024:
-     * G streams read once instead of 16 G strided reads per kernel */
-    int64_t nblk = ((int64_t)usize + 1023) / 1024;
-    ELBO_PARALLEL_FOR(
-        G > 1 && (int64_t)usize * G > ELBO_PAR_MIN, for (int64_t k = 0; k < nblk; k++) {
-            int64_t i0 = k * 1024, i1 = i0 + 1024 < (int64_t)usize ? i0 + 1024 : (int64_t)usize;
-            float *d = buf + i0;
-            for (int64_t grp = 1; grp < G; grp++) {
-                const float *src = buf + (size_t)grp * usize + i0;
-                for (int64_t i = 0; i < i1 - i0; i++) d[i] += src[i];
-            }
-        });
+    /* dU = dU_0 + dU_1 + .. + dU_{G-1}, added in group order into dU_0 (contiguous, one
+     * stream per group), then gw += G^T dU G */
+    for (int64_t grp = 1; grp < G; grp++) elbo__acc(buf, buf + (size_t)grp * usize, (int64_t)usize);
     ELBO_PARALLEL_FOR(OC * C * 16 > ELBO_PAR_MIN,
-                      for (int64_t oc = 0; oc < OC; oc++) elbo__wino_kernel_grad(
-                          buf + oc * C, 1, (int64_t)usize, OC * C, C, gw + oc * C * 9););
+                      for (int64_t oc = 0; oc < OC; oc++)
+                          elbo__wino_kernel_grad(buf + oc * C, OC * C, C, gw + oc * C * 9););
     return 1;
 }
 

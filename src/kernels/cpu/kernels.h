@@ -117,10 +117,9 @@ void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t
  * the output transform, for dW. */
 void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
                             int64_t ldm, int64_t xs);
-/* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] of kernel i = sum over p < np (in order) of
- * dU[p ps + xi st + i]: the adjoint of the kernel transform, for dW. */
-void elbo__wino_kernel_grad(const float *dU, int64_t np, int64_t ps, int64_t st, int64_t n,
-                            float *gw);
+/* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] of kernel i at dU[xi st + i]: the adjoint of
+ * the kernel transform, for dW. */
+void elbo__wino_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw);
 
 /* ---- resampling (conv.c) -------------------------------------------------------------- */
 /* x (BC,H,W) -> y (BC,2H,2W), y[., i, j] = x[., i/2, j/2]. */

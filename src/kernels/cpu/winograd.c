@@ -273,17 +273,12 @@ void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, i
         }
 }
 
-/* gw (n, 3, 3) += G^T dU G for each of n kernels i, dU[xi] = sum over parts p < np, in order,
- * of dU[p ps + xi st + i]: the adjoint of U = G g G^T (elbo__wino_kernel). */
-void elbo__wino_kernel_grad(const float *dU, int64_t np, int64_t ps, int64_t st, int64_t n,
-                            float *gw) {
+/* gw (n, 3, 3) += G^T dU G for each of n kernels i, dU[xi] = dU[xi st + i]: the adjoint of
+ * U = G g G^T (elbo__wino_kernel). */
+void elbo__wino_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw) {
     for (int64_t i = 0; i < n; i++) {
         float u[16], t[3][4];
-        for (int xi = 0; xi < 16; xi++) {
-            float s = dU[xi * st + i];
-            for (int64_t p = 1; p < np; p++) s += dU[p * ps + xi * st + i];
-            u[xi] = s;
-        }
+        for (int xi = 0; xi < 16; xi++) u[xi] = dU[xi * st + i];
         for (int j = 0; j < 4; j++) { /* t = G^T dU */
             float a = u[j], b = u[4 + j], c = u[8 + j], d = u[12 + j];
             t[0][j] = a + 0.5f * (b + c);
