@@ -61,15 +61,29 @@ void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U
 #define TILES(n) (((n) + 1) / 2)
 
 /* V (16, C, ldv) with xi stride xs, columns [0, nb th tw): V[xi xs + c ldv + (b th + ty) tw + tx]
- * = (B^T d B)[xi], d the
- * 4x4 tile of x_b[c] at rows 2 ty - 1 .., columns 2 tx - 1 .. (zero outside the image). */
+ * = (B^T d B)[xi], d the 4x4 tile of x_b[c] at rows 2 ty - 1 .., columns 2 tx - 1 .. (zero
+ * outside the image). */
+#ifdef __AVX512F__
+/* Columns 16 k .. 16 k + 15 of the image row r (W columns; zero outside it). */
+static inline __m512 row_chunk(const float *r, int64_t k, int64_t W) {
+    int64_t j = 16 * k;
+    return j < 0 || j >= W ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(first_lanes(W - j), r + j);
+}
+/* Padded columns 16 k .. 16 k + 15 (image columns 16 k - 1 ..) from image chunks k - 1, k. */
+static inline __m512 pad_chunk(__m512 prev, __m512 cur) {
+    return _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(cur), _mm512_castps_si512(prev), 15));
+}
+#endif
+
 void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
                       int64_t ldv, int64_t xs) {
     int64_t th = TILES(H), tw = TILES(W);
     static const float zeros[1024];
-    float t[4][2 * 512 + 64]; /* 2 tw + 2 columns, zeros after them (read by masked lanes) */
-    if (tw > 512) return;     /* images this wide do not take this path */
-    memset(t, 0, sizeof t);
+    if (tw > 512) return; /* images this wide do not take this path */
+#ifndef __AVX512F__
+    float t[4][2 * 512 + 4]; /* B^T d in padded columns 0 .. 2 tw + 1 */
+#endif
     for (int64_t b = 0; b < nb; b++)
         for (int64_t c = 0; c < C; c++) {
             const float *xc = x + (b * C + c) * H * W;
@@ -80,49 +94,54 @@ void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t 
                     int64_t ih = 2 * ty - 1 + i;
                     r[i] = ih >= 0 && ih < H ? xc + ih * W : zeros;
                 }
-                /* t = B^T d into padded columns 1 .. W (column 0 and those after W stay 0) */
-                int64_t j = 0;
+                float *v = vc + ty * tw;
 #ifdef __AVX512F__
-                for (; j < W; j += 16) {
-                    __mmask16 k = first_lanes(W - j);
-                    __m512 d0 = _mm512_maskz_loadu_ps(k, r[0] + j),
-                           d1 = _mm512_maskz_loadu_ps(k, r[1] + j),
-                           d2 = _mm512_maskz_loadu_ps(k, r[2] + j),
-                           d3 = _mm512_maskz_loadu_ps(k, r[3] + j);
-                    _mm512_mask_storeu_ps(t[0] + j + 1, k, _mm512_sub_ps(d0, d2));
-                    _mm512_mask_storeu_ps(t[1] + j + 1, k, _mm512_add_ps(d1, d2));
-                    _mm512_mask_storeu_ps(t[2] + j + 1, k, _mm512_sub_ps(d2, d1));
-                    _mm512_mask_storeu_ps(t[3] + j + 1, k, _mm512_sub_ps(d1, d3));
+                /* 16 tiles at a time, all in registers: padded columns 2 tx .. 2 tx + 33 are
+                 * image chunks 2 g - 1 .. 2 g + 2 (tx = 16 g) shifted by one column */
+                for (int64_t tx = 0; tx < tw; tx += 16) {
+                    int64_t g2 = tx / 8; /* 2 g */
+                    __m512 t[4][4];      /* t[i][q] = (B^T d) row i on image chunk 2 g - 1 + q */
+                    for (int q = 0; q < 4; q++) {
+                        __m512 d0 = row_chunk(r[0], g2 - 1 + q, W),
+                               d1 = row_chunk(r[1], g2 - 1 + q, W),
+                               d2 = row_chunk(r[2], g2 - 1 + q, W),
+                               d3 = row_chunk(r[3], g2 - 1 + q, W);
+                        t[0][q] = _mm512_sub_ps(d0, d2);
+                        t[1][q] = _mm512_add_ps(d1, d2);
+                        t[2][q] = _mm512_sub_ps(d2, d1);
+                        t[3][q] = _mm512_sub_ps(d1, d3);
+                    }
+                    __mmask16 k = first_lanes(tw - tx);
+                    for (int i = 0; i < 4; i++) { /* V = t B */
+                        float *v0 = v + (int64_t)(4 * i) * xs + tx, *v1 = v0 + xs, *v2 = v1 + xs,
+                              *v3 = v2 + xs;
+                        __m512 lo = pad_chunk(t[i][0], t[i][1]), hi = pad_chunk(t[i][1], t[i][2]),
+                               h2 = pad_chunk(t[i][2], t[i][3]);
+                        __m512 a0 = even16(lo, hi), a1 = odd16(lo, hi);
+                        __m512 s_lo = shift2(lo, hi), s_hi = shift2(hi, h2);
+                        __m512 a2 = even16(s_lo, s_hi), a3 = odd16(s_lo, s_hi);
+                        _mm512_mask_storeu_ps(v0, k, _mm512_sub_ps(a0, a2));
+                        _mm512_mask_storeu_ps(v1, k, _mm512_add_ps(a1, a2));
+                        _mm512_mask_storeu_ps(v2, k, _mm512_sub_ps(a2, a1));
+                        _mm512_mask_storeu_ps(v3, k, _mm512_sub_ps(a1, a3));
+                    }
                 }
-#endif
-                for (; j < W; j++) {
+#else
+                /* t = B^T d into padded columns 1 .. W (column 0 and those after W are 0) */
+                for (int i = 0; i < 4; i++) t[i][0] = 0.0f;
+                for (int64_t j = W + 1; j < 2 * tw + 2; j++)
+                    for (int i = 0; i < 4; i++) t[i][j] = 0.0f;
+                for (int64_t j = 0; j < W; j++) {
                     t[0][j + 1] = r[0][j] - r[2][j];
                     t[1][j + 1] = r[1][j] + r[2][j];
                     t[2][j + 1] = r[2][j] - r[1][j];
                     t[3][j + 1] = r[1][j] - r[3][j];
                 }
-                float *v = vc + ty * tw;
                 for (int i = 0; i < 4; i++) { /* V = t B */
                     float *v0 = v + (int64_t)(4 * i) * xs, *v1 = v0 + xs, *v2 = v1 + xs,
                           *v3 = v2 + xs;
                     const float *ti = t[i];
-                    int64_t tx = 0;
-#ifdef __AVX512F__
-                    for (; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 33 */
-                        __mmask16 k = first_lanes(tw - tx);
-                        __m512 lo = _mm512_loadu_ps(ti + 2 * tx),
-                               hi = _mm512_loadu_ps(ti + 2 * tx + 16),
-                               h2 = _mm512_loadu_ps(ti + 2 * tx + 32);
-                        __m512 a0 = even16(lo, hi), a1 = odd16(lo, hi);
-                        __m512 s_lo = shift2(lo, hi), s_hi = shift2(hi, h2);
-                        __m512 a2 = even16(s_lo, s_hi), a3 = odd16(s_lo, s_hi);
-                        _mm512_mask_storeu_ps(v0 + tx, k, _mm512_sub_ps(a0, a2));
-                        _mm512_mask_storeu_ps(v1 + tx, k, _mm512_add_ps(a1, a2));
-                        _mm512_mask_storeu_ps(v2 + tx, k, _mm512_sub_ps(a2, a1));
-                        _mm512_mask_storeu_ps(v3 + tx, k, _mm512_sub_ps(a1, a3));
-                    }
-#endif
-                    for (; tx < tw; tx++) {
+                    for (int64_t tx = 0; tx < tw; tx++) {
                         float a0 = ti[2 * tx], a1 = ti[2 * tx + 1], a2 = ti[2 * tx + 2],
                               a3 = ti[2 * tx + 3];
                         v0[tx] = a0 - a2;
@@ -131,6 +150,7 @@ void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t 
                         v3[tx] = a1 - a3;
                     }
                 }
+#endif
             }
         }
 }
@@ -209,28 +229,27 @@ void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t
 void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
                             int64_t ldm, int64_t xs) {
     int64_t th = TILES(H), tw = TILES(W);
-    float r[2][2 * 512 + 32]; /* the tile row's 2 rows, zeros after column W */
     if (tw > 512) return;
+#ifndef __AVX512F__
+    float r[2][2 * 512 + 2]; /* the tile row's 2 rows, zeros after column W */
     memset(r, 0, sizeof r);
+#endif
     for (int64_t b = 0; b < nb; b++)
         for (int64_t n = 0; n < N; n++) {
             const float *dn = dy + (b * N + n) * H * W;
             float *mn = M + n * ldm + b * th * tw;
             for (int64_t ty = 0; ty < th; ty++) {
-                memcpy(r[0], dn + 2 * ty * W, (size_t)W * sizeof(float));
-                if (2 * ty + 1 < H)
-                    memcpy(r[1], dn + (2 * ty + 1) * W, (size_t)W * sizeof(float));
-                else
-                    memset(r[1], 0, (size_t)W * sizeof(float));
                 float *m = mn + ty * tw;
-                int64_t tx = 0;
+                const float *r0 = dn + 2 * ty * W, *r1 = 2 * ty + 1 < H ? r0 + W : NULL;
 #ifdef __AVX512F__
-                for (; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 31 */
+                for (int64_t tx = 0; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 31 */
                     __mmask16 k = first_lanes(tw - tx);
+                    int64_t g2 = tx / 8;
                     __m512 z = _mm512_setzero_ps(), s[4][2];
-                    for (int i = 0; i < 2; i++) {
-                        __m512 lo = _mm512_loadu_ps(r[i] + 2 * tx),
-                               hi = _mm512_loadu_ps(r[i] + 2 * tx + 16);
+                    for (int i = 0; i < 2; i++) { /* straight from dY's rows, zeros outside */
+                        const float *ri = i ? r1 : r0;
+                        __m512 lo = ri ? row_chunk(ri, g2, W) : z,
+                               hi = ri ? row_chunk(ri, g2 + 1, W) : z;
                         s[i][0] = even16(lo, hi);
                         s[i][1] = odd16(lo, hi);
                     }
@@ -250,8 +269,13 @@ void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, i
                         _mm512_mask_storeu_ps(m0 + 3 * xs, k, _mm512_sub_ps(z, c));
                     }
                 }
-#endif
-                for (; tx < tw; tx++) {
+#else
+                memcpy(r[0], r0, (size_t)W * sizeof(float));
+                if (r1)
+                    memcpy(r[1], r1, (size_t)W * sizeof(float));
+                else
+                    memset(r[1], 0, (size_t)W * sizeof(float));
+                for (int64_t tx = 0; tx < tw; tx++) {
                     float d[2][2] = {{r[0][2 * tx], r[0][2 * tx + 1]},
                                      {r[1][2 * tx], r[1][2 * tx + 1]}};
                     float s[4][2];
@@ -269,6 +293,7 @@ void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, i
                         m0[3 * xs] = 0.0f - s[i][1];
                     }
                 }
+#endif
             }
         }
 }
