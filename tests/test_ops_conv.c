@@ -23,8 +23,8 @@ typedef struct {
  * threads), one image per chunk (one task per image, direct NCHW GEMMs; cols = x for 1x1),
  * two images per chunk for a batch of five (four chunk tasks of 1, 1, 1 and 2 images), and
  * shifted GEMMs on padded planes wherever they apply (stride 1), with dW by per-offset
- * products (mode 3) or by im2col (mode 4), all without Winograd; and Winograd F(2x2, 3x3)
- * for the forward pass, dX and dW of every 3x3 stride-1 pad-1 convolution, with the whole
+ * products (mode 3) or by im2col (mode 4), all without Winograd; and Winograd (F(4x4, 3x3)
+ * for the forward pass and dX, F(2x2, 3x3) for dW) of every 3x3 stride-1 pad-1 convolution, with the whole
  * batch in one chunk where it fits (mode 5) or one image per chunk task (mode 6; dW summed
  * over 16 groups of chunks for batches of 16 and more). */
 #define N_MODES 7
@@ -102,60 +102,65 @@ static void ref_conv(const conv_cfg *c, const float *x, const float *w, const fl
                 }
 }
 
-/* The error bound of Winograd F(2x2, 3x3) for a 3x3 stride-1 pad-1 convolution. Each output
- * is y = A^T (sum_c U_c . V_c) A + bias with U_c = G g_c G^T, V_c = B^T d_c B (entries of
- * G, B, A: 0, +-1, +-1/2; the 1/2 scalings are exact). In float32, U takes two rounded
- * additions per factor (|fl(U) - U| <= gamma_4 |G||g||G^T|), V one per factor (gamma_2
- * |B^T||d||B|), the product one rounding, the sum over C channels gamma_C, the output
- * transform two additions per factor (gamma_4) and the bias one: by Higham's lemma 3.3,
- *   |fl(y) - y| <= gamma_{C+12} ( |A^T| [sum_c (|G||g_c||G^T|) . (|B^T||d_c||B|)] |A| + |bias| ).
+/* The error bound of Winograd F(4x4, 3x3) for a 3x3 stride-1 pad-1 convolution
+ * (kernels/cpu/winograd.c). Each output is y = A^T (sum_c U_c . V_c) A + bias with
+ * U_c = G g_c G^T, V_c = B^T d_c B. In float32, U is computed in double and rounded once
+ * (counted as two roundings, for the double's own error); each 1-D pass of V takes at most two
+ * rounded additions per entry (bt6: gamma_2, twice), the products and the sum over C channels
+ * gamma_C, the output transform at most three per pass (at6: gamma_3, twice) and the bias one
+ * (the multiplications by 2, 4 and 8 are exact): by Higham's lemma 3.3,
+ *   |fl(y) - y| <= gamma_{C+13} ( |A^T| [sum_c (|G||g_c||G^T|) . (|B^T||d_c||B|)] |A| + |bias| ).
  * abs gets the right-hand side's bracket for every output (double). */
 static void ref_wino_abs(const conv_cfg *c, const float *x, const float *w, const float *b,
                          double *abs) {
-    static const double Ga[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, .5, .5}, {0, 0, 1}};
-    static const double Ba[4][4] = {{1, 0, 1, 0}, {0, 1, 1, 0}, {0, 1, 1, 0}, {0, 1, 0, 1}};
-    static const double Aa[2][4] = {{1, 1, 1, 0}, {0, 1, 1, 1}};
+    static const double Ga[6][3] = {{1. / 4, 0, 0},          {1. / 6, 1. / 6, 1. / 6},
+                                    {1. / 6, 1. / 6, 1. / 6}, {1. / 24, 1. / 12, 1. / 6},
+                                    {1. / 24, 1. / 12, 1. / 6}, {0, 0, 1}};
+    static const double Ba[6][6] = {{4, 0, 5, 0, 1, 0}, {0, 4, 4, 1, 1, 0}, {0, 4, 4, 1, 1, 0},
+                                    {0, 2, 1, 2, 1, 0}, {0, 2, 1, 2, 1, 0}, {0, 4, 0, 5, 0, 1}};
+    static const double Aa[4][6] = {
+        {1, 1, 1, 1, 1, 0}, {0, 1, 1, 2, 2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, 1, 8, 8, 1}};
     int H = c->H, W = c->W;
     for (int n = 0; n < c->B; n++)
         for (int o = 0; o < c->OC; o++)
-            for (int ty = 0; ty < (H + 1) / 2; ty++)
-                for (int tx = 0; tx < (W + 1) / 2; tx++) {
-                    double P[4][4] = {{0}};
+            for (int ty = 0; ty < (H + 3) / 4; ty++)
+                for (int tx = 0; tx < (W + 3) / 4; tx++) {
+                    double P[6][6] = {{0}};
                     for (int ci = 0; ci < c->C; ci++) {
-                        double g[3][3], d[4][4], Gg[4][3], U[4][4], Bd[4][4], V[4][4];
+                        double g[3][3], d[6][6], Gg[6][3], U[6][6], Bd[6][6], V[6][6];
                         for (int i = 0; i < 9; i++)
                             g[i / 3][i % 3] = fabs(w[(o * c->C + ci) * 9 + i]);
-                        for (int i = 0; i < 16; i++) {
-                            int ih = 2 * ty - 1 + i / 4, iw = 2 * tx - 1 + i % 4;
-                            d[i / 4][i % 4] = ih < 0 || ih >= H || iw < 0 || iw >= W
+                        for (int i = 0; i < 36; i++) {
+                            int ih = 4 * ty - 1 + i / 6, iw = 4 * tx - 1 + i % 6;
+                            d[i / 6][i % 6] = ih < 0 || ih >= H || iw < 0 || iw >= W
                                                   ? 0
                                                   : fabs(x[((n * c->C + ci) * H + ih) * W + iw]);
                         }
-                        for (int i = 0; i < 4; i++)
+                        for (int i = 0; i < 6; i++)
                             for (int j = 0; j < 3; j++)
                                 Gg[i][j] =
                                     Ga[i][0] * g[0][j] + Ga[i][1] * g[1][j] + Ga[i][2] * g[2][j];
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
+                        for (int i = 0; i < 6; i++)
+                            for (int j = 0; j < 6; j++) {
                                 U[i][j] =
                                     Gg[i][0] * Ga[j][0] + Gg[i][1] * Ga[j][1] + Gg[i][2] * Ga[j][2];
                                 Bd[i][j] = 0;
-                                for (int k = 0; k < 4; k++) Bd[i][j] += Ba[i][k] * d[k][j];
+                                for (int k = 0; k < 6; k++) Bd[i][j] += Ba[i][k] * d[k][j];
                             }
-                        for (int i = 0; i < 4; i++)
-                            for (int j = 0; j < 4; j++) {
+                        for (int i = 0; i < 6; i++)
+                            for (int j = 0; j < 6; j++) {
                                 V[i][j] = 0;
-                                for (int k = 0; k < 4; k++) V[i][j] += Bd[i][k] * Ba[j][k];
+                                for (int k = 0; k < 6; k++) V[i][j] += Bd[i][k] * Ba[j][k];
                                 P[i][j] += U[i][j] * V[i][j];
                             }
                     }
-                    for (int i = 0; i < 2; i++)
-                        for (int j = 0; j < 2; j++) {
-                            int oh = 2 * ty + i, ow = 2 * tx + j;
+                    for (int i = 0; i < 4; i++)
+                        for (int j = 0; j < 4; j++) {
+                            int oh = 4 * ty + i, ow = 4 * tx + j;
                             if (oh >= H || ow >= W) continue;
                             double s = b ? fabs(b[o]) : 0;
-                            for (int k = 0; k < 4; k++)
-                                for (int l = 0; l < 4; l++) s += Aa[i][k] * P[k][l] * Aa[j][l];
+                            for (int k = 0; k < 6; k++)
+                                for (int l = 0; l < 6; l++) s += Aa[i][k] * P[k][l] * Aa[j][l];
                             abs[((int64_t)(n * c->OC + o) * H + oh) * W + ow] = s;
                         }
                 }
@@ -213,12 +218,12 @@ TEST(conv_forward_matches_direct_double) {
             double *ref = malloc((size_t)y->numel * 2 * sizeof(double)), *abs = ref + y->numel;
             ref_conv(c, x->data, w->data, b ? b->data : NULL, ref, abs);
             /* Rounding bound of a float32 sum of n = C KH KW + 1 terms: gamma_n sum |terms|
-             * (Higham eq. 3.5, u = 2^-24); for Winograd, gamma_{C+12} times the sum of the
+             * (Higham eq. 3.5, u = 2^-24); for Winograd, gamma_{C+13} times the sum of the
              * absolute values through the transforms (see ref_wino_abs). */
             double u = 1.0 / 16777216.0, nu = (c->C * c->KH * c->KW + 2) * u;
             if (WINO_MODE(mode) && wino_shape(c)) {
                 ref_wino_abs(c, x->data, w->data, b ? b->data : NULL, abs);
-                nu = (c->C + 12) * u;
+                nu = (c->C + 13) * u;
             }
             int64_t bad = -1;
             for (int64_t i = 0; i < y->numel && bad < 0; i++)

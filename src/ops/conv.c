@@ -25,13 +25,14 @@
  * in the discarded columns) and dX_wide = sum W'[kh, kw] (C, OC) @ dY_pad[:, kh Wq + kw :].
  * No im2col at all: the GEMMs read the padded planes in place (one image per task).
  *
- * Winograd F(2x2, 3x3) (Lavin & Gray 2016; kernels/cpu/winograd.c): a 3x3 stride-1 pad-1
+ * Winograd F(4x4, 3x3) (Lavin & Gray 2016; kernels/cpu/winograd.c): a 3x3 stride-1 pad-1
  * convolution, forward and dX (the correlation of dY with the flipped, transposed kernel,
- * pad 1), is 16 products M_xi (OC, T) = U_xi (OC, C) @ V_xi (C, T) over the T 4x4 tiles of a
- * chunk of images, U = G g G^T, V = B^T d B, y = A^T M A: 2.25 times fewer multiply-adds
- * (see wino_conv, and the thresholds above it for where it is used). dW of the same layers
- * is the adjoint (wino_dw): dU_xi (OC, C) = sum over tiles dM_xi (OC, T) @ V_xi^T with
- * dM = A dY A^T, then dW = G^T dU G.
+ * pad 1), is 36 products M_xi (OC, T) = U_xi (OC, C) @ V_xi (C, T) over the T 6x6 tiles
+ * (stride 4) of a chunk of images, U = G g G^T, V = B^T d B, y = A^T M A: 4 times fewer
+ * multiply-adds on whole tiles (see wino_conv, and the thresholds above it for where it is
+ * used). dW of the same layers is the adjoint of F(2x2, 3x3) (wino_dw; kernels/cpu/
+ * winograd2.c, which says why not F(4x4, 3x3)): dU_xi (OC, C) = sum over the 4x4 tiles
+ * dM_xi (OC, T) @ V_xi^T with dM = A dY A^T, then dW = G^T dU G.
  *
  * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
  * run whole by one thread in its own scratch, so the columns stay in that core's cache
@@ -100,8 +101,9 @@ size_t elbo__conv_wino_dw_bytes = (size_t)1 << 20;
 
 static int wino_applies(const elbo_conv_geom *g, int64_t min_c) {
     int64_t c = g->C < g->OC ? g->C : g->OC;
+    int64_t cmax = g->C > g->OC ? g->C : g->OC; /* an image's planes index with int32 */
     return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->ph == 1 && g->pw == 1 &&
-           g->W <= 1024 && g->H * g->W >= elbo__conv_wino_min_hw && c >= min_c;
+           g->H * g->W >= elbo__conv_wino_min_hw && c >= min_c && cmax * g->H * g->W < INT32_MAX;
 }
 
 /* Chunk counts are rounded up to a multiple of this (balanced over 1, 2 or 4 threads), and
@@ -363,10 +365,12 @@ static void chunk_backward(const conv_plan *p, const float *x, const float *w, c
 }
 
 /* Chunks of B images for a Winograd pass whose chunk scratch is per_image bytes an image
- * (rounded up to a multiple of CHUNK_MULTIPLE, at most B). */
-static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budget) {
+ * (rounded up to a multiple of CHUNK_MULTIPLE, at most B); a chunk's planes (img floats an
+ * image) stay below 2^31 floats, for the transforms' int32 indices. */
+static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budget, int64_t img) {
     int64_t nb = (WINO_MIN_COLS + P4 - 1) / P4;
     if ((size_t)nb * per_image > budget) nb = (int64_t)(budget / per_image);
+    if (nb > INT32_MAX / img) nb = INT32_MAX / img;
     if (nb < 1) nb = 1;
     int64_t T = (B + nb - 1) / nb;
     if (T > 1) T = (T + CHUNK_MULTIPLE - 1) / CHUNK_MULTIPLE * CHUNK_MULTIPLE;
@@ -374,27 +378,38 @@ static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budge
 }
 
 /* out (B, Co, H, W) = conv3x3(in (B, Ci, H, W)) + bias, or with flip the transposed
- * convolution (dX from dY: Ci = OC, Co = C), added to out with acc, by Winograd F(2x2, 3x3): U (16,
- * Co, Ci) once, then per chunk of nb images (T = nb th tw tiles) V (16, Ci, T) = B^T d B, the 16
- * products M_xi (Co, T) = U_xi @ V_xi and out = A^T M A. A chunk is one task run whole by one
- * thread (serial sgemm) in its own scratch, sized for the L2 cache; chunks depend only on the
+ * convolution (dX from dY: Ci = OC, Co = C), added to out with acc, by Winograd F(4x4, 3x3):
+ * U (36, Co, Ci) once, then per chunk of nb images (T = nb th tw tiles) V (36, Ci, T) =
+ * B^T d B (with AVX-512 written straight into the GEMM kernel's B panels), the 36 products
+ * M_xi (Co, T) = U_xi @ V_xi and out = A^T M A. A chunk is one task run whole by one thread
+ * (serial sgemm) in its own scratch, sized for the L2 cache; chunks depend only on the
  * shapes. */
 static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *in,
                      const float *w, int flip, const float *bias, int acc, float *out) {
     int64_t Ci = flip ? g->OC : g->C, Co = flip ? g->C : g->OC, H = g->H, W = g->W;
-    int64_t P4 = ((H + 1) / 2) * ((W + 1) / 2);
-    int64_t T =
-        wino_chunks(B, P4, (size_t)(16 * (Ci + Co) * P4) * sizeof(float), elbo__conv_wino_bytes);
+    int64_t P4 = elbo__wino_tiles(H, W), img = (Ci > Co ? Ci : Co) * H * W;
+    int64_t T = wino_chunks(B, P4, (size_t)(ELBO_WINO_XI * (Ci + Co) * P4) * sizeof(float),
+                            elbo__conv_wino_bytes, img);
     if (T == 0) return 1;
-    /* xi strides of V and M: whole 4 KiB pages plus one cache line, so that the 16 streams
+    /* xi strides of V and M: whole 4 KiB pages plus one cache line, so that the 36 streams
      * of a transform fall in different L1 sets (a page multiple puts them all in one) */
     int64_t nb_max = (B + T - 1) / T, cols = nb_max * P4;
-    int64_t xs_v = (Ci * cols + 1023) / 1024 * 1024 + 16,
+#ifdef __AVX512F__
+    int panels = 1; /* V_xi written as the kernel's B panels, whole ones */
+    int64_t cols_v = (cols + ELBO_SGEMM_NR - 1) / ELBO_SGEMM_NR * ELBO_SGEMM_NR;
+#else
+    int panels = 0;
+    int64_t cols_v = cols;
+#endif
+    int64_t xs_v = (Ci * cols_v + 1023) / 1024 * 1024 + 16,
             xs_m = (Co * cols + 1023) / 1024 * 1024 + 16;
-    size_t usize = (size_t)(16 * Ci * Co), per = (size_t)(16 * (xs_v + xs_m));
+    /* U, the packed U and each task's V and M start on a cache line (the kernel loads the
+     * panels of V aligned) */
+    size_t usize = (size_t)(ELBO_WINO_XI * Ci * Co + 15) / 16 * 16,
+           per = (size_t)(ELBO_WINO_XI * (xs_v + xs_m));
     int nthr = T > 1 ? omp_get_max_threads() : 1;
 #ifdef __AVX512F__
-    size_t upsize = usize; /* the 16 U_xi packed once for the kernel, not once per chunk */
+    size_t upsize = usize; /* the 36 U_xi packed once for the kernel, not once per chunk */
 #else
     size_t upsize = 0;
 #endif
@@ -403,7 +418,7 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     float *U = buf, *Up = buf + usize, *task_buf = buf + usize + upsize;
     elbo__wino_kernel(w, g->OC, g->C, flip, U);
 #ifdef __AVX512F__
-    for (int64_t xi = 0; xi < 16; xi++)
+    for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++)
         elbo__sgemm_pack_a(0, Co, Ci, U + xi * Co * Ci, Ci, Up + xi * Co * Ci);
 #else
     (void)Up;
@@ -411,13 +426,13 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     elbo__blas_single_thread();
     ELBO_PARALLEL_FOR_DYNAMIC(
         T > 1, for (int64_t t = 0; t < T; t++) {
-            float *V = task_buf + (size_t)omp_get_thread_num() * per, *M = V + 16 * xs_v;
+            float *V = task_buf + (size_t)omp_get_thread_num() * per, *M = V + ELBO_WINO_XI * xs_v;
             int64_t b0 = t * B / T, m = (t + 1) * B / T - b0, n = m * P4;
-            elbo__wino_input(in + b0 * Ci * H * W, m, Ci, H, W, V, n, xs_v);
-            for (int64_t xi = 0; xi < 16; xi++)
+            elbo__wino_input(in + b0 * Ci * H * W, m, Ci, H, W, V, n, xs_v, panels);
+            for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++)
 #ifdef __AVX512F__
-                elbo__sgemm_packed_pa(Up + xi * Co * Ci, 0, Co, n, Ci, 1.0f, V + xi * xs_v, n, 0.0f,
-                                      M + xi * xs_m, n);
+                elbo__sgemm_packed_pab(Up + xi * Co * Ci, Co, n, Ci, 1.0f, V + xi * xs_v, 0.0f,
+                                       M + xi * xs_m, n);
 #else
                 elbo__sgemm_serial(0, 0, Co, n, Ci, 1.0f, U + xi * Co * Ci, Ci, V + xi * xs_v, n,
                                    0.0f, M + xi * xs_m, n);
@@ -427,17 +442,17 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     return 1;
 }
 
-/* gw (OC, C, 3, 3) += dW of a 3x3 stride-1 pad-1 convolution by Winograd F(2x2, 3x3), the
- * adjoint of wino_conv: per chunk of nb images (n = nb th tw tiles) V (16, C, n) = B^T d B of
+/* gw (OC, C, 3, 3) += dW of a 3x3 stride-1 pad-1 convolution by Winograd F(2x2, 3x3) (the
+ * adjoint of a 2x2-tile wino_conv; winograd2.c): per chunk of nb images (n = nb th tw tiles) V (16, C, n) = B^T d B of
  * x and dM (16, OC, n) = A dY A^T of dY's 2x2 tiles, then dU_xi (OC, C) += dM_xi @ V_xi^T
  * (16 serial GEMMs), summed over the chunks of each fixed group in its own partial; finally
  * gw += G^T dU G with the group partials added in group order. 0 when out of memory. */
 static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *x,
                    const float *dy, float *gw) {
     int64_t C = g->C, OC = g->OC, H = g->H, W = g->W;
-    int64_t P4 = ((H + 1) / 2) * ((W + 1) / 2);
-    int64_t T =
-        wino_chunks(B, P4, (size_t)(16 * (C + OC) * P4) * sizeof(float), elbo__conv_wino_dw_bytes);
+    int64_t P4 = ((H + 1) / 2) * ((W + 1) / 2), img = (C > OC ? C : OC) * H * W;
+    int64_t T = wino_chunks(B, P4, (size_t)(16 * (C + OC) * P4) * sizeof(float),
+                            elbo__conv_wino_dw_bytes, img);
     if (T == 0) return 1;
     int64_t G = T < MAX_GROUPS ? T : MAX_GROUPS;
     int64_t nb_max = (B + T - 1) / T, cols = nb_max * P4;
@@ -456,8 +471,8 @@ static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const floa
             int64_t t0 = grp * T / G, t1 = (grp + 1) * T / G;
             for (int64_t t = t0; t < t1; t++) {
                 int64_t b0 = t * B / T, m = (t + 1) * B / T - b0, n = m * P4;
-                elbo__wino_input(x + b0 * C * H * W, m, C, H, W, V, n, xs_v);
-                elbo__wino_grad_output(dy + b0 * OC * H * W, m, OC, H, W, dM, n, xs_m);
+                elbo__wino2_input(x + b0 * C * H * W, m, C, H, W, V, n, xs_v);
+                elbo__wino2_grad_output(dy + b0 * OC * H * W, m, OC, H, W, dM, n, xs_m);
                 for (int64_t xi = 0; xi < 16; xi++)
                     elbo__sgemm_serial(0, 1, OC, C, n, 1.0f, dM + xi * xs_m, n, V + xi * xs_v, n,
                                        t == t0 ? 0.0f : 1.0f, dU + xi * OC * C, C);
@@ -468,7 +483,7 @@ static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const floa
     for (int64_t grp = 1; grp < G; grp++) elbo__acc(buf, buf + (size_t)grp * usize, (int64_t)usize);
     ELBO_PARALLEL_FOR(OC * C * 16 > ELBO_PAR_MIN,
                       for (int64_t oc = 0; oc < OC; oc++)
-                          elbo__wino_kernel_grad(buf + oc * C, OC * C, C, gw + oc * C * 9););
+                          elbo__wino2_kernel_grad(buf + oc * C, OC * C, C, gw + oc * C * 9););
     return 1;
 }
 
@@ -548,7 +563,7 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
         gx_wino = gx;
         gx = NULL;
     }
-    if (gw && wino_applies(&g, elbo__conv_wino_dw_min_c)) {
+    if (gw && g.W <= 1024 && wino_applies(&g, elbo__conv_wino_dw_min_c)) {
         gw_wino = gw;
         gw = NULL;
     }

@@ -32,6 +32,13 @@ void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float a
 void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap);
 void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Columns of B per panel of elbo__sgemm_packed_pab, which takes B (K, n) already packed:
+ * B[k, j] at Bp[(j / ELBO_SGEMM_NR) K ELBO_SGEMM_NR + k ELBO_SGEMM_NR + j % ELBO_SGEMM_NR],
+ * the last panel padded with finite values (its extra columns are computed, not stored);
+ * the bits of elbo__sgemm_packed_pa. */
+#define ELBO_SGEMM_NR 32
+void elbo__sgemm_packed_pab(const float *Ap, int64_t m, int64_t n, int64_t K, float alpha,
+                            const float *Bp, float beta, float *C, int64_t ldc);
 /* Sets OpenBLAS to one thread if it is not (elbo parallelises GEMMs itself). */
 void elbo__blas_single_thread(void);
 
@@ -61,7 +68,7 @@ typedef struct {
 extern size_t elbo__conv_chunk_bytes;
 extern int64_t elbo__conv_shift_min_ow, elbo__conv_shift_min_c;
 extern int elbo__conv_shift_dw; /* -1 auto, 0 dW by im2col, 1 by per-offset products */
-/* 3x3 stride-1 pad-1 convolutions use Winograd F(2x2, 3x3) for the forward pass and for dX
+/* 3x3 stride-1 pad-1 convolutions use Winograd F(4x4, 3x3) for the forward pass and for dX
  * from this many input and output channels on (min(C, OC)) and images of this many pixels
  * (H W), in chunks of images whose transformed tiles fit in elbo__conv_wino_bytes. */
 extern int64_t elbo__conv_wino_min_c, elbo__conv_wino_dx_min_c, elbo__conv_wino_min_hw;
@@ -99,20 +106,26 @@ void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, i
 /* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
 void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P);
 
-/* ---- Winograd F(2x2, 3x3) (winograd.c), 3x3 stride-1 pad-1 only ---------------------- */
-/* U (16, R, S) = G g G^T per (r, s): g = w[r, s] (flip = 0; R = OC, S = C), or the kernel of
+/* ---- Winograd F(4x4, 3x3) (winograd.c), 3x3 stride-1 pad-1 only ---------------------- */
+/* Output tiles of 4x4 from input tiles of 6x6: ELBO_WINO_XI transformed entries per tile,
+ * elbo__wino_tiles(H, W) = ceil(H / 4) ceil(W / 4) tiles per image. The transforms index the
+ * tiles of a chunk of images with int32: a chunk holds fewer than 2^31 floats. */
+#define ELBO_WINO_XI 36
+static inline int64_t elbo__wino_tiles(int64_t H, int64_t W) { return ((H + 3) / 4) * ((W + 3) / 4); }
+/* U (36, R, S) = G g G^T per (r, s): g = w[r, s] (flip = 0; R = OC, S = C), or the kernel of
  * dX, g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1; R = C, S = OC); w (OC, C, 3, 3). */
 void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U);
-/* V (16, C, ldv) (xi stride xs >= C ldv) = B^T d B for the ceil(H/2) ceil(W/2) 4x4 tiles (stride 2,
- * padding 1) of each of nb images x (nb, C, H, W), columns image-major then row-major; W <= 1024.
- */
+/* V (36, C, ldv) (xi stride xs >= C ldv) = B^T d B for the 6x6 tiles (stride 4, padding 1)
+ * of each of nb images x (nb, C, H, W), columns image-major then row-major; with panels,
+ * each V_xi (C, n) in the panels of elbo__sgemm_packed_pab instead (ldv unused, zero columns
+ * up to a whole panel; xs >= C ceil(n / ELBO_SGEMM_NR) ELBO_SGEMM_NR). */
 void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
-                      int64_t ldv, int64_t xs);
+                      int64_t ldv, int64_t xs, int panels);
 /* y (nb, N, H, W) = A^T m A cropped to (H, W), plus bias (N) if given, or with acc y += it;
- * m from M (16, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
+ * m from M (36, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
 void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
                        int64_t xs, const float *bias, int acc, float *y);
-/* dM (16, N, ldm) (xi stride xs) = A dY A^T for the 2x2 tiles of each of nb images dy
+/* dM (36, N, ldm) (xi stride xs) = A dY A^T for the 4x4 tiles of each of nb images dy
  * (nb, N, H, W) (zeros outside the image), columns as in elbo__wino_input: the adjoint of
  * the output transform, for dW. */
 void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
@@ -120,6 +133,19 @@ void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, i
 /* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] of kernel i at dU[xi st + i]: the adjoint of
  * the kernel transform, for dW. */
 void elbo__wino_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw);
+
+/* ---- Winograd F(2x2, 3x3) for dW (winograd2.c), 3x3 stride-1 pad-1 only --------------- */
+/* V (16, C, ldv) (xi stride xs >= C ldv) = B^T d B for the ceil(H/2) ceil(W/2) 4x4 tiles (stride 2,
+ * padding 1) of each of nb images x (nb, C, H, W), columns image-major then row-major; W <= 1024.
+ */
+void elbo__wino2_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
+                       int64_t ldv, int64_t xs);
+/* dM (16, N, ldm) (xi stride xs) = A dY A^T for the 2x2 tiles of each of nb images dy
+ * (nb, N, H, W) (zeros outside the image), columns as in elbo__wino2_input; W <= 1024. */
+void elbo__wino2_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W,
+                             float *M, int64_t ldm, int64_t xs);
+/* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] (16 entries) of kernel i at dU[xi st + i]. */
+void elbo__wino2_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw);
 
 /* ---- resampling (conv.c) -------------------------------------------------------------- */
 /* x (BC,H,W) -> y (BC,2H,2W), y[., i, j] = x[., i/2, j/2]. */

@@ -23,7 +23,7 @@
 /* MR x NR register block (24 accumulators + 2 B vectors of the 32 zmm registers); KC: a B
  * panel of KC x 32 floats (24 KiB) stays in the 48 KiB L1 (KC 128/192/256/384 measured
  * 139/143/135/126 GFLOP/s on 128x512x784); MC x KC of A (144 KiB) in the L2. */
-enum { MR = 12, NR = 32, KC = 192, MC = 192 };
+enum { MR = 12, NR = ELBO_SGEMM_NR, KC = 192, MC = 192 };
 
 static _Thread_local float pack_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local float pack_b[KC * NR] __attribute__((aligned(64)));
@@ -188,10 +188,11 @@ static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_
 }
 
 /* The loops of the file comment. With Ap, op(A) comes packed by elbo__sgemm_pack_a (block
- * (pc, ic) at Ap + pc m + ic kc) instead of being packed here. */
+ * (pc, ic) at Ap + pc m + ic kc) instead of being packed here; with Bp, B comes in panels
+ * (elbo__sgemm_packed_pab: rows pc .. of panel jr / NR at Bp + jr K + pc NR). */
 static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *Ap, const float *B, int64_t ldb,
-                       float beta, float *C, int64_t ldc) {
+                       const float *Bp, float beta, float *C, int64_t ldc) {
     for (int64_t pc = 0; pc < K; pc += KC) {
         int64_t kc = K - pc < KC ? K - pc : KC;
         int first = pc == 0;
@@ -205,12 +206,16 @@ static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float al
             int64_t np = (mc + MR - 1) / MR; /* micro-panels of mc / np rows, rounded */
             for (int64_t jr = 0; jr < n; jr += NR) {
                 int64_t nc = n - jr < NR ? n - jr : NR;
-                pack_b_panel(tb, tb ? B + jr * ldb + pc : B + pc * ldb + jr, ldb, kc, nc);
+                const float *pb = pack_b;
+                if (Bp)
+                    pb = Bp + jr * K + pc * NR;
+                else
+                    pack_b_panel(tb, tb ? B + jr * ldb + pc : B + pc * ldb + jr, ldb, kc, nc);
                 __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16);
                 for (int64_t p = 0; p < np; p++) {
                     int64_t ir = p * mc / np;
                     int mr = (int)((p + 1) * mc / np - ir);
-                    micro[mr](kc, pa + ir * kc, pack_b, C + (ic + ir) * ldc + jr, ldc, m0, m1,
+                    micro[mr](kc, pa + ir * kc, pb, C + (ic + ir) * ldc + jr, ldc, m0, m1,
                               alpha, beta, first);
                 }
             }
@@ -221,7 +226,7 @@ static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float al
 void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc) {
-    gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, beta, C, ldc);
+    gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, NULL, beta, C, ldc);
 }
 
 void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap) {
@@ -237,6 +242,11 @@ void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t ld
 
 void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    gemm_loops(0, tb, m, n, K, alpha, NULL, 0, Ap, B, ldb, beta, C, ldc);
+    gemm_loops(0, tb, m, n, K, alpha, NULL, 0, Ap, B, ldb, NULL, beta, C, ldc);
+}
+
+void elbo__sgemm_packed_pab(const float *Ap, int64_t m, int64_t n, int64_t K, float alpha,
+                            const float *Bp, float beta, float *C, int64_t ldc) {
+    gemm_loops(0, 0, m, n, K, alpha, NULL, 0, Ap, NULL, 0, Bp, beta, C, ldc);
 }
 #endif

@@ -1,321 +1,319 @@
-/* Winograd minimal filtering F(2x2, 3x3) for 3x3 stride-1 pad-1 convolutions (Lavin & Gray,
- * "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): a 2x2 output tile is
+/* Winograd minimal filtering F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions (Lavin & Gray,
+ * "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, interpolation points
+ * 0, 1, -1, 2, -2 and infinity): a 4x4 output tile is
  *   Y = A^T [ sum_c (G g_c G^T) . (B^T d_c B) ] A
- * for the 4x4 input tile d_c (stride 2 over the padded image) and the 3x3 kernel g_c, with
- *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
- *   A^T = [1 1 1 0; 0 1 -1 -1].
- * The sum over channels of the 16 elementwise products is 16 GEMMs (done by the caller). These
- * kernels are serial: the caller runs them per chunk of images, one chunk per task. */
+ * for the 6x6 input tile d_c (stride 4 over the image padded by 1) and the 3x3 kernel g_c, with
+ *   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0 4 -4 -1 1 0;
+ *          0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0 4  0 -5 0 1],
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *   A^T = [1 1 1 1 1 0;  0 1 -1 2 -2 0;  0 1 1 4 4 0;  0 1 -1 8 -8 1].
+ * The sum over channels of the 36 elementwise products is 36 GEMMs (done by the caller):
+ * 2.25 multiply-adds per output against 9 for the direct sum (4 for F(2x2, 3x3)).
+ *
+ * Tiles are numbered t = (b th + ty) tw + tx over a chunk of nb images (th = ceil(H / 4),
+ * tw = ceil(W / 4)). The transforms work on 16 consecutive tiles at a time, one per vector
+ * lane, whatever rows or images they fall in (gathered by index), so that the 7x7 and 14x14
+ * images of a small UNet fill whole vectors. The data transforms are written once on 16-float
+ * vectors (GCC vector extensions: AVX-512 with it, smaller vectors or scalars without) and
+ * give the same bits on both; only loads and stores differ. The kernel transforms run in
+ * double and round once. These kernels are serial: the caller runs them per chunk of images,
+ * one chunk per task. */
 #include "kernels/cpu/kernels.h"
 
 #include <string.h>
 #ifdef __AVX512F__
 #include <immintrin.h>
-
-/* Lanes: even elements 0, 2, .., 30 and odd 1, 3, .., 31 of a 32-float pair (a, b). */
-static inline __m512 even16(__m512 a, __m512 b) {
-    return _mm512_permutex2var_ps(
-        a, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), b);
-}
-static inline __m512 odd16(__m512 a, __m512 b) {
-    return _mm512_permutex2var_ps(
-        a, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), b);
-}
-/* Elements 2 .. 17 of the pair (a, b). */
-static inline __m512 shift2(__m512 a, __m512 b) {
-    return _mm512_castsi512_ps(
-        _mm512_alignr_epi32(_mm512_castps_si512(b), _mm512_castps_si512(a), 2));
-}
-static inline __mmask16 first_lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-}
 #endif
 
-/* U (16, R, S): U[xi, r, s] = (G g G^T)[xi] with g = w[r, s] (flip = 0, R = OC, S = C), or
- * g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1, R = C, S = OC: the kernel of dX). */
+typedef float vf __attribute__((vector_size(64))); /* 16 tiles, one per lane */
+
+/* G (6, 3) of the kernel transforms, in double. */
+static const double G6[6][3] = {{1.0 / 4, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
+
+/* U (36, R, S): U[6 i + j, r, s] = (G g G^T)[i, j] with g = w[r, s] (flip = 0, R = OC, S = C),
+ * or g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1, R = C, S = OC: the kernel of dX); in
+ * double, rounded once. */
 void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U) {
     int64_t R = flip ? C : OC, S = flip ? OC : C;
     for (int64_t r = 0; r < R; r++)
         for (int64_t s = 0; s < S; s++) {
             const float *src = flip ? w + (s * C + r) * 9 : w + (r * C + s) * 9;
-            float g[3][3], u[4][3];
+            double g[3][3], u[6][3];
             for (int k = 0; k < 9; k++) g[k / 3][k % 3] = flip ? src[8 - k] : src[k];
-            for (int j = 0; j < 3; j++) { /* u = G g */
-                u[0][j] = g[0][j];
-                u[1][j] = 0.5f * (g[0][j] + g[1][j] + g[2][j]);
-                u[2][j] = 0.5f * (g[0][j] - g[1][j] + g[2][j]);
-                u[3][j] = g[2][j];
-            }
-            for (int i = 0; i < 4; i++) { /* U = u G^T */
-                float *o = U + (i * 4 * R + r) * S + s;
-                int64_t st = R * S;
-                o[0] = u[i][0];
-                o[st] = 0.5f * (u[i][0] + u[i][1] + u[i][2]);
-                o[2 * st] = 0.5f * (u[i][0] - u[i][1] + u[i][2]);
-                o[3 * st] = u[i][2];
-            }
-        }
-}
-
-/* Tiles per row and column of an (H, W) image: ceil(H / 2), ceil(W / 2). */
-#define TILES(n) (((n) + 1) / 2)
-
-/* V (16, C, ldv) with xi stride xs, columns [0, nb th tw): V[xi xs + c ldv + (b th + ty) tw + tx]
- * = (B^T d B)[xi], d the 4x4 tile of x_b[c] at rows 2 ty - 1 .., columns 2 tx - 1 .. (zero
- * outside the image). */
-#ifdef __AVX512F__
-/* Columns 16 k .. 16 k + 15 of the image row r (W columns; zero outside it). */
-static inline __m512 row_chunk(const float *r, int64_t k, int64_t W) {
-    int64_t j = 16 * k;
-    return j < 0 || j >= W ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(first_lanes(W - j), r + j);
-}
-/* Padded columns 16 k .. 16 k + 15 (image columns 16 k - 1 ..) from image chunks k - 1, k. */
-static inline __m512 pad_chunk(__m512 prev, __m512 cur) {
-    return _mm512_castsi512_ps(
-        _mm512_alignr_epi32(_mm512_castps_si512(cur), _mm512_castps_si512(prev), 15));
-}
-#endif
-
-void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
-                      int64_t ldv, int64_t xs) {
-    int64_t th = TILES(H), tw = TILES(W);
-    static const float zeros[1024];
-    if (tw > 512) return; /* images this wide do not take this path */
-#ifndef __AVX512F__
-    float t[4][2 * 512 + 4]; /* B^T d in padded columns 0 .. 2 tw + 1 */
-#endif
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t c = 0; c < C; c++) {
-            const float *xc = x + (b * C + c) * H * W;
-            float *vc = V + c * ldv + b * th * tw;
-            for (int64_t ty = 0; ty < th; ty++) {
-                const float *r[4]; /* padded rows 2 ty - 1 + i (zeros outside the image) */
-                for (int i = 0; i < 4; i++) {
-                    int64_t ih = 2 * ty - 1 + i;
-                    r[i] = ih >= 0 && ih < H ? xc + ih * W : zeros;
-                }
-                float *v = vc + ty * tw;
-#ifdef __AVX512F__
-                /* 16 tiles at a time, all in registers: padded columns 2 tx .. 2 tx + 33 are
-                 * image chunks 2 g - 1 .. 2 g + 2 (tx = 16 g) shifted by one column */
-                for (int64_t tx = 0; tx < tw; tx += 16) {
-                    int64_t g2 = tx / 8; /* 2 g */
-                    __m512 t[4][4];      /* t[i][q] = (B^T d) row i on image chunk 2 g - 1 + q */
-                    for (int q = 0; q < 4; q++) {
-                        __m512 d0 = row_chunk(r[0], g2 - 1 + q, W),
-                               d1 = row_chunk(r[1], g2 - 1 + q, W),
-                               d2 = row_chunk(r[2], g2 - 1 + q, W),
-                               d3 = row_chunk(r[3], g2 - 1 + q, W);
-                        t[0][q] = _mm512_sub_ps(d0, d2);
-                        t[1][q] = _mm512_add_ps(d1, d2);
-                        t[2][q] = _mm512_sub_ps(d2, d1);
-                        t[3][q] = _mm512_sub_ps(d1, d3);
-                    }
-                    __mmask16 k = first_lanes(tw - tx);
-                    for (int i = 0; i < 4; i++) { /* V = t B */
-                        float *v0 = v + (int64_t)(4 * i) * xs + tx, *v1 = v0 + xs, *v2 = v1 + xs,
-                              *v3 = v2 + xs;
-                        __m512 lo = pad_chunk(t[i][0], t[i][1]), hi = pad_chunk(t[i][1], t[i][2]),
-                               h2 = pad_chunk(t[i][2], t[i][3]);
-                        __m512 a0 = even16(lo, hi), a1 = odd16(lo, hi);
-                        __m512 s_lo = shift2(lo, hi), s_hi = shift2(hi, h2);
-                        __m512 a2 = even16(s_lo, s_hi), a3 = odd16(s_lo, s_hi);
-                        _mm512_mask_storeu_ps(v0, k, _mm512_sub_ps(a0, a2));
-                        _mm512_mask_storeu_ps(v1, k, _mm512_add_ps(a1, a2));
-                        _mm512_mask_storeu_ps(v2, k, _mm512_sub_ps(a2, a1));
-                        _mm512_mask_storeu_ps(v3, k, _mm512_sub_ps(a1, a3));
-                    }
-                }
-#else
-                /* t = B^T d into padded columns 1 .. W (column 0 and those after W are 0) */
-                for (int i = 0; i < 4; i++) t[i][0] = 0.0f;
-                for (int64_t j = W + 1; j < 2 * tw + 2; j++)
-                    for (int i = 0; i < 4; i++) t[i][j] = 0.0f;
-                for (int64_t j = 0; j < W; j++) {
-                    t[0][j + 1] = r[0][j] - r[2][j];
-                    t[1][j + 1] = r[1][j] + r[2][j];
-                    t[2][j + 1] = r[2][j] - r[1][j];
-                    t[3][j + 1] = r[1][j] - r[3][j];
-                }
-                for (int i = 0; i < 4; i++) { /* V = t B */
-                    float *v0 = v + (int64_t)(4 * i) * xs, *v1 = v0 + xs, *v2 = v1 + xs,
-                          *v3 = v2 + xs;
-                    const float *ti = t[i];
-                    for (int64_t tx = 0; tx < tw; tx++) {
-                        float a0 = ti[2 * tx], a1 = ti[2 * tx + 1], a2 = ti[2 * tx + 2],
-                              a3 = ti[2 * tx + 3];
-                        v0[tx] = a0 - a2;
-                        v1[tx] = a1 + a2;
-                        v2[tx] = a2 - a1;
-                        v3[tx] = a1 - a3;
-                    }
-                }
-#endif
-            }
-        }
-}
-
-/* y (nb, N, H, W) = crop(A^T m A) + bias (or, with acc, y += crop(A^T m A)), m the 4x4 of
- * M (16, N, ldm) (xi stride xs) at column (b th + ty) tw + tx. */
-void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
-                       int64_t xs, const float *bias, int acc, float *y) {
-    int64_t th = TILES(H), tw = TILES(W);
-    float o[2][2 * 512 + 32]; /* the 2 rows of a tile row, 2 tw columns (and spare) */
-    if (tw > 512) return;
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t n = 0; n < N; n++) {
-            const float *mn = M + n * ldm + b * th * tw;
-            float *yn = y + (b * N + n) * H * W, bn = bias && !acc ? bias[n] : 0.0f;
-            for (int64_t ty = 0; ty < th; ty++) {
-                const float *m = mn + ty * tw;
-                int64_t tx = 0;
-#ifdef __AVX512F__
-                for (; tx < tw; tx += 16) { /* 16 tiles */
-                    __mmask16 k = first_lanes(tw - tx);
-                    __m512 sv[2][4];
-                    for (int j = 0; j < 4; j++) { /* s = A^T m, column j */
-                        const float *m0 = m + j * xs + tx, *m1 = m0 + 4 * xs, *m2 = m1 + 4 * xs,
-                                    *m3 = m2 + 4 * xs;
-                        __m512 x0 = _mm512_maskz_loadu_ps(k, m0), x1 = _mm512_maskz_loadu_ps(k, m1),
-                               x2 = _mm512_maskz_loadu_ps(k, m2), x3 = _mm512_maskz_loadu_ps(k, m3);
-                        sv[0][j] = _mm512_add_ps(_mm512_add_ps(x0, x1), x2);
-                        sv[1][j] = _mm512_sub_ps(_mm512_sub_ps(x1, x2), x3);
-                    }
-                    for (int i = 0; i < 2; i++) { /* Y = s A, interleaved into columns */
-                        __m512 ye = _mm512_add_ps(_mm512_add_ps(sv[i][0], sv[i][1]), sv[i][2]);
-                        __m512 yo = _mm512_sub_ps(_mm512_sub_ps(sv[i][1], sv[i][2]), sv[i][3]);
-                        __m512 lo =
-                            _mm512_permutex2var_ps(ye,
-                                                   _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4,
-                                                                     20, 5, 21, 6, 22, 7, 23),
-                                                   yo);
-                        __m512 hi = _mm512_permutex2var_ps(ye,
-                                                           _mm512_setr_epi32(8, 24, 9, 25, 10, 26,
-                                                                             11, 27, 12, 28, 13, 29,
-                                                                             14, 30, 15, 31),
-                                                           yo);
-                        _mm512_storeu_ps(o[i] + 2 * tx, lo);
-                        _mm512_storeu_ps(o[i] + 2 * tx + 16, hi);
-                    }
-                }
-#endif
-                for (; tx < tw; tx++) {
-                    float sv[2][4];
-                    for (int j = 0; j < 4; j++) { /* s = A^T m, column j */
-                        const float *m0 = m + j * xs + tx, *m1 = m0 + 4 * xs, *m2 = m1 + 4 * xs,
-                                    *m3 = m2 + 4 * xs;
-                        sv[0][j] = *m0 + *m1 + *m2;
-                        sv[1][j] = *m1 - *m2 - *m3;
-                    }
-                    for (int i = 0; i < 2; i++) { /* Y = s A */
-                        o[i][2 * tx] = sv[i][0] + sv[i][1] + sv[i][2];
-                        o[i][2 * tx + 1] = sv[i][1] - sv[i][2] - sv[i][3];
-                    }
-                }
-                for (int i = 0; i < 2 && 2 * ty + i < H; i++) {
-                    float *yr = yn + (2 * ty + i) * W;
-                    if (acc)
-                        for (int64_t j = 0; j < W; j++) yr[j] += o[i][j];
-                    else
-                        for (int64_t j = 0; j < W; j++) yr[j] = o[i][j] + bn;
-                }
-            }
-        }
-}
-
-/* dM (16, N, ldm) (xi stride xs), columns as in elbo__wino_input: dM[xi] = (A dY A^T)[xi] for
- * the 2x2 tile of dy_b[n] at rows 2 ty .., columns 2 tx .. (zero outside the image), with
- * A = [1 0; 1 1; 1 -1; 0 -1]: the adjoint of the output transform y = A^T M A. */
-void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
-                            int64_t ldm, int64_t xs) {
-    int64_t th = TILES(H), tw = TILES(W);
-    if (tw > 512) return;
-#ifndef __AVX512F__
-    float r[2][2 * 512 + 2]; /* the tile row's 2 rows, zeros after column W */
-    memset(r, 0, sizeof r);
-#endif
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t n = 0; n < N; n++) {
-            const float *dn = dy + (b * N + n) * H * W;
-            float *mn = M + n * ldm + b * th * tw;
-            for (int64_t ty = 0; ty < th; ty++) {
-                float *m = mn + ty * tw;
-                const float *r0 = dn + 2 * ty * W, *r1 = 2 * ty + 1 < H ? r0 + W : NULL;
-#ifdef __AVX512F__
-                for (int64_t tx = 0; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 31 */
-                    __mmask16 k = first_lanes(tw - tx);
-                    int64_t g2 = tx / 8;
-                    __m512 z = _mm512_setzero_ps(), s[4][2];
-                    for (int i = 0; i < 2; i++) { /* straight from dY's rows, zeros outside */
-                        const float *ri = i ? r1 : r0;
-                        __m512 lo = ri ? row_chunk(ri, g2, W) : z,
-                               hi = ri ? row_chunk(ri, g2 + 1, W) : z;
-                        s[i][0] = even16(lo, hi);
-                        s[i][1] = odd16(lo, hi);
-                    }
-                    for (int j = 0; j < 2; j++) { /* rows of A dY: d0, d0 + d1, d0 - d1, -d1 */
-                        __m512 d0 = s[0][j], d1 = s[1][j];
-                        s[0][j] = d0;
-                        s[1][j] = _mm512_add_ps(d0, d1);
-                        s[2][j] = _mm512_sub_ps(d0, d1);
-                        s[3][j] = _mm512_sub_ps(z, d1);
-                    }
-                    for (int i = 0; i < 4; i++) { /* (A dY) A^T: a, a + b, a - b, -b */
-                        float *m0 = m + (int64_t)(4 * i) * xs + tx;
-                        __m512 a = s[i][0], c = s[i][1];
-                        _mm512_mask_storeu_ps(m0, k, a);
-                        _mm512_mask_storeu_ps(m0 + xs, k, _mm512_add_ps(a, c));
-                        _mm512_mask_storeu_ps(m0 + 2 * xs, k, _mm512_sub_ps(a, c));
-                        _mm512_mask_storeu_ps(m0 + 3 * xs, k, _mm512_sub_ps(z, c));
-                    }
-                }
-#else
-                memcpy(r[0], r0, (size_t)W * sizeof(float));
-                if (r1)
-                    memcpy(r[1], r1, (size_t)W * sizeof(float));
-                else
-                    memset(r[1], 0, (size_t)W * sizeof(float));
-                for (int64_t tx = 0; tx < tw; tx++) {
-                    float d[2][2] = {{r[0][2 * tx], r[0][2 * tx + 1]},
-                                     {r[1][2 * tx], r[1][2 * tx + 1]}};
-                    float s[4][2];
-                    for (int j = 0; j < 2; j++) {
-                        s[0][j] = d[0][j];
-                        s[1][j] = d[0][j] + d[1][j];
-                        s[2][j] = d[0][j] - d[1][j];
-                        s[3][j] = 0.0f - d[1][j];
-                    }
-                    for (int i = 0; i < 4; i++) {
-                        float *m0 = m + (int64_t)(4 * i) * xs + tx;
-                        m0[0] = s[i][0];
-                        m0[xs] = s[i][0] + s[i][1];
-                        m0[2 * xs] = s[i][0] - s[i][1];
-                        m0[3 * xs] = 0.0f - s[i][1];
-                    }
-                }
-#endif
-            }
+            for (int i = 0; i < 6; i++) /* u = G g */
+                for (int j = 0; j < 3; j++)
+                    u[i][j] = G6[i][0] * g[0][j] + G6[i][1] * g[1][j] + G6[i][2] * g[2][j];
+            for (int i = 0; i < 6; i++) /* U = u G^T */
+                for (int j = 0; j < 6; j++)
+                    U[((6 * i + j) * R + r) * S + s] =
+                        (float)(u[i][0] * G6[j][0] + u[i][1] * G6[j][1] + u[i][2] * G6[j][2]);
         }
 }
 
 /* gw (n, 3, 3) += G^T dU G for each of n kernels i, dU[xi] = dU[xi st + i]: the adjoint of
- * U = G g G^T (elbo__wino_kernel). */
+ * U = G g G^T (elbo__wino_kernel); in double, each gw entry rounded once. */
 void elbo__wino_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw) {
     for (int64_t i = 0; i < n; i++) {
-        float u[16], t[3][4];
-        for (int xi = 0; xi < 16; xi++) u[xi] = dU[xi * st + i];
-        for (int j = 0; j < 4; j++) { /* t = G^T dU */
-            float a = u[j], b = u[4 + j], c = u[8 + j], d = u[12 + j];
-            t[0][j] = a + 0.5f * (b + c);
-            t[1][j] = 0.5f * (b - c);
-            t[2][j] = 0.5f * (b + c) + d;
-        }
+        double t[3][6]; /* t = G^T dU */
+        for (int k = 0; k < 3; k++)
+            for (int j = 0; j < 6; j++) {
+                double a = 0;
+                for (int r = 0; r < 6; r++) a += G6[r][k] * dU[(6 * r + j) * st + i];
+                t[k][j] = a;
+            }
         float *g = gw + i * 9;
-        for (int k = 0; k < 3; k++) { /* G^T dU G = t G */
-            float a = t[k][0], b = t[k][1], c = t[k][2], d = t[k][3];
-            g[3 * k] += a + 0.5f * (b + c);
-            g[3 * k + 1] += 0.5f * (b - c);
-            g[3 * k + 2] += 0.5f * (b + c) + d;
+        for (int k = 0; k < 3; k++) /* G^T dU G = t G */
+            for (int l = 0; l < 3; l++) {
+                double a = g[3 * k + l];
+                for (int j = 0; j < 6; j++) a += t[k][j] * G6[j][l];
+                g[3 * k + l] = (float)a;
+            }
+    }
+}
+
+/* ---- the 1-D transforms on 16 tiles: every output is a sum of disjoint terms through at
+ * most two (bt6, a6) or three (at6) rounded additions; the multiplications are by powers of
+ * two (exact) ---- */
+
+/* t = B^T d (6 from 6). */
+static inline void bt6(const vf d[6], vf t[6]) {
+    vf a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1], c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
+    t[0] = 4.0f * (d[0] - d[2]) + c;
+    t[1] = a + b;
+    t[2] = a - b;
+    t[3] = c + e;
+    t[4] = c - e;
+    t[5] = 4.0f * (d[1] - d[3]) + (d[5] - d[3]);
+}
+
+/* y = A^T m (4 from 6). */
+static inline void at6(const vf m[6], vf y[4]) {
+    vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+    y[0] = (m[0] + a) + c;
+    y[1] = b + 2.0f * d;
+    y[2] = a + 4.0f * c;
+    y[3] = (b + 8.0f * d) + m[5];
+}
+
+/* s = A e (6 from 4): the adjoint of at6. */
+static inline void a6(const vf e[4], vf s[6]) {
+    vf p = e[0] + e[2], q = e[1] + e[3], r = e[0] + 4.0f * e[2], u = e[1] + 4.0f * e[3];
+    s[0] = e[0];
+    s[1] = p + q;
+    s[2] = p - q;
+    s[3] = r + 2.0f * u;
+    s[4] = r - 2.0f * u;
+    s[5] = e[3];
+}
+
+/* ---- 16 consecutive tiles ---- */
+
+/* Tiles t0 .. t0 + 15 (those below n) of a chunk of images of P = th tw tiles, img floats an
+ * image, W columns: off[l] is the offset of lane l's tile corner (row 4 ty - 1, column
+ * 4 tx - 1, in the padded frame of the input tile) from the chunk's start; bit l of rows[i]
+ * (cols[j]) is set when that lane is a tile and its row 4 ty - 1 + i (column 4 tx - 1 + j)
+ * lies in the image, i, j < 6. The output tile's rows and columns are 1 .. 4 of these:
+ * out_rows[l] of them lie in the image, and bit j of out_cols[l] is column j's. */
+typedef struct {
+    int32_t off[16];
+    uint32_t valid, rows[6], cols[6];
+    uint8_t out_rows[16], out_cols[16];
+} tile_group;
+
+static void tile_group_at(tile_group *g, int64_t t0, int64_t n, int64_t tw, int64_t P, int64_t H,
+                          int64_t W, int64_t img) {
+    memset(g, 0, sizeof *g);
+    for (int l = 0; l < 16 && t0 + l < n; l++) {
+        int64_t t = t0 + l, b = t / P, ty = t % P / tw, tx = t % P % tw;
+        int64_t r0 = 4 * ty - 1, c0 = 4 * tx - 1;
+        g->off[l] = (int32_t)(b * img + r0 * W + c0);
+        g->valid |= 1u << l;
+        for (int i = 0; i < 6; i++) {
+            if (r0 + i >= 0 && r0 + i < H) g->rows[i] |= 1u << l;
+            if (c0 + i >= 0 && c0 + i < W) g->cols[i] |= 1u << l;
         }
+        for (int i = 0; i < 4; i++) {
+            if (r0 + 1 + i < H) g->out_rows[l]++;
+            if (c0 + 1 + i < W) g->out_cols[l] |= (uint8_t)(1u << i);
+        }
+    }
+}
+
+/* The transforms take the tiles of a chunk in blocks of BLOCK groups of 16 (their geometry
+ * computed once; groups from n to n_end have no tiles), channel by channel within a block: each channel's rows of V or M are then
+ * read or written in runs of 16 BLOCK floats, and x's or y's plane stays in L1. */
+#define BLOCK 16
+static int tile_block_at(tile_group *g, int64_t t0, int64_t n, int64_t n_end, int64_t tw,
+                         int64_t P, int64_t H, int64_t W, int64_t img) {
+    int k = 0;
+    for (; k < BLOCK && t0 + 16 * k < n_end; k++)
+        tile_group_at(&g[k], t0 + 16 * k, n, tw, P, H, W, img);
+    return k;
+}
+
+/* Lane l = p[off[l] + k] where bit l of mask is set, else 0. */
+static inline vf gather(const float *p, const int32_t *off, int32_t k, uint32_t mask) {
+#ifdef __AVX512F__
+    __m512i idx = _mm512_add_epi32(_mm512_loadu_si512(off), _mm512_set1_epi32(k));
+    return (vf)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), (__mmask16)mask, idx, p, 4);
+#else
+    vf v;
+    for (int l = 0; l < 16; l++) v[l] = mask >> l & 1 ? p[off[l] + k] : 0.0f;
+    return v;
+#endif
+}
+
+/* The lanes of mask from p (others 0), or to p. */
+static inline vf load(const float *p, uint32_t mask) {
+#ifdef __AVX512F__
+    return (vf)_mm512_maskz_loadu_ps((__mmask16)mask, p);
+#else
+    vf v;
+    for (int l = 0; l < 16; l++) v[l] = mask >> l & 1 ? p[l] : 0.0f;
+    return v;
+#endif
+}
+static inline void store(float *p, vf v, uint32_t mask) {
+#ifdef __AVX512F__
+    _mm512_mask_storeu_ps(p, (__mmask16)mask, (__m512)v);
+#else
+    for (int l = 0; l < 16; l++)
+        if (mask >> l & 1) p[l] = v[l];
+#endif
+}
+
+#define TILES(n) (((n) + 3) / 4)
+
+/* V (36, C, ldv) with xi stride xs: V[(6 i + j) xs + c ldv + t] = (B^T d B)[i, j], d the 6x6
+ * tile of x_b[c] at rows 4 ty - 1 .., columns 4 tx - 1 .. (zero outside the image); with
+ * panels, at (6 i + j) xs + (t / NR) C NR + c NR + t % NR (NR = ELBO_SGEMM_NR), whole panels
+ * (zero past the last tile). */
+void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
+                      int64_t ldv, int64_t xs, int panels) {
+    int64_t tw = TILES(W), P = TILES(H) * tw, n = nb * P, HW = H * W, NR = ELBO_SGEMM_NR;
+    int64_t n_end = panels ? (n + NR - 1) / NR * NR : n; /* columns written */
+    tile_group blk[BLOCK];
+    for (int64_t t0 = 0; t0 < n_end; t0 += 16 * BLOCK) {
+        int ng = tile_block_at(blk, t0, n, n_end, tw, P, H, W, C * HW);
+        for (int64_t c = 0; c < C; c++)
+            for (int k = 0; k < ng; k++) {
+                const tile_group *g = &blk[k];
+                const float *xc = x + c * HW;
+                vf t[6][6]; /* t = B^T d, column by column */
+                for (int j = 0; j < 6; j++) {
+                    vf d[6], s[6];
+                    for (int i = 0; i < 6; i++)
+                        d[i] = gather(xc, g->off, (int32_t)(i * W + j), g->rows[i] & g->cols[j]);
+                    bt6(d, s);
+                    for (int i = 0; i < 6; i++) t[i][j] = s[i];
+                }
+                int64_t tk = t0 + 16 * k;
+                float *v = panels ? V + tk / NR * C * NR + c * NR + tk % NR : V + c * ldv + tk;
+                uint32_t mask = panels ? 0xFFFFu : g->valid; /* zeros past n for whole panels */
+                for (int i = 0; i < 6; i++) { /* V = t B, row by row */
+                    vf s[6];
+                    bt6(t[i], s);
+                    for (int j = 0; j < 6; j++) store(v + (6 * i + j) * xs, s[j], mask);
+                }
+            }
+    }
+}
+
+/* Writes the 4x4 output tiles Y[i][j] (lane l: tile l of g) into the plane y (H, W): cropped
+ * to the image, y = Y + bn, or with acc y += Y. */
+static void put_tiles(float *y, const tile_group *g, int64_t W, const vf Y[4][4], float bn,
+                      int acc) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    float q[4][4][16] __attribute__((aligned(64))); /* q[i][k]: tiles 4 p + k, 4 floats each */
+    for (int i = 0; i < 4; i++) { /* lanes of Y[i][0 .. 3] to 4-float rows: a 4x4 transpose */
+        __m512 a = (__m512)Y[i][0], b = (__m512)Y[i][1], c = (__m512)Y[i][2], d = (__m512)Y[i][3];
+        __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a, b)),
+                t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a, b)),
+                t2 = _mm512_castps_pd(_mm512_unpacklo_ps(c, d)),
+                t3 = _mm512_castps_pd(_mm512_unpackhi_ps(c, d));
+        _mm512_store_ps(q[i][0], _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2)));
+        _mm512_store_ps(q[i][1], _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2)));
+        _mm512_store_ps(q[i][2], _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3)));
+        _mm512_store_ps(q[i][3], _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3)));
+    }
+    __m128 b4 = _mm_set1_ps(bn);
+    for (int l = 0; l < 16 && (g->valid >> l & 1); l++) {
+        __mmask8 cm = (__mmask8)g->out_cols[l];
+        float *yt = y + g->off[l] + W + 1;
+        for (int i = 0; i < g->out_rows[l]; i++) {
+            __m128 v = _mm_load_ps(q[i][l % 4] + 4 * (l / 4));
+            v = acc ? _mm_add_ps(_mm_maskz_loadu_ps(cm, yt + i * W), v) : _mm_add_ps(v, b4);
+            _mm_mask_storeu_ps(yt + i * W, cm, v);
+        }
+    }
+#else
+    for (int l = 0; l < 16 && (g->valid >> l & 1); l++) {
+        float *yt = y + g->off[l] + W + 1;
+        for (int i = 0; i < g->out_rows[l]; i++)
+            for (int j = 0; j < 4 && (g->out_cols[l] >> j & 1); j++)
+                yt[i * W + j] = acc ? yt[i * W + j] + Y[i][j][l] : Y[i][j][l] + bn;
+    }
+#endif
+}
+
+/* y (nb, N, H, W) = crop(A^T m A) + bias (or, with acc, y += crop(A^T m A)), m the 6x6 of
+ * M (36, N, ldm) (xi stride xs) at column t. */
+void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
+                       int64_t xs, const float *bias, int acc, float *y) {
+    int64_t tw = TILES(W), P = TILES(H) * tw, n = nb * P, HW = H * W;
+    tile_group blk[BLOCK];
+    for (int64_t t0 = 0; t0 < n; t0 += 16 * BLOCK) {
+        int ng = tile_block_at(blk, t0, n, n, tw, P, H, W, N * HW);
+        for (int64_t o = 0; o < N; o++)
+            for (int k = 0; k < ng; k++) {
+                const tile_group *g = &blk[k];
+                const float *m = M + o * ldm + t0 + 16 * k;
+                vf s[4][6], Y[4][4]; /* s = A^T m, column by column; Y = s A, row by row */
+                for (int j = 0; j < 6; j++) {
+                    vf mj[6], r[4];
+                    for (int i = 0; i < 6; i++) mj[i] = load(m + (6 * i + j) * xs, g->valid);
+                    at6(mj, r);
+                    for (int i = 0; i < 4; i++) s[i][j] = r[i];
+                }
+                for (int i = 0; i < 4; i++) at6(s[i], Y[i]);
+                put_tiles(y + o * HW, g, W, Y, bias && !acc ? bias[o] : 0.0f, acc);
+            }
+    }
+}
+
+/* dM (36, N, ldm) (xi stride xs), columns as in elbo__wino_input: dM[6 i + j] = (A dY A^T)[i, j]
+ * for the 4x4 tile of dy_b[n] at rows 4 ty .., columns 4 tx .. (zero outside the image): the
+ * adjoint of the output transform y = A^T M A. */
+void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
+                            int64_t ldm, int64_t xs) {
+    int64_t tw = TILES(W), P = TILES(H) * tw, n = nb * P, HW = H * W;
+    tile_group blk[BLOCK];
+    for (int64_t t0 = 0; t0 < n; t0 += 16 * BLOCK) {
+        int ng = tile_block_at(blk, t0, n, n, tw, P, H, W, N * HW);
+        for (int64_t o = 0; o < N; o++)
+            for (int k = 0; k < ng; k++) {
+                const tile_group *g = &blk[k];
+                const float *d = dy + o * HW;
+                vf s[6][4]; /* s = A dY, column by column */
+                for (int j = 0; j < 4; j++) {
+                    vf e[4], r[6];
+                    for (int i = 0; i < 4; i++)
+                        e[i] = gather(d, g->off, (int32_t)((i + 1) * W + j + 1),
+                                      g->rows[i + 1] & g->cols[j + 1]);
+                    a6(e, r);
+                    for (int i = 0; i < 6; i++) s[i][j] = r[i];
+                }
+                float *m = M + o * ldm + t0 + 16 * k;
+                for (int i = 0; i < 6; i++) { /* dM = s A^T, row by row */
+                    vf r[6];
+                    a6(s[i], r);
+                    for (int j = 0; j < 6; j++) store(m + (6 * i + j) * xs, r[j], g->valid);
+                }
+            }
     }
 }
