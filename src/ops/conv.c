@@ -416,10 +416,15 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     float *buf = elbo_ctx_scratch(ctx, (usize + upsize + (size_t)nthr * per) * sizeof(float));
     if (!buf) return 0;
     float *U = buf, *Up = buf + usize, *task_buf = buf + usize + upsize;
-    elbo__wino_kernel(w, g->OC, g->C, flip, U);
+    /* U (a few hundred flops a kernel, in double) and its packing, split over threads by
+     * rows and by xi */
+    ELBO_PARALLEL_FOR(Co * Ci * 200 > ELBO_PAR_MIN, for (int64_t r = 0; r < Co; r++)
+                                                        elbo__wino_kernel(w, g->OC, g->C, flip, r,
+                                                                          r + 1, U););
 #ifdef __AVX512F__
-    for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++)
-        elbo__sgemm_pack_a(0, Co, Ci, U + xi * Co * Ci, Ci, Up + xi * Co * Ci);
+    ELBO_PARALLEL_FOR(Co * Ci * 36 > ELBO_PAR_MIN,
+                      for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++) elbo__sgemm_pack_a(
+                          0, Co, Ci, U + xi * Co * Ci, Ci, Up + xi * Co * Ci););
 #else
     (void)Up;
 #endif

@@ -112,9 +112,11 @@ void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int
  * tiles of a chunk of images with int32: a chunk holds fewer than 2^31 floats. */
 #define ELBO_WINO_XI 36
 static inline int64_t elbo__wino_tiles(int64_t H, int64_t W) { return ((H + 3) / 4) * ((W + 3) / 4); }
-/* U (36, R, S) = G g G^T per (r, s): g = w[r, s] (flip = 0; R = OC, S = C), or the kernel of
- * dX, g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1; R = C, S = OC); w (OC, C, 3, 3). */
-void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, float *U);
+/* U (36, R, S) = G g G^T per (r, s) for rows r0 <= r < r1: g = w[r, s] (flip = 0; R = OC,
+ * S = C), or the kernel of dX, g[kh, kw] = w[s, r, 2 - kh, 2 - kw] (flip = 1; R = C, S = OC);
+ * w (OC, C, 3, 3). */
+void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, int64_t r0, int64_t r1,
+                       float *U);
 /* V (36, C, ldv) (xi stride xs >= C ldv) = B^T d B for the 6x6 tiles (stride 4, padding 1)
  * of each of nb images x (nb, C, H, W), columns image-major then row-major; with panels,
  * each V_xi (C, n) in the panels of elbo__sgemm_packed_pab instead (ldv unused, zero columns
