@@ -26,20 +26,25 @@ typedef struct {
  * products (mode 3) or by im2col (mode 4), all without Winograd; and Winograd (F(4x4, 3x3)
  * for the forward pass and dX, F(2x2, 3x3) for dW) of every 3x3 stride-1 pad-1 convolution, with the whole
  * batch in one chunk where it fits (mode 5) or one image per chunk task (mode 6; dW summed
- * over 16 groups of chunks for batches of 16 and more). */
-#define N_MODES 7
-#define WINO_MODE(mode) ((mode) >= 5)
+ * over 16 groups of chunks for batches of 16 and more); and the direct kernels for every
+ * stride-1 convolution with pad < kernel (mode 7). Modes 0 to 6 turn the direct kernels off
+ * (by default they take the layers of at most 4 output channels). */
+#define N_MODES 8
+#define WINO_FIRST 5
+#define WINO_LAST 6
+#define WINO_MODE(mode) ((mode) >= WINO_FIRST && (mode) <= WINO_LAST)
 typedef struct {
     size_t chunk_bytes, wino_bytes, wino_dw_bytes;
     int64_t shift_min_ow, shift_min_c, wino_min_c, wino_dx_min_c, wino_dw_min_c, wino_min_hw;
     int shift_dw;
+    int64_t direct_max_c;
 } conv_tuning;
 
 static conv_tuning tuning_get(void) {
     conv_tuning t = {elbo__conv_chunk_bytes,   elbo__conv_wino_bytes,    elbo__conv_wino_dw_bytes,
                      elbo__conv_shift_min_ow,  elbo__conv_shift_min_c,   elbo__conv_wino_min_c,
                      elbo__conv_wino_dx_min_c, elbo__conv_wino_dw_min_c, elbo__conv_wino_min_hw,
-                     elbo__conv_shift_dw};
+                     elbo__conv_shift_dw,      elbo__conv_direct_max_c};
     return t;
 }
 
@@ -54,6 +59,7 @@ static void tuning_set(conv_tuning t) {
     elbo__conv_wino_dx_min_c = t.wino_dx_min_c;
     elbo__conv_wino_min_hw = t.wino_min_hw;
     elbo__conv_shift_dw = t.shift_dw;
+    elbo__conv_direct_max_c = t.direct_max_c;
 }
 
 /* A 3x3 stride-1 pad-1 convolution (the Winograd path's). */
@@ -73,6 +79,7 @@ static conv_tuning tuning_for(const conv_cfg *c, int mode) {
     t.wino_min_c = t.wino_dx_min_c = t.wino_dw_min_c = t.wino_min_hw =
         WINO_MODE(mode) ? 1 : INT64_MAX;
     if (mode == 6) t.wino_bytes = t.wino_dw_bytes = 1;
+    t.direct_max_c = mode == 7 ? INT64_MAX : 0;
     return t;
 }
 
@@ -245,7 +252,7 @@ TEST(conv_winograd_matches_torch_fixtures) {
     static const char *ins[] = {"x", "w", "b"};
     conv_tuning saved = tuning_get();
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        for (int mode = 5; mode < N_MODES; mode++) {
+        for (int mode = WINO_FIRST; mode <= WINO_LAST; mode++) {
             fx_file f;
             CHECK_MSG(fx_load(&f, names[i]) == 0, "%s: %s", names[i], elbo_last_error());
             elbo_ctx *ctx = elbo_ctx_new(0);
@@ -351,7 +358,7 @@ static void ref_wino_dw(const conv_cfg *c, const float *x, const float *dy, doub
 TEST(conv_winograd_dw_within_error_bound) {
     conv_tuning saved = tuning_get();
     for (int ci = 0; ci < N_CONFIGS; ci++)
-        for (int mode = 5; mode < N_MODES; mode++) {
+        for (int mode = WINO_FIRST; mode <= WINO_LAST; mode++) {
             const conv_cfg *c = &configs[ci];
             if (!wino_shape(c)) continue;
             elbo_ctx *ctx = elbo_ctx_new(0);

@@ -5,7 +5,11 @@
 #include "internal.h"
 #include "kernels/cpu/kernels.h"
 
+#include <math.h>
 #include <omp.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 /* Output columns o in [*lo, *hi) whose input column o*s - p + k lies in [0, n). */
 static void valid_range(int64_t n, int64_t out, int64_t s, int64_t p, int64_t k, int64_t *lo,
@@ -310,4 +314,79 @@ void elbo__avg_pool2d_backward(const float *dy, int64_t BC, int64_t H, int64_t W
                         for (int64_t b = 0; b < k; b++) xp[(i * s + a) * W + j * s + b] += v;
                 }
         });
+}
+
+/* ---- direct convolution for thin layers (few channels on one side), stride 1 ----------- */
+
+void elbo__conv_direct(const float *xpad, int64_t C, int64_t Hp, int64_t Wp, const float *w,
+                       int64_t OC, int64_t KH, int64_t KW, const float *bias, int acc, int64_t OH,
+                       int64_t OW, float *y, float *wide) {
+    int64_t KK = KH * KW, N = (OH - 1) * Wp + OW;
+    for (int64_t o = 0; o < OC; o++) {
+        const float *wo = w + o * C * KK;
+        int64_t p = 0;
+#ifdef __AVX512F__
+        /* 64 outputs at a time in 4 accumulators: loads and FMAs, no stores in the sum */
+        for (; p < N; p += 64) {
+            __mmask16 m[4];
+            for (int v = 0; v < 4; v++) {
+                int64_t r = N - p - 16 * v;
+                m[v] = r >= 16 ? (__mmask16)0xFFFF : r <= 0 ? 0 : (__mmask16)((1u << r) - 1);
+            }
+            __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                           _mm512_setzero_ps()};
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t k = 0; k < KK; k++) {
+                    __m512 wz = _mm512_set1_ps(wo[c * KK + k]);
+                    const float *xs = xpad + c * Hp * Wp + (k / KW) * Wp + k % KW + p;
+                    for (int v = 0; v < 4; v++)
+                        a[v] = _mm512_fmadd_ps(wz, _mm512_maskz_loadu_ps(m[v], xs + 16 * v), a[v]);
+                }
+            for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(wide + p + 16 * v, m[v], a[v]);
+        }
+#else
+        memset(wide, 0, (size_t)N * sizeof(float));
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < KK; k++) {
+                float wv = wo[c * KK + k];
+                const float *xs = xpad + c * Hp * Wp + (k / KW) * Wp + k % KW;
+                for (p = 0; p < N; p++) wide[p] = fmaf(wv, xs[p], wide[p]);
+            }
+#endif
+        float b0 = bias && !acc ? bias[o] : 0.0f;
+        for (int64_t i = 0; i < OH; i++) {
+            float *yr = y + (o * OH + i) * OW;
+            const float *wr = wide + i * Wp;
+            if (acc)
+                for (int64_t j = 0; j < OW; j++) yr[j] += wr[j];
+            else
+                for (int64_t j = 0; j < OW; j++) yr[j] = wr[j] + b0;
+        }
+    }
+}
+
+void elbo__conv_direct_dw(const float *xpad, int64_t Wp, const float *dyw, int64_t N16,
+                          int64_t KH, int64_t KW, float *lanes) {
+    /* up to 9 offsets per pass over dY (independent accumulator chains) */
+    for (int64_t k0 = 0; k0 < KH * KW; k0 += 9) {
+        int nk = KH * KW - k0 < 9 ? (int)(KH * KW - k0) : 9;
+        const float *xs[9];
+        for (int q = 0; q < nk; q++) xs[q] = xpad + ((k0 + q) / KW) * Wp + (k0 + q) % KW;
+#ifdef __AVX512F__
+        __m512 a[9];
+        for (int q = 0; q < nk; q++) a[q] = _mm512_loadu_ps(lanes + (k0 + q) * 16);
+        for (int64_t p = 0; p < N16; p += 16) {
+            __m512 d = _mm512_loadu_ps(dyw + p);
+            for (int q = 0; q < nk; q++)
+                a[q] = _mm512_fmadd_ps(d, _mm512_loadu_ps(xs[q] + p), a[q]);
+        }
+        for (int q = 0; q < nk; q++) _mm512_storeu_ps(lanes + (k0 + q) * 16, a[q]);
+#else
+        for (int64_t p = 0; p < N16; p += 16)
+            for (int q = 0; q < nk; q++) {
+                float *L = lanes + (k0 + q) * 16;
+                for (int l = 0; l < 16; l++) L[l] = fmaf(dyw[p + l], xs[q][p + l], L[l]);
+            }
+#endif
+    }
 }

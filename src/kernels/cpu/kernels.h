@@ -68,6 +68,9 @@ typedef struct {
 extern size_t elbo__conv_chunk_bytes;
 extern int64_t elbo__conv_shift_min_ow, elbo__conv_shift_min_c;
 extern int elbo__conv_shift_dw; /* -1 auto, 0 dW by im2col, 1 by per-offset products */
+/* Stride-1 convolutions (pad < kernel) with at most this many output channels use the
+ * direct kernels (elbo__conv_direct), forward and backward; 0 turns them off. */
+extern int64_t elbo__conv_direct_max_c;
 /* 3x3 stride-1 pad-1 convolutions use Winograd F(4x4, 3x3) for the forward pass and for dX
  * from this many input and output channels on (min(C, OC)) and images of this many pixels
  * (H W), in chunks of images whose transformed tiles fit in elbo__conv_wino_bytes. */
@@ -105,6 +108,25 @@ void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_
 void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
 /* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
 void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P);
+
+/* Direct stride-1 convolution of one image for thin layers (few channels on one side, where
+ * GEMMs degenerate): y (OC, OH, OW) = bias + sum_{c, kh, kw} w[o, c, kh, kw] xpad[c, i + kh,
+ * j + kw], summed in the order c, kh, kw (with acc, y += the sum; bias unused). xpad
+ * (C, Hp, Wp) is the zero-padded input, Hp = OH + KH - 1, Wp = OW + KW - 1; each sum runs
+ * over the "wide" output of (OH - 1) Wp + OW floats (rows of Wp, the last KW - 1 columns of
+ * each discarded) in the scratch `wide`, so that the inner loops are long. dX is the same
+ * call on the padded dY with the transposed, flipped kernel. */
+void elbo__conv_direct(const float *xpad, int64_t C, int64_t Hp, int64_t Wp, const float *w,
+                       int64_t OC, int64_t KH, int64_t KW, const float *bias, int acc, int64_t OH,
+                       int64_t OW, float *y, float *wide);
+/* dW of one (output, input) channel pair over one image: lanes (KH KW, 16) +=, lane l of
+ * offset k = (kh, kw) summing dyw[p] xpad[p + kh Wp + kw] over p = l (mod 16) in order, p
+ * < N16 (a multiple of 16). dyw is dY in the wide layout (rows of Wp, zero in the discarded
+ * columns and past the end); xpad (Hp, Wp) the padded input plane, readable (zeros) for
+ * N16 + (KH - 1) Wp + KW - 1 floats. The caller adds the 16 lanes in order at the end: the
+ * bits depend on the shapes alone. */
+void elbo__conv_direct_dw(const float *xpad, int64_t Wp, const float *dyw, int64_t N16,
+                          int64_t KH, int64_t KW, float *lanes);
 
 /* ---- Winograd F(4x4, 3x3) (winograd.c), 3x3 stride-1 pad-1 only ---------------------- */
 /* Output tiles of 4x4 from input tiles of 6x6: ELBO_WINO_XI transformed entries per tile,
