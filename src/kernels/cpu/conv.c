@@ -77,6 +77,40 @@ static void ranges_get(const elbo_conv_geom *g, const conv_ranges *r, int64_t kh
 #define INLINE_LOOPS
 #endif
 
+#ifdef __AVX512F__
+static inline __mmask16 first16(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+/* row[k] = src[2 k] for k < n: the even lanes of 32 floats, 16 outputs per permute (reads
+ * src[0 .. 2 n - 2] only). */
+static void gather_even(const float *restrict src, int64_t n, float *restrict row) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t k = 0; k < n; k += 16) {
+        int64_t e = 2 * (n - k < 16 ? n - k : 16) - 1; /* floats read */
+        __m512 lo = _mm512_maskz_loadu_ps(first16(e), src + 2 * k),
+               hi = _mm512_maskz_loadu_ps(first16(e - 16), src + 2 * k + 16);
+        _mm512_mask_storeu_ps(row + k, first16(n - k), _mm512_permutex2var_ps(lo, even, hi));
+    }
+}
+/* dst[2 k] += s[k] for k < n (dst's odd elements unchanged; reads and writes dst[0 .. 2 n - 2]
+ * only): one addition each, as the scalar loop. */
+static void scatter_add_even(const float *restrict s, int64_t n, float *restrict dst) {
+    const __m512i lo_idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+                  hi_idx = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14,
+                                             15, 15);
+    for (int64_t k = 0; k < n; k += 16) {
+        int64_t e = 2 * (n - k < 16 ? n - k : 16) - 1;
+        __mmask16 m0 = first16(e), m1 = first16(e - 16);
+        __m512 v = _mm512_maskz_loadu_ps(first16(n - k), s + k);
+        __m512 d0 = _mm512_maskz_loadu_ps(m0, dst + 2 * k), d1 = _mm512_maskz_loadu_ps(m1, dst + 2 * k + 16);
+        d0 = _mm512_mask_add_ps(d0, 0x5555, d0, _mm512_permutexvar_ps(lo_idx, v));
+        d1 = _mm512_mask_add_ps(d1, 0x5555, d1, _mm512_permutexvar_ps(hi_idx, v));
+        _mm512_mask_storeu_ps(dst + 2 * k, m0, d0);
+        _mm512_mask_storeu_ps(dst + 2 * k + 16, m1, d1);
+    }
+}
+#endif
+
 /* One (c, kh, kw) row of cols for one image: dst (OH,OW) from the plane xp (H,W). */
 INLINE_LOOPS static void im2col_plane(const elbo_conv_geom *g, const conv_ranges *r,
                                       const float *restrict xp, int64_t kh, int64_t kw,
@@ -110,7 +144,11 @@ INLINE_LOOPS static void im2col_plane(const elbo_conv_geom *g, const conv_ranges
         if (sw == 1)
             for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow];
         else if (sw == 2)
+#ifdef __AVX512F__
+            gather_even(src + 2 * lo, hi - lo, row + lo);
+#else
             for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[2 * ow];
+#endif
         else
             for (int64_t ow = lo; ow < hi; ow++) row[ow] = src[ow * sw];
         for (int64_t ow = hi; ow < OW; ow++) row[ow] = 0.0f;
@@ -142,7 +180,11 @@ static void col2im_plane(const elbo_conv_geom *g, const conv_ranges *r, const fl
         if (sw == 1)
             for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
         else if (sw == 2)
+#ifdef __AVX512F__
+            scatter_add_even(s + lo, hi - lo, d + 2 * lo);
+#else
             for (int64_t ow = lo; ow < hi; ow++) d[2 * ow] += s[ow];
+#endif
         else
             for (int64_t ow = lo; ow < hi; ow++) d[ow * sw] += s[ow];
     }
