@@ -72,7 +72,7 @@ static int shift_dw_by_offsets(void) {
                     strstr(core, "SapphireRapids"));
 }
 
-/* Winograd F(2x2, 3x3) (wino_conv) for 3x3 stride-1 pad-1 convolutions with min(C, OC) of
+/* Winograd (wino_conv) for 3x3 stride-1 pad-1 convolutions with min(C, OC) of
  * at least elbo__conv_wino_min_c (forward) or elbo__conv_wino_dx_min_c (dX) on images of at
  * least elbo__conv_wino_min_hw pixels. Measured on the unet-s layers (bench/conv_micro.c,
  * batch 64, 2 threads, forward / forward + backward ms, im2col or shifted GEMMs against
@@ -80,7 +80,10 @@ static int shift_dw_by_offsets(void) {
  * 14x14 64->64 4.1 / 15.5 against 2.6 / 12.5, 128->32 4.1 / 15.3 against 2.9 / 12.8,
  * 32->32 1.15 / 4.2 against 0.83 / 3.55; 7x7 64->64 1.33 / 4.4 against 0.95 / 3.55 (a 7x7
  * image takes 16 tiles, 64 outputs for 49), 128->64 2.6 / 8.1 against 1.75 / 6.9. Smaller
- * images and fewer channels were not measured. Chunks of images keep their transformed
+ * images and fewer channels were not measured. These figures are of F(2x2, 3x3), before the
+ * forward and dX moved to F(4x4, 3x3), which only widened Winograd's lead on these layers
+ * (bench/conv_micro: forward 68.3 -> 58.4 ms over all of them); the thresholds were not
+ * measured again. Chunks of images keep their transformed
  * tiles within elbo__conv_wino_bytes (L2). Tunable for tests and benchmarks; not part of
  * the API. */
 int64_t elbo__conv_wino_min_c = 32;

@@ -149,14 +149,7 @@ void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t 
  * m from M (36, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
 void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
                        int64_t xs, const float *bias, int acc, float *y);
-/* dM (36, N, ldm) (xi stride xs) = A dY A^T for the 4x4 tiles of each of nb images dy
- * (nb, N, H, W) (zeros outside the image), columns as in elbo__wino_input: the adjoint of
- * the output transform, for dW. */
-void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
-                            int64_t ldm, int64_t xs);
-/* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] of kernel i at dU[xi st + i]: the adjoint of
- * the kernel transform, for dW. */
-void elbo__wino_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw);
+
 
 /* ---- Winograd F(2x2, 3x3) for dW (winograd2.c), 3x3 stride-1 pad-1 only --------------- */
 /* V (16, C, ldv) (xi stride xs >= C ldv) = B^T d B for the ceil(H/2) ceil(W/2) 4x4 tiles (stride 2,

@@ -25,15 +25,10 @@
 #include <immintrin.h>
 #endif
 
+/* Without AVX-512, GCC notes that returning a 64-byte vector changes the ABI: these helpers
+ * are static and inlined, no call crosses this file. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float vf __attribute__((vector_size(64))); /* 16 tiles, one per lane */
-
-/* G (6, 3) of the kernel transforms, in double. */
-static const double G6[6][3] = {{1.0 / 4, 0, 0},
-                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                {0, 0, 1}};
 
 /* u = G g (6 from 3), for 16 kernels, in double: G's rows share their sums. */
 static inline void g6(const double g0[16], const double g1[16], const double g2[16],
@@ -79,29 +74,8 @@ void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, int64_t 
         }
 }
 
-/* gw (n, 3, 3) += G^T dU G for each of n kernels i, dU[xi] = dU[xi st + i]: the adjoint of
- * U = G g G^T (elbo__wino_kernel); in double, each gw entry rounded once. */
-void elbo__wino_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw) {
-    for (int64_t i = 0; i < n; i++) {
-        double t[3][6]; /* t = G^T dU */
-        for (int k = 0; k < 3; k++)
-            for (int j = 0; j < 6; j++) {
-                double a = 0;
-                for (int r = 0; r < 6; r++) a += G6[r][k] * dU[(6 * r + j) * st + i];
-                t[k][j] = a;
-            }
-        float *g = gw + i * 9;
-        for (int k = 0; k < 3; k++) /* G^T dU G = t G */
-            for (int l = 0; l < 3; l++) {
-                double a = g[3 * k + l];
-                for (int j = 0; j < 6; j++) a += t[k][j] * G6[j][l];
-                g[3 * k + l] = (float)a;
-            }
-    }
-}
-
 /* ---- the 1-D transforms on 16 tiles: every output is a sum of disjoint terms through at
- * most two (bt6, a6) or three (at6) rounded additions; the multiplications are by powers of
+ * most two (bt6) or three (at6) rounded additions; the multiplications are by powers of
  * two (exact) ---- */
 
 /* t = B^T d (6 from 6). */
@@ -122,17 +96,6 @@ static inline void at6(const vf m[6], vf y[4]) {
     y[1] = b + 2.0f * d;
     y[2] = a + 4.0f * c;
     y[3] = (b + 8.0f * d) + m[5];
-}
-
-/* s = A e (6 from 4): the adjoint of at6. */
-static inline void a6(const vf e[4], vf s[6]) {
-    vf p = e[0] + e[2], q = e[1] + e[3], r = e[0] + 4.0f * e[2], u = e[1] + 4.0f * e[3];
-    s[0] = e[0];
-    s[1] = p + q;
-    s[2] = p - q;
-    s[3] = r + 2.0f * u;
-    s[4] = r - 2.0f * u;
-    s[5] = e[3];
 }
 
 /* ---- 16 consecutive tiles ---- */
@@ -306,38 +269,6 @@ void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t
                 }
                 for (int i = 0; i < 4; i++) at6(s[i], Y[i]);
                 put_tiles(y + o * HW, g, W, Y, bias && !acc ? bias[o] : 0.0f, acc);
-            }
-    }
-}
-
-/* dM (36, N, ldm) (xi stride xs), columns as in elbo__wino_input: dM[6 i + j] = (A dY A^T)[i, j]
- * for the 4x4 tile of dy_b[n] at rows 4 ty .., columns 4 tx .. (zero outside the image): the
- * adjoint of the output transform y = A^T M A. */
-void elbo__wino_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W, float *M,
-                            int64_t ldm, int64_t xs) {
-    int64_t tw = TILES(W), P = TILES(H) * tw, n = nb * P, HW = H * W;
-    tile_group blk[BLOCK];
-    for (int64_t t0 = 0; t0 < n; t0 += 16 * BLOCK) {
-        int ng = tile_block_at(blk, t0, n, n, tw, P, H, W, N * HW);
-        for (int64_t o = 0; o < N; o++)
-            for (int k = 0; k < ng; k++) {
-                const tile_group *g = &blk[k];
-                const float *d = dy + o * HW;
-                vf s[6][4]; /* s = A dY, column by column */
-                for (int j = 0; j < 4; j++) {
-                    vf e[4], r[6];
-                    for (int i = 0; i < 4; i++)
-                        e[i] = gather(d, g->off, (int32_t)((i + 1) * W + j + 1),
-                                      g->rows[i + 1] & g->cols[j + 1]);
-                    a6(e, r);
-                    for (int i = 0; i < 6; i++) s[i][j] = r[i];
-                }
-                float *m = M + o * ldm + t0 + 16 * k;
-                for (int i = 0; i < 6; i++) { /* dM = s A^T, row by row */
-                    vf r[6];
-                    a6(s[i], r);
-                    for (int j = 0; j < 6; j++) store(m + (6 * i + j) * xs, r[j], g->valid);
-                }
             }
     }
 }
