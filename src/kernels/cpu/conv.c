@@ -78,18 +78,15 @@ static void ranges_get(const elbo_conv_geom *g, const conv_ranges *r, int64_t kh
 #endif
 
 #ifdef __AVX512F__
-static inline __mmask16 first16(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
 /* row[k] = src[2 k] for k < n: the even lanes of 32 floats, 16 outputs per permute (reads
  * src[0 .. 2 n - 2] only). */
 static void gather_even(const float *restrict src, int64_t n, float *restrict row) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for (int64_t k = 0; k < n; k += 16) {
         int64_t e = 2 * (n - k < 16 ? n - k : 16) - 1; /* floats read */
-        __m512 lo = _mm512_maskz_loadu_ps(first16(e), src + 2 * k),
-               hi = _mm512_maskz_loadu_ps(first16(e - 16), src + 2 * k + 16);
-        _mm512_mask_storeu_ps(row + k, first16(n - k), _mm512_permutex2var_ps(lo, even, hi));
+        __m512 lo = _mm512_maskz_loadu_ps(elbo__lanes16(e), src + 2 * k),
+               hi = _mm512_maskz_loadu_ps(elbo__lanes16(e - 16), src + 2 * k + 16);
+        _mm512_mask_storeu_ps(row + k, elbo__lanes16(n - k), _mm512_permutex2var_ps(lo, even, hi));
     }
 }
 /* dst[2 k] += s[k] for k < n (dst's odd elements unchanged; reads and writes dst[0 .. 2 n - 2]
@@ -100,8 +97,8 @@ static void scatter_add_even(const float *restrict s, int64_t n, float *restrict
                                              15, 15);
     for (int64_t k = 0; k < n; k += 16) {
         int64_t e = 2 * (n - k < 16 ? n - k : 16) - 1;
-        __mmask16 m0 = first16(e), m1 = first16(e - 16);
-        __m512 v = _mm512_maskz_loadu_ps(first16(n - k), s + k);
+        __mmask16 m0 = elbo__lanes16(e), m1 = elbo__lanes16(e - 16);
+        __m512 v = _mm512_maskz_loadu_ps(elbo__lanes16(n - k), s + k);
         __m512 d0 = _mm512_maskz_loadu_ps(m0, dst + 2 * k), d1 = _mm512_maskz_loadu_ps(m1, dst + 2 * k + 16);
         d0 = _mm512_mask_add_ps(d0, 0x5555, d0, _mm512_permutexvar_ps(lo_idx, v));
         d1 = _mm512_mask_add_ps(d1, 0x5555, d1, _mm512_permutexvar_ps(hi_idx, v));
@@ -371,10 +368,7 @@ void elbo__conv_direct(const float *xpad, int64_t C, int64_t Hp, int64_t Wp, con
         /* 64 outputs at a time in 4 accumulators: loads and FMAs, no stores in the sum */
         for (; p < N; p += 64) {
             __mmask16 m[4];
-            for (int v = 0; v < 4; v++) {
-                int64_t r = N - p - 16 * v;
-                m[v] = r >= 16 ? (__mmask16)0xFFFF : r <= 0 ? 0 : (__mmask16)((1u << r) - 1);
-            }
+            for (int v = 0; v < 4; v++) m[v] = elbo__lanes16(N - p - 16 * v);
             __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                            _mm512_setzero_ps()};
             for (int64_t c = 0; c < C; c++)

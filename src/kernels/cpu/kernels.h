@@ -6,6 +6,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+/* The mask of the first n of 16 lanes (none for n <= 0, all for n >= 16). */
+static inline __mmask16 elbo__lanes16(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+#endif
 
 /* ---- GEMM (gemm.c) -------------------------------------------------------------------- */
 /* C (M,N) = alpha op(A) op(B) + beta C, op(A) (M,K), op(B) (K,N); A is stored (M,K) or, with

@@ -28,9 +28,6 @@ enum { MR = 12, NR = ELBO_SGEMM_NR, KC = 192, MC = 192 };
 static _Thread_local float pack_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local float pack_b[KC * NR] __attribute__((aligned(64)));
 
-static inline __mmask16 lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
 
 /* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*mr + r] b[k*32 + :] */
 static inline __attribute__((always_inline)) void
@@ -121,10 +118,10 @@ static inline void transpose16(__m512 r[16]) {
  * transpose16, rows past `rows` read as zero, `rows` lanes stored per k. */
 static void transpose_rows(const float *src, int64_t lds, int rows, int64_t kc, float *dst,
                            int64_t ld) {
-    __mmask16 mrow = lanes(rows);
+    __mmask16 mrow = elbo__lanes16(rows);
     int64_t k0 = 0;
     for (; k0 < kc; k0 += 16) {
-        __mmask16 mk = lanes(kc - k0);
+        __mmask16 mk = elbo__lanes16(kc - k0);
         __m512 r[16];
         for (int j = 0; j < 16; j++)
             r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, src + j * lds + k0) : _mm512_setzero_ps();
@@ -144,7 +141,7 @@ static void pack_a_block(int ta, const float *A, int64_t lda, int64_t mc, int64_
         int64_t i0 = p * mc / np, mr = (p + 1) * mc / np - i0;
         float *dst = dst_a + i0 * kc;
         if (ta) {
-            __mmask16 m = lanes(mr);
+            __mmask16 m = elbo__lanes16(mr);
             for (int64_t k = 0; k < kc; k++)
                 _mm512_mask_storeu_ps(dst + k * mr, m, _mm512_maskz_loadu_ps(m, A + k * lda + i0));
         } else {
@@ -157,7 +154,7 @@ static void pack_a_block(int ta, const float *A, int64_t lda, int64_t mc, int64_
  * B[k*ldb + j], or B[j*ldb + k] with tb. */
 static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_t nc) {
     if (!tb) {
-        __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16);
+        __mmask16 m0 = elbo__lanes16(nc), m1 = elbo__lanes16(nc - 16);
         for (int64_t k = 0; k < kc; k++) {
             const float *src = B + k * ldb;
             _mm512_store_ps(pack_b + k * NR, _mm512_maskz_loadu_ps(m0, src));
@@ -175,7 +172,7 @@ static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_
         }
         int64_t k0 = 0;
         for (; k0 < kc; k0 += 16) {
-            __mmask16 mk = lanes(kc - k0);
+            __mmask16 mk = elbo__lanes16(kc - k0);
             __m512 r[16];
             for (int j = 0; j < 16; j++)
                 r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, B + (16 * h + j) * ldb + k0)
@@ -211,7 +208,7 @@ static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float al
                     pb = Bp + jr * K + pc * NR;
                 else
                     pack_b_panel(tb, tb ? B + jr * ldb + pc : B + pc * ldb + jr, ldb, kc, nc);
-                __mmask16 m0 = lanes(nc), m1 = lanes(nc - 16);
+                __mmask16 m0 = elbo__lanes16(nc), m1 = elbo__lanes16(nc - 16);
                 for (int64_t p = 0; p < np; p++) {
                     int64_t ir = p * mc / np;
                     int mr = (int)((p + 1) * mc / np - ir);

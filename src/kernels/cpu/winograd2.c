@@ -30,9 +30,6 @@ static inline __m512 shift2(__m512 a, __m512 b) {
     return _mm512_castsi512_ps(
         _mm512_alignr_epi32(_mm512_castps_si512(b), _mm512_castps_si512(a), 2));
 }
-static inline __mmask16 first_lanes(int64_t n) {
-    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-}
 #endif
 
 /* Tiles per row and column of an (H, W) image: ceil(H / 2), ceil(W / 2). */
@@ -45,7 +42,7 @@ static inline __mmask16 first_lanes(int64_t n) {
 /* Columns 16 k .. 16 k + 15 of the image row r (W columns; zero outside it). */
 static inline __m512 row_chunk(const float *r, int64_t k, int64_t W) {
     int64_t j = 16 * k;
-    return j < 0 || j >= W ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(first_lanes(W - j), r + j);
+    return j < 0 || j >= W ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(elbo__lanes16(W - j), r + j);
 }
 /* Padded columns 16 k .. 16 k + 15 (image columns 16 k - 1 ..) from image chunks k - 1, k. */
 static inline __m512 pad_chunk(__m512 prev, __m512 cur) {
@@ -89,7 +86,7 @@ void elbo__wino2_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t
                         t[2][q] = _mm512_sub_ps(d2, d1);
                         t[3][q] = _mm512_sub_ps(d1, d3);
                     }
-                    __mmask16 k = first_lanes(tw - tx);
+                    __mmask16 k = elbo__lanes16(tw - tx);
                     for (int i = 0; i < 4; i++) { /* V = t B */
                         float *v0 = v + (int64_t)(4 * i) * xs + tx, *v1 = v0 + xs, *v2 = v1 + xs,
                               *v3 = v2 + xs;
@@ -153,7 +150,7 @@ void elbo__wino2_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, 
                 const float *r0 = dn + 2 * ty * W, *r1 = 2 * ty + 1 < H ? r0 + W : NULL;
 #ifdef __AVX512F__
                 for (int64_t tx = 0; tx < tw; tx += 16) { /* 16 tiles: columns 2 tx .. 2 tx + 31 */
-                    __mmask16 k = first_lanes(tw - tx);
+                    __mmask16 k = elbo__lanes16(tw - tx);
                     int64_t g2 = tx / 8;
                     __m512 z = _mm512_setzero_ps(), s[4][2];
                     for (int i = 0; i < 2; i++) { /* straight from dY's rows, zeros outside */
