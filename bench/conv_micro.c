@@ -98,8 +98,8 @@ int main(int argc, char **argv) {
     elbo_set_threads(threads);
     elbo_ctx *ctx = elbo_ctx_new(0);
     double tot_t = 0, tot_f = 0, tot_ft = 0, tot_ff = 0;
-    printf("%-24s %5s %9s %9s %9s %9s\n", "layer (batch 64)", "count", "fwd ms", "fwd GF/s",
-           "f+b ms", "f+b GF/s");
+    printf("%-24s %5s %9s %9s %9s %9s %9s %9s\n", "layer (batch 64)", "count", "fwd ms",
+           "fwd GF/s", "f+b ms", "f+b GF/s", "dW ms", "dX ms");
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const layer *L = &layers[li];
         if (argc > 5 && atoi(argv[5]) >= 0 && (int)li != atoi(argv[5])) continue;
@@ -112,20 +112,20 @@ int main(int argc, char **argv) {
         elbo_rng_normal(&rng, w, nw, 0, 0.1f);
         elbo_rng_normal(&rng, b, L->OC, 0, 1);
         elbo_rng_normal(&rng, gy, ny, 0, 1);
-        double fwd = 1e9, both = 1e9;
+        double fwd = 1e9, both = 1e9, fdw = 1e9;
         for (int r = 0; r < reps + 1; r++) {
-            for (int pass = 0; pass < 2; pass++) {
+            for (int pass = 0; pass < 3; pass++) { /* forward; forward + backward; f + dW only */
                 elbo_ctx_reset(ctx);
                 elbo_tensor *tx = elbo_tensor_wrap(ctx, x, 4, (int64_t[]){B, L->C, L->H, L->H});
                 elbo_tensor *tw = elbo_tensor_wrap(ctx, w, 4, (int64_t[]){L->OC, L->C, L->k, L->k});
                 elbo_tensor *tb = elbo_tensor_wrap(ctx, b, 1, (int64_t[]){L->OC});
-                elbo_tensor_requires_grad(tx, L->dx);
+                elbo_tensor_requires_grad(tx, pass == 2 ? 0 : L->dx);
                 elbo_tensor_requires_grad(tw, 1);
                 elbo_tensor_requires_grad(tb, 1);
-                elbo_ctx_set_grad(ctx, pass == 1);
+                elbo_ctx_set_grad(ctx, pass >= 1);
                 double t0 = now();
                 elbo_tensor *y = elbo_conv2d(ctx, tx, tw, tb, L->s, L->p);
-                if (pass == 1 && elbo_backward_with(ctx, y, gy) != ELBO_OK) {
+                if (pass >= 1 && elbo_backward_with(ctx, y, gy) != ELBO_OK) {
                     fprintf(stderr, "%s\n", elbo_last_error());
                     return 1;
                 }
@@ -133,12 +133,15 @@ int main(int argc, char **argv) {
                 if (r == 0) continue; /* warm-up */
                 if (pass == 0 && t < fwd) fwd = t;
                 if (pass == 1 && t < both) both = t;
+                if (pass == 2 && t < fdw) fdw = t;
             }
         }
         double ff = 2.0 * B * L->OC * L->C * L->k * L->k * OH * OH;
         double fb = ff * (L->dx ? 3 : 2);
-        printf("%-24s %5d %9.2f %9.1f %9.2f %9.1f\n", L->name, L->count, fwd * 1e3, ff / fwd * 1e-9,
-               both * 1e3, fb / both * 1e-9);
+        /* dW (with the bias gradient): (f + dW) - f; dX: (f + b) - (f + dW) */
+        printf("%-24s %5d %9.2f %9.1f %9.2f %9.1f %9.2f %9.2f\n", L->name, L->count, fwd * 1e3,
+               ff / fwd * 1e-9, both * 1e3, fb / both * 1e-9, (fdw - fwd) * 1e3,
+               L->dx ? (both - fdw) * 1e3 : 0.0);
         tot_t += L->count * both;
         tot_f += L->count * fb;
         tot_ft += L->count * fwd;

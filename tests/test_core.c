@@ -196,3 +196,99 @@ TEST(core_flush_denormals_on_every_thread) {
     CHECK(elbo_set_flush_denormals(1) == ELBO_ERR_ARG);
 #endif
 }
+
+/* Gradient buffers passed on (elbo__grad_pass_on): y = a + b hands d/dy to a, a reshape to
+ * its base. The gradients must be those of separate buffers: a + a is 2 gy, a - a is 0, an
+ * input also used elsewhere still sums all its consumers, a parameter's gradient still lands
+ * in its paramset slot (a reshaped parameter), and a retained intermediate keeps its own. */
+TEST(grad_pass_on_keeps_every_gradient) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *a = elbo_tensor_new1(ctx, 4), *c = elbo_tensor_new1(ctx, 4);
+    for (int i = 0; i < 4; i++) a->data[i] = (float)i + 1, c->data[i] = 0.5f * (float)i - 1;
+    elbo_tensor_requires_grad(a, 1);
+    /* L = sum(c (a + a)) + sum(c (a - a)) + sum(3 a): dL/da = 2 c + 0 + 3 */
+    elbo_tensor *l1 = elbo_sum(ctx, elbo_mul(ctx, c, elbo_add(ctx, a, a)));
+    elbo_tensor *l2 = elbo_sum(ctx, elbo_mul(ctx, c, elbo_sub(ctx, a, a)));
+    elbo_tensor *l3 = elbo_sum(ctx, elbo_scale(ctx, a, 3.0f));
+    CHECK(elbo_backward(ctx, elbo_add(ctx, elbo_add(ctx, l1, l2), l3)) == ELBO_OK);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(a->grad[i], 2.0 * c->data[i] + 3.0, 0);
+
+    /* y = a + b retained: y->grad = d/dy = c after backward, with a and b right too */
+    elbo_ctx_reset(ctx);
+    a = elbo_tensor_new1(ctx, 4);
+    elbo_tensor *b = elbo_tensor_new1(ctx, 4);
+    c = elbo_tensor_new1(ctx, 4);
+    for (int i = 0; i < 4; i++) a->data[i] = b->data[i] = 1, c->data[i] = (float)i;
+    elbo_tensor_requires_grad(a, 1);
+    elbo_tensor_requires_grad(b, 1);
+    elbo_tensor *y = elbo_add(ctx, a, b);
+    elbo_tensor_retain_grad(y);
+    /* L = sum(c y) + sum(a^2): dL/dy = c, dL/da = c + 2 a, dL/db = c */
+    CHECK(elbo_backward(ctx, elbo_add(ctx, elbo_sum(ctx, elbo_mul(ctx, c, y)),
+                                      elbo_sum(ctx, elbo_square(ctx, a)))) == ELBO_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK_NEAR(y->grad[i], c->data[i], 0);
+        CHECK_NEAR(a->grad[i], c->data[i] + 2.0, 0);
+        CHECK_NEAR(b->grad[i], c->data[i], 0);
+    }
+    elbo_ctx_free(ctx);
+
+    /* a parameter reshaped and added: its gradient is in the paramset's block */
+    elbo_paramset *ps = elbo_paramset_new();
+    elbo_tensor *w = elbo_paramset_add(ps, "p", "w", 2, (int64_t[]){2, 3},
+                                       (elbo_init){ELBO_INIT_CONST, 0.25f});
+    CHECK(w && elbo_paramset_finalize(ps, 1) == ELBO_OK);
+    w = elbo_paramset_find(ps, "p.w");
+    ctx = elbo_ctx_new(0);
+    elbo_paramset_zero_grad(ps);
+    elbo_tensor *v = elbo_tensor_new1(ctx, 6);
+    for (int i = 0; i < 6; i++) v->data[i] = (float)i;
+    elbo_tensor *wr = elbo_reshape(ctx, w, 1, (int64_t[]){6});
+    CHECK(elbo_backward(ctx, elbo_sum(ctx, elbo_mul(ctx, elbo_add(ctx, wr, v), v))) == ELBO_OK);
+    const float *gblock = elbo_paramset_grad(ps);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(gblock[i], (double)i, 0);
+    elbo_ctx_free(ctx);
+    elbo_paramset_free(ps);
+}
+
+/* The op profile: calls counted per op name, forward and backward times non-negative and
+ * summing to the total; off, the table says so. */
+TEST(ctx_profile_counts_ops) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    char buf[4096];
+    elbo_ctx_profile_format(ctx, 1, buf, sizeof buf);
+    CHECK(strstr(buf, "not enabled") != NULL);
+    CHECK(elbo_ctx_set_profile(ctx, 1) == ELBO_OK);
+    for (int step = 0; step < 2; step++) {
+        elbo_ctx_reset(ctx);
+        elbo_tensor *x = elbo_tensor_full(ctx, 1, (int64_t[]){1000}, 0.5f);
+        elbo_tensor_requires_grad(x, 1);
+        elbo_tensor *y = elbo_mul(ctx, elbo_exp(ctx, x), elbo_exp(ctx, x));
+        CHECK(elbo_backward(ctx, elbo_sum(ctx, y)) == ELBO_OK);
+    }
+    int len = elbo_ctx_profile_format(ctx, 2, buf, sizeof buf);
+    CHECK(len > 0 && len < (int)sizeof buf);
+    /* per step: exp twice, mul once, sum once */
+    char op[32];
+    double calls, f, b, t;
+    int seen = 0;
+    for (char *line = strchr(buf, '\n') + 1; line && *line; line = strchr(line, '\n') + 1) {
+        if (sscanf(line, "%31s %lf %lf %lf %lf", op, &calls, &f, &b, &t) == 5) {
+            CHECK(f >= 0 && b >= 0 && fabs(f + b - t) < 2e-3);
+            if (!strcmp(op, "exp")) {
+                CHECK(calls == 2.0);
+                seen++;
+            }
+            if (!strcmp(op, "mul") || !strcmp(op, "sum")) {
+                CHECK(calls == 1.0);
+                seen++;
+            }
+        }
+        if (!strchr(line, '\n')) break;
+    }
+    CHECK(seen == 3);
+    /* a buffer too small: truncated, the length needed returned */
+    CHECK(elbo_ctx_profile_format(ctx, 2, buf, 16) == len);
+    CHECK(elbo_ctx_set_profile(ctx, 0) == ELBO_OK);
+    elbo_ctx_free(ctx);
+}

@@ -102,6 +102,7 @@ typedef struct elbo_tensor {
     struct elbo_node *node;   /* the op that produced it; NULL for leaves */
     struct elbo_tensor *base; /* for views: the tensor whose memory this shares */
     const char *name;         /* dotted parameter name, e.g. "down.1.conv1.weight" */
+    int retain_grad;          /* keep grad after backward (elbo_tensor_retain_grad) */
 } elbo_tensor;
 
 /* Number of elements of a shape. */
@@ -135,6 +136,16 @@ elbo_rng *elbo_ctx_rng(elbo_ctx *ctx);
 size_t elbo_ctx_arena_used(const elbo_ctx *ctx);
 size_t elbo_ctx_arena_capacity(const elbo_ctx *ctx);
 size_t elbo_ctx_arena_peak(const elbo_ctx *ctx);
+/* Per-op time profile (src/core/profile.c). on = 1 starts it (an empty table, allocated once),
+ * 0 stops it and frees the table. While on, each recorded op adds the time since the previous
+ * recorded op (or since elbo_ctx_reset / elbo_ctx_profile_clear) to its forward figure, and
+ * each backward function its own time to its backward figure. */
+elbo_status elbo_ctx_set_profile(elbo_ctx *ctx, int on);
+/* Empties the table and restarts the forward clock. */
+void elbo_ctx_profile_clear(elbo_ctx *ctx);
+/* Writes the table into buf (snprintf-style: returns the length it needed), one op per line,
+ * largest total first, times divided by per (the number of profiled steps). */
+int elbo_ctx_profile_format(const elbo_ctx *ctx, int per, char *buf, size_t len);
 
 /* Raw arena memory for the step, 64-byte aligned, uninitialised (NULL + error when out
  * of memory). Freed by elbo_ctx_reset. */
@@ -161,6 +172,12 @@ elbo_tensor *elbo_tensor_new4(elbo_ctx *ctx, int64_t d0, int64_t d1, int64_t d2,
 void elbo_tensor_requires_grad(elbo_tensor *t, int on);
 /* The gradient buffer of t, allocated zeroed in the arena on first use. */
 float *elbo_tensor_grad(elbo_ctx *ctx, elbo_tensor *t);
+/* As PyTorch's retain_grad: after backward, the grad of a tensor computed by an op (not a
+ * leaf) holds d loss / d t only if this was called on it before backward. Otherwise backward
+ * may hand its buffer on to an input's gradient once it is complete (a + b passes d loss /
+ * d(a + b) to a unchanged: one buffer, no copy), and the buffer then ends up holding that
+ * input's gradient. Leaves (inputs, parameters) always keep theirs. */
+void elbo_tensor_retain_grad(elbo_tensor *t);
 
 /* ---- autodiff ------------------------------------------------------------------------- */
 /* Backpropagates from a scalar (numel 1) loss: seeds d loss/d loss = 1 and accumulates

@@ -78,6 +78,9 @@ typedef struct {
     int steps;         /* timed training steps (0: default) */
     int warmup;        /* untimed steps first (-1: default, 3 / 2) */
     uint64_t seed;
+    char *profile;       /* non-NULL: the per-op profile of the timed training steps (ms per
+                            step, elbo_ctx_profile_format) is written here */
+    size_t profile_len;  /* bytes at profile */
 } elbo_bench_params;
 void elbo_bench_params_init(elbo_bench_params *p);
 typedef struct {

@@ -7,6 +7,7 @@
 elbo_node *elbo__record_v(elbo_ctx *ctx, const char *op, elbo_tensor *out, elbo_backward_fn bw,
                           int *ok, int n_in, elbo_tensor *const *inputs) {
     *ok = 1;
+    if (ctx->prof) elbo__prof_forward(ctx->prof, op);
     if (!ctx->grad_enabled) return NULL;
     int need = 0;
     for (int i = 0; i < n_in; i++)
@@ -62,6 +63,14 @@ float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh) {
     return t->grad;
 }
 
+int elbo__grad_pass_on(elbo_tensor *x, const elbo_tensor *y) {
+    if (!x || !x->requires_grad || x->grad || x->grad_slot || !y->grad || y->retain_grad ||
+        !y->node || x->numel != y->numel)
+        return 0;
+    x->grad = y->grad;
+    return 1;
+}
+
 float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t) {
     int fresh;
     float *g = elbo__grad_fresh(ctx, t, &fresh);
@@ -92,7 +101,13 @@ elbo_status elbo_backward_with(elbo_ctx *ctx, elbo_tensor *out, const float *gra
     for (int64_t i = 0; i < out->numel; i++) g[i] += grad_out ? grad_out[i] : 1.0f;
     for (elbo_node *n = ctx->tape; n; n = n->prev) {
         if (!n->out->grad) continue; /* nothing flowed back to this node */
-        n->backward(ctx, n);
+        if (ctx->prof) {
+            double t0 = elbo__now_s();
+            n->backward(ctx, n);
+            elbo__prof_backward(ctx->prof, n->op, elbo__now_s() - t0);
+        } else {
+            n->backward(ctx, n);
+        }
         if (backward_oom) return elbo_error(ELBO_ERR_NOMEM, "backward (%s): out of memory", n->op);
     }
     return ELBO_OK;

@@ -56,6 +56,7 @@ void elbo_ctx_free(elbo_ctx *ctx) {
     if (!ctx) return;
     chunks_free(ctx->chunks);
     free(ctx->scratch);
+    free(ctx->prof);
     free(ctx);
 }
 
@@ -74,6 +75,7 @@ void elbo_ctx_reset(elbo_ctx *ctx) {
     if (ctx->chunks) ctx->chunks->used = 0;
     ctx->used = 0;
     ctx->tape = NULL;
+    if (ctx->prof) elbo__prof_mark(ctx->prof);
 }
 
 int elbo_ctx_set_grad(elbo_ctx *ctx, int enabled) {

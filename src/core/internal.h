@@ -66,6 +66,14 @@ typedef struct elbo_chunk {
     unsigned char *mem;
 } elbo_chunk;
 
+/* ---- profile (profile.c) ---------------------------------------------------------------- */
+typedef struct elbo__prof elbo__prof;
+double elbo__now_s(void); /* CLOCK_MONOTONIC, seconds */
+/* Adds the time since the last mark to op's forward figure; marks now. */
+void elbo__prof_forward(elbo__prof *p, const char *op);
+void elbo__prof_backward(elbo__prof *p, const char *op, double seconds);
+void elbo__prof_mark(elbo__prof *p);
+
 struct elbo_ctx {
     elbo_chunk *chunks; /* current chunk first */
     size_t capacity;    /* sum of chunk sizes */
@@ -77,6 +85,7 @@ struct elbo_ctx {
     int grad_enabled;
     int training;
     elbo_rng rng;
+    elbo__prof *prof; /* NULL unless elbo_ctx_set_profile(ctx, 1) */
 };
 
 /* ---- helpers for ops ------------------------------------------------------------------ */
@@ -97,6 +106,13 @@ float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t);
  * allocated without zero-filling and *fresh is set to 1, and the op must then store (=)
  * rather than accumulate (+=); this saves a zero-fill pass and a read per element. */
 float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh);
+/* For an op whose input x receives exactly y's gradient, element for element in the same
+ * order (x + b, x - b, a reshape of x): when x has no gradient yet and is no parameter, has
+ * as many elements as y (for a + b: a was not broadcast) and y's gradient may be given away
+ * (y not retained), x->grad becomes y->grad: one buffer, no copy. Returns 1 when done. Every
+ * other consumer of x comes earlier on the tape, so its backward runs after this one and
+ * adds to the passed-on buffer; nothing reads or adds to y->grad as y's any more. */
+int elbo__grad_pass_on(elbo_tensor *x, const elbo_tensor *y);
 /* Normalises a possibly negative axis; -1 (with an error naming op) if out of range. */
 int elbo__axis(const char *op, const elbo_tensor *x, int axis);
 /* Error for two mismatched shapes: "op: shapes (2, 3) and (4, 3) do not match: why". */

@@ -100,6 +100,10 @@ elbo_tensor *elbo_tensor_new4(elbo_ctx *ctx, int64_t d0, int64_t d1, int64_t d2,
     return elbo_tensor_new(ctx, 4, s);
 }
 
+void elbo_tensor_retain_grad(elbo_tensor *t) {
+    if (t) t->retain_grad = 1;
+}
+
 void elbo_tensor_requires_grad(elbo_tensor *t, int on) {
     if (t) t->requires_grad = on != 0;
 }

@@ -245,11 +245,17 @@ elbo_status elbo_bench_run(const elbo_bench_params *p, elbo_bench_result *r) {
         if (!b.opt || !b.ctx) st = failed();
     }
     for (int i = 0; st == ELBO_OK && i < warmup + steps; i++) {
+        if (p->profile && i == warmup) st = elbo_ctx_set_profile(b.ctx, 1);
+        if (st != ELBO_OK) break;
         double t0 = now_ms();
         st = train_step(&b);
         if (i >= warmup) times[i - warmup] = now_ms() - t0;
     }
     if (st == ELBO_OK) r->step_ms = median(times, steps);
+    if (st == ELBO_OK && p->profile) {
+        elbo_ctx_profile_format(b.ctx, steps, p->profile, p->profile_len);
+        elbo_ctx_set_profile(b.ctx, 0);
+    }
     for (int i = 0; st == ELBO_OK && i < warmup + steps; i++) {
         double t0 = now_ms();
         st = forward_nograd(&b);

@@ -42,13 +42,22 @@ static void grad2(elbo_ctx *ctx, elbo_node *n, elbo_tensor *x, float scale, elbo
 }
 
 /* ---- a + b, a - b: da += gy, db += +-gy ------------------------------------------------ */
+/* da = gy is y's buffer passed on when a can take it (elbo__grad_pass_on; else a copy), or
+ * else db = gy for a + b. When a and b are one tensor its gradient is passed on first and
+ * then has gy added (a + a) or subtracted (a - a): 2 gy or 0, as with two copies. */
 static void add_backward(elbo_ctx *ctx, elbo_node *n) {
-    grad2(ctx, n, n->in[0], 1.0f, k_copy, NULL, NULL);
-    grad2(ctx, n, n->in[1], 1.0f, k_copy, NULL, NULL);
+    if (elbo__grad_pass_on(n->in[0], n->out))
+        grad2(ctx, n, n->in[1], 1.0f, k_copy, NULL, NULL);
+    else if (n->in[0] != n->in[1] && elbo__grad_pass_on(n->in[1], n->out))
+        grad2(ctx, n, n->in[0], 1.0f, k_copy, NULL, NULL);
+    else {
+        grad2(ctx, n, n->in[0], 1.0f, k_copy, NULL, NULL);
+        grad2(ctx, n, n->in[1], 1.0f, k_copy, NULL, NULL);
+    }
 }
 
 static void sub_backward(elbo_ctx *ctx, elbo_node *n) {
-    grad2(ctx, n, n->in[0], 1.0f, k_copy, NULL, NULL);
+    if (!elbo__grad_pass_on(n->in[0], n->out)) grad2(ctx, n, n->in[0], 1.0f, k_copy, NULL, NULL);
     grad2(ctx, n, n->in[1], -1.0f, k_copy, NULL, NULL);
 }
 

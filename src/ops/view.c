@@ -1,18 +1,14 @@
 /* Views: reshape and slice share their base's memory when no copy is needed. Their
  * backward adds the view's gradient into the base's; for a reshape whose base has no
- * gradient yet, the view's gradient buffer is simply adopted (no copy, no add). */
+ * gradient yet, the view's gradient buffer is passed on (elbo__grad_pass_on: no copy, no
+ * add). */
 #include "internal.h"
 
 static void reshape_backward(elbo_ctx *ctx, elbo_node *n) {
     elbo_tensor *x = n->in[0], *y = n->out;
-    if (!x->requires_grad) return;
-    if (!x->grad) {
-        /* Every other consumer of x comes earlier on the tape, so it runs after this node:
-         * y's gradient buffer can become x's. */
-        x->grad = y->grad;
-        return;
-    }
-    elbo__acc(x->grad, y->grad, x->numel);
+    if (!x->requires_grad || elbo__grad_pass_on(x, y)) return;
+    float *gx = elbo__grad(ctx, x); /* a parameter's slot, a retained y, or more to add */
+    if (gx) elbo__acc(gx, y->grad, x->numel);
 }
 
 elbo_tensor *elbo_reshape(elbo_ctx *ctx, elbo_tensor *x, int ndim, const int64_t *shape) {

@@ -55,6 +55,7 @@ static const char *BENCH_USAGE =
 int cmd_bench(int argc, char **argv) {
     elbo_bench_params p;
     elbo_bench_params_init(&p);
+    int profile = 0;
     arg_flag flags[] = {
         args_threads(&p.threads, "0: OMP_NUM_THREADS or all cores"),
         args_int("--batch", &p.batch, 0, INT32_MAX, "N", "batch size (0: the model's)",
@@ -64,6 +65,8 @@ int cmd_bench(int argc, char **argv) {
         args_int("--warmup", &p.warmup, 0, INT32_MAX, "N", "untimed steps before timing",
                  "3 for vae-mlp, 2 for unet-s"),
         args_seed(&p.seed, "0"),
+        args_bool("--profile", &profile,
+                  "also print the time of each op (forward, backward) per training step to stderr"),
     };
     const char *pos[1];
     int np = 0;
@@ -73,6 +76,11 @@ int cmd_bench(int argc, char **argv) {
     if (r) return r;
     if (np < 1) return args_fail(ARGS_USAGE, "bench: which model? (vae-mlp | unet-s)");
     p.model = pos[0];
+    static char table[32768];
+    if (profile) {
+        p.profile = table;
+        p.profile_len = sizeof table;
+    }
     elbo_bench_result res;
     if (elbo_bench_run(&p, &res) != ELBO_OK)
         return args_fail(ARGS_RUNTIME, "bench: %s", elbo_last_error());
@@ -81,6 +89,10 @@ int cmd_bench(int argc, char **argv) {
         "\"gflops\":%.1f, \"peak_rss_mb\":%.1f}\n",
         p.model, res.batch, res.threads, res.step_ms, res.forward_ms, res.gflops,
         res.peak_rss_mb);
+    if (profile) {
+        fflush(stdout);
+        fputs(table, stderr);
+    }
     return 0;
 }
 

@@ -23,10 +23,15 @@
 /* MR x NR register block (24 accumulators + 2 B vectors of the 32 zmm registers); KC: a B
  * panel of KC x 32 floats (24 KiB) stays in the 48 KiB L1 (KC 128/192/256/384 measured
  * 139/143/135/126 GFLOP/s on 128x512x784); MC x KC of A (144 KiB) in the L2. */
-enum { MR = 12, NR = ELBO_SGEMM_NR, KC = 192, MC = 192 };
+enum { MR = 12, NR = ELBO_SGEMM_NR, KC = 192, MC = 192, KC_MAX = KC + KC / 3 };
 
-static _Thread_local float pack_a[MC * KC] __attribute__((aligned(64)));
-static _Thread_local float pack_b[KC * NR] __attribute__((aligned(64)));
+static _Thread_local float pack_a[MC * KC_MAX] __attribute__((aligned(64)));
+static _Thread_local float pack_b[KC_MAX * NR] __attribute__((aligned(64)));
+
+/* The K block from pc: KC, or all the rest when it is at most KC_MAX (a last block of a few
+ * k would repack both operands and reload C for little work: K = 196, a 28x28 image's 2x2
+ * tiles, ran as 192 + 4). */
+static inline int64_t kc_at(int64_t K, int64_t pc) { return K - pc <= KC_MAX ? K - pc : KC; }
 
 
 /* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*mr + r] b[k*32 + :] */
@@ -190,8 +195,8 @@ static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_
 static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *Ap, const float *B, int64_t ldb,
                        const float *Bp, float beta, float *C, int64_t ldc) {
-    for (int64_t pc = 0; pc < K; pc += KC) {
-        int64_t kc = K - pc < KC ? K - pc : KC;
+    for (int64_t pc = 0, kc; pc < K; pc += kc) {
+        kc = kc_at(K, pc);
         int first = pc == 0;
         for (int64_t ic = 0; ic < m; ic += MC) {
             int64_t mc = m - ic < MC ? m - ic : MC;
@@ -227,8 +232,8 @@ void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float a
 }
 
 void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap) {
-    for (int64_t pc = 0; pc < K; pc += KC) {
-        int64_t kc = K - pc < KC ? K - pc : KC;
+    for (int64_t pc = 0, kc; pc < K; pc += kc) {
+        kc = kc_at(K, pc);
         for (int64_t ic = 0; ic < m; ic += MC) {
             int64_t mc = m - ic < MC ? m - ic : MC;
             pack_a_block(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc,
