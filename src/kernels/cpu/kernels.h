@@ -168,6 +168,14 @@ void elbo__wino2_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t
  * (nb, N, H, W) (zeros outside the image), columns as in elbo__wino2_input; W <= 1024. */
 void elbo__wino2_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W,
                              float *M, int64_t ldm, int64_t xs);
+/* Channel-last variants (AVX-512 builds; C, N multiples of 16), the same values as the two
+ * above: xt (HW, C) = x (C, HW)^T of one image; Vt (16, n, C) and Mt (16, n, N) tile-major
+ * (xi strides xs) from channel-last images xt (nb, H W, C) and dyt (nb, H W, N). */
+void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt);
+void elbo__wino2_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W,
+                          float *Vt, int64_t xs);
+void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t H, int64_t W,
+                                float *Mt, int64_t xs);
 /* gw (n, 3, 3) += G^T dU G for n kernels, dU[xi] (16 entries) of kernel i at dU[xi st + i]. */
 void elbo__wino2_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw);
 

@@ -226,3 +226,125 @@ void elbo__wino2_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw) 
         }
     }
 }
+
+#ifdef __AVX512F__
+/* ---- channel-last variants (AVX-512): 16 channels per vector lane set ------------------
+ * The same transforms with the 16 lanes on 16 channels of one tile instead of 16 tiles of one
+ * channel: every load and store is a whole contiguous vector (no partial tile rows, which on
+ * 14x14 and 7x7 images left 9 and 12 of the 16 lanes idle), and V and dM come out tile-major
+ * (n, C), the layout whose GEMM packing is a copy (dU_xi = dM_xi^T V_xi, ta = 1) instead of
+ * a transpose. The arithmetic is the other variants' operation for operation, so the values
+ * are the same bits. */
+
+/* xt (HW, C) = x (C, HW)^T for one image; C a multiple of 16: 16 x 16 blocks transposed in
+ * registers (unpacks within 128-bit lanes, then 128-bit lane shuffles), pixels past HW (the
+ * last block) masked. */
+void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt) {
+    for (int64_t p0 = 0; p0 < HW; p0 += 16) {
+        __mmask16 mp = elbo__lanes16(HW - p0);
+        int np = HW - p0 < 16 ? (int)(HW - p0) : 16;
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+            __m512 r[16], t[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(mp, x + (c0 + i) * HW + p0);
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 16; i += 4) {
+                __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
+                __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
+                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+            }
+            for (int q = 0; q < 16; q += 8)
+                for (int e = 0; e < 4; e++) {
+                    t[q + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0x88);
+                    t[q + 4 + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0xDD);
+                }
+            for (int e = 0; e < 8; e++) {
+                r[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);
+                r[8 + e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
+            }
+            for (int p = 0; p < np; p++) _mm512_storeu_ps(xt + (p0 + p) * C + c0, r[p]);
+        }
+    }
+}
+
+/* Vt (16, n, C) (xi stride xs >= n C): Vt[xi xs + t C + c] = (B^T d B)[xi] of tile t (numbered
+ * as in elbo__wino2_input) of channel c, from xt (nb, H W, C) channel-last; C a multiple of 16. */
+void elbo__wino2_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W,
+                          float *Vt, int64_t xs) {
+    int64_t th = TILES(H), tw = TILES(W);
+    const __m512 z = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < th; ty++)
+            for (int64_t tx = 0; tx < tw; tx++) {
+                int64_t t = (b * th + ty) * tw + tx;
+                const float *xb = xt + b * H * W * C;
+                for (int64_t c0 = 0; c0 < C; c0 += 16) {
+                    __m512 d[4][4], s[4][4];
+                    for (int i = 0; i < 4; i++) {
+                        int64_t ih = 2 * ty - 1 + i;
+                        for (int j = 0; j < 4; j++) {
+                            int64_t iw = 2 * tx - 1 + j;
+                            d[i][j] = ih >= 0 && ih < H && iw >= 0 && iw < W
+                                          ? _mm512_loadu_ps(xb + (ih * W + iw) * C + c0)
+                                          : z;
+                        }
+                    }
+                    for (int j = 0; j < 4; j++) { /* t = B^T d, column j */
+                        s[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+                        s[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+                        s[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+                        s[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+                    }
+                    float *v = Vt + t * C + c0;
+                    for (int i = 0; i < 4; i++) { /* V = t B, row i */
+                        _mm512_storeu_ps(v + (4 * i + 0) * xs, _mm512_sub_ps(s[i][0], s[i][2]));
+                        _mm512_storeu_ps(v + (4 * i + 1) * xs, _mm512_add_ps(s[i][1], s[i][2]));
+                        _mm512_storeu_ps(v + (4 * i + 2) * xs, _mm512_sub_ps(s[i][2], s[i][1]));
+                        _mm512_storeu_ps(v + (4 * i + 3) * xs, _mm512_sub_ps(s[i][1], s[i][3]));
+                    }
+                }
+            }
+}
+
+/* Mt (16, n, N) (xi stride xs >= n N): Mt[xi xs + t N + o] = (A dY A^T)[xi] of the 2x2 tile t
+ * of channel o, from dyt (nb, H W, N) channel-last; N a multiple of 16. */
+void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t H, int64_t W,
+                                float *Mt, int64_t xs) {
+    int64_t th = TILES(H), tw = TILES(W);
+    const __m512 z = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < th; ty++)
+            for (int64_t tx = 0; tx < tw; tx++) {
+                int64_t t = (b * th + ty) * tw + tx;
+                const float *db = dyt + b * H * W * N;
+                for (int64_t o0 = 0; o0 < N; o0 += 16) {
+                    __m512 d[2][2], s[4][2];
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) {
+                            int64_t ih = 2 * ty + i, iw = 2 * tx + j;
+                            d[i][j] = ih < H && iw < W ? _mm512_loadu_ps(db + (ih * W + iw) * N + o0)
+                                                       : z;
+                        }
+                    for (int j = 0; j < 2; j++) { /* rows of A dY: d0, d0 + d1, d0 - d1, -d1 */
+                        s[0][j] = d[0][j];
+                        s[1][j] = _mm512_add_ps(d[0][j], d[1][j]);
+                        s[2][j] = _mm512_sub_ps(d[0][j], d[1][j]);
+                        s[3][j] = _mm512_sub_ps(z, d[1][j]);
+                    }
+                    float *m = Mt + t * N + o0;
+                    for (int i = 0; i < 4; i++) { /* (A dY) A^T: a, a + c, a - c, -c */
+                        __m512 a = s[i][0], c = s[i][1];
+                        _mm512_storeu_ps(m + (4 * i + 0) * xs, a);
+                        _mm512_storeu_ps(m + (4 * i + 1) * xs, _mm512_add_ps(a, c));
+                        _mm512_storeu_ps(m + (4 * i + 2) * xs, _mm512_sub_ps(a, c));
+                        _mm512_storeu_ps(m + (4 * i + 3) * xs, _mm512_sub_ps(z, c));
+                    }
+                }
+            }
+}
+#endif
