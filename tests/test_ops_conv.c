@@ -553,18 +553,18 @@ TEST(conv_same_bits_1_and_2_threads) {
         }
 }
 
-/* dW by Winograd with the channel-last transforms (channels in multiples of 16, AVX-512
- * builds) gives the bits of the tile-lane transforms: the same operations on the same values,
- * the tiles summed in the same order. Odd sizes (partial tiles), one and several images per
- * chunk, channel counts of 16 to 48. */
-extern int elbo__conv_wino_dw_cl;
-TEST(conv_wino_dw_channel_last_same_bits) {
+/* Winograd with the channel-last transforms (channels in multiples of 16, AVX-512 builds:
+ * F(4x4) forward and dX, F(2x2) dW) gives the bits of the tile-lane transforms: the same
+ * operations on the same values, each sum in the same order. Odd sizes (partial tiles), one
+ * and several images per chunk, channel counts of 16 to 48. */
+extern int elbo__conv_wino_dw_cl, elbo__conv_wino_cl;
+TEST(conv_wino_channel_last_same_bits) {
     static const conv_cfg shapes[] = {
         {9, 32, 14, 13, 48, 3, 3, 1, 1, 1, 1, 1},
         {5, 16, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1},
         {3, 48, 9, 28, 32, 3, 3, 1, 1, 1, 1, 0},
     };
-    int saved_cl = elbo__conv_wino_dw_cl;
+    int saved_cl = elbo__conv_wino_dw_cl, saved_fcl = elbo__conv_wino_cl;
     conv_tuning saved_t = tuning_get();
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
         for (int mode = WINO_FIRST; mode <= WINO_LAST; mode++) {
@@ -572,11 +572,16 @@ TEST(conv_wino_dw_channel_last_same_bits) {
             conv_run r[2] = {{0}, {0}};
             int ok = 1;
             for (int k = 0; k < 2; k++) {
-                elbo__conv_wino_dw_cl = k;
+                elbo__conv_wino_dw_cl = elbo__conv_wino_cl = k;
                 ok = conv_run_once(2, &shapes[i], &r[k]) && ok;
             }
             elbo__conv_wino_dw_cl = saved_cl;
+            elbo__conv_wino_cl = saved_fcl;
             tuning_set(saved_t);
+            CHECK_MSG(ok && !memcmp(r[0].y, r[1].y, (size_t)r[0].ny * 4),
+                      "shape %d mode %d: y differs between the two transforms", i, mode);
+            CHECK_MSG(ok && !memcmp(r[0].gx, r[1].gx, (size_t)r[0].nx * 4),
+                      "shape %d mode %d: dX differs between the two transforms", i, mode);
             CHECK_MSG(ok && !memcmp(r[0].gw, r[1].gw, (size_t)r[0].nw * 4),
                       "shape %d mode %d: dW differs between the two transforms", i, mode);
             for (int k = 0; k < 2; k++) {

@@ -33,6 +33,13 @@
  * used). dW of the same layers is the adjoint of F(2x2, 3x3) (wino_dw; kernels/cpu/
  * winograd2.c, which says why not F(4x4, 3x3)): dU_xi (OC, C) = sum over the 4x4 tiles
  * dM_xi (OC, T) @ V_xi^T with dM = A dY A^T, then dW = G^T dU G.
+ * Where the channels come in multiples of 16 (AVX-512 builds), both run channel-last: each
+ * image is transposed to (HW, C) in the task's scratch, the transforms put their 16 lanes on
+ * 16 channels of one tile (whole-vector loads and stores, no gathers, no idle lanes on small
+ * images), V and M are tile-major, the products are M_xi^T (T, Co) = V_xi^T U_xi^T with V read
+ * in place (elbo__sgemm_rowa_pb) and dU_xi = dM_xi^T V_xi (packing by copies), and the output
+ * is transposed back. The same operations in the same order: the same bits (tests/
+ * test_ops_conv.c checks it); measured in the comments of elbo__conv_wino_cl and _dw_cl.
  *
  * Threads: with several chunks, each chunk is one task (im2col, a serial sgemm, scatter)
  * run whole by one thread in its own scratch, so the columns stay in that core's cache
@@ -106,6 +113,11 @@ size_t elbo__conv_wino_dw_bytes = (size_t)1 << 20;
  * runs each): 7x7 64->64 2.32 / 1.76 and 1.92 / 1.52, 14x14 64->64 5.96 / 5.23 and 5.71 /
  * 5.14, 128->32 6.40 / 4.68 and 4.86 / 4.40, 28x28 64->32 12.1 / 11.7 and 10.2 / 9.9. */
 int elbo__conv_wino_dw_cl = 1;
+/* The same for the forward pass and dX (wino_conv). Measured with `elbo bench unet-s
+ * --threads 2`, tile-lane and channel-last binaries in turn, 4 rounds: step median 268 -> 258
+ * ms, forward 89 -> 77 ms (the transposes cost most of what the gathers did: both passes are
+ * bound by memory traffic, which is the same; the products run 25-45% faster unpacked). */
+int elbo__conv_wino_cl = 1;
 
 static int wino_applies(const elbo_conv_geom *g, int64_t min_c) {
     int64_t c = g->C < g->OC ? g->C : g->OC;
@@ -408,10 +420,17 @@ static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budge
  * shapes. */
 static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *in,
                      const float *w, int flip, const float *bias, int acc, float *out) {
-    int64_t Ci = flip ? g->OC : g->C, Co = flip ? g->C : g->OC, H = g->H, W = g->W;
+    int64_t Ci = flip ? g->OC : g->C, Co = flip ? g->C : g->OC, H = g->H, W = g->W, HW = H * W;
     int64_t P4 = elbo__wino_tiles(H, W), img = (Ci > Co ? Ci : Co) * H * W;
-    int64_t T = wino_chunks(B, P4, (size_t)(ELBO_WINO_XI * (Ci + Co) * P4) * sizeof(float),
-                            elbo__conv_wino_bytes, img);
+#ifdef __AVX512F__
+    /* channel-last transforms where the channels fill whole vectors (wino_conv_cl) */
+    int cl = elbo__conv_wino_cl && Ci % 16 == 0 && Co % 16 == 0;
+#else
+    const int cl = 0;
+#endif
+    size_t per_image = (size_t)(ELBO_WINO_XI * (Ci + Co) * P4) * sizeof(float);
+    if (cl) per_image += (size_t)((Ci > Co ? Ci : Co) * HW) * sizeof(float);
+    int64_t T = wino_chunks(B, P4, per_image, elbo__conv_wino_bytes, img);
     if (T == 0) return 1;
     /* xi strides of V and M: whole 4 KiB pages plus one cache line, so that the 36 streams
      * of a transform fall in different L1 sets (a page multiple puts them all in one) */
@@ -426,14 +445,18 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     int64_t xs_v = (Ci * cols_v + 1023) / 1024 * 1024 + 16,
             xs_m = (Co * cols + 1023) / 1024 * 1024 + 16;
     /* U, the packed U and each task's V and M start on a cache line (the kernel loads the
-     * panels of V aligned) */
+     * panels of V aligned); cl: and the task's channel-last image(s), in and then out */
     size_t usize = (size_t)(ELBO_WINO_XI * Ci * Co + 15) / 16 * 16,
            per = (size_t)(ELBO_WINO_XI * (xs_v + xs_m));
+    int64_t co_p = (Co + ELBO_SGEMM_NR - 1) / ELBO_SGEMM_NR * ELBO_SGEMM_NR; /* cl: U^T panels */
+    if (cl) per += (size_t)((Ci > Co ? Ci : Co) * nb_max * HW + 15) / 16 * 16;
     int nthr = T > 1 ? omp_get_max_threads() : 1;
 #ifdef __AVX512F__
-    size_t upsize = usize; /* the 36 U_xi packed once for the kernel, not once per chunk */
+    /* the 36 U_xi packed once for the kernel, not once per chunk (cl: U_xi^T as B panels) */
+    size_t upsize = cl ? (size_t)(ELBO_WINO_XI * co_p * Ci) : usize;
 #else
     size_t upsize = 0;
+    (void)co_p;
 #endif
     float *buf = elbo_ctx_scratch(ctx, (usize + upsize + (size_t)nthr * per) * sizeof(float));
     if (!buf) return 0;
@@ -444,9 +467,14 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
                                                         elbo__wino_kernel(w, g->OC, g->C, flip, r,
                                                                           r + 1, U););
 #ifdef __AVX512F__
-    ELBO_PARALLEL_FOR(Co * Ci * 36 > ELBO_PAR_MIN,
-                      for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++) elbo__sgemm_pack_a(
-                          0, Co, Ci, U + xi * Co * Ci, Ci, Up + xi * Co * Ci););
+    if (cl)
+        ELBO_PARALLEL_FOR(Co * Ci * 36 > ELBO_PAR_MIN,
+                          for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++) elbo__sgemm_pack_b(
+                              1, Ci, Co, U + xi * Co * Ci, Ci, Up + xi * co_p * Ci););
+    else
+        ELBO_PARALLEL_FOR(Co * Ci * 36 > ELBO_PAR_MIN,
+                          for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++) elbo__sgemm_pack_a(
+                              0, Co, Ci, U + xi * Co * Ci, Ci, Up + xi * Co * Ci););
 #else
     (void)Up;
 #endif
@@ -455,6 +483,25 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
         T > 1, for (int64_t t = 0; t < T; t++) {
             float *V = task_buf + (size_t)omp_get_thread_num() * per, *M = V + ELBO_WINO_XI * xs_v;
             int64_t b0 = t * B / T, m = (t + 1) * B / T - b0, n = m * P4;
+            if (cl) {
+#ifdef __AVX512F__
+                /* images to (HW, Ci); V_xi^T (n, Ci) tile-major; M_xi^T (n, Co) = V_xi^T U_xi^T
+                 * with V read in place (each M element summed over Ci in order, as below);
+                 * A^T m A to (HW, Co); back to (Co, HW) with the bias or added to out */
+                float *xt = M + ELBO_WINO_XI * xs_m;
+                for (int64_t b = 0; b < m; b++)
+                    elbo__to_channel_last(in + (b0 + b) * Ci * HW, Ci, HW, xt + b * HW * Ci);
+                elbo__wino_input_cl(xt, m, Ci, H, W, V, xs_v);
+                for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++)
+                    elbo__sgemm_rowa_pb(n, Co, Ci, 1.0f, V + xi * xs_v, Ci, Up + xi * co_p * Ci,
+                                        0.0f, M + xi * xs_m, Co);
+                elbo__wino_output_cl(M, m, Co, H, W, xs_m, xt);
+                for (int64_t b = 0; b < m; b++)
+                    elbo__from_channel_last(xt + b * HW * Co, Co, HW, bias, acc,
+                                            out + (b0 + b) * Co * HW);
+#endif
+                continue;
+            }
             elbo__wino_input(in + b0 * Ci * H * W, m, Ci, H, W, V, n, xs_v, panels);
             for (int64_t xi = 0; xi < ELBO_WINO_XI; xi++)
 #ifdef __AVX512F__
@@ -502,7 +549,6 @@ static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const floa
     ELBO_PARALLEL_FOR_DYNAMIC(
         G > 1, for (int64_t grp = 0; grp < G; grp++) {
             float *V = task_buf + (size_t)omp_get_thread_num() * per, *dM = V + 16 * xs_v;
-            float *xt = dM + 16 * xs_m, *dyt = xt + nb_max * HW * C; /* cl only */
             float *dU = buf + (size_t)grp * usize;
             int64_t t0 = grp * T / G, t1 = (grp + 1) * T / G;
             for (int64_t t = t0; t < t1; t++) {
@@ -510,6 +556,7 @@ static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const floa
                 float beta = t == t0 ? 0.0f : 1.0f;
                 if (cl) {
 #ifdef __AVX512F__
+                    float *xt = dM + 16 * xs_m, *dyt = xt + nb_max * HW * C;
                     for (int64_t b = 0; b < m; b++) {
                         elbo__to_channel_last(x + (b0 + b) * C * HW, C, HW, xt + b * HW * C);
                         elbo__to_channel_last(dy + (b0 + b) * OC * HW, OC, HW, dyt + b * HW * OC);

@@ -12,6 +12,33 @@
 static inline __mmask16 elbo__lanes16(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
+/* In-register transpose of a 16 x 16 block: r[i] lane j <- r[j] lane i (unpacks within 128-bit
+ * lanes, then two rounds of 128-bit lane shuffles). */
+static inline void elbo__transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
+        __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* r[4q + e] now holds, in 128-bit lane L, elements (4q + 0..3) x (4L + e) */
+    for (int q = 0; q < 16; q += 8)
+        for (int e = 0; e < 4; e++) {
+            t[q + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0x88);
+            t[q + 4 + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0xDD);
+        }
+    for (int e = 0; e < 8; e++) {
+        r[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);
+        r[8 + e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
+    }
+}
 #endif
 
 /* ---- GEMM (gemm.c) -------------------------------------------------------------------- */
@@ -46,6 +73,14 @@ void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_
 #define ELBO_SGEMM_NR 32
 void elbo__sgemm_packed_pab(const float *Ap, int64_t m, int64_t n, int64_t K, float alpha,
                             const float *Bp, float beta, float *C, int64_t ldc);
+/* op(B) (K, n) into the panels of elbo__sgemm_packed_pab (n rounded up to whole panels of
+ * ELBO_SGEMM_NR columns, zeros past n): Bp holds ceil(n / NR) NR K floats. */
+void elbo__sgemm_pack_b(int tb, int64_t K, int64_t n, const float *B, int64_t ldb, float *Bp);
+/* C (m, n) = alpha A (m, K) B + beta C with A row-major read in place (no packing: each micro-
+ * panel broadcasts from MR rows of A) and B in the panels of elbo__sgemm_pack_b: the bits of
+ * elbo__sgemm_packed (each element summed over k in order in the same K blocks). */
+void elbo__sgemm_rowa_pb(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *Bp, float beta, float *C, int64_t ldc);
 /* Sets OpenBLAS to one thread if it is not (elbo parallelises GEMMs itself). */
 void elbo__blas_single_thread(void);
 
@@ -152,6 +187,13 @@ void elbo__wino_kernel(const float *w, int64_t OC, int64_t C, int flip, int64_t 
  * up to a whole panel; xs >= C ceil(n / ELBO_SGEMM_NR) ELBO_SGEMM_NR). */
 void elbo__wino_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t W, float *V,
                       int64_t ldv, int64_t xs, int panels);
+/* Channel-last variants (AVX-512 builds; C, N multiples of 16), the same values as the two
+ * tile-lane ones: Vt (36, n, C) tile-major (xi stride xs >= n C) from xt (nb, H W, C), and
+ * yt (nb, H W, N) channel-last = A^T m A cropped, from Mt (36, n, N) tile-major. */
+void elbo__wino_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W, float *Vt,
+                         int64_t xs);
+void elbo__wino_output_cl(const float *Mt, int64_t nb, int64_t N, int64_t H, int64_t W,
+                          int64_t xs, float *yt);
 /* y (nb, N, H, W) = A^T m A cropped to (H, W), plus bias (N) if given, or with acc y += it;
  * m from M (36, N, ldm) (xi stride xs) in the column order of elbo__wino_input. */
 void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t W, int64_t ldm,
@@ -172,6 +214,9 @@ void elbo__wino2_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, 
  * above: xt (HW, C) = x (C, HW)^T of one image; Vt (16, n, C) and Mt (16, n, N) tile-major
  * (xi strides xs) from channel-last images xt (nb, H W, C) and dyt (nb, H W, N). */
 void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt);
+/* y (C, HW) = xt (HW, C)^T + bias (none: + 0), or with acc y += xt^T: the inverse, one image. */
+void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias, int acc,
+                             float *y);
 void elbo__wino2_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W,
                           float *Vt, int64_t xs);
 void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t H, int64_t W,

@@ -34,10 +34,12 @@ static _Thread_local float pack_b[KC_MAX * NR] __attribute__((aligned(64)));
 static inline int64_t kc_at(int64_t K, int64_t pc) { return K - pc <= KC_MAX ? K - pc : KC; }
 
 
-/* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*mr + r] b[k*32 + :] */
+/* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*sk + r*sr] b[k*32 + :]
+ * (a packed: sk = mr, sr = 1; a row-major in place: sk = 1, sr = lda) */
 static inline __attribute__((always_inline)) void
-micro_kernel(int mr, int64_t kc, const float *restrict a, const float *restrict b, float *c,
-             int64_t ldc, __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {
+micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
+             const float *restrict b, float *c, int64_t ldc, __mmask16 m0, __mmask16 m1,
+             float alpha, float beta, int first) {
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -47,10 +49,10 @@ micro_kernel(int mr, int64_t kc, const float *restrict a, const float *restrict 
     }
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(b + k * NR), b1 = _mm512_load_ps(b + k * NR + 16);
-        const float *ak = a + k * mr;
+        const float *ak = a + k * sk;
 #pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
-            __m512 av = _mm512_set1_ps(ak[r]);
+            __m512 av = _mm512_set1_ps(ak[r * sr]);
             acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
             acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
         }
@@ -81,7 +83,7 @@ typedef void (*micro_fn)(int64_t, const float *, const float *, float *, int64_t
 #define MICRO(R)                                                                                   \
     static void micro_##R(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,      \
                           __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {       \
-        micro_kernel(R, kc, a, b, c, ldc, m0, m1, alpha, beta, first);                            \
+        micro_kernel(R, kc, a, R, 1, b, c, ldc, m0, m1, alpha, beta, first);                      \
     }
 MICRO(1)
 MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11)
@@ -91,33 +93,23 @@ MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10
                                                micro_5,  micro_6,  micro_7, micro_8, micro_9,
                                                micro_10, micro_11, micro_12};
 
-/* In-register transpose of a 16 x 16 block: r[i] lane j <- r[j] lane i (unpack within 128-bit
- * lanes, then two rounds of 128-bit lane shuffles). */
-static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+/* The same with A row-major in place (a[r*lda + k]): elbo__sgemm_rowa_pb. */
+typedef void (*micro_rowa_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t,
+                              __mmask16, __mmask16, float, float, int);
+#define MICRO_ROWA(R)                                                                              \
+    static void micro_rowa_##R(int64_t kc, const float *a, int64_t lda, const float *b, float *c, \
+                               int64_t ldc, __mmask16 m0, __mmask16 m1, float alpha, float beta,  \
+                               int first) {                                                       \
+        micro_kernel(R, kc, a, 1, lda, b, c, ldc, m0, m1, alpha, beta, first);                    \
     }
-    for (int i = 0; i < 16; i += 4) {
-        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
-        __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-    }
-    /* r[4q + e] now holds, in 128-bit lane L, elements (4q + 0..3) x (4L + e) */
-    for (int q = 0; q < 16; q += 8)
-        for (int e = 0; e < 4; e++) {
-            t[q + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0x88);
-            t[q + 4 + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0xDD);
-        }
-    for (int e = 0; e < 8; e++) {
-        r[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);
-        r[8 + e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
-    }
-}
+MICRO_ROWA(1)
+MICRO_ROWA(2) MICRO_ROWA(3) MICRO_ROWA(4) MICRO_ROWA(5) MICRO_ROWA(6) MICRO_ROWA(7)
+    MICRO_ROWA(8) MICRO_ROWA(9) MICRO_ROWA(10) MICRO_ROWA(11) MICRO_ROWA(12)
+#undef MICRO_ROWA
+        static const micro_rowa_fn micro_rowa[MR + 1] = {
+            NULL,         micro_rowa_1, micro_rowa_2, micro_rowa_3,  micro_rowa_4,
+            micro_rowa_5, micro_rowa_6, micro_rowa_7, micro_rowa_8,  micro_rowa_9,
+            micro_rowa_10, micro_rowa_11, micro_rowa_12};
 
 /* dst[k * ld + j] = src[j * lds + k] for j < rows (<= 16), k < kc: 16 x 16 blocks through
  * transpose16, rows past `rows` read as zero, `rows` lanes stored per k. */
@@ -130,7 +122,7 @@ static void transpose_rows(const float *src, int64_t lds, int rows, int64_t kc, 
         __m512 r[16];
         for (int j = 0; j < 16; j++)
             r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, src + j * lds + k0) : _mm512_setzero_ps();
-        transpose16(r);
+        elbo__transpose16(r);
         int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
         for (int64_t k = 0; k < nk; k++) _mm512_mask_storeu_ps(dst + (k0 + k) * ld, mrow, r[k]);
     }
@@ -182,7 +174,7 @@ static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_
             for (int j = 0; j < 16; j++)
                 r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, B + (16 * h + j) * ldb + k0)
                                 : _mm512_setzero_ps();
-            transpose16(r);
+            elbo__transpose16(r);
             int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
             for (int64_t k = 0; k < nk; k++) _mm512_store_ps(pack_b + (k0 + k) * NR + 16 * h, r[k]);
         }
@@ -250,5 +242,37 @@ void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_
 void elbo__sgemm_packed_pab(const float *Ap, int64_t m, int64_t n, int64_t K, float alpha,
                             const float *Bp, float beta, float *C, int64_t ldc) {
     gemm_loops(0, 0, m, n, K, alpha, NULL, 0, Ap, NULL, 0, Bp, beta, C, ldc);
+}
+
+void elbo__sgemm_pack_b(int tb, int64_t K, int64_t n, const float *B, int64_t ldb, float *Bp) {
+    for (int64_t jr = 0; jr < n; jr += NR) {
+        int64_t nc = n - jr < NR ? n - jr : NR;
+        for (int64_t pc = 0, kc; pc < K; pc += kc) {
+            kc = kc_at(K, pc);
+            pack_b_panel(tb, tb ? B + jr * ldb + pc : B + pc * ldb + jr, ldb, kc, nc);
+            memcpy(Bp + jr * K + pc * NR, pack_b, sizeof(float) * (size_t)(kc * NR));
+        }
+    }
+}
+
+/* The loops of gemm_loops without the A block: K blocks, B panels, then the rows of A in
+ * ceil(m / MR) micro-panels, read in place. */
+void elbo__sgemm_rowa_pb(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *Bp, float beta, float *C, int64_t ldc) {
+    int64_t np = (m + MR - 1) / MR;
+    for (int64_t pc = 0, kc; pc < K; pc += kc) {
+        kc = kc_at(K, pc);
+        for (int64_t jr = 0; jr < n; jr += NR) {
+            int64_t nc = n - jr < NR ? n - jr : NR;
+            __mmask16 m0 = elbo__lanes16(nc), m1 = elbo__lanes16(nc - 16);
+            const float *pb = Bp + jr * K + pc * NR;
+            for (int64_t p = 0; p < np; p++) {
+                int64_t ir = p * m / np;
+                int mr = (int)((p + 1) * m / np - ir);
+                micro_rowa[mr](kc, A + ir * lda + pc, lda, pb, C + ir * ldc + jr, ldc, m0, m1,
+                               alpha, beta, pc == 0);
+            }
+        }
+    }
 }
 #endif

@@ -272,3 +272,77 @@ void elbo__wino_output(const float *M, int64_t nb, int64_t N, int64_t H, int64_t
             }
     }
 }
+
+#ifdef __AVX512F__
+/* ---- channel-last variants (AVX-512): the 16 lanes on 16 channels of one tile ----------
+ * Every load and store is a whole vector (no gathers), and V and M are tile-major (n, C), so
+ * that M_xi^T (n, Co) = V_xi^T (n, Ci) U_xi^T is a product whose left factor the GEMM reads
+ * in place (elbo__sgemm_rowa_pb). bt6 and at6 are the tile-lane variants' own, in the same
+ * order, so the values are the same bits. */
+
+static inline vf loadv(const float *p) { return (vf)_mm512_loadu_ps(p); }
+static inline void storev(float *p, vf v) { _mm512_storeu_ps(p, (__m512)v); }
+
+/* Vt (36, n, C) (xi stride xs >= n C): Vt[xi xs + t C + c] = (B^T d B)[xi] of tile t (numbered
+ * as in elbo__wino_input) of channel c, from xt (nb, H W, C) channel-last; C % 16 == 0. */
+void elbo__wino_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W, float *Vt,
+                         int64_t xs) {
+    int64_t th = TILES(H), tw = TILES(W);
+    const vf z = {0};
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < th; ty++)
+            for (int64_t tx = 0; tx < tw; tx++) {
+                int64_t t = (b * th + ty) * tw + tx, r0 = 4 * ty - 1, q0 = 4 * tx - 1;
+                const float *xb = xt + b * H * W * C;
+                for (int64_t c0 = 0; c0 < C; c0 += 16) {
+                    vf tt[6][6]; /* t = B^T d, column by column */
+                    for (int j = 0; j < 6; j++) {
+                        vf d[6], s[6];
+                        int64_t iw = q0 + j;
+                        for (int i = 0; i < 6; i++) {
+                            int64_t ih = r0 + i;
+                            d[i] = ih >= 0 && ih < H && iw >= 0 && iw < W
+                                       ? loadv(xb + (ih * W + iw) * C + c0)
+                                       : z;
+                        }
+                        bt6(d, s);
+                        for (int i = 0; i < 6; i++) tt[i][j] = s[i];
+                    }
+                    float *v = Vt + t * C + c0;
+                    for (int i = 0; i < 6; i++) { /* V = t B, row by row */
+                        vf s[6];
+                        bt6(tt[i], s);
+                        for (int j = 0; j < 6; j++) storev(v + (6 * i + j) * xs, s[j]);
+                    }
+                }
+            }
+}
+
+/* yt (nb, H W, N) channel-last = A^T m A cropped to (H, W), m the 6x6 of Mt (36, n, N) (xi
+ * stride xs, tile-major) at tile t; N % 16 == 0. */
+void elbo__wino_output_cl(const float *Mt, int64_t nb, int64_t N, int64_t H, int64_t W,
+                          int64_t xs, float *yt) {
+    int64_t th = TILES(H), tw = TILES(W);
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < th; ty++)
+            for (int64_t tx = 0; tx < tw; tx++) {
+                int64_t t = (b * th + ty) * tw + tx;
+                int rows = H - 4 * ty < 4 ? (int)(H - 4 * ty) : 4,
+                    cols = W - 4 * tx < 4 ? (int)(W - 4 * tx) : 4;
+                float *yb = yt + ((b * H + 4 * ty) * W + 4 * tx) * N;
+                for (int64_t o0 = 0; o0 < N; o0 += 16) {
+                    const float *m = Mt + t * N + o0;
+                    vf s[4][6], Y[4][4]; /* s = A^T m, column by column; Y = s A, row by row */
+                    for (int j = 0; j < 6; j++) {
+                        vf mj[6], r[4];
+                        for (int i = 0; i < 6; i++) mj[i] = loadv(m + (6 * i + j) * xs);
+                        at6(mj, r);
+                        for (int i = 0; i < 4; i++) s[i][j] = r[i];
+                    }
+                    for (int i = 0; i < 4; i++) at6(s[i], Y[i]);
+                    for (int i = 0; i < rows; i++)
+                        for (int j = 0; j < cols; j++) storev(yb + (i * W + j) * N + o0, Y[i][j]);
+                }
+            }
+}
+#endif

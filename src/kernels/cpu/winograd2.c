@@ -236,37 +236,16 @@ void elbo__wino2_kernel_grad(const float *dU, int64_t st, int64_t n, float *gw) 
  * a transpose. The arithmetic is the other variants' operation for operation, so the values
  * are the same bits. */
 
-/* xt (HW, C) = x (C, HW)^T for one image; C a multiple of 16: 16 x 16 blocks transposed in
- * registers (unpacks within 128-bit lanes, then 128-bit lane shuffles), pixels past HW (the
- * last block) masked. */
+/* xt (HW, C) = x (C, HW)^T for one image; C a multiple of 16: 16 x 16 blocks through
+ * elbo__transpose16, pixels past HW (the last block) masked. */
 void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt) {
     for (int64_t p0 = 0; p0 < HW; p0 += 16) {
         __mmask16 mp = elbo__lanes16(HW - p0);
         int np = HW - p0 < 16 ? (int)(HW - p0) : 16;
         for (int64_t c0 = 0; c0 < C; c0 += 16) {
-            __m512 r[16], t[16];
+            __m512 r[16];
             for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(mp, x + (c0 + i) * HW + p0);
-            for (int i = 0; i < 16; i += 2) {
-                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-            }
-            for (int i = 0; i < 16; i += 4) {
-                __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
-                __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
-                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-            }
-            for (int q = 0; q < 16; q += 8)
-                for (int e = 0; e < 4; e++) {
-                    t[q + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0x88);
-                    t[q + 4 + e] = _mm512_shuffle_f32x4(r[q + e], r[q + 4 + e], 0xDD);
-                }
-            for (int e = 0; e < 8; e++) {
-                r[e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88);
-                r[8 + e] = _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD);
-            }
+            elbo__transpose16(r);
             for (int p = 0; p < np; p++) _mm512_storeu_ps(xt + (p0 + p) * C + c0, r[p]);
         }
     }
@@ -346,5 +325,30 @@ void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t
                     }
                 }
             }
+}
+#endif
+
+#ifdef __AVX512F__
+/* y (C, HW) = xt (HW, C)^T + bias (bn = bias[c], 0 without one), or with acc y += xt^T, for one
+ * image: the inverse of elbo__to_channel_last, each element one addition (as the tile-lane
+ * output transform's). */
+void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias, int acc,
+                             float *y) {
+    for (int64_t p0 = 0; p0 < HW; p0 += 16) {
+        __mmask16 mp = elbo__lanes16(HW - p0);
+        int np = HW - p0 < 16 ? (int)(HW - p0) : 16;
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+            __m512 r[16];
+            for (int p = 0; p < 16; p++)
+                r[p] = p < np ? _mm512_loadu_ps(xt + (p0 + p) * C + c0) : _mm512_setzero_ps();
+            elbo__transpose16(r);
+            for (int i = 0; i < 16; i++) {
+                float *yc = y + (c0 + i) * HW + p0;
+                __m512 v = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(mp, yc), r[i])
+                               : _mm512_add_ps(r[i], _mm512_set1_ps(bias ? bias[c0 + i] : 0.0f));
+                _mm512_mask_storeu_ps(yc, mp, v);
+            }
+        }
+    }
 }
 #endif
