@@ -5,6 +5,8 @@
 #include "kernels/cpu/kernels.h"
 #include "test.h"
 
+#include <float.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -421,6 +423,127 @@ TEST(grad_conv2d_x_w_b_all_configs_and_chunkings) {
             CHECK_MSG(gradcheck_conv(&configs[ci], mode, msg, sizeof msg) == 0,
                       "config %d mode %d: %s", ci, mode, msg);
         }
+}
+
+/* elbo_conv2d_add: y = conv2d(x, w, b) + e[:, :, None, None] + r, inputs x, w, b, e (B, OC),
+ * r (y's shape). Central differences on all five (linear in each: eps 0.05, atol = rtol =
+ * 1e-3 as for conv2d), on a 3x3 same convolution in every mode (Winograd channel-last for
+ * 16 channels, tile-lane, im2col, shifted, direct) and a strided one. */
+static elbo_tensor *build_conv_add(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    const conv_cfg *c = u;
+    return elbo_conv2d_add(ctx, in[0], in[1], in[2], in[3], in[4], c->sh, c->ph);
+}
+
+TEST(grad_conv2d_add_x_w_b_e_r) {
+    static const conv_cfg cfgs[] = {{2, 16, 6, 5, 16, 3, 3, 1, 1, 1, 1, 1},
+                                    {3, 3, 7, 6, 5, 3, 3, 2, 2, 1, 1, 1}};
+    for (int ci = 0; ci < 2; ci++)
+        for (int mode = 0; mode < N_MODES; mode++) {
+            const conv_cfg *c = &cfgs[ci];
+            int64_t OH = (c->H + 2 * c->ph - c->KH) / c->sh + 1,
+                    OW = (c->W + 2 * c->pw - c->KW) / c->sw + 1;
+            gc_spec s = {.n_in = 5,
+                         .ndim = {4, 4, 1, 2, 4},
+                         .shape = {{c->B, c->C, c->H, c->W},
+                                   {c->OC, c->C, c->KH, c->KW},
+                                   {c->OC},
+                                   {c->B, c->OC},
+                                   {c->B, c->OC, OH, OW}},
+                         .eps = 0.05f,
+                         .atol = 1e-3f,
+                         .rtol = 1e-3f,
+                         .max_checks = 60};
+            conv_tuning saved = tuning_get();
+            tuning_set(tuning_for(c, mode));
+            char msg[512];
+            int rc = gradcheck("conv2d_add", build_conv_add, (void *)c, &s, msg, sizeof msg);
+            tuning_set(saved);
+            CHECK_MSG(rc == 0, "config %d mode %d: %s", ci, mode, msg);
+        }
+}
+
+/* elbo_conv2d_add against the unfused ops, conv2d then elbo_add of e (as (B, OC, 1, 1)) then
+ * of r: the same bits for y and for the gradients of x, w, b and r in every mode (d e is a
+ * sum over pixels taken in another order: within 4 float roundings of the unfused one's);
+ * and its shape errors. */
+TEST(conv2d_add_matches_unfused_ops) {
+    static const conv_cfg cfgs[] = {{3, 32, 7, 9, 16, 3, 3, 1, 1, 1, 1, 1},
+                                    {2, 8, 10, 10, 4, 1, 1, 1, 1, 0, 0, 1}};
+    conv_tuning saved = tuning_get();
+    for (int ci = 0; ci < 2; ci++)
+        for (int mode = 0; mode < N_MODES; mode++) {
+            const conv_cfg *c = &cfgs[ci];
+            tuning_set(tuning_for(c, mode));
+            int64_t OH = c->H + 2 * c->ph - c->KH + 1, OW = c->W + 2 * c->pw - c->KW + 1;
+            int64_t nx = (int64_t)c->B * c->C * c->H * c->W, nw = (int64_t)c->OC * c->C * c->KH * c->KW,
+                    ny = (int64_t)c->B * c->OC * OH * OW, ne = (int64_t)c->B * c->OC;
+            float *g[2][5], *y[2];
+            for (int fused = 0; fused < 2; fused++) {
+                elbo_ctx *ctx = elbo_ctx_new(0);
+                elbo_tensor *x = elbo_tensor_new4(ctx, c->B, c->C, c->H, c->W),
+                            *w = elbo_tensor_new4(ctx, c->OC, c->C, c->KH, c->KW),
+                            *b = elbo_tensor_new1(ctx, c->OC), *e = elbo_tensor_new2(ctx, c->B, c->OC),
+                            *r = elbo_tensor_new4(ctx, c->B, c->OC, OH, OW);
+                elbo_tensor *in[5] = {x, w, b, e, r};
+                for (int k = 0; k < 5; k++) {
+                    fill(in[k]->data, in[k]->numel, 40 + (uint64_t)k);
+                    elbo_tensor_requires_grad(in[k], 1);
+                }
+                elbo_tensor *out;
+                if (fused)
+                    out = elbo_conv2d_add(ctx, x, w, b, e, r, 1, c->ph);
+                else
+                    out = elbo_add(ctx,
+                                   elbo_add(ctx, elbo_conv2d(ctx, x, w, b, 1, c->ph),
+                                            elbo_reshape4(ctx, e, c->B, c->OC, 1, 1)),
+                                   r);
+                elbo_tensor *v = elbo_tensor_new4(ctx, c->B, c->OC, OH, OW);
+                fill(v->data, ny, 77);
+                CHECK(out && elbo_backward(ctx, elbo_sum(ctx, elbo_mul(ctx, out, v))) == ELBO_OK);
+                y[fused] = malloc((size_t)ny * 4);
+                memcpy(y[fused], out->data, (size_t)ny * 4);
+                for (int k = 0; k < 5; k++) {
+                    g[fused][k] = malloc((size_t)in[k]->numel * 4);
+                    memcpy(g[fused][k], in[k]->grad, (size_t)in[k]->numel * 4);
+                }
+                elbo_ctx_free(ctx);
+            }
+            int64_t n[5] = {nx, nw, c->OC, ne, ny};
+            CHECK_MSG(!memcmp(y[0], y[1], (size_t)ny * 4), "config %d mode %d: y differs", ci, mode);
+            const char *names[5] = {"x", "w", "b", "e", "r"};
+            for (int k = 0; k < 5; k++) {
+                if (k == 3) { /* d e: a sum of OH OW terms in double, rounded to float */
+                    for (int64_t i = 0; i < ne; i++)
+                        CHECK_MSG(fabsf(g[0][3][i] - g[1][3][i]) <=
+                                      4 * FLT_EPSILON * fabsf(g[0][3][i]) + 1e-6f,
+                                  "config %d mode %d: d e[%lld] %.9g vs %.9g", ci, mode,
+                                  (long long)i, g[1][3][i], g[0][3][i]);
+                } else {
+                    int64_t bad = -1;
+                    for (int64_t i = 0; i < n[k] && bad < 0; i++)
+                        if (memcmp(&g[0][k][i], &g[1][k][i], 4)) bad = i;
+                    CHECK_MSG(bad < 0, "config %d mode %d: d %s differs at %lld: %.9g vs %.9g", ci,
+                              mode, names[k], (long long)bad, bad < 0 ? 0.0 : g[1][k][bad],
+                              bad < 0 ? 0.0 : g[0][k][bad]);
+                }
+            }
+            for (int f = 0; f < 2; f++) {
+                free(y[f]);
+                for (int k = 0; k < 5; k++) free(g[f][k]);
+            }
+        }
+    tuning_set(saved);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_zeros(ctx, 4, (int64_t[]){2, 3, 8, 8});
+    elbo_tensor *w = elbo_tensor_zeros(ctx, 4, (int64_t[]){4, 3, 3, 3});
+    elbo_tensor *e = elbo_tensor_zeros(ctx, 2, (int64_t[]){2, 5});
+    CHECK(elbo_conv2d_add(ctx, x, w, NULL, e, NULL, 1, 1) == NULL);
+    CHECK(strstr(elbo_last_error(), "conv2d_add") && strstr(elbo_last_error(), "(2, 5)"));
+    elbo_tensor *r = elbo_tensor_zeros(ctx, 4, (int64_t[]){2, 4, 8, 7});
+    CHECK(elbo_conv2d_add(ctx, x, w, NULL, NULL, r, 1, 1) == NULL);
+    CHECK(strstr(elbo_last_error(), "conv2d_add") && strstr(elbo_last_error(), "(2, 4, 8, 7)") &&
+          strstr(elbo_last_error(), "(2, 4, 8, 8)"));
+    elbo_ctx_free(ctx);
 }
 
 /* A conv whose input needs no gradient (the first layer of a UNet) leaves x->grad

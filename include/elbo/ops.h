@@ -33,6 +33,14 @@ elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_ten
                          int pad);
 elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
                             int stride_h, int stride_w, int pad_h, int pad_w);
+/* y = ((conv2d(x, w, b) + e[:, :, None, None]) + r), e (B, OC) (or (B, OC, 1, 1)) and r of y's
+ * shape each optional (NULL): a ResBlock's time-embedding term and its residual, added as
+ * the unfused elbo_add calls would (the same bits) but, where the convolution runs Winograd
+ * channel-last, in its output pass instead of two more passes over y; backward hands dY on
+ * to r without a copy where it can (see elbo_tensor_retain_grad). stride and pad as
+ * elbo_conv2d's. */
+elbo_tensor *elbo_conv2d_add(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
+                             elbo_tensor *e, elbo_tensor *r, int stride, int pad);
 /* Nearest-neighbour upsampling by 2: (B,C,H,W) -> (B,C,2H,2W). */
 elbo_tensor *elbo_upsample_nearest2x(elbo_ctx *ctx, elbo_tensor *x);
 /* Average pooling with a k x k window and the given stride, no padding:

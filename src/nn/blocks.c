@@ -133,20 +133,25 @@ elbo_tensor *elbo_nn_resblock_forward(elbo_ctx *ctx, const elbo_nn_resblock *r, 
                        r->conv1.weight ? r->conv1.weight->name : "resblock");
         return NULL;
     }
-    elbo_tensor *h = norm_silu(ctx, &r->norm1, x);
-    h = elbo_nn_conv2d_forward(ctx, &r->conv1, h);
+    /* The time-embedding term and the residual are added by the convolutions themselves
+     * (elbo_conv2d_add: the bits of conv1(.) + tp and conv2(.) + s, without their passes). */
+    elbo_tensor *h = norm_silu(ctx, &r->norm1, x), *tp = NULL;
     if (r->has_temb) {
-        elbo_tensor *tp = elbo_nn_linear_forward(ctx, &r->temb_proj, temb); /* (B, out) */
-        tp = tp ? elbo_reshape4(ctx, tp, tp->shape[0], tp->shape[1], 1, 1) : NULL;
-        if (!h || !tp) return NULL;
-        h = elbo__in_layer(elbo_add(ctx, h, tp), r->temb_proj.weight);
+        tp = elbo_nn_linear_forward(ctx, &r->temb_proj, temb); /* (B, out) */
+        if (!tp) return NULL;
     }
+    h = h ? elbo__in_layer(elbo_conv2d_add(ctx, h, r->conv1.weight, r->conv1.bias, tp, NULL,
+                                           r->conv1.stride, r->conv1.pad),
+                           r->conv1.weight)
+          : NULL;
     h = norm_silu(ctx, &r->norm2, h);
     if (r->dropout > 0) h = elbo_dropout(ctx, h, r->dropout);
-    h = elbo_nn_conv2d_forward(ctx, &r->conv2, h);
     if (!h) return NULL; /* keep the main path's error: the skip path would overwrite it */
     elbo_tensor *s = r->has_skip ? elbo_nn_conv2d_forward(ctx, &r->skip, x) : x;
-    return elbo_add(ctx, h, s);
+    if (!s) return NULL;
+    return elbo__in_layer(elbo_conv2d_add(ctx, h, r->conv2.weight, r->conv2.bias, NULL, s,
+                                          r->conv2.stride, r->conv2.pad),
+                          r->conv2.weight);
 }
 
 /* ---- self-attention ------------------------------------------------------------------- */

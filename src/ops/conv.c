@@ -418,8 +418,27 @@ static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budge
  * M_xi (Co, T) = U_xi @ V_xi and out = A^T M A. A chunk is one task run whole by one thread
  * (serial sgemm) in its own scratch, sized for the L2 cache; chunks depend only on the
  * shapes. */
+/* y[i] = (y[i] + e[plane]) + r[i] over n planes of P (e, r each NULL to skip): elbo_conv2d_add's
+ * terms where they are not fused into the output transform; the additions of elbo_add. */
+static void add_terms(float *y, const float *e, const float *r, int64_t n, int64_t P) {
+    if (!e && !r) return;
+    ELBO_PARALLEL_FOR(
+        n * P > ELBO_PAR_MIN, for (int64_t q = 0; q < n; q++) {
+            float *yq = y + q * P;
+            const float *rq = r ? r + q * P : NULL;
+            float eq = e ? e[q] : 0.0f;
+            for (int64_t p = 0; p < P; p++) {
+                float v = yq[p];
+                if (e) v = v + eq;
+                if (rq) v = v + rq[p];
+                yq[p] = v;
+            }
+        });
+}
+
 static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *in,
-                     const float *w, int flip, const float *bias, int acc, float *out) {
+                     const float *w, int flip, const float *bias, const float *e, const float *r,
+                     int acc, float *out) {
     int64_t Ci = flip ? g->OC : g->C, Co = flip ? g->C : g->OC, H = g->H, W = g->W, HW = H * W;
     int64_t P4 = elbo__wino_tiles(H, W), img = (Ci > Co ? Ci : Co) * H * W;
 #ifdef __AVX512F__
@@ -463,9 +482,9 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
     float *U = buf, *Up = buf + usize, *task_buf = buf + usize + upsize;
     /* U (a few hundred flops a kernel, in double) and its packing, split over threads by
      * rows and by xi */
-    ELBO_PARALLEL_FOR(Co * Ci * 200 > ELBO_PAR_MIN, for (int64_t r = 0; r < Co; r++)
-                                                        elbo__wino_kernel(w, g->OC, g->C, flip, r,
-                                                                          r + 1, U););
+    ELBO_PARALLEL_FOR(Co * Ci * 200 > ELBO_PAR_MIN, for (int64_t row = 0; row < Co; row++)
+                                                        elbo__wino_kernel(w, g->OC, g->C, flip, row,
+                                                                          row + 1, U););
 #ifdef __AVX512F__
     if (cl)
         ELBO_PARALLEL_FOR(Co * Ci * 36 > ELBO_PAR_MIN,
@@ -497,7 +516,9 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
                                         0.0f, M + xi * xs_m, Co);
                 elbo__wino_output_cl(M, m, Co, H, W, xs_m, xt);
                 for (int64_t b = 0; b < m; b++)
-                    elbo__from_channel_last(xt + b * HW * Co, Co, HW, bias, acc,
+                    elbo__from_channel_last(xt + b * HW * Co, Co, HW, bias,
+                                            e ? e + (b0 + b) * Co : NULL,
+                                            r ? r + (b0 + b) * Co * HW : NULL, acc,
                                             out + (b0 + b) * Co * HW);
 #endif
                 continue;
@@ -512,6 +533,17 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
                                    0.0f, M + xi * xs_m, n);
 #endif
             elbo__wino_output(M, m, Co, H, W, n, xs_m, bias, acc, out + b0 * Co * H * W);
+            if (e || r) { /* serial: this runs in the chunk's task */
+                float *o = out + b0 * Co * HW;
+                const float *eb = e ? e + b0 * Co : NULL, *rb = r ? r + b0 * Co * HW : NULL;
+                for (int64_t q = 0; q < m * Co; q++)
+                    for (int64_t p = 0; p < HW; p++) {
+                        float v = o[q * HW + p];
+                        if (eb) v = v + eb[q];
+                        if (rb) v = v + rb[q * HW + p];
+                        o[q * HW + p] = v;
+                    }
+            }
         });
     return 1;
 }
@@ -743,7 +775,7 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
     float *gx = elbo__grad_fresh(ctx, x, &fresh_x), *gw = elbo__grad(ctx, w),
           *gb = elbo__grad(ctx, bias);
     const float *dy = y->grad;
-    if (gb) elbo__channel_sum_acc(gb, dy, p.B, g.OC, p.P);
+    if (gb) elbo__channel_sum_acc(gb, NULL, dy, p.B, g.OC, p.P);
     if ((!gx && !gw) || p.T == 0) return;
     if (direct_applies(&g)) {
         if (!direct_backward(ctx, &g, p.B, x->data, w->data, dy, gx, !fresh_x, gw) && fresh_x &&
@@ -763,7 +795,8 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
     int ok = 1;
     if (gw || gx) ok = conv2d_backward_rest(ctx, &p, x, w, dy, gx, !fresh_x, gw);
     if (gw_wino && ok) ok = wino_dw(ctx, &g, p.B, x->data, dy, gw_wino);
-    if (gx_wino && ok) ok = wino_conv(ctx, &g, p.B, dy, w->data, 1, NULL, !fresh_x, gx_wino);
+    if (gx_wino && ok)
+        ok = wino_conv(ctx, &g, p.B, dy, w->data, 1, NULL, NULL, NULL, !fresh_x, gx_wino);
     if (!ok && fresh_x && (gx || gx_wino)) /* out of memory: leave a defined (zero) gradient */
         elbo__zero(gx ? gx : gx_wino, x->numel);
 }
@@ -803,8 +836,27 @@ static int conv_forward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor *x,
     return 1;
 }
 
-elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
-                            int stride_h, int stride_w, int pad_h, int pad_w) {
+/* elbo_conv2d_add's backward: conv2d's, then de (B, OC) += the plane sums of dY (with the bias
+ * gradient's pass when there is one) and dr = dY (passed on, or added). */
+static void conv2d_add_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *bias = n->in[2], *e = n->in[3], *r = n->in[4], *y = n->out;
+    float *ge = e ? elbo__grad(ctx, e) : NULL;
+    float *gb = bias && ge ? elbo__grad(ctx, bias) : NULL;
+    int64_t B = y->shape[0], OC = y->shape[1], P = y->shape[2] * y->shape[3];
+    if (ge) elbo__channel_sum_acc(gb, ge, y->grad, B, OC, P);
+    elbo_tensor *keep_bias = n->in[2];
+    if (gb) n->in[2] = NULL; /* its gradient is done */
+    conv2d_backward(ctx, n);
+    n->in[2] = keep_bias;
+    if (r && r->requires_grad && !elbo__grad_pass_on(r, y)) {
+        float *gr = elbo__grad(ctx, r);
+        if (gr) elbo__acc(gr, y->grad, r->numel);
+    }
+}
+
+static elbo_tensor *conv2d_core(elbo_ctx *ctx, const char *op, elbo_tensor *x, elbo_tensor *w,
+                                elbo_tensor *b, elbo_tensor *e, elbo_tensor *r, int stride_h,
+                                int stride_w, int pad_h, int pad_w) {
     if (!x || !w) return NULL;
     if (x->ndim != 4 || w->ndim != 4) {
         elbo__shape_error("conv2d", x, w, "x must be (B, C, H, W) and w (OC, C, KH, KW)");
@@ -830,17 +882,30 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     elbo_conv_geom g = conv_geom(x, w, stride_h, stride_w, pad_h, pad_w);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
+    if (e && (e->numel != p.B * g.OC || e->shape[0] != p.B)) {
+        elbo__shape_error(op, x, e, "the per-image term e must be (B, OC) for x (B, C, H, W)");
+        return NULL;
+    }
     elbo_tensor *y = elbo_tensor_new4(ctx, p.B, g.OC, g.OH, g.OW);
     if (!y) return NULL;
-    const float *bias = b ? b->data : NULL;
+    if (r && !elbo_same_shape(r, y)) {
+        elbo__shape_error(op, y, r, "the residual r must have the output's shape");
+        return NULL;
+    }
+    const float *bias = b ? b->data : NULL, *ed = e ? e->data : NULL, *rd = r ? r->data : NULL;
     if (direct_applies(&g)) {
         if (!direct_forward(ctx, &g, p.B, x->data, w->data, bias, y->data)) return NULL;
+        add_terms(y->data, ed, rd, p.B * g.OC, p.P);
     } else if (wino_applies(&g, elbo__conv_wino_min_c)) {
-        if (!wino_conv(ctx, &g, p.B, x->data, w->data, 0, bias, 0, y->data)) return NULL;
-    } else if (!conv_forward_rest(ctx, &p, x, w, bias, y))
+        if (!wino_conv(ctx, &g, p.B, x->data, w->data, 0, bias, ed, rd, 0, y->data)) return NULL;
+    } else if (!conv_forward_rest(ctx, &p, x, w, bias, y)) {
         return NULL;
+    } else {
+        add_terms(y->data, ed, rd, p.B * g.OC, p.P);
+    }
     int ok;
-    elbo_node *n = elbo__record(ctx, "conv2d", y, conv2d_backward, &ok, 3, x, w, b);
+    elbo_node *n = e || r ? elbo__record(ctx, op, y, conv2d_add_backward, &ok, 5, x, w, b, e, r)
+                          : elbo__record(ctx, op, y, conv2d_backward, &ok, 3, x, w, b);
     if (!ok) return NULL;
     if (n) {
         n->iarg[0] = g.sh;
@@ -851,9 +916,20 @@ elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_
     return y;
 }
 
+elbo_tensor *elbo_conv2d_ex(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
+                            int stride_h, int stride_w, int pad_h, int pad_w) {
+    return conv2d_core(ctx, "conv2d", x, w, b, NULL, NULL, stride_h, stride_w, pad_h, pad_w);
+}
+
 elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b, int stride,
                          int pad) {
     return elbo_conv2d_ex(ctx, x, w, b, stride, stride, pad, pad);
+}
+
+elbo_tensor *elbo_conv2d_add(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
+                             elbo_tensor *e, elbo_tensor *r, int stride, int pad) {
+    if ((e && !e->data) || (r && !r->data)) return NULL;
+    return conv2d_core(ctx, "conv2d_add", x, w, b, e, r, stride, stride, pad, pad);
 }
 
 /* ---- nearest upsampling by 2: (B,C,H,W) -> (B,C,2H,2W) --------------------------------- */

@@ -273,8 +273,10 @@ void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, i
 }
 
 /* Per channel: each plane is summed in 16 float lanes (element p in lane p % 16), the lanes
- * and the planes combined in double, all in a fixed order. */
-void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P) {
+ * in double in order (the plane's sum: de[b, c] += it), the planes in order (db[c] += it), all
+ * in a fixed order. */
+void elbo__channel_sum_acc(float *db, float *de, const float *dy, int64_t B, int64_t N,
+                           int64_t P) {
     enum { L = 16 };
     ELBO_PARALLEL_FOR(
         B * N * P > ELBO_PAR_MIN, for (int64_t c = 0; c < N; c++) {
@@ -286,9 +288,12 @@ void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int
                 for (; p + L <= P; p += L)
                     for (int k = 0; k < L; k++) lane[k] += d[p + k];
                 for (; p < P; p++) lane[p % L] += d[p];
-                for (int k = 0; k < L; k++) s += lane[k];
+                double ps = 0;
+                for (int k = 0; k < L; k++) ps += lane[k];
+                s += ps;
+                if (de) de[b * N + c] += (float)ps;
             }
-            db[c] += (float)s;
+            if (db) db[c] += (float)s;
         });
 }
 

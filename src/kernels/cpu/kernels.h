@@ -148,8 +148,10 @@ void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_
                        int64_t ld_plane, const float *bias, int acc, float *dst);
 /* y (B,N,P) = bias (N) broadcast over batch and pixels (0 where bias is NULL). */
 void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
-/* db (N) += sum over b, p of dy (B,N,P) (per channel, fixed order, in double). */
-void elbo__channel_sum_acc(float *db, const float *dy, int64_t B, int64_t N, int64_t P);
+/* db (N) += sum over b, p of dy (B,N,P) and de (B,N) += sum over p (per plane), each NULL to
+ * skip (per channel, fixed order, in double). */
+void elbo__channel_sum_acc(float *db, float *de, const float *dy, int64_t B, int64_t N,
+                           int64_t P);
 
 /* Direct stride-1 convolution of one image for thin layers (few channels on one side, where
  * GEMMs degenerate): y (OC, OH, OW) = bias + sum_{c, kh, kw} w[o, c, kh, kw] xpad[c, i + kh,
@@ -214,9 +216,10 @@ void elbo__wino2_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, 
  * above: xt (HW, C) = x (C, HW)^T of one image; Vt (16, n, C) and Mt (16, n, N) tile-major
  * (xi strides xs) from channel-last images xt (nb, H W, C) and dyt (nb, H W, N). */
 void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt);
-/* y (C, HW) = xt (HW, C)^T + bias (none: + 0), or with acc y += xt^T: the inverse, one image. */
-void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias, int acc,
-                             float *y);
+/* y (C, HW) = ((xt (HW, C)^T + bias) + e) + r (bias (C) none: + 0; e (C) and r (C, HW) each
+ * NULL to skip), or with acc y += xt^T: the inverse, one image. */
+void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias,
+                             const float *e, const float *r, int acc, float *y);
 void elbo__wino2_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W,
                           float *Vt, int64_t xs);
 void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t H, int64_t W,
