@@ -440,6 +440,54 @@ TEST(linalg_sgemm_kernel_all_cases) {
     CHECK_MSG(ok, "%s", msg);
 }
 
+/* The packed kernel's entries that skip packing (AVX-512 builds): elbo__sgemm_rowa_pb (A
+ * row-major in place, B from elbo__sgemm_pack_b into a 64-byte aligned buffer) and elbo__sgemm_tn_inplace (A^T B, both in
+ * place) give the bits of elbo__sgemm_packed on the same product: row and column tails of the
+ * 12 x 32 register block, K past one and two K blocks, beta 0, 1 and another, padded leading
+ * dimensions. */
+#ifdef __AVX512F__
+TEST(linalg_sgemm_unpacked_entries_same_bits) {
+    static const int64_t shapes[][3] = {{49, 32, 32}, {13, 17, 600}, {25, 33, 257},
+                                        {1, 64, 5},   {98, 48, 196}, {12, 32, 384}};
+    static const float betas[] = {0.0f, 1.0f, -0.5f};
+    int ok = 1;
+    for (int si = 0; si < 6 && ok; si++)
+        for (int bi = 0; bi < 3 && ok; bi++) {
+            int64_t m = shapes[si][0], n = shapes[si][1], K = shapes[si][2], pad = 3;
+            int64_t lda = K + pad, ldat = m + pad, ldb = n + pad, ldc = n + pad;
+            float *a = malloc(sizeof(float) * (size_t)(m * lda)),
+                  *at = malloc(sizeof(float) * (size_t)(K * ldat)),
+                  *b = malloc(sizeof(float) * (size_t)(K * ldb)),
+                  *bp = aligned_alloc(64, sizeof(float) * (size_t)(K * ((n + 31) / 32) * 32)),
+                  *c[4];
+            fill(a, m * lda, 300 + (uint64_t)si);
+            fill(b, K * ldb, 310 + (uint64_t)si);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t k = 0; k < K; k++) at[k * ldat + i] = a[i * lda + k];
+            for (int v = 0; v < 4; v++) {
+                c[v] = malloc(sizeof(float) * (size_t)(m * ldc));
+                fill(c[v], m * ldc, 320 + (uint64_t)si);
+            }
+            elbo__sgemm_pack_b(0, K, n, b, ldb, bp);
+            elbo__sgemm_packed(0, 0, m, n, K, 0.75f, a, lda, b, ldb, betas[bi], c[0], ldc);
+            elbo__sgemm_rowa_pb(m, n, K, 0.75f, a, lda, bp, betas[bi], c[1], ldc);
+            elbo__sgemm_packed(1, 0, m, n, K, 0.75f, at, ldat, b, ldb, betas[bi], c[2], ldc);
+            elbo__sgemm_tn_inplace(m, n, K, 0.75f, at, ldat, b, ldb, betas[bi], c[3], ldc);
+            size_t bytes = sizeof(float) * (size_t)(m * ldc); /* the padding columns too */
+            ok = !memcmp(c[0], c[1], bytes) && !memcmp(c[2], c[3], bytes) &&
+                 !memcmp(c[0], c[2], bytes);
+            CHECK_MSG(ok, "m %lld n %lld K %lld beta %g: rowa %d tn %d (1 = same bits)",
+                      (long long)m, (long long)n, (long long)K, betas[bi],
+                      !memcmp(c[0], c[1], bytes), !memcmp(c[2], c[3], bytes));
+            free(a);
+            free(at);
+            free(b);
+            free(bp);
+            for (int v = 0; v < 4; v++) free(c[v]);
+        }
+}
+#endif
+
 /* elbo__sgemm cuts C by the thread count where the packed kernel runs (gemm.c): the bits must
  * still be those of one serial product (with OpenBLAS: of one thread), for 1, 2 and 3 threads, on shapes cut by rows and by
  * columns, with K over several K blocks and every transpose. */

@@ -595,11 +595,11 @@ static int wino_dw(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const floa
                     }
                     elbo__wino2_input_cl(xt, m, C, H, W, V, xs_v);
                     elbo__wino2_grad_output_cl(dyt, m, OC, H, W, dM, xs_m);
-                    /* dU_xi (OC, C) = dM_xi^T (OC, n) V_xi (n, C): the tiles summed in order,
-                     * as below */
+                    /* dU_xi (OC, C) = dM_xi^T (OC, n) V_xi (n, C), both read in place: the
+                     * tiles summed in order, as below */
                     for (int64_t xi = 0; xi < 16; xi++)
-                        elbo__sgemm_serial(1, 0, OC, C, n, 1.0f, dM + xi * xs_m, OC, V + xi * xs_v,
-                                           C, beta, dU + xi * OC * C, C);
+                        elbo__sgemm_tn_inplace(OC, C, n, 1.0f, dM + xi * xs_m, OC, V + xi * xs_v,
+                                               C, beta, dU + xi * OC * C, C);
 #endif
                 } else {
                     elbo__wino2_input(x + b0 * C * H * W, m, C, H, W, V, n, xs_v);

@@ -74,13 +74,20 @@ void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_
 void elbo__sgemm_packed_pab(const float *Ap, int64_t m, int64_t n, int64_t K, float alpha,
                             const float *Bp, float beta, float *C, int64_t ldc);
 /* op(B) (K, n) into the panels of elbo__sgemm_packed_pab (n rounded up to whole panels of
- * ELBO_SGEMM_NR columns, zeros past n): Bp holds ceil(n / NR) NR K floats. */
+ * ELBO_SGEMM_NR columns, zeros past n): Bp, 64-byte aligned (the kernel loads its rows
+ * aligned), holds ceil(n / NR) NR K floats. */
 void elbo__sgemm_pack_b(int tb, int64_t K, int64_t n, const float *B, int64_t ldb, float *Bp);
 /* C (m, n) = alpha A (m, K) B + beta C with A row-major read in place (no packing: each micro-
  * panel broadcasts from MR rows of A) and B in the panels of elbo__sgemm_pack_b: the bits of
  * elbo__sgemm_packed (each element summed over k in order in the same K blocks). */
 void elbo__sgemm_rowa_pb(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
                          int64_t lda, const float *Bp, float beta, float *C, int64_t ldc);
+/* C (m, n) = alpha A^T B + beta C for A (K, m) and B (K, n) row-major, both read in place (no
+ * packing; for dW of the channel-last Winograd, whose operands are tile-major): the bits of
+ * elbo__sgemm_packed(1, 0, ...). */
+void elbo__sgemm_tn_inplace(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc);
 /* Sets OpenBLAS to one thread if it is not (elbo parallelises GEMMs itself). */
 void elbo__blas_single_thread(void);
 

@@ -37,9 +37,22 @@ static inline int64_t kc_at(int64_t K, int64_t pc) { return K - pc <= KC_MAX ? K
 /* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*sk + r*sr] b[k*32 + :]
  * (a packed: sk = mr, sr = 1; a row-major in place: sk = 1, sr = lda) */
 static inline __attribute__((always_inline)) void
+micro_kernel_b(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
+               const float *restrict b, int64_t sb, float *c, int64_t ldc, __mmask16 m0,
+               __mmask16 m1, float alpha, float beta, int first);
+static inline __attribute__((always_inline)) void
 micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
              const float *restrict b, float *c, int64_t ldc, __mmask16 m0, __mmask16 m1,
              float alpha, float beta, int first) {
+    micro_kernel_b(mr, kc, a, sk, sr, b, 0, c, ldc, m0, m1, alpha, beta, first);
+}
+
+/* The same with b's rows at stride sb (sb = 0: the packed panel, rows of NR, aligned; else B
+ * read in place, columns past the masks not read). */
+static inline __attribute__((always_inline)) void
+micro_kernel_b(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
+               const float *restrict b, int64_t sb, float *c, int64_t ldc, __mmask16 m0,
+               __mmask16 m1, float alpha, float beta, int first) {
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -48,7 +61,14 @@ micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr
         _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
     }
     for (int64_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(b + k * NR), b1 = _mm512_load_ps(b + k * NR + 16);
+        __m512 b0, b1;
+        if (sb == 0) {
+            b0 = _mm512_load_ps(b + k * NR);
+            b1 = _mm512_load_ps(b + k * NR + 16);
+        } else {
+            b0 = _mm512_maskz_loadu_ps(m0, b + k * sb);
+            b1 = _mm512_maskz_loadu_ps(m1, b + k * sb + 16);
+        }
         const float *ak = a + k * sk;
 #pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
@@ -92,6 +112,23 @@ MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10
         static const micro_fn micro[MR + 1] = {NULL,     micro_1,  micro_2, micro_3, micro_4,
                                                micro_5,  micro_6,  micro_7, micro_8, micro_9,
                                                micro_10, micro_11, micro_12};
+
+/* A^T B with both read in place (a[k*lda + r], b[k*ldb + j]): elbo__sgemm_tn_inplace. */
+typedef void (*micro_tn_fn)(int64_t, const float *, int64_t, const float *, int64_t, float *,
+                            int64_t, __mmask16, __mmask16, float, float, int);
+#define MICRO_TN(R)                                                                                \
+    static void micro_tn_##R(int64_t kc, const float *a, int64_t lda, const float *b,             \
+                             int64_t ldb, float *c, int64_t ldc, __mmask16 m0, __mmask16 m1,      \
+                             float alpha, float beta, int first) {                                \
+        micro_kernel_b(R, kc, a, lda, 1, b, ldb, c, ldc, m0, m1, alpha, beta, first);             \
+    }
+MICRO_TN(1)
+MICRO_TN(2) MICRO_TN(3) MICRO_TN(4) MICRO_TN(5) MICRO_TN(6) MICRO_TN(7) MICRO_TN(8) MICRO_TN(9)
+    MICRO_TN(10) MICRO_TN(11) MICRO_TN(12)
+#undef MICRO_TN
+        static const micro_tn_fn micro_tn[MR + 1] = {
+            NULL,       micro_tn_1, micro_tn_2, micro_tn_3,  micro_tn_4,  micro_tn_5, micro_tn_6,
+            micro_tn_7, micro_tn_8, micro_tn_9, micro_tn_10, micro_tn_11, micro_tn_12};
 
 /* The same with A row-major in place (a[r*lda + k]): elbo__sgemm_rowa_pb. */
 typedef void (*micro_rowa_fn)(int64_t, const float *, int64_t, const float *, float *, int64_t,
@@ -251,6 +288,27 @@ void elbo__sgemm_pack_b(int tb, int64_t K, int64_t n, const float *B, int64_t ld
             kc = kc_at(K, pc);
             pack_b_panel(tb, tb ? B + jr * ldb + pc : B + pc * ldb + jr, ldb, kc, nc);
             memcpy(Bp + jr * K + pc * NR, pack_b, sizeof(float) * (size_t)(kc * NR));
+        }
+    }
+}
+
+/* The loops of gemm_loops with neither operand packed: K blocks, 32-column panels of B, the
+ * rows of C in ceil(m / MR) micro-panels. */
+void elbo__sgemm_tn_inplace(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc) {
+    int64_t np = (m + MR - 1) / MR;
+    for (int64_t pc = 0, kc; pc < K; pc += kc) {
+        kc = kc_at(K, pc);
+        for (int64_t jr = 0; jr < n; jr += NR) {
+            int64_t nc = n - jr < NR ? n - jr : NR;
+            __mmask16 m0 = elbo__lanes16(nc), m1 = elbo__lanes16(nc - 16);
+            for (int64_t p = 0; p < np; p++) {
+                int64_t ir = p * m / np;
+                int mr = (int)((p + 1) * m / np - ir);
+                micro_tn[mr](kc, A + pc * lda + ir, lda, B + pc * ldb + jr, ldb, C + ir * ldc + jr,
+                             ldc, m0, m1, alpha, beta, pc == 0);
+            }
         }
     }
 }
