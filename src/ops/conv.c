@@ -37,7 +37,8 @@
  * image is transposed to (HW, C) in the task's scratch, the transforms put their 16 lanes on
  * 16 channels of one tile (whole-vector loads and stores, no gathers, no idle lanes on small
  * images), V and M are tile-major, the products are M_xi^T (T, Co) = V_xi^T U_xi^T with V read
- * in place (elbo__sgemm_rowa_pb) and dU_xi = dM_xi^T V_xi (packing by copies), and the output
+ * in place (elbo__sgemm_rowa_pb) and dU_xi = dM_xi^T V_xi with both read in place
+ * (elbo__sgemm_tn_inplace), and the output
  * is transposed back. The same operations in the same order: the same bits (tests/
  * test_ops_conv.c checks it); measured in the comments of elbo__conv_wino_cl and _dw_cl.
  *
