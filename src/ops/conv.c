@@ -412,31 +412,34 @@ static int64_t wino_chunks(int64_t B, int64_t P4, size_t per_image, size_t budge
     return T > B ? B : T;
 }
 
-/* out (B, Co, H, W) = conv3x3(in (B, Ci, H, W)) + bias, or with flip the transposed
- * convolution (dX from dY: Ci = OC, Co = C), added to out with acc, by Winograd F(4x4, 3x3):
+/* y[i] = (y[i] + e[q]) + r[i] over planes q < n of P floats (e, r each NULL to skip):
+ * elbo_conv2d_add's terms where they are not fused into an output pass, with elbo_add's
+ * additions. add_terms_serial runs in the caller's thread (a chunk's task). */
+static void add_terms_serial(float *y, const float *e, const float *r, int64_t n, int64_t P) {
+    if (!e && !r) return;
+    for (int64_t q = 0; q < n; q++)
+        for (int64_t p = 0; p < P; p++) {
+            float v = y[q * P + p];
+            if (e) v = v + e[q];
+            if (r) v = v + r[q * P + p];
+            y[q * P + p] = v;
+        }
+}
+static void add_terms(float *y, const float *e, const float *r, int64_t n, int64_t P) {
+    if (!e && !r) return;
+    ELBO_PARALLEL_FOR(n * P > ELBO_PAR_MIN,
+                      for (int64_t q = 0; q < n; q++) add_terms_serial(
+                          y + q * P, e ? e + q : NULL, r ? r + q * P : NULL, 1, P););
+}
+
+/* out (B, Co, H, W) = ((conv3x3(in (B, Ci, H, W)) + bias) + e (B, Co)) + r (B, Co, H, W) (e
+ * and r optional: elbo_conv2d_add), or with flip the transposed convolution (dX from dY:
+ * Ci = OC, Co = C), added to out with acc, by Winograd F(4x4, 3x3):
  * U (36, Co, Ci) once, then per chunk of nb images (T = nb th tw tiles) V (36, Ci, T) =
  * B^T d B (with AVX-512 written straight into the GEMM kernel's B panels), the 36 products
  * M_xi (Co, T) = U_xi @ V_xi and out = A^T M A. A chunk is one task run whole by one thread
  * (serial sgemm) in its own scratch, sized for the L2 cache; chunks depend only on the
  * shapes. */
-/* y[i] = (y[i] + e[plane]) + r[i] over n planes of P (e, r each NULL to skip): elbo_conv2d_add's
- * terms where they are not fused into the output transform; the additions of elbo_add. */
-static void add_terms(float *y, const float *e, const float *r, int64_t n, int64_t P) {
-    if (!e && !r) return;
-    ELBO_PARALLEL_FOR(
-        n * P > ELBO_PAR_MIN, for (int64_t q = 0; q < n; q++) {
-            float *yq = y + q * P;
-            const float *rq = r ? r + q * P : NULL;
-            float eq = e ? e[q] : 0.0f;
-            for (int64_t p = 0; p < P; p++) {
-                float v = yq[p];
-                if (e) v = v + eq;
-                if (rq) v = v + rq[p];
-                yq[p] = v;
-            }
-        });
-}
-
 static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const float *in,
                      const float *w, int flip, const float *bias, const float *e, const float *r,
                      int acc, float *out) {
@@ -534,17 +537,8 @@ static int wino_conv(elbo_ctx *ctx, const elbo_conv_geom *g, int64_t B, const fl
                                    0.0f, M + xi * xs_m, n);
 #endif
             elbo__wino_output(M, m, Co, H, W, n, xs_m, bias, acc, out + b0 * Co * H * W);
-            if (e || r) { /* serial: this runs in the chunk's task */
-                float *o = out + b0 * Co * HW;
-                const float *eb = e ? e + b0 * Co : NULL, *rb = r ? r + b0 * Co * HW : NULL;
-                for (int64_t q = 0; q < m * Co; q++)
-                    for (int64_t p = 0; p < HW; p++) {
-                        float v = o[q * HW + p];
-                        if (eb) v = v + eb[q];
-                        if (rb) v = v + rb[q * HW + p];
-                        o[q * HW + p] = v;
-                    }
-            }
+            add_terms_serial(out + b0 * Co * HW, e ? e + b0 * Co : NULL,
+                             r ? r + b0 * Co * HW : NULL, m * Co, HW);
         });
     return 1;
 }
