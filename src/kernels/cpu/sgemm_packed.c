@@ -13,7 +13,11 @@
  * Each element of C is one accumulator lane summed over k in order within a k-block and over
  * k-blocks in order: the bits depend on the shape alone (elbo__sgemm cuts tiles by shape).
  * Pack buffers are per thread (_Thread_local, zero-initialised storage): no heap allocation.
- * Measured against OpenBLAS 0.3.21 single-threaded (bench/gemm_micro.c): see gemm.c. */
+ * Measured against OpenBLAS 0.3.21 single-threaded (bench/gemm_micro.c): see gemm.c.
+ * Entries for callers whose operands already lie right, the same micro-kernel with other
+ * strides (the same bits): elbo__sgemm_rowa_pb (A row-major read in place, B prepacked by
+ * elbo__sgemm_pack_b) and elbo__sgemm_tn_inplace (A^T B, both read in place), used by the
+ * channel-last Winograd convolutions (ops/conv.c). */
 #include "kernels/cpu/kernels.h"
 
 #ifdef __AVX512F__
@@ -34,25 +38,14 @@ static _Thread_local float pack_b[KC_MAX * NR] __attribute__((aligned(64)));
 static inline int64_t kc_at(int64_t K, int64_t pc) { return K - pc <= KC_MAX ? K - pc : KC; }
 
 
-/* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*sk + r*sr] b[k*32 + :]
- * (a packed: sk = mr, sr = 1; a row-major in place: sk = 1, sr = lda) */
-static inline __attribute__((always_inline)) void
-micro_kernel_b(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
-               const float *restrict b, int64_t sb, float *c, int64_t ldc, __mmask16 m0,
-               __mmask16 m1, float alpha, float beta, int first);
+/* c (mr rows, columns in masks m0|m1) = [first: beta c +] alpha sum_k a[k*sk + r*sr] b_k[:], the
+ * row b_k = b + k*NR of a packed panel (sb = 0, aligned) or b + k*sb of B in place (columns
+ * past the masks not read); a packed: sk = mr, sr = 1; a row-major in place: sk = 1, sr = lda;
+ * a^T in place: sk = lda, sr = 1. Every variant sums k in order: the same bits. */
 static inline __attribute__((always_inline)) void
 micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
-             const float *restrict b, float *c, int64_t ldc, __mmask16 m0, __mmask16 m1,
-             float alpha, float beta, int first) {
-    micro_kernel_b(mr, kc, a, sk, sr, b, 0, c, ldc, m0, m1, alpha, beta, first);
-}
-
-/* The same with b's rows at stride sb (sb = 0: the packed panel, rows of NR, aligned; else B
- * read in place, columns past the masks not read). */
-static inline __attribute__((always_inline)) void
-micro_kernel_b(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
-               const float *restrict b, int64_t sb, float *c, int64_t ldc, __mmask16 m0,
-               __mmask16 m1, float alpha, float beta, int first) {
+             const float *restrict b, int64_t sb, float *c, int64_t ldc, __mmask16 m0,
+             __mmask16 m1, float alpha, float beta, int first) {
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -103,7 +96,7 @@ typedef void (*micro_fn)(int64_t, const float *, const float *, float *, int64_t
 #define MICRO(R)                                                                                   \
     static void micro_##R(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,      \
                           __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {       \
-        micro_kernel(R, kc, a, R, 1, b, c, ldc, m0, m1, alpha, beta, first);                      \
+        micro_kernel(R, kc, a, R, 1, b, 0, c, ldc, m0, m1, alpha, beta, first);                   \
     }
 MICRO(1)
 MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11)
@@ -120,7 +113,7 @@ typedef void (*micro_tn_fn)(int64_t, const float *, int64_t, const float *, int6
     static void micro_tn_##R(int64_t kc, const float *a, int64_t lda, const float *b,             \
                              int64_t ldb, float *c, int64_t ldc, __mmask16 m0, __mmask16 m1,      \
                              float alpha, float beta, int first) {                                \
-        micro_kernel_b(R, kc, a, lda, 1, b, ldb, c, ldc, m0, m1, alpha, beta, first);             \
+        micro_kernel(R, kc, a, lda, 1, b, ldb, c, ldc, m0, m1, alpha, beta, first);               \
     }
 MICRO_TN(1)
 MICRO_TN(2) MICRO_TN(3) MICRO_TN(4) MICRO_TN(5) MICRO_TN(6) MICRO_TN(7) MICRO_TN(8) MICRO_TN(9)
@@ -137,7 +130,7 @@ typedef void (*micro_rowa_fn)(int64_t, const float *, int64_t, const float *, fl
     static void micro_rowa_##R(int64_t kc, const float *a, int64_t lda, const float *b, float *c, \
                                int64_t ldc, __mmask16 m0, __mmask16 m1, float alpha, float beta,  \
                                int first) {                                                       \
-        micro_kernel(R, kc, a, 1, lda, b, c, ldc, m0, m1, alpha, beta, first);                    \
+        micro_kernel(R, kc, a, 1, lda, b, 0, c, ldc, m0, m1, alpha, beta, first);                 \
     }
 MICRO_ROWA(1)
 MICRO_ROWA(2) MICRO_ROWA(3) MICRO_ROWA(4) MICRO_ROWA(5) MICRO_ROWA(6) MICRO_ROWA(7)
