@@ -306,8 +306,9 @@ void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t
                     for (int i = 0; i < 2; i++)
                         for (int j = 0; j < 2; j++) {
                             int64_t ih = 2 * ty + i, iw = 2 * tx + j;
-                            d[i][j] = ih < H && iw < W ? _mm512_loadu_ps(db + (ih * W + iw) * N + o0)
-                                                       : z;
+                            d[i][j] = ih < H && iw < W
+                                          ? _mm512_loadu_ps(db + (ih * W + iw) * N + o0)
+                                          : z;
                         }
                     for (int j = 0; j < 2; j++) { /* rows of A dY: d0, d0 + d1, d0 - d1, -d1 */
                         s[0][j] = d[0][j];
