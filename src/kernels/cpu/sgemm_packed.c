@@ -285,11 +285,12 @@ void elbo__sgemm_pack_b(int tb, int64_t K, int64_t n, const float *B, int64_t ld
     }
 }
 
-/* The loops of gemm_loops with neither operand packed: K blocks, 32-column panels of B, the
- * rows of C in ceil(m / MR) micro-panels. */
-void elbo__sgemm_tn_inplace(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
-                            int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                            int64_t ldc) {
+/* The loops of gemm_loops with A read in place: K blocks, 32-column panels of B, the rows of
+ * C in ceil(m / MR) micro-panels; B in place too (tn: C = A^T B, A (K, m)), or prepacked in
+ * Bp (C = A B, A (m, K)). */
+static void unpacked_loops(int tn, int64_t m, int64_t n, int64_t K, float alpha, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, const float *Bp, float beta,
+                           float *C, int64_t ldc) {
     int64_t np = (m + MR - 1) / MR;
     for (int64_t pc = 0, kc; pc < K; pc += kc) {
         kc = kc_at(K, pc);
@@ -299,31 +300,26 @@ void elbo__sgemm_tn_inplace(int64_t m, int64_t n, int64_t K, float alpha, const 
             for (int64_t p = 0; p < np; p++) {
                 int64_t ir = p * m / np;
                 int mr = (int)((p + 1) * m / np - ir);
-                micro_tn[mr](kc, A + pc * lda + ir, lda, B + pc * ldb + jr, ldb, C + ir * ldc + jr,
-                             ldc, m0, m1, alpha, beta, pc == 0);
+                float *c = C + ir * ldc + jr;
+                if (tn)
+                    micro_tn[mr](kc, A + pc * lda + ir, lda, B + pc * ldb + jr, ldb, c, ldc, m0,
+                                 m1, alpha, beta, pc == 0);
+                else
+                    micro_rowa[mr](kc, A + ir * lda + pc, lda, Bp + jr * K + pc * NR, c, ldc, m0,
+                                   m1, alpha, beta, pc == 0);
             }
         }
     }
 }
 
-/* The loops of gemm_loops without the A block: K blocks, B panels, then the rows of A in
- * ceil(m / MR) micro-panels, read in place. */
+void elbo__sgemm_tn_inplace(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc) {
+    unpacked_loops(1, m, n, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
 void elbo__sgemm_rowa_pb(int64_t m, int64_t n, int64_t K, float alpha, const float *A,
                          int64_t lda, const float *Bp, float beta, float *C, int64_t ldc) {
-    int64_t np = (m + MR - 1) / MR;
-    for (int64_t pc = 0, kc; pc < K; pc += kc) {
-        kc = kc_at(K, pc);
-        for (int64_t jr = 0; jr < n; jr += NR) {
-            int64_t nc = n - jr < NR ? n - jr : NR;
-            __mmask16 m0 = elbo__lanes16(nc), m1 = elbo__lanes16(nc - 16);
-            const float *pb = Bp + jr * K + pc * NR;
-            for (int64_t p = 0; p < np; p++) {
-                int64_t ir = p * m / np;
-                int mr = (int)((p + 1) * m / np - ir);
-                micro_rowa[mr](kc, A + ir * lda + pc, lda, pb, C + ir * ldc + jr, ldc, m0, m1,
-                               alpha, beta, pc == 0);
-            }
-        }
-    }
+    unpacked_loops(0, m, n, K, alpha, A, lda, NULL, 0, Bp, beta, C, ldc);
 }
 #endif
