@@ -91,6 +91,9 @@ typedef struct {
 elbo_status elbo_nn_conv2d_init(elbo_nn_conv2d *c, elbo_paramset *ps, const char *name, int in,
                                 int out, int kernel, int stride, int pad, int bias);
 elbo_tensor *elbo_nn_conv2d_forward(elbo_ctx *ctx, const elbo_nn_conv2d *c, elbo_tensor *x);
+/* conv(x) + e[:, :, None, None] + r, e (B, out) and r each optional (elbo_conv2d_add). */
+elbo_tensor *elbo_nn_conv2d_forward_add(elbo_ctx *ctx, const elbo_nn_conv2d *c, elbo_tensor *x,
+                                        elbo_tensor *e, elbo_tensor *r);
 
 /* torch.nn.GroupNorm(groups, channels, eps=1e-5, affine=True). */
 typedef struct {

@@ -68,7 +68,7 @@ typedef struct elbo_chunk {
 
 /* ---- profile (profile.c) ---------------------------------------------------------------- */
 typedef struct elbo__prof elbo__prof;
-double elbo__now_s(void); /* CLOCK_MONOTONIC, seconds */
+double elbo__now_s(void); /* CLOCK_MONOTONIC, seconds (the profile, elbo bench, the trainer) */
 /* Adds the time since the last mark to op's forward figure; marks now. */
 void elbo__prof_forward(elbo__prof *p, const char *op);
 void elbo__prof_backward(elbo__prof *p, const char *op, double seconds);

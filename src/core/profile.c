@@ -14,7 +14,7 @@
 typedef struct {
     const char *op;
     double fwd_s, bwd_s;
-    int64_t fwd_n, bwd_n;
+    int64_t calls; /* forward calls */
 } prof_entry;
 
 struct elbo__prof {
@@ -40,26 +40,27 @@ static prof_entry *entry(elbo__prof *p, const char *op) {
     return e;
 }
 
+/* Adds seconds to op's forward (fwd) or backward figure, or to the overflow past PROF_MAX. */
+static void add(elbo__prof *p, const char *op, int fwd, double seconds) {
+    prof_entry *e = entry(p, op);
+    if (!e)
+        p->other_s += seconds;
+    else if (fwd) {
+        e->fwd_s += seconds;
+        e->calls++;
+    } else {
+        e->bwd_s += seconds;
+    }
+}
+
 void elbo__prof_forward(elbo__prof *p, const char *op) {
     double t = elbo__now_s();
-    prof_entry *e = entry(p, op);
-    if (e) {
-        e->fwd_s += t - p->last;
-        e->fwd_n++;
-    } else {
-        p->other_s += t - p->last;
-    }
+    add(p, op, 1, t - p->last);
     p->last = t;
 }
 
 void elbo__prof_backward(elbo__prof *p, const char *op, double seconds) {
-    prof_entry *e = entry(p, op);
-    if (e) {
-        e->bwd_s += seconds;
-        e->bwd_n++;
-    } else {
-        p->other_s += seconds;
-    }
+    add(p, op, 0, seconds);
 }
 
 void elbo__prof_mark(elbo__prof *p) { p->last = elbo__now_s(); }
@@ -113,7 +114,7 @@ int elbo_ctx_profile_format(const elbo_ctx *ctx, int per, char *buf, size_t len)
         "total ms", "share");
     for (int i = 0; i < n; i++) {
         double t = e[i].fwd_s + e[i].bwd_s;
-        PUT("%-24s %8.1f %12.3f %12.3f %12.3f %5.1f%%\n", e[i].op, (double)e[i].fwd_n / per,
+        PUT("%-24s %8.1f %12.3f %12.3f %12.3f %5.1f%%\n", e[i].op, (double)e[i].calls / per,
             1e3 * e[i].fwd_s / per, 1e3 * e[i].bwd_s / per, 1e3 * t / per,
             all > 0 ? 100.0 * t / all : 0.0);
     }

@@ -23,11 +23,7 @@ static elbo_status failed(void) {
     return st != ELBO_OK ? st : ELBO_ERR_NOMEM;
 }
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
+static double now_ms(void) { return 1e3 * elbo__now_s(); }
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -140,18 +140,13 @@ elbo_tensor *elbo_nn_resblock_forward(elbo_ctx *ctx, const elbo_nn_resblock *r, 
         tp = elbo_nn_linear_forward(ctx, &r->temb_proj, temb); /* (B, out) */
         if (!tp) return NULL;
     }
-    h = h ? elbo__in_layer(elbo_conv2d_add(ctx, h, r->conv1.weight, r->conv1.bias, tp, NULL,
-                                           r->conv1.stride, r->conv1.pad),
-                           r->conv1.weight)
-          : NULL;
+    h = elbo_nn_conv2d_forward_add(ctx, &r->conv1, h, tp, NULL);
     h = norm_silu(ctx, &r->norm2, h);
     if (r->dropout > 0) h = elbo_dropout(ctx, h, r->dropout);
     if (!h) return NULL; /* keep the main path's error: the skip path would overwrite it */
     elbo_tensor *s = r->has_skip ? elbo_nn_conv2d_forward(ctx, &r->skip, x) : x;
     if (!s) return NULL;
-    return elbo__in_layer(elbo_conv2d_add(ctx, h, r->conv2.weight, r->conv2.bias, NULL, s,
-                                          r->conv2.stride, r->conv2.pad),
-                          r->conv2.weight);
+    return elbo_nn_conv2d_forward_add(ctx, &r->conv2, h, NULL, s);
 }
 
 /* ---- self-attention ------------------------------------------------------------------- */
@@ -195,6 +190,6 @@ elbo_tensor *elbo_nn_attention_forward(elbo_ctx *ctx, const elbo_nn_attention *a
         elbo_scale(ctx, elbo_bmm(ctx, q, k, 1, 0), (float)(1.0 / sqrt((double)C)));
     elbo_tensor *attn = elbo_softmax(ctx, scores, -1);
     elbo_tensor *o = elbo_bmm(ctx, v, attn, 0, 1); /* (B, C, N) */
-    o = elbo_nn_conv2d_forward(ctx, &a->proj, elbo_reshape4(ctx, o, B, C, H, W));
-    return elbo_add(ctx, x, o);
+    /* x + proj(o), the residual added by the convolution (elbo_conv2d_add, the same bits) */
+    return elbo_nn_conv2d_forward_add(ctx, &a->proj, elbo_reshape4(ctx, o, B, C, H, W), NULL, x);
 }

@@ -120,8 +120,16 @@ elbo_status elbo_nn_conv2d_init(elbo_nn_conv2d *c, elbo_paramset *ps, const char
 
 /* x (B, in, H, W) -> (B, out, (H + 2 pad - k) / stride + 1, ...) */
 elbo_tensor *elbo_nn_conv2d_forward(elbo_ctx *ctx, const elbo_nn_conv2d *c, elbo_tensor *x) {
+    return elbo_nn_conv2d_forward_add(ctx, c, x, NULL, NULL);
+}
+
+/* The same plus e (B, out)[:, :, None, None] and r (the output's shape), each optional
+ * (elbo_conv2d_add). */
+elbo_tensor *elbo_nn_conv2d_forward_add(elbo_ctx *ctx, const elbo_nn_conv2d *c, elbo_tensor *x,
+                                        elbo_tensor *e, elbo_tensor *r) {
     if (!x) return NULL;
-    return elbo__in_layer(elbo_conv2d(ctx, x, c->weight, c->bias, c->stride, c->pad), c->weight);
+    return elbo__in_layer(elbo_conv2d_add(ctx, x, c->weight, c->bias, e, r, c->stride, c->pad),
+                          c->weight);
 }
 
 /* ---- GroupNorm / LayerNorm: weight 1, bias 0, eps 1e-5 -------------------------------- */

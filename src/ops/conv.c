@@ -761,16 +761,15 @@ static int conv2d_backward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor 
     return 1;
 }
 
-static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
-    elbo_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+/* dX and dW of conv2d and conv2d_add (the bias and e gradients are conv2d_backward's). */
+static void conv2d_backward_xw(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *x = n->in[0], *w = n->in[1], *y = n->out;
     elbo_conv_geom g = conv_geom(x, w, n->iarg[0], n->iarg[1], n->iarg[2], n->iarg[3]);
     conv_plan p;
     plan_conv(&p, &g, x->shape[0]);
     int fresh_x; /* x's gradient not yet initialised: dX is stored, not added */
-    float *gx = elbo__grad_fresh(ctx, x, &fresh_x), *gw = elbo__grad(ctx, w),
-          *gb = elbo__grad(ctx, bias);
+    float *gx = elbo__grad_fresh(ctx, x, &fresh_x), *gw = elbo__grad(ctx, w);
     const float *dy = y->grad;
-    if (gb) elbo__channel_sum_acc(gb, NULL, dy, p.B, g.OC, p.P);
     if ((!gx && !gw) || p.T == 0) return;
     if (direct_applies(&g)) {
         if (!direct_backward(ctx, &g, p.B, x->data, w->data, dy, gx, !fresh_x, gw) && fresh_x &&
@@ -794,6 +793,22 @@ static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
         ok = wino_conv(ctx, &g, p.B, dy, w->data, 1, NULL, NULL, NULL, !fresh_x, gx_wino);
     if (!ok && fresh_x && (gx || gx_wino)) /* out of memory: leave a defined (zero) gradient */
         elbo__zero(gx ? gx : gx_wino, x->numel);
+}
+
+/* conv2d's backward, and conv2d_add's (inputs x, w, b, e, r): db (OC) and de (B, OC) from one
+ * pass of plane sums over dY, dX and dW, then dr = dY, passed on or added, last (r may be x,
+ * whose dX has to be added to its gradient first). */
+static void conv2d_backward(elbo_ctx *ctx, elbo_node *n) {
+    elbo_tensor *y = n->out, *e = n->n_in > 3 ? n->in[3] : NULL, *r = n->n_in > 4 ? n->in[4] : NULL;
+    float *gb = elbo__grad(ctx, n->in[2]), *ge = elbo__grad(ctx, e);
+    if (gb || ge)
+        elbo__channel_sum_acc(gb, ge, y->grad, y->shape[0], y->shape[1],
+                              y->shape[2] * y->shape[3]);
+    conv2d_backward_xw(ctx, n);
+    if (r && r->requires_grad && !elbo__grad_pass_on(r, y)) {
+        float *gr = elbo__grad(ctx, r);
+        if (gr) elbo__acc(gr, y->grad, r->numel);
+    }
 }
 
 /* y = conv(x) + bias by the im2col or shifted-GEMM paths; 0 when out of scratch memory. */
@@ -829,24 +844,6 @@ static int conv_forward_rest(elbo_ctx *ctx, const conv_plan *pp, elbo_tensor *x,
             });
     }
     return 1;
-}
-
-/* elbo_conv2d_add's backward: conv2d's, then de (B, OC) += the plane sums of dY (with the bias
- * gradient's pass when there is one) and dr = dY (passed on, or added). */
-static void conv2d_add_backward(elbo_ctx *ctx, elbo_node *n) {
-    elbo_tensor *bias = n->in[2], *e = n->in[3], *r = n->in[4], *y = n->out;
-    float *ge = e ? elbo__grad(ctx, e) : NULL;
-    float *gb = bias && ge ? elbo__grad(ctx, bias) : NULL;
-    int64_t B = y->shape[0], OC = y->shape[1], P = y->shape[2] * y->shape[3];
-    if (ge) elbo__channel_sum_acc(gb, ge, y->grad, B, OC, P);
-    elbo_tensor *keep_bias = n->in[2];
-    if (gb) n->in[2] = NULL; /* its gradient is done */
-    conv2d_backward(ctx, n);
-    n->in[2] = keep_bias;
-    if (r && r->requires_grad && !elbo__grad_pass_on(r, y)) {
-        float *gr = elbo__grad(ctx, r);
-        if (gr) elbo__acc(gr, y->grad, r->numel);
-    }
 }
 
 static elbo_tensor *conv2d_core(elbo_ctx *ctx, const char *op, elbo_tensor *x, elbo_tensor *w,
@@ -899,7 +896,7 @@ static elbo_tensor *conv2d_core(elbo_ctx *ctx, const char *op, elbo_tensor *x, e
         add_terms(y->data, ed, rd, p.B * g.OC, p.P);
     }
     int ok;
-    elbo_node *n = e || r ? elbo__record(ctx, op, y, conv2d_add_backward, &ok, 5, x, w, b, e, r)
+    elbo_node *n = e || r ? elbo__record(ctx, op, y, conv2d_backward, &ok, 5, x, w, b, e, r)
                           : elbo__record(ctx, op, y, conv2d_backward, &ok, 3, x, w, b);
     if (!ok) return NULL;
     if (n) {
@@ -923,8 +920,8 @@ elbo_tensor *elbo_conv2d(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_ten
 
 elbo_tensor *elbo_conv2d_add(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b,
                              elbo_tensor *e, elbo_tensor *r, int stride, int pad) {
-    if ((e && !e->data) || (r && !r->data)) return NULL;
-    return conv2d_core(ctx, "conv2d_add", x, w, b, e, r, stride, stride, pad, pad);
+    return conv2d_core(ctx, e || r ? "conv2d_add" : "conv2d", x, w, b, e, r, stride, stride, pad,
+                       pad);
 }
 
 /* ---- nearest upsampling by 2: (B,C,H,W) -> (B,C,2H,2W) --------------------------------- */

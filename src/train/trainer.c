@@ -51,12 +51,6 @@ void elbo_train_params_init(elbo_train_params *p) {
     p->flush_denormals = 1;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The data-order RNG of epoch e: seed_e = w0 | w1 << 32, w = Philox(seed, 2^63 + e). */
 static void epoch_rng(uint64_t seed, int64_t e, elbo_rng *r) {
     uint32_t w[4];
@@ -257,7 +251,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
     elbo_lr_schedule sched = {p->lr, p->min_lr, p->warmup_steps, p->cosine ? p->steps : 0};
     double extra[ELBO_MODEL_MAX_FIGURES] = {0};
     int64_t epoch = -1;
-    const double t0 = now_s();
+    const double t0 = elbo__now_s();
     int64_t saved = step;
     /* ---- the loop: step s takes batch s mod spe of epoch s / spe ---- */
     for (int64_t s = step; s < p->steps; s++) {
@@ -301,7 +295,7 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
             saved = s + 1;
         }
     }
-    r->seconds = now_s() - t0;
+    r->seconds = elbo__now_s() - t0;
     if (st == ELBO_OK && r->step > saved) st = save(ckpt_path, m, opt, ema, r->step, &rng, config);
     if (st == ELBO_OK) snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s", ckpt_path);
     {

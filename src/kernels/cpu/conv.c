@@ -272,6 +272,50 @@ void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, i
     });
 }
 
+#ifdef __AVX512F__
+/* ---- channel-last images, for the channel-last Winograd transforms ---- */
+/* xt (HW, C) = x (C, HW)^T for one image; C a multiple of 16: 16 x 16 blocks through
+ * elbo__transpose16, pixels past HW (the last block) masked. */
+void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt) {
+    for (int64_t p0 = 0; p0 < HW; p0 += 16) {
+        __mmask16 mp = elbo__lanes16(HW - p0);
+        int np = HW - p0 < 16 ? (int)(HW - p0) : 16;
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(mp, x + (c0 + i) * HW + p0);
+            elbo__transpose16(r);
+            for (int p = 0; p < np; p++) _mm512_storeu_ps(xt + (p0 + p) * C + c0, r[p]);
+        }
+    }
+}
+
+/* y (C, HW) = ((xt (HW, C)^T + bias) + e) + r (bias[c], 0 without one; e[c] and r[c, p] only
+ * where given), or with acc y += xt^T, for one image: the inverse of elbo__to_channel_last,
+ * each addition the one of the unfused ops (the tile-lane output transform's bias, then
+ * elbo_add's). */
+void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias,
+                             const float *e, const float *r, int acc, float *y) {
+    for (int64_t p0 = 0; p0 < HW; p0 += 16) {
+        __mmask16 mp = elbo__lanes16(HW - p0);
+        int np = HW - p0 < 16 ? (int)(HW - p0) : 16;
+        for (int64_t c0 = 0; c0 < C; c0 += 16) {
+            __m512 rr[16];
+            for (int p = 0; p < 16; p++)
+                rr[p] = p < np ? _mm512_loadu_ps(xt + (p0 + p) * C + c0) : _mm512_setzero_ps();
+            elbo__transpose16(rr);
+            for (int i = 0; i < 16; i++) {
+                float *yc = y + (c0 + i) * HW + p0;
+                __m512 v = acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(mp, yc), rr[i])
+                               : _mm512_add_ps(rr[i], _mm512_set1_ps(bias ? bias[c0 + i] : 0.0f));
+                if (e) v = _mm512_add_ps(v, _mm512_set1_ps(e[c0 + i]));
+                if (r) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mp, r + (c0 + i) * HW + p0));
+                _mm512_mask_storeu_ps(yc, mp, v);
+            }
+        }
+    }
+}
+#endif
+
 /* Per channel: each plane is summed in 16 float lanes (element p in lane p % 16), the lanes
  * in double in order (the plane's sum: de[b, c] += it), the planes in order (db[c] += it), all
  * in a fixed order. */

@@ -155,6 +155,13 @@ void elbo__crop_planes(const float *src, int64_t N, int64_t H, int64_t W, int64_
                        int64_t ld_plane, const float *bias, int acc, float *dst);
 /* y (B,N,P) = bias (N) broadcast over batch and pixels (0 where bias is NULL). */
 void elbo__set_channel_bias(float *y, const float *bias, int64_t B, int64_t N, int64_t P);
+/* Channel-last images (conv.c; AVX-512 builds, C a multiple of 16), for the channel-last
+ * Winograd transforms: xt (HW, C) = x (C, HW)^T of one image; and the inverse, y (C, HW) =
+ * ((xt^T + bias) + e) + r (bias (C) none: + 0; e (C) and r (C, HW) each NULL to skip), or with
+ * acc y += xt^T. */
+void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt);
+void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias,
+                             const float *e, const float *r, int acc, float *y);
 /* db (N) += sum over b, p of dy (B,N,P) and de (B,N) += sum over p (per plane), each NULL to
  * skip (per channel, fixed order, in double). */
 void elbo__channel_sum_acc(float *db, float *de, const float *dy, int64_t B, int64_t N,
@@ -220,13 +227,8 @@ void elbo__wino2_input(const float *x, int64_t nb, int64_t C, int64_t H, int64_t
 void elbo__wino2_grad_output(const float *dy, int64_t nb, int64_t N, int64_t H, int64_t W,
                              float *M, int64_t ldm, int64_t xs);
 /* Channel-last variants (AVX-512 builds; C, N multiples of 16), the same values as the two
- * above: xt (HW, C) = x (C, HW)^T of one image; Vt (16, n, C) and Mt (16, n, N) tile-major
- * (xi strides xs) from channel-last images xt (nb, H W, C) and dyt (nb, H W, N). */
-void elbo__to_channel_last(const float *x, int64_t C, int64_t HW, float *xt);
-/* y (C, HW) = ((xt (HW, C)^T + bias) + e) + r (bias (C) none: + 0; e (C) and r (C, HW) each
- * NULL to skip), or with acc y += xt^T: the inverse, one image. */
-void elbo__from_channel_last(const float *xt, int64_t C, int64_t HW, const float *bias,
-                             const float *e, const float *r, int acc, float *y);
+ * above: Vt (16, n, C) and Mt (16, n, N) tile-major (xi strides xs) from channel-last images
+ * xt (nb, H W, C) and dyt (nb, H W, N) (elbo__to_channel_last). */
 void elbo__wino2_input_cl(const float *xt, int64_t nb, int64_t C, int64_t H, int64_t W,
                           float *Vt, int64_t xs);
 void elbo__wino2_grad_output_cl(const float *dyt, int64_t nb, int64_t N, int64_t H, int64_t W,
