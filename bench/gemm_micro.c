@@ -5,7 +5,11 @@
  *   gcc -O3 -march=native -fopenmp -Iinclude -Isrc -Isrc/core bench/gemm_micro.c \
  *       build/libelbo.a -lopenblas -lm -o build/gemm_micro
  *   build/gemm_micro [min_seconds per measurement]
- * GFLOP/s counts 2 flops per multiply-add; best of 5 timed batches. */
+ * GFLOP/s counts 2 flops per multiply-add; best of 5 timed batches. In AVX-512 builds a second
+ * table times the packed kernel's unpacked entries against the packed kernel on the products
+ * of the channel-last Winograd convolutions: elbo__sgemm_rowa_pb (A row-major in place, B
+ * prepacked once; the forward's M^T = V^T U^T) and elbo__sgemm_tn_inplace (A^T B, both in
+ * place; dW's dU = dM^T V). */
 #include "elbo.h"
 #include "kernels/cpu/kernels.h"
 
@@ -78,6 +82,55 @@ static double time_one(int ours, const shape *s, const float *A, const float *B,
     return best;
 }
 
+#ifdef __AVX512F__
+/* Seconds per call, best of 5 batches: way 0 the packed kernel, 1 the unpacked entry (rowa_pb
+ * for ta = 0, tn_inplace for ta = 1; tb = 0). */
+static double time_unpacked(int way, int ta, int M, int N, int K, const float *A,
+                            const float *B, const float *Bp, float *C, double min_s) {
+    int lda = ta ? M : K;
+    double best = 1e9;
+    long reps = 1;
+    for (int batch = 0; batch < 6; batch++) {
+        double t0 = now();
+        for (long r = 0; r < reps; r++) {
+            if (way == 0)
+                elbo__sgemm_packed(ta, 0, M, N, K, 1.0f, A, lda, B, N, 0.0f, C, N);
+            else if (ta)
+                elbo__sgemm_tn_inplace(M, N, K, 1.0f, A, lda, B, N, 0.0f, C, N);
+            else
+                elbo__sgemm_rowa_pb(M, N, K, 1.0f, A, lda, Bp, 0.0f, C, N);
+        }
+        double t = (now() - t0) / reps;
+        if (batch == 0) {
+            reps = (long)(min_s / (t > 1e-9 ? t : 1e-9)) + 1;
+            continue;
+        }
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static void unpacked_table(const float *A, const float *B, float *C, double min_s) {
+    static const int sh[][4] = { /* ta, M, N, K */
+        {0, 49, 32, 32},  {0, 98, 32, 32},  {0, 196, 32, 32},  {0, 98, 64, 64},
+        {0, 49, 64, 128}, {0, 98, 32, 64},  {1, 32, 32, 196},  {1, 32, 32, 784},
+        {1, 64, 64, 196}, {1, 32, 64, 196}, {1, 64, 32, 196},  {1, 48, 32, 200}};
+    float *Bp = aligned_alloc(64, (size_t)(1 << 18) * sizeof(float));
+    printf("\n%-26s %9s %9s %6s\n", "unpacked (M x N x K)", "entry", "packed", "ratio");
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        int ta = sh[i][0], M = sh[i][1], N = sh[i][2], K = sh[i][3];
+        if (!ta) elbo__sgemm_pack_b(0, K, N, B, N, Bp);
+        double f = 2.0 * M * N * K * 1e-9;
+        double t_p = time_unpacked(0, ta, M, N, K, A, B, Bp, C, min_s);
+        double t_u = time_unpacked(1, ta, M, N, K, A, B, Bp, C, min_s);
+        char what[64];
+        snprintf(what, sizeof what, "%s %dx%dx%d", ta ? "tn_inplace" : "rowa_pb", M, N, K);
+        printf("%-26s %9.1f %9.1f %6.2f\n", what, f / t_u, f / t_p, t_p / t_u);
+    }
+    free(Bp);
+}
+#endif
+
 int main(int argc, char **argv) {
     double min_s = argc > 1 ? atof(argv[1]) : 0.02;
     openblas_set_num_threads(1);
@@ -97,6 +150,9 @@ int main(int argc, char **argv) {
         double t_blas = time_one(0, s, A, B, C, min_s);
         printf("%-26s %9.1f %9.1f %6.2f\n", s->what, f / t_ours, f / t_blas, t_blas / t_ours);
     }
+#ifdef __AVX512F__
+    unpacked_table(A, B, C, min_s);
+#endif
     free(A);
     free(B);
     free(C);
