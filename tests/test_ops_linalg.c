@@ -3,6 +3,7 @@
  * threads. */
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -534,4 +535,134 @@ TEST(linalg_sgemm_same_bits_any_thread_count) {
             }
     elbo_set_threads(saved);
     CHECK_MSG(ok, "%s", msg);
+}
+
+/* ---- linear_relu: the fused linear + relu ---------------------------------------------- */
+/* Inputs whose pre-activations z = x W^T + b all lie at least 0.3 from relu's kink, so that
+ * central differences with step 0.01 (which move z by at most 0.01 (|x|_1 + |w|_1 + 1),
+ * checked below) never cross it: the first seed that gives such inputs. */
+typedef struct {
+    float x[2 * 3 * 5], w[4 * 5], b[4];
+} lr_inputs;
+
+static int lr_pick(lr_inputs *v, int with_bias) {
+    for (uint64_t seed = 1; seed < 1000; seed++) {
+        fill(v->x, 30, seed);
+        fill(v->w, 20, seed + 1000);
+        fill(v->b, 4, seed + 2000);
+        double min_z = 1e30, max_shift = 0;
+        int n_pos = 0; /* active units: some on each side of the kink */
+        for (int r = 0; r < 6; r++)
+            for (int o = 0; o < 4; o++) {
+                double z = with_bias ? v->b[o] : 0, l1 = 1;
+                for (int k = 0; k < 5; k++) {
+                    z += (double)v->x[r * 5 + k] * v->w[o * 5 + k];
+                    l1 += fabs(v->x[r * 5 + k]) + fabs(v->w[o * 5 + k]);
+                }
+                if (fabs(z) < min_z) min_z = fabs(z);
+                n_pos += z > 0;
+                if (0.01 * l1 > max_shift) max_shift = 0.01 * l1;
+            }
+        if (min_z >= 0.3 && max_shift < 0.3 && n_pos >= 6 && n_pos <= 18) return 1;
+    }
+    return 0;
+}
+
+static elbo_tensor *build_linear_relu(elbo_ctx *ctx, elbo_tensor **in, void *u) {
+    return elbo_linear_relu(ctx, in[0], in[1], u ? in[2] : NULL);
+}
+
+TEST(grad_linalg_linear_relu) {
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        lr_inputs v;
+        CHECK(lr_pick(&v, with_bias));
+        gc_spec s = {.n_in = with_bias ? 3 : 2,
+                     .ndim = {3, 2, 1},
+                     .shape = {{2, 3, 5}, {4, 5}, {4}},
+                     .init = {v.x, v.w, v.b},
+                     .eps = 0.01f,
+                     .atol = 1e-3f,
+                     .rtol = 1e-3f};
+        CHECK_GRAD(with_bias ? "linear_relu with bias" : "linear_relu", build_linear_relu,
+                   with_bias ? (void *)1 : NULL, &s);
+    }
+}
+
+/* y, dx, dW and db of linear_relu against elbo_relu(elbo_linear(...)): the same bits, with and
+ * without bias, K in one block and in two (300 = 192 + 108: the bias lands on the first block,
+ * the relu on the last), 1 and 2 threads, the packed kernel and the other kernels (the test
+ * hook sends every product to them); with y's gradient retained, y->grad stays dL/dy. */
+static int lr_run(int fused, int with_bias, int64_t K, int retain, float **out, int64_t *n_out) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_new3(ctx, 2, 70, K), *w = elbo_tensor_new2(ctx, 200, K);
+    elbo_tensor *b = with_bias ? elbo_tensor_new1(ctx, 200) : NULL;
+    fill(x->data, x->numel, 41);
+    fill(w->data, w->numel, 42);
+    elbo_tensor_requires_grad(x, 1);
+    elbo_tensor_requires_grad(w, 1);
+    if (b) {
+        fill(b->data, b->numel, 43);
+        elbo_tensor_requires_grad(b, 1);
+    }
+    elbo_tensor *y = fused ? elbo_linear_relu(ctx, x, w, b) : elbo_relu(ctx, elbo_linear(ctx, x, w, b));
+    if (!y) return 0;
+    if (retain) elbo_tensor_retain_grad(y);
+    float *gy = malloc((size_t)y->numel * sizeof(float));
+    fill(gy, y->numel, 44);
+    int ok = elbo_backward_with(ctx, y, gy) == ELBO_OK;
+    if (retain) ok = ok && y->grad && !memcmp(y->grad, gy, (size_t)y->numel * sizeof(float));
+    free(gy);
+    const float *data[4] = {y->data, x->grad, w->grad, b ? b->grad : NULL};
+    int64_t sizes[4] = {y->numel, x->numel, w->numel, b ? b->numel : 0}, total = 0;
+    for (int i = 0; i < 4; i++) total += sizes[i];
+    float *o = malloc((size_t)total * sizeof(float));
+    for (int i = 0, off = 0; i < 4; off += (int)sizes[i++]) {
+        if (sizes[i] && !data[i]) ok = 0;
+        if (sizes[i] && data[i]) memcpy(o + off, data[i], (size_t)sizes[i] * sizeof(float));
+    }
+    *out = o;
+    *n_out = total;
+    elbo_ctx_free(ctx);
+    return ok;
+}
+
+TEST(linalg_linear_relu_same_bits_as_linear_then_relu) {
+    int saved_threads = elbo_get_threads();
+    double saved_hook = elbo__sgemm_small_mnk_override;
+    const int64_t Ks[2] = {100, 300};
+    for (int kernel = 0; kernel < 2; kernel++)
+        for (int threads = 1; threads <= 2; threads++)
+            for (int with_bias = 0; with_bias < 2; with_bias++)
+                for (int ki = 0; ki < 2; ki++)
+                    for (int retain = 0; retain < 2; retain++) {
+                        elbo_set_threads(threads);
+                        elbo__sgemm_small_mnk_override = kernel ? 1e30 : saved_hook;
+                        float *a = NULL, *f = NULL;
+                        int64_t na = 0, nf = 0;
+                        int ok = lr_run(0, with_bias, Ks[ki], retain, &a, &na) &&
+                                 lr_run(1, with_bias, Ks[ki], retain, &f, &nf);
+                        int same = ok && na == nf && !memcmp(a, f, (size_t)na * sizeof(float));
+                        free(a);
+                        free(f);
+                        elbo__sgemm_small_mnk_override = saved_hook;
+                        elbo_set_threads(saved_threads);
+                        CHECK_MSG(same,
+                                  "kernel %s, %d threads, bias %d, K %lld, retain %d: %s",
+                                  kernel ? "others" : "packed", threads, with_bias,
+                                  (long long)Ks[ki], retain, ok ? "bits differ" : "failed");
+                    }
+}
+
+TEST(linalg_linear_relu_shape_errors) {
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    elbo_tensor *x = elbo_tensor_zeros(ctx, 2, (int64_t[]){2, 3});
+    elbo_tensor *w = elbo_tensor_zeros(ctx, 2, (int64_t[]){4, 5});
+    CHECK(elbo_linear_relu(ctx, x, w, NULL) == NULL);
+    CHECK(strstr(elbo_last_error(), "linear_relu") && strstr(elbo_last_error(), "(2, 3)") &&
+          strstr(elbo_last_error(), "(4, 5)"));
+    elbo_tensor *w3 = elbo_tensor_zeros(ctx, 2, (int64_t[]){4, 3});
+    elbo_tensor *b = elbo_tensor_zeros(ctx, 1, (int64_t[]){5});
+    CHECK(elbo_linear_relu(ctx, x, w3, b) == NULL);
+    CHECK(strstr(elbo_last_error(), "linear_relu") && strstr(elbo_last_error(), "(5)"));
+    elbo_ctx_free(ctx);
 }

@@ -25,6 +25,10 @@ elbo_tensor *elbo_matmul_t(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta
 elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int tb);
 /* y = x W^T + b: x (..., in), w (out, in) as in torch.nn.Linear, b (out) or NULL. */
 elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b);
+/* y = max(x W^T + b, 0): linear then relu in one pass (the relu applied as the product is
+ * stored; backward masks dy by y > 0 in the bias gradient's pass). The bits of elbo_relu of
+ * elbo_linear; one tape node, no pre-activation tensor. */
+elbo_tensor *elbo_linear_relu(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b);
 
 /* ---- convolution and resampling ------------------------------------------------------- */
 /* x (B,C,H,W), w (OC,C,KH,KW), b (OC) or NULL -> (B,OC,OH,OW),

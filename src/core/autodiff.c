@@ -63,6 +63,12 @@ float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh) {
     return t->grad;
 }
 
+float *elbo__backward_alloc(elbo_ctx *ctx, size_t bytes) {
+    float *p = elbo_ctx_alloc(ctx, bytes);
+    if (!p) backward_oom = 1;
+    return p;
+}
+
 int elbo__grad_pass_on(elbo_tensor *x, const elbo_tensor *y) {
     if (!x || !x->requires_grad || x->grad || x->grad_slot || !y->grad || y->retain_grad ||
         !y->node || x->numel != y->numel)

@@ -106,6 +106,9 @@ float *elbo__grad(elbo_ctx *ctx, elbo_tensor *t);
  * allocated without zero-filling and *fresh is set to 1, and the op must then store (=)
  * rather than accumulate (+=); this saves a zero-fill pass and a read per element. */
 float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh);
+/* Arena memory for a backward's intermediate; NULL on failure, which backward then reports
+ * as out of memory. */
+float *elbo__backward_alloc(elbo_ctx *ctx, size_t bytes);
 /* For an op whose input x receives exactly y's gradient, element for element in the same
  * order (x + b, x - b, a reshape of x): when x has no gradient yet and is no parameter, has
  * as many elements as y (for a + b: a was not broadcast) and y's gradient may be given away

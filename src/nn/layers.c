@@ -229,11 +229,18 @@ elbo_status elbo_nn_mlp_init(elbo_nn_mlp *m, elbo_paramset *ps, const char *name
     return ELBO_OK;
 }
 
-/* x (..., sizes[0]) -> (..., sizes[n_layers]) */
+/* x (..., sizes[0]) -> (..., sizes[n_layers]); a relu between layers runs fused with the
+ * linear before it (elbo_linear_relu: the same bits). */
 elbo_tensor *elbo_nn_mlp_forward(elbo_ctx *ctx, const elbo_nn_mlp *m, elbo_tensor *x) {
     for (int i = 0; i < m->n_layers && x; i++) {
-        x = elbo_nn_linear_forward(ctx, &m->layers[i], x);
-        if (i + 1 < m->n_layers) x = elbo_activate(ctx, x, m->act);
+        const elbo_nn_linear *l = &m->layers[i];
+        int hidden = i + 1 < m->n_layers;
+        if (hidden && m->act == ELBO_ACT_RELU) {
+            x = elbo__in_layer(elbo_linear_relu(ctx, x, l->weight, l->bias), l->weight);
+            continue;
+        }
+        x = elbo_nn_linear_forward(ctx, l, x);
+        if (hidden) x = elbo_activate(ctx, x, m->act);
     }
     return x;
 }

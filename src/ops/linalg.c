@@ -113,27 +113,41 @@ elbo_tensor *elbo_bmm(elbo_ctx *ctx, elbo_tensor *a, elbo_tensor *b, int ta, int
     return record_product(ctx, "bmm", c, bmm_backward, a, b, ta, tb, K);
 }
 
-/* ---- linear: y (R,out) = x (R,in) W^T + b, R = product of x's leading axes -------------- */
-static void linear_backward(elbo_ctx *ctx, elbo_node *n) {
+/* ---- linear: y (R,out) = x (R,in) W^T + b, R = product of x's leading axes;
+ * linear_relu: y = max(x W^T + b, 0) in the same pass (the bits of linear, then relu) ------ */
+/* dx = dz W, dW = dz^T x, db = sum_r dz, with dz = dy (linear) or [y > 0] dy (linear_relu). */
+static void linear_grads(elbo_ctx *ctx, elbo_node *n, int relu) {
     elbo_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
     int64_t out = w->shape[0], in = w->shape[1], R = elbo_shape_numel(x->ndim - 1, x->shape);
     int fresh_x, fresh_w, fresh_b; /* a fresh gradient is stored (beta 0), else added to */
     float *gx = elbo__grad_fresh(ctx, x, &fresh_x), *gw = elbo__grad_fresh(ctx, w, &fresh_w),
           *gb = elbo__grad_fresh(ctx, b, &fresh_b);
-    if (gx) elbo__sgemm(0, 0, R, in, out, 1.0f, y->grad, out, w->data, in, !fresh_x, gx, in);
-    if (gw) elbo__sgemm(1, 0, out, in, R, 1.0f, y->grad, out, x->data, in, !fresh_w, gw, in);
-    if (gb) elbo__colsum(gb, y->grad, R, out, !fresh_b);
+    const float *dz = y->grad;
+    if (relu) { /* in place unless y's own gradient is kept (elbo_tensor_retain_grad) */
+        float *m = y->retain_grad ? elbo__backward_alloc(ctx, (size_t)y->numel * sizeof(float))
+                                  : y->grad;
+        if (!m) return;
+        elbo__relu_grad_colsum(m, y->grad, y->data, R, out, gb, !fresh_b);
+        dz = m;
+    } else if (gb) {
+        elbo__colsum(gb, dz, R, out, !fresh_b);
+    }
+    if (gx) elbo__sgemm(0, 0, R, in, out, 1.0f, dz, out, w->data, in, !fresh_x, gx, in);
+    if (gw) elbo__sgemm(1, 0, out, in, R, 1.0f, dz, out, x->data, in, !fresh_w, gw, in);
 }
+static void linear_backward(elbo_ctx *ctx, elbo_node *n) { linear_grads(ctx, n, 0); }
+static void linear_relu_backward(elbo_ctx *ctx, elbo_node *n) { linear_grads(ctx, n, 1); }
 
-elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b) {
+static elbo_tensor *linear_op(elbo_ctx *ctx, const char *op, elbo_tensor *x, elbo_tensor *w,
+                              elbo_tensor *b, int relu) {
     if (!x || !w) return NULL;
     if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1]) {
-        elbo__shape_error("linear", x, w, "x must be (..., in) and w (out, in)");
+        elbo__shape_error(op, x, w, "x must be (..., in) and w (out, in)");
         return NULL;
     }
     int64_t out = w->shape[0], in = w->shape[1];
     if (b && (b->ndim != 1 || b->shape[0] != out)) {
-        elbo__shape_error("linear", w, b, "bias must be (out) for w (out, in)");
+        elbo__shape_error(op, w, b, "bias must be (out) for w (out, in)");
         return NULL;
     }
     int64_t shape[ELBO_MAX_DIMS];
@@ -142,9 +156,17 @@ elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_ten
     elbo_tensor *y = elbo_tensor_new(ctx, x->ndim, shape);
     if (!y) return NULL;
     int64_t R = elbo_shape_numel(x->ndim - 1, x->shape);
-    if (b) elbo__rows_set(y->data, b->data, R, out);
-    elbo__sgemm(0, 1, R, out, in, 1.0f, x->data, in, w->data, in, b ? 1.0f : 0.0f, y->data, out);
+    elbo__sgemm_bias_relu(0, 1, R, out, in, x->data, in, w->data, in, b ? b->data : NULL, relu,
+                          y->data, out);
     int ok;
-    elbo__record(ctx, "linear", y, linear_backward, &ok, 3, x, w, b);
+    elbo__record(ctx, op, y, relu ? linear_relu_backward : linear_backward, &ok, 3, x, w, b);
     return ok ? y : NULL;
+}
+
+elbo_tensor *elbo_linear(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b) {
+    return linear_op(ctx, "linear", x, w, b, 0);
+}
+
+elbo_tensor *elbo_linear_relu(elbo_ctx *ctx, elbo_tensor *x, elbo_tensor *w, elbo_tensor *b) {
+    return linear_op(ctx, "linear_relu", x, w, b, 1);
 }

@@ -16,6 +16,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 /* Tiles: a power-of-two count of about TILE_FLOPS of work each, at most MAX_TILES, edges of
  * at least TILE_MIN_EDGE rows/columns, rounded to multiples of TILE_ALIGN (the register
@@ -132,6 +135,43 @@ void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
         sgemm_block(ta, tb, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+#ifdef __AVX512F__
+/* C = alpha op(A) op(B) + beta C in the packed kernel, K > 0, on one block per thread; with ep,
+ * C = op(A) op(B) + bias, then relu (elbo__sgemm_packed_ep; alpha and beta unused). */
+static void packed_split(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc, int ep, const float *bias, int relu) {
+    int nested = omp_in_parallel();
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    /* The packed kernel's bits do not depend on how C is cut (each element is summed over
+     * the same K blocks in the same order whatever tile holds it), so the tiles can follow
+     * the thread count: one per thread, cut across the operand that costs less to pack
+     * twice (a tile packs all of A when C is cut into column blocks, all of B when into
+     * row blocks). vae-mlp step 6.4 -> 5.6 ms against the shape-fixed tiles below
+     * (Haswell OpenBLAS core, 2 threads). */
+    int nth = nested || flops < PACKED_PAR_FLOPS ? 1 : omp_get_max_threads();
+    int by_cols = M <= N;
+    int64_t len = by_cols ? N : M, unit = by_cols ? 32 : 16;
+    /* whole units shared evenly, the partial last unit counted as one: 784 columns in
+     * units of 32 go 384 | 400, not 416 | 368 */
+    int64_t units = (len + unit - 1) / unit, nt = nth < units ? nth : units;
+    ELBO_PARALLEL_FOR(
+        nt > 1, for (int64_t t = 0; t < nt; t++) {
+            int64_t o = t * units / nt * unit, e = (t + 1) * units / nt * unit;
+            int64_t l = (e < len ? e : len) - o;
+            int64_t i0 = by_cols ? 0 : o, m = by_cols ? M : l;
+            int64_t j0 = by_cols ? o : 0, n = by_cols ? l : N;
+            const float *a = ta ? A + i0 : A + i0 * lda, *b = tb ? B + j0 * ldb : B + j0;
+            if (ep)
+                elbo__sgemm_packed_ep(ta, tb, m, n, K, a, lda, b, ldb, bias ? bias + j0 : NULL,
+                                      relu, C + i0 * ldc + j0, ldc);
+            else
+                elbo__sgemm_packed(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta,
+                                   C + i0 * ldc + j0, ldc);
+        });
+}
+#endif
+
 void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
@@ -139,34 +179,14 @@ void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    int nested = omp_in_parallel();
-    double flops = 2.0 * (double)M * (double)N * (double)K;
 #ifdef __AVX512F__
     if (elbo__sgemm_small_mnk_override == 0) {
-        /* The packed kernel's bits do not depend on how C is cut (each element is summed over
-         * the same K blocks in the same order whatever tile holds it), so the tiles can follow
-         * the thread count: one per thread, cut across the operand that costs less to pack
-         * twice (a tile packs all of A when C is cut into column blocks, all of B when into
-         * row blocks). vae-mlp step 6.4 -> 5.6 ms against the shape-fixed tiles below
-         * (Haswell OpenBLAS core, 2 threads). */
-        int nth = nested || flops < PACKED_PAR_FLOPS ? 1 : omp_get_max_threads();
-        int by_cols = M <= N;
-        int64_t len = by_cols ? N : M, unit = by_cols ? 32 : 16;
-        /* whole units shared evenly, the partial last unit counted as one: 784 columns in
-         * units of 32 go 384 | 400, not 416 | 368 */
-        int64_t units = (len + unit - 1) / unit, nt = nth < units ? nth : units;
-        ELBO_PARALLEL_FOR(
-            nt > 1, for (int64_t t = 0; t < nt; t++) {
-                int64_t o = t * units / nt * unit, e = (t + 1) * units / nt * unit;
-                int64_t l = (e < len ? e : len) - o;
-                if (by_cols)
-                    sgemm_block(ta, tb, 0, M, o, l, K, alpha, A, lda, B, ldb, beta, C, ldc);
-                else
-                    sgemm_block(ta, tb, o, l, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-            });
+        packed_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, NULL, 0);
         return;
     }
 #endif
+    int nested = omp_in_parallel();
+    double flops = 2.0 * (double)M * (double)N * (double)K;
     if (!nested) elbo__blas_single_thread();
     /* The tile grid tm x tn, from the shape only: split the longer tile edge in two while
      * tiles stay above TILE_FLOPS of work and TILE_MIN_EDGE wide. */
@@ -219,6 +239,28 @@ void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N) {
                                                 memcpy(y + r * N, b, (size_t)N * sizeof(float)););
 }
 
+void elbo__sgemm_bias_relu(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, const float *bias, int relu,
+                           float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+#ifdef __AVX512F__
+    if (K > 0 && elbo__sgemm_small_mnk_override == 0) {
+        packed_split(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, 1, bias, relu);
+        return;
+    }
+#endif
+    if (bias)
+        ELBO_PARALLEL_FOR(M * N > ELBO_PAR_MIN,
+                          for (int64_t r = 0; r < M; r++)
+                              memcpy(C + r * ldc, bias, (size_t)N * sizeof(float)););
+    elbo__sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, bias ? 1.0f : 0.0f, C, ldc);
+    if (relu)
+        ELBO_PARALLEL_FOR(M * N > ELBO_PAR_MIN, for (int64_t r = 0; r < M; r++) {
+            float *c = C + r * ldc;
+            for (int64_t j = 0; j < N; j++) c[j] = c[j] > 0 ? c[j] : 0.0f;
+        });
+}
+
 /* Columns in blocks of 64: each block is one thread's, summed over rows in order. */
 void elbo__colsum(float *db, const float *dy, int64_t R, int64_t N, int accumulate) {
     enum { CB = 64 };
@@ -232,5 +274,51 @@ void elbo__colsum(float *db, const float *dy, int64_t R, int64_t N, int accumula
                 for (int64_t j = 0; j < n; j++) s[j] += row[j];
             }
             for (int64_t j = 0; j < n; j++) db[j0 + j] = (accumulate ? db[j0 + j] : 0.0f) + (float)s[j];
+        });
+}
+
+/* elbo__colsum's blocks and order, on dz = [y > 0] dy written as it goes (dz may be dy). */
+void elbo__relu_grad_colsum(float *dz, const float *dy, const float *y, int64_t R, int64_t N,
+                            float *db, int accumulate) {
+    enum { CB = 64 };
+    int64_t nblk = (N + CB - 1) / CB;
+    ELBO_PARALLEL_FOR(
+        R * N > ELBO_PAR_MIN, for (int64_t blk = 0; blk < nblk; blk++) {
+            int64_t j0 = blk * CB, n = N - j0 < CB ? N - j0 : CB;
+            double s[CB] = {0};
+#ifdef __AVX512F__
+            __m512d acc[CB / 8];
+            for (int q = 0; q < CB / 8; q++) acc[q] = _mm512_setzero_pd();
+            for (int64_t r = 0; r < R; r++) {
+                const float *g = dy + r * N + j0, *yr = y + r * N + j0;
+                float *d = dz + r * N + j0;
+                for (int q = 0; q < CB / 16 && 16 * q < n; q++) {
+                    __mmask16 m = elbo__lanes16(n - 16 * q);
+                    __m512 yv = _mm512_maskz_loadu_ps(m, yr + 16 * q);
+                    __m512 v = _mm512_maskz_mov_ps(
+                        _mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ),
+                        _mm512_maskz_loadu_ps(m, g + 16 * q));
+                    _mm512_mask_storeu_ps(d + 16 * q, m, v);
+                    acc[2 * q] = _mm512_add_pd(acc[2 * q], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+                    acc[2 * q + 1] = _mm512_add_pd(
+                        acc[2 * q + 1],
+                        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+                }
+            }
+            for (int q = 0; q < CB / 8; q++) _mm512_storeu_pd(s + 8 * q, acc[q]);
+#else
+            for (int64_t r = 0; r < R; r++) {
+                const float *g = dy + r * N + j0, *yr = y + r * N + j0;
+                float *d = dz + r * N + j0;
+                for (int64_t j = 0; j < n; j++) {
+                    float v = yr[j] > 0 ? g[j] : 0.0f;
+                    d[j] = v;
+                    s[j] += v;
+                }
+            }
+#endif
+            if (db)
+                for (int64_t j = 0; j < n; j++)
+                    db[j0 + j] = (accumulate ? db[j0 + j] : 0.0f) + (float)s[j];
         });
 }

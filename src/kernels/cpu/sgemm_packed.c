@@ -3,8 +3,8 @@
  *   C (m,n) = alpha op(A) (m,K) op(B) (K,n) + beta C,   row-major.
  * Loops, outermost first:
  *   pc over K in blocks of KC:    (a k-block: C is written with beta on the first, added after)
- *     ic over m in blocks of MC:  pack op(A)[ic.., pc..] into micro-panels of at most MR rows
- *                                 (kc x mr each, k-major; the rows split evenly among
+ *     ic over m in ceil(m / MC) equal blocks: pack op(A)[ic.., pc..] into micro-panels of at
+ *                                 most MR rows (kc x mr each, k-major; the rows split evenly among
  *                                 ceil(mc / MR) panels), the block sized for the L2 cache
  *       jr over n in panels of NR = 32 columns: pack op(B)[pc.., jr..] as kc x 32 (zero past n),
  *                                 sized for the L1 cache
@@ -26,8 +26,11 @@
 
 /* MR x NR register block (24 accumulators + 2 B vectors of the 32 zmm registers); KC: a B
  * panel of KC x 32 floats (24 KiB) stays in the 48 KiB L1 (KC 128/192/256/384 measured
- * 139/143/135/126 GFLOP/s on 128x512x784); MC x KC of A (144 KiB) in the L2. */
-enum { MR = 12, NR = ELBO_SGEMM_NR, KC = 192, MC = 192, KC_MAX = KC + KC / 3 };
+ * 139/143/135/126 GFLOP/s on 128x512x784); MC x KC of A (up to 384 KiB) in the L2 (1-2 MiB on
+ * the machines here). The rows go in ceil(m / MC) equal blocks: vae-mlp's dW products (392 to
+ * 784 rows) pack B two or three times instead of three to five, and 392 rows run as 196 + 196,
+ * not 192 + 192 + 8 (1-5% on those shapes, one thread, old and new kernels in one process). */
+enum { MR = 12, NR = ELBO_SGEMM_NR, KC = 192, MC = 384, KC_MAX = KC + KC / 3 };
 
 static _Thread_local float pack_a[MC * KC_MAX] __attribute__((aligned(64)));
 static _Thread_local float pack_b[KC_MAX * NR] __attribute__((aligned(64)));
@@ -45,7 +48,7 @@ static inline int64_t kc_at(int64_t K, int64_t pc) { return K - pc <= KC_MAX ? K
 static inline __attribute__((always_inline)) void
 micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr,
              const float *restrict b, int64_t sb, float *c, int64_t ldc, __mmask16 m0,
-             __mmask16 m1, float alpha, float beta, int first) {
+             __mmask16 m1, float alpha, float beta, int first, const float *bias, int relu) {
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -70,7 +73,12 @@ micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr
             acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
         }
     }
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
+    __m512 bias0 = zero, bias1 = zero;
+    if (bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
         float *cr = c + r * ldc;
@@ -86,17 +94,26 @@ micro_kernel(int mr, int64_t kc, const float *restrict a, int64_t sk, int64_t sr
             x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
             x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
         }
+        if (bias) { /* the first K block, beta 0: the bits of c preset to the bias, beta 1 */
+            x0 = _mm512_add_ps(bias0, x0);
+            x1 = _mm512_add_ps(bias1, x1);
+        }
+        if (relu) { /* the last K block: x > 0 ? x : 0, as elbo_relu */
+            x0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x0, zero, _CMP_GT_OQ), x0);
+            x1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x1, zero, _CMP_GT_OQ), x1);
+        }
         _mm512_mask_storeu_ps(cr, m0, x0);
         _mm512_mask_storeu_ps(cr + 16, m1, x1);
     }
 }
 
 typedef void (*micro_fn)(int64_t, const float *, const float *, float *, int64_t, __mmask16,
-                         __mmask16, float, float, int);
+                         __mmask16, float, float, int, const float *, int);
 #define MICRO(R)                                                                                   \
     static void micro_##R(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,      \
-                          __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {       \
-        micro_kernel(R, kc, a, R, 1, b, 0, c, ldc, m0, m1, alpha, beta, first);                   \
+                          __mmask16 m0, __mmask16 m1, float alpha, float beta, int first,         \
+                          const float *bias, int relu) {                                          \
+        micro_kernel(R, kc, a, R, 1, b, 0, c, ldc, m0, m1, alpha, beta, first, bias, relu);       \
     }
 MICRO(1)
 MICRO(2) MICRO(3) MICRO(4) MICRO(5) MICRO(6) MICRO(7) MICRO(8) MICRO(9) MICRO(10) MICRO(11)
@@ -113,7 +130,7 @@ typedef void (*micro_tn_fn)(int64_t, const float *, int64_t, const float *, int6
     static void micro_tn_##R(int64_t kc, const float *a, int64_t lda, const float *b,             \
                              int64_t ldb, float *c, int64_t ldc, __mmask16 m0, __mmask16 m1,      \
                              float alpha, float beta, int first) {                                \
-        micro_kernel(R, kc, a, lda, 1, b, ldb, c, ldc, m0, m1, alpha, beta, first);               \
+        micro_kernel(R, kc, a, lda, 1, b, ldb, c, ldc, m0, m1, alpha, beta, first, NULL, 0);      \
     }
 MICRO_TN(1)
 MICRO_TN(2) MICRO_TN(3) MICRO_TN(4) MICRO_TN(5) MICRO_TN(6) MICRO_TN(7) MICRO_TN(8) MICRO_TN(9)
@@ -130,7 +147,7 @@ typedef void (*micro_rowa_fn)(int64_t, const float *, int64_t, const float *, fl
     static void micro_rowa_##R(int64_t kc, const float *a, int64_t lda, const float *b, float *c, \
                                int64_t ldc, __mmask16 m0, __mmask16 m1, float alpha, float beta,  \
                                int first) {                                                       \
-        micro_kernel(R, kc, a, 1, lda, b, 0, c, ldc, m0, m1, alpha, beta, first);                 \
+        micro_kernel(R, kc, a, 1, lda, b, 0, c, ldc, m0, m1, alpha, beta, first, NULL, 0);        \
     }
 MICRO_ROWA(1)
 MICRO_ROWA(2) MICRO_ROWA(3) MICRO_ROWA(4) MICRO_ROWA(5) MICRO_ROWA(6) MICRO_ROWA(7)
@@ -213,15 +230,18 @@ static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t kc, int64_
 
 /* The loops of the file comment. With Ap, op(A) comes packed by elbo__sgemm_pack_a (block
  * (pc, ic) at Ap + pc m + ic kc) instead of being packed here; with Bp, B comes in panels
- * (elbo__sgemm_packed_pab: rows pc .. of panel jr / NR at Bp + jr K + pc NR). */
+ * (elbo__sgemm_packed_pab: rows pc .. of panel jr / NR at Bp + jr K + pc NR). bias (n, or
+ * NULL) is added to every row on the first K block and relu applied on the last
+ * (elbo__sgemm_packed_ep). */
 static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *Ap, const float *B, int64_t ldb,
-                       const float *Bp, float beta, float *C, int64_t ldc) {
+                       const float *Bp, float beta, float *C, int64_t ldc, const float *bias,
+                       int relu) {
     for (int64_t pc = 0, kc; pc < K; pc += kc) {
         kc = kc_at(K, pc);
-        int first = pc == 0;
-        for (int64_t ic = 0; ic < m; ic += MC) {
-            int64_t mc = m - ic < MC ? m - ic : MC;
+        int first = pc == 0, last = pc + kc == K;
+        for (int64_t ib = 0, nib = (m + MC - 1) / MC; ib < nib; ib++) {
+            int64_t ic = ib * m / nib, mc = (ib + 1) * m / nib - ic;
             const float *pa = pack_a;
             if (Ap)
                 pa = Ap + pc * m + ic * kc;
@@ -240,7 +260,7 @@ static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float al
                     int64_t ir = p * mc / np;
                     int mr = (int)((p + 1) * mc / np - ir);
                     micro[mr](kc, pa + ir * kc, pb, C + (ic + ir) * ldc + jr, ldc, m0, m1,
-                              alpha, beta, first);
+                              alpha, beta, first, first && bias ? bias + jr : NULL, last && relu);
                 }
             }
         }
@@ -250,14 +270,20 @@ static void gemm_loops(int ta, int tb, int64_t m, int64_t n, int64_t K, float al
 void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc) {
-    gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, NULL, beta, C, ldc);
+    gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, NULL, beta, C, ldc, NULL, 0);
+}
+
+void elbo__sgemm_packed_ep(int ta, int tb, int64_t m, int64_t n, int64_t K, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, const float *bias, int relu,
+                           float *C, int64_t ldc) {
+    gemm_loops(ta, tb, m, n, K, 1.0f, A, lda, NULL, B, ldb, NULL, 0.0f, C, ldc, bias, relu);
 }
 
 void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap) {
     for (int64_t pc = 0, kc; pc < K; pc += kc) {
         kc = kc_at(K, pc);
-        for (int64_t ic = 0; ic < m; ic += MC) {
-            int64_t mc = m - ic < MC ? m - ic : MC;
+        for (int64_t ib = 0, nib = (m + MC - 1) / MC; ib < nib; ib++) {
+            int64_t ic = ib * m / nib, mc = (ib + 1) * m / nib - ic;
             pack_a_block(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mc, kc,
                          Ap + pc * m + ic * kc);
         }
@@ -266,12 +292,12 @@ void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t ld
 
 void elbo__sgemm_packed_pa(const float *Ap, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    gemm_loops(0, tb, m, n, K, alpha, NULL, 0, Ap, B, ldb, NULL, beta, C, ldc);
+    gemm_loops(0, tb, m, n, K, alpha, NULL, 0, Ap, B, ldb, NULL, beta, C, ldc, NULL, 0);
 }
 
 void elbo__sgemm_packed_pab(const float *Ap, int64_t m, int64_t n, int64_t K, float alpha,
                             const float *Bp, float beta, float *C, int64_t ldc) {
-    gemm_loops(0, 0, m, n, K, alpha, NULL, 0, Ap, NULL, 0, Bp, beta, C, ldc);
+    gemm_loops(0, 0, m, n, K, alpha, NULL, 0, Ap, NULL, 0, Bp, beta, C, ldc, NULL, 0);
 }
 
 void elbo__sgemm_pack_b(int tb, int64_t K, int64_t n, const float *B, int64_t ldb, float *Bp) {
