@@ -604,7 +604,8 @@ static int lr_run(int fused, int with_bias, int64_t K, int retain, float **out, 
         fill(b->data, b->numel, 43);
         elbo_tensor_requires_grad(b, 1);
     }
-    elbo_tensor *y = fused ? elbo_linear_relu(ctx, x, w, b) : elbo_relu(ctx, elbo_linear(ctx, x, w, b));
+    elbo_tensor *y = fused ? elbo_linear_relu(ctx, x, w, b)
+                           : elbo_relu(ctx, elbo_linear(ctx, x, w, b));
     if (!y) return 0;
     if (retain) elbo_tensor_retain_grad(y);
     float *gy = malloc((size_t)y->numel * sizeof(float));

@@ -261,25 +261,11 @@ void elbo__sgemm_bias_relu(int ta, int tb, int64_t M, int64_t N, int64_t K, cons
         });
 }
 
-/* Columns in blocks of 64: each block is one thread's, summed over rows in order. */
-void elbo__colsum(float *db, const float *dy, int64_t R, int64_t N, int accumulate) {
-    enum { CB = 64 };
-    int64_t nblk = (N + CB - 1) / CB;
-    ELBO_PARALLEL_FOR(
-        R * N > ELBO_PAR_MIN, for (int64_t blk = 0; blk < nblk; blk++) {
-            int64_t j0 = blk * CB, n = N - j0 < CB ? N - j0 : CB;
-            double s[CB] = {0};
-            for (int64_t r = 0; r < R; r++) {
-                const float *row = dy + r * N + j0;
-                for (int64_t j = 0; j < n; j++) s[j] += row[j];
-            }
-            for (int64_t j = 0; j < n; j++) db[j0 + j] = (accumulate ? db[j0 + j] : 0.0f) + (float)s[j];
-        });
-}
-
-/* elbo__colsum's blocks and order, on dz = [y > 0] dy written as it goes (dz may be dy). */
-void elbo__relu_grad_colsum(float *dz, const float *dy, const float *y, int64_t R, int64_t N,
-                            float *db, int accumulate) {
+/* Columns in blocks of 64: each block is one thread's, summed over rows in order in double.
+ * With y, the rows summed are dz = [y > 0] dy, stored to dz as they go (dz may be dy); db
+ * may then be NULL. */
+static void colsum_blocks(float *db, int accumulate, const float *dy, const float *y, float *dz,
+                          int64_t R, int64_t N) {
     enum { CB = 64 };
     int64_t nblk = (N + CB - 1) / CB;
     ELBO_PARALLEL_FOR(
@@ -290,29 +276,32 @@ void elbo__relu_grad_colsum(float *dz, const float *dy, const float *y, int64_t 
             __m512d acc[CB / 8];
             for (int q = 0; q < CB / 8; q++) acc[q] = _mm512_setzero_pd();
             for (int64_t r = 0; r < R; r++) {
-                const float *g = dy + r * N + j0, *yr = y + r * N + j0;
-                float *d = dz + r * N + j0;
+                const float *g = dy + r * N + j0;
                 for (int q = 0; q < CB / 16 && 16 * q < n; q++) {
                     __mmask16 m = elbo__lanes16(n - 16 * q);
-                    __m512 yv = _mm512_maskz_loadu_ps(m, yr + 16 * q);
-                    __m512 v = _mm512_maskz_mov_ps(
-                        _mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ),
-                        _mm512_maskz_loadu_ps(m, g + 16 * q));
-                    _mm512_mask_storeu_ps(d + 16 * q, m, v);
-                    acc[2 * q] = _mm512_add_pd(acc[2 * q], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-                    acc[2 * q + 1] = _mm512_add_pd(
-                        acc[2 * q + 1],
-                        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+                    __m512 v = _mm512_maskz_loadu_ps(m, g + 16 * q);
+                    if (y) {
+                        __m512 yv = _mm512_maskz_loadu_ps(m, y + r * N + j0 + 16 * q);
+                        v = _mm512_maskz_mov_ps(
+                            _mm512_cmp_ps_mask(yv, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+                        _mm512_mask_storeu_ps(dz + r * N + j0 + 16 * q, m, v);
+                    }
+                    __m256 lo = _mm512_castps512_ps256(v);
+                    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+                    acc[2 * q] = _mm512_add_pd(acc[2 * q], _mm512_cvtps_pd(lo));
+                    acc[2 * q + 1] = _mm512_add_pd(acc[2 * q + 1], _mm512_cvtps_pd(hi));
                 }
             }
             for (int q = 0; q < CB / 8; q++) _mm512_storeu_pd(s + 8 * q, acc[q]);
 #else
             for (int64_t r = 0; r < R; r++) {
-                const float *g = dy + r * N + j0, *yr = y + r * N + j0;
-                float *d = dz + r * N + j0;
+                const float *g = dy + r * N + j0;
                 for (int64_t j = 0; j < n; j++) {
-                    float v = yr[j] > 0 ? g[j] : 0.0f;
-                    d[j] = v;
+                    float v = g[j];
+                    if (y) {
+                        v = y[r * N + j0 + j] > 0 ? v : 0.0f;
+                        dz[r * N + j0 + j] = v;
+                    }
                     s[j] += v;
                 }
             }
@@ -321,4 +310,13 @@ void elbo__relu_grad_colsum(float *dz, const float *dy, const float *y, int64_t 
                 for (int64_t j = 0; j < n; j++)
                     db[j0 + j] = (accumulate ? db[j0 + j] : 0.0f) + (float)s[j];
         });
+}
+
+void elbo__colsum(float *db, const float *dy, int64_t R, int64_t N, int accumulate) {
+    colsum_blocks(db, accumulate, dy, NULL, NULL, R, N);
+}
+
+void elbo__relu_grad_colsum(float *dz, const float *dy, const float *y, int64_t R, int64_t N,
+                            float *db, int accumulate) {
+    colsum_blocks(db, accumulate, dy, y, dz, R, N);
 }
