@@ -136,11 +136,11 @@ void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
 }
 
 #ifdef __AVX512F__
-/* C = alpha op(A) op(B) + beta C in the packed kernel, K > 0, on one block per thread; with ep,
- * C = op(A) op(B) + bias, then relu (elbo__sgemm_packed_ep; alpha and beta unused). */
+/* C = alpha op(A) op(B) + beta C [+ bias, then relu] in the packed kernel
+ * (elbo__sgemm_packed_ep), K > 0, on one block per thread. */
 static void packed_split(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                         float *C, int64_t ldc, int ep, const float *bias, int relu) {
+                         float *C, int64_t ldc, const float *bias, int relu) {
     int nested = omp_in_parallel();
     double flops = 2.0 * (double)M * (double)N * (double)K;
     /* The packed kernel's bits do not depend on how C is cut (each element is summed over
@@ -162,12 +162,8 @@ static void packed_split(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
             int64_t i0 = by_cols ? 0 : o, m = by_cols ? M : l;
             int64_t j0 = by_cols ? o : 0, n = by_cols ? l : N;
             const float *a = ta ? A + i0 : A + i0 * lda, *b = tb ? B + j0 * ldb : B + j0;
-            if (ep)
-                elbo__sgemm_packed_ep(ta, tb, m, n, K, a, lda, b, ldb, bias ? bias + j0 : NULL,
-                                      relu, C + i0 * ldc + j0, ldc);
-            else
-                elbo__sgemm_packed(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta,
-                                   C + i0 * ldc + j0, ldc);
+            elbo__sgemm_packed_ep(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta,
+                                  C + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, relu);
         });
 }
 #endif
@@ -181,7 +177,7 @@ void elbo__sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     }
 #ifdef __AVX512F__
     if (elbo__sgemm_small_mnk_override == 0) {
-        packed_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0, NULL, 0);
+        packed_split(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, 0);
         return;
     }
 #endif
@@ -234,18 +230,13 @@ void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const
     }
 }
 
-void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N) {
-    ELBO_PARALLEL_FOR(R * N > ELBO_PAR_MIN, for (int64_t r = 0; r < R; r++)
-                                                memcpy(y + r * N, b, (size_t)N * sizeof(float)););
-}
-
 void elbo__sgemm_bias_relu(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                            int64_t lda, const float *B, int64_t ldb, const float *bias, int relu,
                            float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
 #ifdef __AVX512F__
     if (K > 0 && elbo__sgemm_small_mnk_override == 0) {
-        packed_split(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, 1, bias, relu);
+        packed_split(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, relu);
         return;
     }
 #endif

@@ -60,13 +60,13 @@ void elbo__sgemm_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
 void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc);
-/* C (m,n) = op(A) op(B) + bias[None, :] (bias NULL: none), then C = C > 0 ? C : 0 with relu:
- * the bias added on the first K block and the relu applied on the last, in the output pass of
- * the micro-kernel (AVX-512 builds). The bits of C preset to the bias, elbo__sgemm_packed with
- * beta 1, then elbo_relu's max. */
-void elbo__sgemm_packed_ep(int ta, int tb, int64_t m, int64_t n, int64_t K, const float *A,
-                           int64_t lda, const float *B, int64_t ldb, const float *bias, int relu,
-                           float *C, int64_t ldc);
+/* elbo__sgemm_packed with an epilogue: C (m,n) = alpha op(A) op(B) + beta C + bias[None, :]
+ * (bias NULL: none), then C = C > 0 ? C : 0 with relu; the bias added on the first K block
+ * and the relu applied on the last, in the micro-kernel's output pass (AVX-512 builds). With
+ * beta 0: the bits of C preset to the bias, elbo__sgemm_packed with beta 1, then elbo_relu. */
+void elbo__sgemm_packed_ep(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc, const float *bias, int relu);
 /* op(A) (m,K) packed once for many products with the same A (AVX-512 builds): Ap holds m K
  * floats; elbo__sgemm_packed_pa then computes C = alpha op(A) op(B) + beta C from it, with the
  * bits of elbo__sgemm_packed. */
@@ -104,12 +104,10 @@ void elbo__blas_single_thread(void);
 void elbo__sgemm_backward(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                           const float *B, const float *dC, float *dA, float *dB);
 
-/* y (R,N) rows = b (N): y[r,j] = b[j]. */
-void elbo__rows_set(float *y, const float *b, int64_t R, int64_t N);
 /* C (M,N) = op(A) op(B) + bias[None, :] (bias may be NULL), then relu if asked: the linear
  * layer's product with its bias and activation in one pass over C where the packed kernel is
- * built (elbo__sgemm_packed_ep, split across threads as elbo__sgemm); elsewhere rows_set,
- * elbo__sgemm with beta 1 and a relu pass. Same bits either way. */
+ * built (elbo__sgemm_packed_ep, split across threads as elbo__sgemm); elsewhere C preset to
+ * the bias, elbo__sgemm with beta 1 and a relu pass. Same bits either way. */
 void elbo__sgemm_bias_relu(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A,
                            int64_t lda, const float *B, int64_t ldb, const float *bias, int relu,
                            float *C, int64_t ldc);

@@ -273,10 +273,10 @@ void elbo__sgemm_packed(int ta, int tb, int64_t m, int64_t n, int64_t K, float a
     gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, NULL, beta, C, ldc, NULL, 0);
 }
 
-void elbo__sgemm_packed_ep(int ta, int tb, int64_t m, int64_t n, int64_t K, const float *A,
-                           int64_t lda, const float *B, int64_t ldb, const float *bias, int relu,
-                           float *C, int64_t ldc) {
-    gemm_loops(ta, tb, m, n, K, 1.0f, A, lda, NULL, B, ldb, NULL, 0.0f, C, ldc, bias, relu);
+void elbo__sgemm_packed_ep(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha,
+                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc, const float *bias, int relu) {
+    gemm_loops(ta, tb, m, n, K, alpha, A, lda, NULL, B, ldb, NULL, beta, C, ldc, bias, relu);
 }
 
 void elbo__sgemm_pack_a(int ta, int64_t m, int64_t K, const float *A, int64_t lda, float *Ap) {
