@@ -409,3 +409,172 @@ TEST(optim_lr_schedule_values) {
     elbo_lr_schedule w = {.base_lr = 1.0f, .min_lr = 0, .warmup_steps = 4, .total_steps = 4};
     CHECK(elbo_lr_at(&w, 0) == 0.25f && elbo_lr_at(&w, 3) == 1.0f && elbo_lr_at(&w, 50) == 1.0f);
 }
+
+/* ---- elbo_backward_step: backward with the optimiser step fused in ---- */
+
+/* A net whose parameters cover the cases of the fused step: w1 (400 x 600, a parallel
+ * update), b1, w2 read by two nodes (tied: the linear and a penalty), "unused" (read by no
+ * node; its slot holds stale values that must count as zeros), and "other" from a second
+ * paramset (in the graph, not the optimiser's: it must not move). */
+typedef struct {
+    elbo_paramset *ps, *other_ps;
+    elbo_tensor *w1, *b1, *w2, *unused, *other;
+} fused_net;
+
+static int fused_net_init(fused_net *n, uint64_t seed) {
+    memset(n, 0, sizeof *n);
+    n->ps = elbo_paramset_new();
+    n->other_ps = elbo_paramset_new();
+    elbo_init u = {ELBO_INIT_UNIFORM, 0.05f};
+    int64_t s1[2] = {400, 600}, s_b1[1] = {400}, s2[2] = {5, 400}, s_u[1] = {7}, s_o[1] = {5};
+    n->w1 = elbo_paramset_add(n->ps, "", "w1", 2, s1, u);
+    n->b1 = elbo_paramset_add(n->ps, "", "b1", 1, s_b1, u);
+    n->w2 = elbo_paramset_add(n->ps, "", "w2", 2, s2, u);
+    n->unused = elbo_paramset_add(n->ps, "", "unused", 1, s_u, u);
+    n->other = elbo_paramset_add(n->other_ps, "", "other", 1, s_o, u);
+    return n->w1 && n->b1 && n->w2 && n->unused && n->other &&
+           elbo_paramset_finalize(n->ps, seed) == ELBO_OK &&
+           elbo_paramset_finalize(n->other_ps, seed + 1) == ELBO_OK;
+}
+
+static void fused_net_free(fused_net *n) {
+    elbo_paramset_free(n->ps);
+    elbo_paramset_free(n->other_ps);
+}
+
+/* loss = sum((relu(x w1^T + b1) w2^T + other)^2) + 0.5 sum(w2^2), x (3, 600). */
+static elbo_tensor *fused_net_loss(elbo_ctx *ctx, fused_net *n, float *x) {
+    int64_t xs[2] = {3, 600};
+    elbo_tensor *h = elbo_linear_relu(ctx, elbo_tensor_wrap(ctx, x, 2, xs), n->w1, n->b1);
+    elbo_tensor *y = elbo_add(ctx, elbo_linear(ctx, h, n->w2, NULL), n->other);
+    return elbo_add(ctx, elbo_sum(ctx, elbo_square(ctx, y)),
+                    elbo_scale(ctx, elbo_sum(ctx, elbo_square(ctx, n->w2)), 0.5f));
+}
+
+/* Three steps of elbo_backward + elbo_optim_step against three of elbo_backward_step, for
+ * Adam with L2, AdamW and SGD with Nesterov momentum, on 1 and 2 threads: parameters, state
+ * and gradients bit for bit, the other paramset untouched. */
+TEST(optim_backward_step_same_bits_as_backward_then_step) {
+    float x[3 * 600];
+    elbo_rng r;
+    elbo_rng_init(&r, 21);
+    elbo_rng_normal(&r, x, 3 * 600, 0, 1);
+    int saved = elbo_get_threads();
+    for (int kind = 0; kind < 3; kind++) {
+        for (int th = 1; th <= 2; th++) {
+            elbo_set_threads(th);
+            fused_net net[2];
+            elbo_optim *o[2];
+            elbo_ctx *ctx = elbo_ctx_new(0);
+            CHECK(ctx);
+            for (int v = 0; v < 2; v++) {
+                CHECK(fused_net_init(&net[v], 3));
+                elbo_optim_params q;
+                elbo_optim_params_init(&q, kind == 0   ? ELBO_OPT_ADAM
+                                           : kind == 1 ? ELBO_OPT_ADAMW
+                                                       : ELBO_OPT_SGD);
+                if (kind == 0) q.weight_decay = 0.01f;
+                if (kind == 2) {
+                    q.momentum = 0.9f;
+                    q.nesterov = 1;
+                }
+                CHECK((o[v] = elbo_optim_new(net[v].ps, &q)) != NULL);
+                for (int i = 0; i < 7; i++) net[v].unused->grad_slot[i] = 100.0f + i; /* stale */
+            }
+            float other0[5];
+            memcpy(other0, net[1].other->data, sizeof other0);
+            for (int k = 0; k < 3; k++) {
+                for (int v = 0; v < 2; v++) {
+                    elbo_ctx_reset(ctx);
+                    elbo_paramset_zero_grad(net[v].ps);
+                    elbo_paramset_zero_grad(net[v].other_ps);
+                    elbo_tensor *loss = fused_net_loss(ctx, &net[v], x);
+                    CHECK(loss);
+                    if (v == 0) {
+                        CHECK(elbo_backward(ctx, loss) == ELBO_OK);
+                        CHECK(elbo_optim_step(o[0], 1e-2f) == ELBO_OK);
+                    } else {
+                        CHECK(elbo_backward_step(ctx, loss, o[1], 1e-2f) == ELBO_OK);
+                    }
+                }
+                int64_t n = elbo_paramset_numel(net[0].ps);
+                CHECK(elbo_optim_steps(o[1]) == k + 1);
+                CHECK(memcmp(elbo_paramset_data(net[0].ps), elbo_paramset_data(net[1].ps),
+                             (size_t)n * sizeof(float)) == 0);
+                CHECK(memcmp(elbo_paramset_grad(net[0].ps), elbo_paramset_grad(net[1].ps),
+                             (size_t)n * sizeof(float)) == 0);
+                for (int w = 0; w < 2; w++) {
+                    int64_t ns;
+                    float *a = elbo_optim_state(o[0], w, &ns), *b = elbo_optim_state(o[1], w, NULL);
+                    CHECK((a == NULL) == (b == NULL));
+                    if (a) CHECK(memcmp(a, b, (size_t)ns * sizeof(float)) == 0);
+                }
+            }
+            CHECK(net[1].unused->grad[0] == 0.0f && net[1].unused->grad[6] == 0.0f);
+            CHECK(memcmp(other0, net[1].other->data, sizeof other0) == 0);
+            CHECK(net[1].other->grad && net[1].other->grad[0] != 0.0f); /* it got its gradient */
+            for (int v = 0; v < 2; v++) {
+                elbo_optim_free(o[v]);
+                fused_net_free(&net[v]);
+            }
+            elbo_ctx_free(ctx);
+        }
+    }
+    elbo_set_threads(saved);
+}
+
+/* A parameter is updated only after the backward of its oldest reader: here w1 is read by a
+ * penalty recorded before the net, so an update after the net's linear alone would miss the
+ * penalty's gradient 2 w1 and move w1 differently. */
+TEST(optim_backward_step_waits_for_every_reader) {
+    float x[3 * 600];
+    elbo_rng r;
+    elbo_rng_init(&r, 22);
+    elbo_rng_normal(&r, x, 3 * 600, 0, 1);
+    fused_net net[2];
+    elbo_optim *o[2];
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    CHECK(ctx);
+    for (int v = 0; v < 2; v++) {
+        CHECK(fused_net_init(&net[v], 4));
+        elbo_optim_params q;
+        elbo_optim_params_init(&q, ELBO_OPT_SGD);
+        CHECK((o[v] = elbo_optim_new(net[v].ps, &q)) != NULL);
+        elbo_ctx_reset(ctx);
+        elbo_paramset_zero_grad(net[v].ps);
+        /* w1 read twice: sum(w1^2) recorded first (the oldest reader), then the net */
+        elbo_tensor *pen = elbo_sum(ctx, elbo_square(ctx, net[v].w1));
+        elbo_tensor *loss = elbo_add(ctx, fused_net_loss(ctx, &net[v], x), pen);
+        CHECK(loss);
+        CHECK((v ? elbo_backward_step(ctx, loss, o[1], 0.1f)
+                 : (elbo_backward(ctx, loss) == ELBO_OK ? elbo_optim_step(o[0], 0.1f)
+                                                         : ELBO_ERR_STATE)) == ELBO_OK);
+    }
+    int64_t n = elbo_paramset_numel(net[0].ps);
+    CHECK(memcmp(elbo_paramset_data(net[0].ps), elbo_paramset_data(net[1].ps),
+                 (size_t)n * sizeof(float)) == 0);
+    for (int v = 0; v < 2; v++) {
+        elbo_optim_free(o[v]);
+        fused_net_free(&net[v]);
+    }
+    elbo_ctx_free(ctx);
+}
+
+TEST(optim_backward_step_errors) {
+    fused_net net;
+    CHECK(fused_net_init(&net, 5));
+    elbo_optim_params q;
+    elbo_optim_params_init(&q, ELBO_OPT_ADAM);
+    elbo_optim *o = elbo_optim_new(net.ps, &q);
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    CHECK(o && ctx);
+    CHECK(elbo_backward_step(ctx, NULL, o, 1e-3f) == ELBO_ERR_ARG);
+    elbo_tensor *v = elbo_add_scalar(ctx, net.b1, 1.0f); /* not a scalar */
+    CHECK(elbo_backward_step(ctx, v, o, 1e-3f) == ELBO_ERR_SHAPE);
+    CHECK(strstr(elbo_last_error(), "backward_step") && strstr(elbo_last_error(), "(400)"));
+    CHECK(elbo_backward_step(ctx, elbo_sum(ctx, v), NULL, 1e-3f) == ELBO_ERR_ARG);
+    CHECK(elbo_optim_steps(o) == 0); /* the failed calls counted no step */
+    elbo_optim_free(o);
+    elbo_ctx_free(ctx);
+    fused_net_free(&net);
+}
