@@ -24,7 +24,6 @@ typedef struct {
     int64_t x_shape[4];
     int64_t eps_shape[4];
     float loss;
-    int fused; /* elbo_backward_step instead of elbo_backward + elbo_optim_step */
 } trainer;
 
 static int trainer_init(trainer *tr, int is_unet, int B, uint64_t seed) {
@@ -94,23 +93,18 @@ static int trainer_step(trainer *tr) {
     } else {
         loss = elbo_vae_mlp_loss(ctx, &tr->vae, x, eps);
     }
-    if (!loss) return 0;
+    if (!loss || elbo_backward(ctx, loss) != ELBO_OK) return 0;
     tr->loss = loss->data[0];
-    if (tr->fused) return elbo_backward_step(ctx, loss, tr->opt, 1e-3f) == ELBO_OK && isfinite(tr->loss);
-    return elbo_backward(ctx, loss) == ELBO_OK && elbo_optim_step(tr->opt, 1e-3f) == ELBO_OK &&
-           isfinite(tr->loss);
+    return elbo_optim_step(tr->opt, 1e-3f) == ELBO_OK && isfinite(tr->loss);
 }
 
-/* Trains `steps` steps with n threads, the optimiser step fused into backward or not; returns
- * a copy of the weights (caller frees). */
-static float *train_copy(int is_unet, int B, int steps, int threads, int fused, int64_t *n,
-                         float *losses) {
+/* Trains `steps` steps with n threads; returns a copy of the weights (caller frees). */
+static float *train_copy(int is_unet, int B, int steps, int threads, int64_t *n, float *losses) {
     int saved = elbo_get_threads();
     elbo_set_threads(threads);
     trainer tr;
     float *w = NULL;
     if (trainer_init(&tr, is_unet, B, 11)) {
-        tr.fused = fused;
         int ok = 1;
         for (int s = 0; ok && s < steps; s++) {
             ok = trainer_step(&tr);
@@ -129,25 +123,19 @@ static float *train_copy(int is_unet, int B, int steps, int threads, int fused, 
 
 static void check_deterministic(int is_unet, int B, const char *what) {
     enum { STEPS = 3 };
-    float l1[STEPS], l2[STEPS], l3[STEPS];
-    int64_t n1 = 0, n2 = 0, n3 = 0;
-    float *w1 = train_copy(is_unet, B, STEPS, 1, 0, &n1, l1);
-    float *w2 = train_copy(is_unet, B, STEPS, 2, 0, &n2, l2);
-    float *w3 = train_copy(is_unet, B, STEPS, 2, 1, &n3, l3); /* Adam fused into backward */
-    int ok_run = w1 && w2 && w3 && n1 == n2 && n1 == n3;
+    float l1[STEPS], l2[STEPS];
+    int64_t n1 = 0, n2 = 0;
+    float *w1 = train_copy(is_unet, B, STEPS, 1, &n1, l1);
+    float *w2 = train_copy(is_unet, B, STEPS, 2, &n2, l2);
+    int ok_run = w1 && w2 && n1 == n2;
     int same_w = ok_run && memcmp(w1, w2, (size_t)n1 * sizeof(float)) == 0;
-    int same_fused = ok_run && memcmp(w1, w3, (size_t)n1 * sizeof(float)) == 0 &&
-                     memcmp(l1, l3, sizeof l1) == 0;
     int64_t first = -1;
     for (int64_t i = 0; ok_run && !same_w && i < n1 && first < 0; i++)
         if (memcmp(&w1[i], &w2[i], sizeof(float))) first = i;
     float a = first >= 0 ? w1[first] : 0, b = first >= 0 ? w2[first] : 0;
     free(w1);
     free(w2);
-    free(w3);
     CHECK_MSG(ok_run, "%s: training failed: %s", what, elbo_last_error());
-    CHECK_MSG(same_fused, "%s: weights or losses differ with the optimiser step fused into "
-              "backward (elbo_backward_step)", what);
     CHECK_MSG(l1[0] != l1[STEPS - 1], "%s: the loss did not change over %d steps", what, STEPS);
     CHECK_MSG(memcmp(l1, l2, sizeof l1) == 0,
               "%s: losses differ between 1 and 2 threads: %.9g vs %.9g", what, l1[STEPS - 1],
@@ -168,10 +156,9 @@ TEST(train_unet_s_same_bits_1_and_2_threads) { check_deterministic(1, 4, "unet-s
  *    ELBO_PARALLEL_FOR (src/core/internal.h) runs such loops without entering a region.
  *  - OpenBLAS's AVX-512 small-matrix SGEMM kernel mallocs per call; products of up to 100^3
  *    multiply-adds use elbo's own loops (src/kernels/cpu/gemm.c). */
-static void check_no_alloc(int is_unet, int B, int fused, const char *what) {
+static void check_no_alloc(int is_unet, int B, const char *what) {
     trainer tr;
     int ok = trainer_init(&tr, is_unet, B, 3);
-    tr.fused = fused;
     for (int s = 0; ok && s < 3; s++) ok = trainer_step(&tr);
     size_t cap = tr.ctx ? elbo_ctx_arena_capacity(tr.ctx) : 0,
            scratch = tr.ctx ? tr.ctx->scratch_size : 0;
@@ -201,11 +188,8 @@ static void check_no_alloc(int is_unet, int B, int fused, const char *what) {
               scratch2);
 }
 
-TEST(train_vae_mlp_no_alloc_in_step) { check_no_alloc(0, 32, 0, "vae-mlp"); }
-TEST(train_unet_s_no_alloc_in_step) { check_no_alloc(1, 4, 0, "unet-s"); }
-/* The same with the optimiser step fused into backward (elbo_backward_step, as elbo bench). */
-TEST(train_vae_mlp_no_alloc_in_fused_step) { check_no_alloc(0, 32, 1, "vae-mlp, fused step"); }
-TEST(train_unet_s_no_alloc_in_fused_step) { check_no_alloc(1, 4, 1, "unet-s, fused step"); }
+TEST(train_vae_mlp_no_alloc_in_step) { check_no_alloc(0, 32, "vae-mlp"); }
+TEST(train_unet_s_no_alloc_in_step) { check_no_alloc(1, 4, "unet-s"); }
 
 /* vae-mlp on synthetic binary images: 8 random prototypes, each pixel flipped with
  * probability 0.05, a fresh batch every step. The expected negative ELBO is at least the

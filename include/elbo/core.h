@@ -103,8 +103,6 @@ typedef struct elbo_tensor {
     struct elbo_tensor *base; /* for views: the tensor whose memory this shares */
     const char *name;         /* dotted parameter name, e.g. "down.1.conv1.weight" */
     int retain_grad;          /* keep grad after backward (elbo_tensor_retain_grad) */
-    struct elbo_node *oldest_reader; /* parameters, during elbo_backward_step: the oldest tape
-                                      * node that reads it (internal) */
 } elbo_tensor;
 
 /* Number of elements of a shape. */

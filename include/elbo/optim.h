@@ -28,15 +28,6 @@ elbo_optim *elbo_optim_new(elbo_paramset *ps, const elbo_optim_params *p);
 void elbo_optim_free(elbo_optim *opt);
 /* One update from the gradients in ps, with learning rate lr (from a schedule). */
 elbo_status elbo_optim_step(elbo_optim *opt, float lr);
-/* elbo_backward(ctx, loss) and elbo_optim_step(opt, lr) in one pass: each parameter of opt's
- * paramset is updated as soon as its gradient is complete (right after the backward of the
- * oldest tape node that reads it), while the parameter and its gradient are still in cache;
- * the parameters the tape does not read are updated at the end, with zero gradients. The
- * updates are elementwise, so parameters, optimiser state and gradients come out bitwise the
- * same as with the two calls (llm.c fuses its AdamW the same way). Not for a step that needs
- * every gradient first (clipping by the global norm: call the two functions). On an error
- * (out of memory in backward) the step is incomplete: some parameters were updated. */
-elbo_status elbo_backward_step(elbo_ctx *ctx, elbo_tensor *loss, elbo_optim *opt, float lr);
 int64_t elbo_optim_steps(const elbo_optim *opt);
 /* State buffers for checkpoints: which = 0 (Adam m / SGD momentum), 1 (Adam v); NULL if the
  * optimiser has no such buffer. *n receives the length. */

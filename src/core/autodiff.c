@@ -93,19 +93,7 @@ float *elbo_tensor_grad(elbo_ctx *ctx, elbo_tensor *t) {
     return g;
 }
 
-/* The parameters read by node n whose oldest reader n is: param_done for each, once. */
-static void params_done(elbo_node *n, void (*param_done)(void *, elbo_tensor *), void *user) {
-    for (int i = 0; i < n->n_in; i++) {
-        elbo_tensor *t = n->in[i];
-        if (t && t->grad_slot && t->oldest_reader == n) {
-            t->oldest_reader = NULL;
-            if (param_done) param_done(user, t);
-        }
-    }
-}
-
-elbo_status elbo__backward_hooked(elbo_ctx *ctx, elbo_tensor *out, const float *grad_out,
-                                  void (*param_done)(void *user, elbo_tensor *p), void *user) {
+elbo_status elbo_backward_with(elbo_ctx *ctx, elbo_tensor *out, const float *grad_out) {
     if (!out)
         return elbo_error(ELBO_ERR_ARG, "backward: NULL output (an earlier op failed: %s)",
                           elbo_last_error());
@@ -117,32 +105,18 @@ elbo_status elbo__backward_hooked(elbo_ctx *ctx, elbo_tensor *out, const float *
     float *g = elbo__grad(ctx, out);
     if (!g) return elbo_error(ELBO_ERR_NOMEM, "backward: out of memory");
     for (int64_t i = 0; i < out->numel; i++) g[i] += grad_out ? grad_out[i] : 1.0f;
-    if (param_done) /* newest first, so the last node written is the oldest reader */
-        for (elbo_node *n = ctx->tape; n; n = n->prev)
-            for (int i = 0; i < n->n_in; i++)
-                if (n->in[i] && n->in[i]->grad_slot) n->in[i]->oldest_reader = n;
     for (elbo_node *n = ctx->tape; n; n = n->prev) {
-        if (n->out->grad) { /* else nothing flowed back to this node */
-            if (ctx->prof) {
-                double t0 = elbo__now_s();
-                n->backward(ctx, n);
-                elbo__prof_backward(ctx->prof, n->op, elbo__now_s() - t0);
-            } else {
-                n->backward(ctx, n);
-            }
+        if (!n->out->grad) continue; /* nothing flowed back to this node */
+        if (ctx->prof) {
+            double t0 = elbo__now_s();
+            n->backward(ctx, n);
+            elbo__prof_backward(ctx->prof, n->op, elbo__now_s() - t0);
+        } else {
+            n->backward(ctx, n);
         }
-        if (backward_oom) {
-            if (param_done) /* leave no marks: the parameters not reached are not updated */
-                for (elbo_node *m = n; m; m = m->prev) params_done(m, NULL, NULL);
-            return elbo_error(ELBO_ERR_NOMEM, "backward (%s): out of memory", n->op);
-        }
-        if (param_done) params_done(n, param_done, user);
+        if (backward_oom) return elbo_error(ELBO_ERR_NOMEM, "backward (%s): out of memory", n->op);
     }
     return ELBO_OK;
-}
-
-elbo_status elbo_backward_with(elbo_ctx *ctx, elbo_tensor *out, const float *grad_out) {
-    return elbo__backward_hooked(ctx, out, grad_out, NULL, NULL);
 }
 
 elbo_status elbo_backward(elbo_ctx *ctx, elbo_tensor *loss) {

@@ -109,15 +109,6 @@ float *elbo__grad_fresh(elbo_ctx *ctx, elbo_tensor *t, int *fresh);
 /* Arena memory for a backward's intermediate; NULL on failure, which backward then reports
  * as out of memory. */
 float *elbo__backward_alloc(elbo_ctx *ctx, size_t bytes);
-/* elbo_backward_with, calling param_done(user, p) for each parameter p (a tensor with a
- * gradient slot) that a node of the tape reads, right after the backward of the oldest such
- * node: from then on nothing adds to p's gradient or reads p's value, so an optimiser may
- * update p there (elbo_backward_step). */
-/* (nn/param.c) The paramset's flat gradient block, without defining the "none" gradients. */
-struct elbo_paramset;
-float *elbo__paramset_grad_block(struct elbo_paramset *ps);
-elbo_status elbo__backward_hooked(elbo_ctx *ctx, elbo_tensor *out, const float *grad_out,
-                                  void (*param_done)(void *user, elbo_tensor *p), void *user);
 /* For an op whose input x receives exactly y's gradient, element for element in the same
  * order (x + b, x - b, a reshape of x): when x has no gradient yet and is no parameter, has
  * as many elements as y (for a + b: a was not broadcast) and y's gradient may be given away

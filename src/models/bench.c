@@ -105,8 +105,7 @@ typedef struct {
     int is_unet;
 } bench;
 
-/* ctx reset, zero grads, forward loss, backward with the Adam step fused in
- * (elbo_backward_step: the same bits as backward, then the step). */
+/* ctx reset, zero grads, forward loss, backward, Adam step. */
 static elbo_status train_step(bench *b) {
     elbo_ctx_reset(b->ctx);
     elbo_paramset_zero_grad(b->ps);
@@ -127,7 +126,9 @@ static elbo_status train_step(bench *b) {
     if (!isfinite(loss->data[0]))
         return elbo_error(ELBO_ERR_STATE, "benchmark loss is not finite (%g)",
                           (double)loss->data[0]);
-    return elbo_backward_step(b->ctx, loss, b->opt, 1e-3f); /* backward, Adam fused in */
+    elbo_status st = elbo_backward(b->ctx, loss);
+    if (st != ELBO_OK) return st;
+    return elbo_optim_step(b->opt, 1e-3f);
 }
 
 /* vae-mlp: the loss without gradients; unet-s: the eps prediction without gradients. */

@@ -18,10 +18,6 @@ struct elbo_optim {
     int64_t n;
     float *m; /* Adam first moment / SGD momentum buffer */
     float *v; /* Adam second moment */
-    const float *ps_grad;  /* the paramset's flat gradient block */
-    int count;             /* the paramset's parameters, in declaration (= data) order */
-    elbo_tensor **params;
-    unsigned char *done;   /* elbo_backward_step: updated yet, per parameter */
 };
 
 void elbo_optim_params_init(elbo_optim_params *p, elbo_opt_kind kind) {
@@ -100,12 +96,7 @@ elbo_optim *elbo_optim_new(elbo_paramset *ps, const elbo_optim_params *p) {
     o->n = elbo_paramset_numel(ps);
     int need_m = p->kind != ELBO_OPT_SGD || p->momentum != 0;
     int need_v = p->kind != ELBO_OPT_SGD;
-    o->count = elbo_paramset_count(ps);
-    o->params = calloc((size_t)(o->count ? o->count : 1), sizeof *o->params);
-    o->done = calloc((size_t)(o->count ? o->count : 1), 1);
-    for (int i = 0; o->params && i < o->count; i++) o->params[i] = elbo_paramset_get(ps, i);
-    if ((need_m && !(o->m = zeroed(o->n))) || (need_v && !(o->v = zeroed(o->n))) ||
-        !o->params || !o->done) {
+    if ((need_m && !(o->m = zeroed(o->n))) || (need_v && !(o->v = zeroed(o->n)))) {
         elbo_optim_free(o);
         elbo_error(ELBO_ERR_NOMEM, "optim_new: cannot allocate state for %lld parameters",
                    (long long)o->n);
@@ -118,58 +109,27 @@ void elbo_optim_free(elbo_optim *opt) {
     if (!opt) return;
     free(opt->m);
     free(opt->v);
-    free(opt->params);
-    free(opt->done);
     free(opt);
 }
 
-/* The coefficients of update t (o->steps), the same for every element. */
-typedef struct {
-    /* Adam / AdamW */
-    float neg_step_size, bc2_sqrt, beta1, beta2, eps, one_m_beta1, one_m_beta2, l2, decay;
-    /* SGD */
-    float wd, mu, one_m_damp, neg_lr;
-    int first, nesterov;
-} step_coef;
-
-static void step_coef_init(const elbo_optim *o, float lr, step_coef *c) {
-    const elbo_optim_params *q = &o->p;
-    memset(c, 0, sizeof *c);
-    if (q->kind == ELBO_OPT_SGD) {
-        c->wd = q->weight_decay;
-        c->mu = q->momentum;
-        c->one_m_damp = (float)(1.0 - decimal(q->dampening));
-        c->neg_lr = -lr;
-        c->first = o->steps == 1;
-        c->nesterov = q->nesterov;
-        return;
-    }
-    double t = (double)o->steps, b1 = decimal(q->beta1), b2 = decimal(q->beta2);
-    double lr_d = decimal(lr);
-    double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
-    c->neg_step_size = (float)(-lr_d / bc1);
-    c->bc2_sqrt = (float)sqrt(bc2);
-    c->beta1 = q->beta1;
-    c->beta2 = q->beta2;
-    c->eps = q->eps;
-    c->one_m_beta1 = (float)(1.0 - b1);
-    c->one_m_beta2 = (float)(1.0 - b2);
-    c->l2 = q->kind == ELBO_OPT_ADAM ? q->weight_decay : 0.0f;
-    c->decay = q->kind == ELBO_OPT_ADAMW ? (float)(1.0 - lr_d * decimal(q->weight_decay)) : 1.0f;
-}
-
-/* Adam (Kingma & Ba 2015) as torch.optim.Adam 1.13, for step t, on elements [i0, i0 + n):
+/* Adam (Kingma & Ba 2015) as torch.optim.Adam 1.13, for step t:
  *   g <- g + wd p                                   (Adam: L2 penalty in the gradient)
  *   p <- p (1 - lr wd)                              (AdamW: decoupled decay, Loshchilov & Hutter)
  *   m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
  *   p <- p - (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
-static void adam_range(elbo_optim *o, const step_coef *c, int64_t i0, int64_t n) {
-    float neg_step_size = c->neg_step_size, bc2_sqrt = c->bc2_sqrt;
-    float beta1 = c->beta1, beta2 = c->beta2, eps = c->eps;
-    float one_m_beta1 = c->one_m_beta1, one_m_beta2 = c->one_m_beta2;
-    float l2 = c->l2, decay = c->decay;
-    float *p = elbo_paramset_data(o->ps) + i0, *m = o->m + i0, *v = o->v + i0;
-    const float *g = o->ps_grad + i0;
+static void adam_step(elbo_optim *o, float lr) {
+    const elbo_optim_params *q = &o->p;
+    double t = (double)o->steps, b1 = decimal(q->beta1), b2 = decimal(q->beta2);
+    double lr_d = decimal(lr);
+    double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
+    float neg_step_size = (float)(-lr_d / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float beta1 = q->beta1, beta2 = q->beta2, eps = q->eps;
+    float one_m_beta1 = (float)(1.0 - b1), one_m_beta2 = (float)(1.0 - b2);
+    float l2 = q->kind == ELBO_OPT_ADAM ? q->weight_decay : 0.0f;
+    float decay = q->kind == ELBO_OPT_ADAMW ? (float)(1.0 - lr_d * decimal(q->weight_decay)) : 1.0f;
+    float *p = elbo_paramset_data(o->ps), *m = o->m, *v = o->v;
+    const float *g = elbo_paramset_grad(o->ps);
+    int64_t n = o->n;
     ELBO_PARALLEL_FOR(
         n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) {
             float gi = l2 != 0.0f ? fmaf(p[i], l2, g[i]) : g[i];
@@ -183,14 +143,17 @@ static void adam_range(elbo_optim *o, const step_coef *c, int64_t i0, int64_t n)
         });
 }
 
-/* SGD as torch.optim.SGD 1.13, on elements [i0, i0 + n):
+/* SGD as torch.optim.SGD 1.13:
  *   d <- g + wd p;   b <- d (first step), else b <- mu b + (1 - dampening) d
  *   d <- d + mu b (Nesterov) or d <- b;   p <- p - lr d */
-static void sgd_range(elbo_optim *o, const step_coef *c, int64_t i0, int64_t n) {
-    float wd = c->wd, mu = c->mu, one_m_damp = c->one_m_damp, neg_lr = c->neg_lr;
-    int first = c->first, nesterov = c->nesterov;
-    float *p = elbo_paramset_data(o->ps) + i0, *b = o->m ? o->m + i0 : NULL;
-    const float *g = o->ps_grad + i0;
+static void sgd_step(elbo_optim *o, float lr) {
+    const elbo_optim_params *q = &o->p;
+    float wd = q->weight_decay, mu = q->momentum, one_m_damp = (float)(1.0 - decimal(q->dampening));
+    float neg_lr = -lr;
+    int first = o->steps == 1, nesterov = q->nesterov;
+    float *p = elbo_paramset_data(o->ps), *b = o->m;
+    const float *g = elbo_paramset_grad(o->ps);
+    int64_t n = o->n;
     ELBO_PARALLEL_FOR(
         n > ELBO_PAR_MIN, for (int64_t i = 0; i < n; i++) {
             float d = wd != 0.0f ? fmaf(p[i], wd, g[i]) : g[i];
@@ -203,87 +166,13 @@ static void sgd_range(elbo_optim *o, const step_coef *c, int64_t i0, int64_t n) 
         });
 }
 
-static void update_range(elbo_optim *o, const step_coef *c, int64_t i0, int64_t n) {
-    if (o->p.kind == ELBO_OPT_SGD)
-        sgd_range(o, c, i0, n);
-    else
-        adam_range(o, c, i0, n);
-}
-
 elbo_status elbo_optim_step(elbo_optim *opt, float lr) {
     if (!opt) return elbo_error(ELBO_ERR_ARG, "optim_step: NULL optimiser");
     opt->steps++;
-    opt->ps_grad = elbo_paramset_grad(opt->ps); /* every gradient defined (none: zeros) */
-    step_coef c;
-    step_coef_init(opt, lr, &c);
-    update_range(opt, &c, 0, opt->n);
-    return ELBO_OK;
-}
-
-/* ---- the optimiser step inside backward ---- */
-typedef struct {
-    elbo_optim *o;
-    step_coef c;
-} fused_step;
-
-/* The index of parameter t in o's paramset (its data lies in the flat block in declaration
- * order), or -1 when t belongs to another paramset. */
-static int param_index(elbo_optim *o, const elbo_tensor *t) {
-    const float *base = elbo_paramset_data(o->ps);
-    if (t->data < base || t->data >= base + o->n) return -1;
-    int lo = 0, hi = o->count - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        const float *d = o->params[mid]->data;
-        if (d == t->data) return o->params[mid] == t ? mid : -1;
-        if (d < t->data)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return -1;
-}
-
-/* Parameter t's gradient is complete: its update, while t and its gradient are in cache. */
-static void update_param(elbo_optim *o, const step_coef *c, int i) {
-    elbo_tensor *t = o->params[i];
-    if (!t->grad) { /* no gradient reached it: zeros, as elbo_paramset_grad gives */
-        memset(t->grad_slot, 0, (size_t)t->numel * sizeof(float));
-        t->grad = t->grad_slot;
-    }
-    update_range(o, c, t->data - elbo_paramset_data(o->ps), t->numel);
-    o->done[i] = 1;
-}
-
-static void param_done(void *user, elbo_tensor *t) {
-    fused_step *f = user;
-    int i = param_index(f->o, t);
-    if (i >= 0 && !f->o->done[i]) update_param(f->o, &f->c, i);
-}
-
-elbo_status elbo_backward_step(elbo_ctx *ctx, elbo_tensor *loss, elbo_optim *opt, float lr) {
-    if (!opt) return elbo_error(ELBO_ERR_ARG, "backward_step: NULL optimiser");
-    if (loss && loss->numel != 1) {
-        char s[96];
-        return elbo_error(ELBO_ERR_SHAPE, "backward_step: loss has shape %s, expected a scalar",
-                          elbo_shape_str(loss, s, sizeof s));
-    }
-    if (!loss)
-        return elbo_error(ELBO_ERR_ARG, "backward_step: NULL loss (an earlier op failed: %s)",
-                          elbo_last_error());
-    if (!loss->requires_grad)
-        return elbo_error(ELBO_ERR_STATE, "backward_step: the loss does not depend on anything "
-                          "that requires a gradient (or gradients were disabled)");
-    opt->steps++;
-    opt->ps_grad = elbo__paramset_grad_block(opt->ps); /* gradients stay "none" till reached */
-    fused_step f;
-    f.o = opt;
-    step_coef_init(opt, lr, &f.c);
-    memset(opt->done, 0, (size_t)opt->count);
-    elbo_status st = elbo__backward_hooked(ctx, loss, NULL, param_done, &f);
-    if (st != ELBO_OK) return st;
-    for (int i = 0; i < opt->count; i++) /* the parameters the tape does not read */
-        if (!opt->done[i]) update_param(opt, &f.c, i);
+    if (opt->p.kind == ELBO_OPT_SGD)
+        sgd_step(opt, lr);
+    else
+        adam_step(opt, lr);
     return ELBO_OK;
 }
 

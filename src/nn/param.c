@@ -201,10 +201,6 @@ float *elbo_paramset_grad(elbo_paramset *ps) {
     return ps->grad;
 }
 
-/* The flat gradient block as it is: a parameter whose gradient is "none" may hold stale
- * values in its slot (elbo_backward_step defines each one before its update). */
-float *elbo__paramset_grad_block(elbo_paramset *ps) { return ps ? ps->grad : NULL; }
-
 /* Gradients to "none", as PyTorch's zero_grad(set_to_none=True): the next backward stores
  * each parameter's first gradient instead of adding it to zeros, so no pass over the block
  * clears it (vae-mlp: a 5.5 MB memset per step, and the weight-gradient products read no C). */

@@ -277,15 +277,10 @@ elbo_status elbo_train(elbo_model *m, const elbo_dataset *ds, const elbo_train_p
                             "checkpoint is at step %lld)", lv, (long long)(s + 1), (long long)saved);
             break;
         }
-        if (!m->after_backward && !(p->grad_clip > 0)) { /* the step fused in: the same bits */
-            if ((st = elbo_backward_step(ctx, loss, opt, elbo_lr_at(&sched, s))) != ELBO_OK)
-                break;
-        } else {
-            if ((st = elbo_backward(ctx, loss)) != ELBO_OK) break;
-            if (m->after_backward && (st = m->after_backward(m)) != ELBO_OK) break;
-            if (p->grad_clip > 0) elbo_clip_grad_norm(m->ps, p->grad_clip);
-            if ((st = elbo_optim_step(opt, elbo_lr_at(&sched, s))) != ELBO_OK) break;
-        }
+        if ((st = elbo_backward(ctx, loss)) != ELBO_OK) break;
+        if (m->after_backward && (st = m->after_backward(m)) != ELBO_OK) break;
+        if (p->grad_clip > 0) elbo_clip_grad_norm(m->ps, p->grad_clip);
+        if ((st = elbo_optim_step(opt, elbo_lr_at(&sched, s))) != ELBO_OK) break;
         if (ema) elbo_ema_update_at(ema, m->ps, s + 1);
         r->step = s + 1;
         r->loss = lv;
