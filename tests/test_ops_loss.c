@@ -100,6 +100,54 @@ TEST(grad_loss_mse_bce) {
         }
 }
 
+/* The gradients of BCE and MSE are bitwise what their formulas give in float, for each way
+ * dL/dloss arrives: one value (SUM and MEAN: the first input broadcast, the path a VAE's
+ * reconstruction term takes) and a contiguous tensor (NONE times weights, then summed).
+ * dl = scale * (gy * (sigmoid(l) - y)), dp = scale * (2 gy (p - t)), scale = 1/n for MEAN.
+ * 7 x 37 elements (16-lane blocks and a tail), logits over [-40, 40] with +-0 and +-100. */
+#include "ops/vmath.h"
+TEST(loss_bce_mse_backward_bits_every_upstream_layout) {
+    enum { R = 7, C = 37, N = R * C };
+    elbo_ctx *ctx = elbo_ctx_new(0);
+    float lv[N], tv[N], wv[N];
+    fill(lv, N, 11, -40, 40);
+    fill(tv, N, 12, 0, 1);
+    fill(wv, N, 13, -2, 2);
+    lv[0] = 0.0f, lv[1] = -0.0f, lv[2] = 100.0f, lv[3] = -100.0f, lv[N - 1] = -100.0f;
+    for (int mode = 0; mode < 3; mode++) /* 0 SUM, 1 MEAN, 2 NONE * w summed */
+        for (int which = 0; which < 2; which++) {
+            elbo_tensor *l = elbo_tensor_new2(ctx, R, C), *t = elbo_tensor_new2(ctx, R, C);
+            elbo_tensor *w = elbo_tensor_new2(ctx, R, C);
+            memcpy(l->data, lv, sizeof lv);
+            memcpy(t->data, tv, sizeof tv);
+            memcpy(w->data, wv, sizeof wv);
+            elbo_tensor_requires_grad(l, 1);
+            elbo_reduction r = mode == 0 ? ELBO_REDUCE_SUM
+                               : mode == 1 ? ELBO_REDUCE_MEAN
+                                           : ELBO_REDUCE_NONE;
+            elbo_tensor *y = which ? elbo_bce_with_logits(ctx, l, t, r) : elbo_mse_loss(ctx, l, t, r);
+            if (mode == 2) y = elbo_sum(ctx, elbo_mul(ctx, y, w));
+            CHECK(y && elbo_backward(ctx, y) == ELBO_OK && l->grad);
+            if (!l->grad) continue;
+            long bad = 0, first = -1;
+            float want_first = 0;
+            for (int i = 0; i < N; i++) {
+                float gy = mode == 2 ? wv[i] * 1.0f : 1.0f;
+                float d = which ? gy * (elbo__sigmoidf(lv[i]) - tv[i]) : 2.0f * gy * (lv[i] - tv[i]);
+                float want = mode == 1 ? (1.0f / (float)N) * d : d;
+                if (elbo__f32_bits(want) != elbo__f32_bits(l->grad[i])) {
+                    bad++;
+                    if (first < 0) first = i, want_first = want;
+                }
+            }
+            CHECK_MSG(bad == 0, "%s mode %d: %ld gradients differ, first at %ld: %.9g, want %.9g",
+                      which ? "bce" : "mse", mode, bad, first,
+                      first < 0 ? 0.0 : (double)l->grad[first], (double)want_first);
+            elbo_ctx_reset(ctx);
+        }
+    elbo_ctx_free(ctx);
+}
+
 TEST(loss_shape_mismatch_names_op_and_shapes) {
     elbo_ctx *ctx = elbo_ctx_new(0);
     elbo_tensor *a = elbo_tensor_zeros(ctx, 2, (int64_t[]){4, 1});

@@ -119,8 +119,9 @@ double elbo__dsum(const float *x, int64_t n);
         }                                                                                          \
     }
 
-/* Three inputs: the all-contiguous case is specialised; otherwise broadcast inputs are read
- * through a 0/1 increment (still no division or carry in the loop). */
+/* Three inputs: the all-contiguous case is specialised, and the first input as one value
+ * (a loss's backward: dL/dloss of a sum or mean, times the other two); otherwise broadcast
+ * inputs are read through a 0/1 increment (still no division or carry in the loop). */
 #define ELBO_BC_KERNEL3(NAME, EXPR)                                                                \
     static void NAME(int64_t n, const float *const *in, const int *inc, float *restrict out,       \
                      void *user) {                                                                 \
@@ -129,6 +130,13 @@ double elbo__dsum(const float *x, int64_t n);
         if (inc[0] && inc[1] && inc[2]) {                                                          \
             for (int64_t i = 0; i < n; i++) {                                                      \
                 float v0 = p0[i], v1 = p1[i], v2 = p2[i];                                          \
+                (void)v2;                                                                          \
+                out[i] = (EXPR);                                                                   \
+            }                                                                                      \
+        } else if (inc[1] && inc[2]) {                                                             \
+            const float v0 = p0[0];                                                                \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                float v1 = p1[i], v2 = p2[i];                                                      \
                 (void)v2;                                                                          \
                 out[i] = (EXPR);                                                                   \
             }                                                                                      \

@@ -138,11 +138,11 @@ static void k_bce(int64_t n, const float *const *in, const int *inc, float *rest
 static void k_bce_dl(int64_t n, const float *const *in, const int *inc, float *restrict out,
                      void *user) {
 #ifdef __AVX512F__
-    if (inc[0] && inc[1] && inc[2]) {
+    if (inc[1] && inc[2]) { /* dL/dloss contiguous, or one value (a reduced loss) */
         for (int64_t i = 0; i < n; i += 16) {
             __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-            __m512 v0 = _mm512_maskz_loadu_ps(m, in[0] + i), v1 = _mm512_maskz_loadu_ps(m, in[1] + i),
-                   v2 = _mm512_maskz_loadu_ps(m, in[2] + i);
+            __m512 v0 = inc[0] ? _mm512_maskz_loadu_ps(m, in[0] + i) : _mm512_set1_ps(in[0][0]),
+                   v1 = _mm512_maskz_loadu_ps(m, in[1] + i), v2 = _mm512_maskz_loadu_ps(m, in[2] + i);
             _mm512_mask_storeu_ps(out + i, m,
                                   _mm512_mul_ps(v0, _mm512_sub_ps(elbo__sigmoidf16(v1), v2)));
         }
